@@ -1,0 +1,63 @@
+"""multilevel: multilevel (hierarchical, mixed-effects) models on a Rust core.
+
+>>> import multilevel as ml
+>>> fit = ml.lmer("Reaction ~ Days + (Days | Subject)", data=ml.datasets.load("sleepstudy"))
+>>> round(fit.fixef["Days"], 4)
+10.4673
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from multilevel.exceptions import (
+    ConvergenceWarning,
+    DataError,
+    FitError,
+    FormulaError,
+    MissingColumnError,
+    MissingValuesWarning,
+    MultilevelError,
+    MultilevelWarning,
+    RankDeficiencyWarning,
+    SingularFitWarning,
+)
+
+__version__ = "0.1.0"
+
+# Public functions live in their own modules and are imported on first use, so that
+# `import multilevel` stays fast and each module can be worked on alone.
+_LAZY = {
+    "lmer": "multilevel.lmm",
+    "anova": "multilevel.results",
+    "LmerFit": "multilevel.results",
+    "ols": "multilevel.robust",
+    "panel": "multilevel.panel",
+    "hausman": "multilevel.panel",
+    "lmlist": "multilevel.lmlist",
+    "up": "multilevel.contextual",
+}
+_SUBMODULES = {"datasets", "formula", "design", "results", "robust", "panel", "lmlist"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"multilevel.{name}")
+    raise AttributeError(f"module 'multilevel' has no attribute {name!r}")
+
+
+__all__ = [
+    "ConvergenceWarning",
+    "DataError",
+    "FitError",
+    "FormulaError",
+    "MissingColumnError",
+    "MissingValuesWarning",
+    "MultilevelError",
+    "MultilevelWarning",
+    "RankDeficiencyWarning",
+    "SingularFitWarning",
+    *_LAZY,
+]

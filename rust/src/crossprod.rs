@@ -1,0 +1,380 @@
+//! The blocked cross-product A = [Z X y]' W [Z X y], built by an accumulator over row chunks.
+//!
+//! The data enter a linear mixed model only through A (Bates et al. 2015, section 3; the
+//! `A` field of MixedModels.jl's `LinearMixedModel`). A is a sum over rows, so an accumulator
+//! that takes rows in chunks and merges with another accumulator gives the same A, up to
+//! rounding, whatever the chunking and the merge order: the in-memory fit is one chunk (or one
+//! per thread), a streaming or distributed fit is many.
+//!
+//! Blocks, for random-effects terms i > j and the dense block D = [X y]:
+//! - A[i][i] = Z_i' W Z_i: block diagonal, one q_i x q_i block per level (each row has one level);
+//! - A[i][j] = Z_i' W Z_j: sparse, one q_i x q_j block per observed pair of levels;
+//! - A[D][j] = D' W Z_j: dense, (p + 1) x (levels_j q_j);
+//! - A[D][D] = D' W D: dense, (p + 1) x (p + 1).
+//! Prior weights w scale each row's contribution; an offset is subtracted from y.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use crate::blocks::SparseBlocks;
+use crate::error::{LmmError, Result};
+use crate::remat::ReTermShape;
+
+/// One chunk of rows, borrowed. Matrices are column-major (n x p for X, n x q for each Z).
+pub struct RowChunk<'a> {
+    pub y: &'a [f64],
+    pub x: &'a [f64],
+    pub codes: Vec<&'a [i32]>,
+    pub z: Vec<&'a [f64]>,
+    pub weights: Option<&'a [f64]>,
+    pub offset: Option<&'a [f64]>,
+}
+
+impl RowChunk<'_> {
+    pub fn nrows(&self) -> usize {
+        self.y.len()
+    }
+
+    /// Checks the shapes against the model and every grouping code against its number of levels.
+    fn check(&self, shapes: &[ReTermShape], p: usize) -> Result<()> {
+        let n = self.nrows();
+        if self.x.len() != n * p {
+            return Err(LmmError::Shape(format!("X has {} values, expected {n} x {p}", self.x.len())));
+        }
+        if self.codes.len() != shapes.len() || self.z.len() != shapes.len() {
+            return Err(LmmError::Shape(format!(
+                "{} terms described but {} code arrays and {} Z matrices given",
+                shapes.len(),
+                self.codes.len(),
+                self.z.len()
+            )));
+        }
+        for (k, s) in shapes.iter().enumerate() {
+            if self.codes[k].len() != n || self.z[k].len() != n * s.q {
+                return Err(LmmError::Shape(format!(
+                    "term {k}: {} codes and {} Z values for {n} rows and q = {}",
+                    self.codes[k].len(),
+                    self.z[k].len(),
+                    s.q
+                )));
+            }
+            if let Some(row) = self.codes[k].iter().position(|&c| c < 0 || c as usize >= s.n_levels) {
+                return Err(LmmError::Code {
+                    term: k,
+                    row,
+                    code: self.codes[k][row] as i64,
+                    n_levels: s.n_levels,
+                });
+            }
+        }
+        for (name, v) in [("weights", self.weights), ("offset", self.offset)] {
+            if let Some(v) = v {
+                if v.len() != n {
+                    return Err(LmmError::Shape(format!("{name} has {} values for {n} rows", v.len())));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A cheap multiplicative hasher for (level, level) keys.
+#[derive(Default)]
+struct PairHasher(u64);
+
+impl Hasher for PairHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0 ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+    }
+}
+
+type PairMap = HashMap<u64, usize, BuildHasherDefault<PairHasher>>;
+
+/// Z_i' W Z_j for one pair of terms while rows are still arriving.
+#[derive(Clone, Default)]
+struct PairAccumulator {
+    index: PairMap,
+    keys: Vec<(u32, u32)>,
+    values: Vec<f64>,
+}
+
+/// The accumulator: feed it chunks, merge it with others, then `finish` it.
+#[derive(Clone)]
+pub struct CrossProdAccumulator {
+    shapes: Vec<ReTermShape>,
+    p: usize,
+    nobs: usize,
+    sum_log_w: f64,
+    diag: Vec<Vec<f64>>,
+    pairs: Vec<Vec<PairAccumulator>>,
+    dz: Vec<Vec<f64>>,
+    dd: Vec<f64>,
+}
+
+impl CrossProdAccumulator {
+    pub fn new(shapes: &[ReTermShape], p: usize) -> Self {
+        let pd = p + 1;
+        CrossProdAccumulator {
+            shapes: shapes.to_vec(),
+            p,
+            nobs: 0,
+            sum_log_w: 0.0,
+            diag: shapes.iter().map(|s| vec![0.0; s.n_levels * s.q * s.q]).collect(),
+            pairs: (0..shapes.len()).map(|i| vec![PairAccumulator::default(); i]).collect(),
+            dz: shapes.iter().map(|s| vec![0.0; pd * s.size()]).collect(),
+            dd: vec![0.0; pd * pd],
+        }
+    }
+
+    /// Adds the rows of one chunk.
+    pub fn add(&mut self, chunk: &RowChunk) -> Result<()> {
+        chunk.check(&self.shapes, self.p)?;
+        let n = chunk.nrows();
+        let p = self.p;
+        let pd = p + 1;
+        let nt = self.shapes.len();
+        let mut d = vec![0.0; pd];
+        let mut zrow: Vec<Vec<f64>> = self.shapes.iter().map(|s| vec![0.0; s.q]).collect();
+        let mut level = vec![0usize; nt];
+        for r in 0..n {
+            let w = chunk.weights.map_or(1.0, |w| w[r]);
+            if w == 0.0 {
+                continue;
+            }
+            self.nobs += 1;
+            self.sum_log_w += w.ln();
+            for (j, dj) in d.iter_mut().take(p).enumerate() {
+                *dj = chunk.x[r + j * n];
+            }
+            d[p] = chunk.y[r] - chunk.offset.map_or(0.0, |o| o[r]);
+            for k in 0..nt {
+                let q = self.shapes[k].q;
+                level[k] = chunk.codes[k][r] as usize;
+                for a in 0..q {
+                    zrow[k][a] = chunk.z[k][r + a * n];
+                }
+            }
+            // D'WD, lower triangle (mirrored in `finish`).
+            for j in 0..pd {
+                let wdj = w * d[j];
+                for i in j..pd {
+                    self.dd[i + j * pd] += d[i] * wdj;
+                }
+            }
+            for k in 0..nt {
+                let q = self.shapes[k].q;
+                let z = &zrow[k];
+                let l = level[k];
+                let blk = &mut self.diag[k][l * q * q..(l + 1) * q * q];
+                for b in 0..q {
+                    let wzb = w * z[b];
+                    for a in 0..q {
+                        blk[a + b * q] += z[a] * wzb;
+                    }
+                }
+                let dz = &mut self.dz[k];
+                for b in 0..q {
+                    let col = (l * q + b) * pd;
+                    let wzb = w * z[b];
+                    for i in 0..pd {
+                        dz[col + i] += d[i] * wzb;
+                    }
+                }
+                for j in 0..k {
+                    let qj = self.shapes[j].q;
+                    let key = ((level[k] as u64) << 32) | level[j] as u64;
+                    let acc = &mut self.pairs[k][j];
+                    let next = acc.keys.len();
+                    let slot = *acc.index.entry(key).or_insert(next);
+                    if slot == next {
+                        acc.keys.push((level[k] as u32, level[j] as u32));
+                        acc.values.extend(std::iter::repeat_n(0.0, q * qj));
+                    }
+                    let blk = &mut acc.values[slot * q * qj..(slot + 1) * q * qj];
+                    for b in 0..qj {
+                        let wzb = w * zrow[j][b];
+                        for a in 0..q {
+                            blk[a + b * q] += zrow[k][a] * wzb;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds another accumulator's rows to this one.
+    pub fn merge(&mut self, other: &CrossProdAccumulator) -> Result<()> {
+        if other.shapes != self.shapes || other.p != self.p {
+            return Err(LmmError::Shape("merging accumulators of different models".into()));
+        }
+        self.nobs += other.nobs;
+        self.sum_log_w += other.sum_log_w;
+        add_into(&mut self.dd, &other.dd);
+        for k in 0..self.shapes.len() {
+            add_into(&mut self.diag[k], &other.diag[k]);
+            add_into(&mut self.dz[k], &other.dz[k]);
+            for j in 0..k {
+                let qq = self.shapes[k].q * self.shapes[j].q;
+                let mine = &mut self.pairs[k][j];
+                let theirs = &other.pairs[k][j];
+                for (t, &(lk, lj)) in theirs.keys.iter().enumerate() {
+                    let key = ((lk as u64) << 32) | lj as u64;
+                    let next = mine.keys.len();
+                    let slot = *mine.index.entry(key).or_insert(next);
+                    if slot == next {
+                        mine.keys.push((lk, lj));
+                        mine.values.extend(std::iter::repeat_n(0.0, qq));
+                    }
+                    add_into(&mut mine.values[slot * qq..(slot + 1) * qq], &theirs.values[t * qq..(t + 1) * qq]);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The finished cross-products, with the sparse blocks in column-major block order.
+    pub fn finish(self) -> CrossProducts {
+        let pd = self.p + 1;
+        let mut dd = self.dd;
+        for j in 0..pd {
+            for i in j + 1..pd {
+                dd[j + i * pd] = dd[i + j * pd];
+            }
+        }
+        let shapes = self.shapes;
+        let pairs = self
+            .pairs
+            .into_iter()
+            .enumerate()
+            .map(|(k, row)| {
+                row.into_iter()
+                    .enumerate()
+                    .map(|(j, acc)| {
+                        SparseBlocks::from_triplets(
+                            shapes[k].n_levels,
+                            shapes[j].n_levels,
+                            shapes[k].q,
+                            shapes[j].q,
+                            &acc.keys,
+                            &acc.values,
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+        CrossProducts {
+            shapes,
+            p: self.p,
+            nobs: self.nobs,
+            sum_log_w: self.sum_log_w,
+            diag: self.diag,
+            pairs,
+            dz: self.dz,
+            dd,
+        }
+    }
+}
+
+fn add_into(a: &mut [f64], b: &[f64]) {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x += *y;
+    }
+}
+
+/// The finished blocked cross-product A.
+#[derive(Clone, Debug)]
+pub struct CrossProducts {
+    pub shapes: Vec<ReTermShape>,
+    /// Number of fixed-effect columns (D has p + 1 columns: X and y).
+    pub p: usize,
+    /// Rows with a non-zero weight.
+    pub nobs: usize,
+    /// sum of log prior weights (lme4's ldW).
+    pub sum_log_w: f64,
+    /// Per term, levels x (q x q) column-major blocks of Z_k' W Z_k.
+    pub diag: Vec<Vec<f64>>,
+    /// pairs[i][j], j < i: Z_i' W Z_j.
+    pub pairs: Vec<Vec<SparseBlocks>>,
+    /// Per term, (p + 1) x (levels q) column-major D' W Z_k.
+    pub dz: Vec<Vec<f64>>,
+    /// (p + 1) x (p + 1) column-major D' W D.
+    pub dd: Vec<f64>,
+}
+
+/// Accumulates a chunk split into pieces of `piece_rows` rows in parallel (rayon), merging the
+/// pieces in row order so that the result does not depend on the number of threads.
+pub fn accumulate_parallel(shapes: &[ReTermShape], p: usize, chunk: &RowChunk, piece_rows: usize) -> Result<CrossProdAccumulator> {
+    use rayon::prelude::*;
+    let n = chunk.nrows();
+    let piece_rows = piece_rows.max(1);
+    let starts: Vec<usize> = (0..n).step_by(piece_rows).collect();
+    if starts.len() <= 1 {
+        let mut acc = CrossProdAccumulator::new(shapes, p);
+        acc.add(chunk)?;
+        return Ok(acc);
+    }
+    chunk.check(shapes, p)?;
+    let pieces: Vec<Result<CrossProdAccumulator>> = starts
+        .par_iter()
+        .map(|&start| {
+            let end = (start + piece_rows).min(n);
+            let piece = slice_rows(chunk, shapes, p, start, end);
+            let mut acc = CrossProdAccumulator::new(shapes, p);
+            acc.add(&piece.as_chunk())?;
+            Ok(acc)
+        })
+        .collect();
+    let mut iter = pieces.into_iter();
+    let mut total = iter.next().expect("at least one piece")?;
+    for piece in iter {
+        total.merge(&piece?)?;
+    }
+    Ok(total)
+}
+
+/// Owned copy of rows start..end (column-major matrices cannot be sliced by rows in place).
+struct OwnedRows {
+    y: Vec<f64>,
+    x: Vec<f64>,
+    codes: Vec<Vec<i32>>,
+    z: Vec<Vec<f64>>,
+    weights: Option<Vec<f64>>,
+    offset: Option<Vec<f64>>,
+}
+
+impl OwnedRows {
+    fn as_chunk(&self) -> RowChunk<'_> {
+        RowChunk {
+            y: &self.y,
+            x: &self.x,
+            codes: self.codes.iter().map(|c| c.as_slice()).collect(),
+            z: self.z.iter().map(|z| z.as_slice()).collect(),
+            weights: self.weights.as_deref(),
+            offset: self.offset.as_deref(),
+        }
+    }
+}
+
+fn slice_rows(chunk: &RowChunk, shapes: &[ReTermShape], p: usize, start: usize, end: usize) -> OwnedRows {
+    let n = chunk.nrows();
+    let cols = |m: &[f64], ncol: usize| -> Vec<f64> {
+        (0..ncol).flat_map(|j| m[j * n + start..j * n + end].iter().copied()).collect()
+    };
+    OwnedRows {
+        y: chunk.y[start..end].to_vec(),
+        x: cols(chunk.x, p),
+        codes: chunk.codes.iter().map(|c| c[start..end].to_vec()).collect(),
+        z: chunk.z.iter().zip(shapes).map(|(z, s)| cols(z, s.q)).collect(),
+        weights: chunk.weights.map(|w| w[start..end].to_vec()),
+        offset: chunk.offset.map(|o| o[start..end].to_vec()),
+    }
+}

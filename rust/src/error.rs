@@ -1,0 +1,29 @@
+//! The one error type of the core. Each variant maps to one Python exception class in
+//! `py/errors.rs`; variants carry the data that the message needs.
+
+use thiserror::Error;
+
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum LmmError {
+    /// Arrays whose lengths or shapes disagree.
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+    /// A grouping code outside 0..n_levels.
+    #[error("random-effects term {term}: code {code} at row {row} is outside 0..{n_levels}")]
+    Code { term: usize, row: usize, code: i64, n_levels: usize },
+    /// Theta of the wrong length or with a non-finite entry.
+    #[error("theta: {0}")]
+    Theta(String),
+    /// A matrix that should be positive definite is not (for example a rank-deficient X).
+    #[error("{what} is not positive definite (pivot {pivot})")]
+    NotPositiveDefinite { what: String, pivot: usize },
+    /// The fill-in of a crossed structure would need a dense block larger than allowed.
+    #[error("random-effects term {term} would need a dense {size} x {size} block after fill-in \
+             (limit {limit}); this crossed structure is too large for the dense fallback")]
+    TooLarge { term: usize, size: usize, limit: usize },
+    /// The optimiser could not run.
+    #[error("optimizer: {0}")]
+    Optimizer(String),
+}
+
+pub type Result<T> = std::result::Result<T, LmmError>;

@@ -1,0 +1,15 @@
+//! multilevel: the numerical core of the `multilevel` Python package.
+//!
+//! Linear mixed models in the penalised least-squares form of lme4 (Bates, Maechler, Bolker and
+//! Walker 2015), factored blockwise as in MixedModels.jl.
+
+pub mod blocks;
+pub mod cholesky;
+pub mod crossprod;
+pub mod error;
+pub mod lmm;
+pub mod optim;
+pub mod remat;
+
+#[cfg(feature = "python")]
+mod py;
