@@ -1,0 +1,975 @@
+"""From a formula and a data frame to the arrays the Rust core takes.
+
+``build_fixed`` (formulas without bars: OLS, panels, lmList) is ready for use; ``build``
+(mixed models) and ``new_matrices`` (prediction) share its fixed-effects machinery.
+
+Pipeline (every conversion is here, visible; the Rust core borrows the results):
+
+1. ``data`` -> pandas: a pandas DataFrame is used as is (no copy), a polars DataFrame goes
+   through ``to_pandas()`` (polars ``Categorical`` columns are cast to strings first, so their
+   levels are sorted as for any other column; ``Enum`` keeps its order), a dict of arrays or
+   lists through ``pd.DataFrame``.
+2. Used columns (response, fixed, random, grouping, weights, offset, ``extra``) are checked
+   (``MissingColumnError`` with close matches); rows with a missing value (NaN, None, pd.NA,
+   polars null) in any of them are dropped with a ``MissingValuesWarning`` and counted in
+   ``n_dropped``; ``rows`` holds the positions of the kept rows. Infinite values raise
+   ``DataError`` naming the column and rows. Unused categories of pandas categoricals are
+   dropped (R's ``drop.unused.levels``).
+3. formulaic builds ``X`` (``ModelSpec`` kept for new data) and, for each bar, the bar's left
+   side ``Z`` (n x q). Both are float64, Fortran order; ``Intercept`` is renamed
+   ``(Intercept)`` as lme4 names it. Rows where a transformation yields NaN (``np.log`` of a
+   negative) are dropped and counted as well.
+4. Rank deficiency of ``X``: R's ``qr(X, tol = 1e-7)`` rule (LINPACK ``dqrdc2``, limited
+   pivoting). A column whose residual, after projection on the earlier kept columns, has a
+   norm below ``1e-7`` times its own norm is dropped; earlier columns are always kept. It is
+   computed on the triangular factor of one unpivoted ``scipy.linalg.qr`` of ``X`` (same
+   column geometry, p x p work). Dropped columns are named in a ``RankDeficiencyWarning``.
+5. Grouping factors -> ``codes`` (int32, 0-based) and ``levels``: pandas categorical order
+   (observed levels only); otherwise sorted (numbers numerically, strings by code point, as R's
+   ``factor()`` in the C locale). An interaction ``a:b`` has the observed combinations in R's
+   ``a:b`` order (first factor slowest) with labels ``"<a>:<b>"``.
+6. Term order (lme4's ``mkReTrms``): with ``nl`` the numbers of levels of the terms in
+   formula order, if any ``diff(nl) > 0`` the order is ``rev(order(nl))`` -- R's stable
+   ``order`` then reversed, so tied terms end up in reverse formula order -- otherwise the
+   formula order is kept. This is also the order of ``theta``.
+7. lme4's checks: each grouping factor needs >= 2 levels and fewer levels than observations;
+   each term's number of random effects (levels x q) must be below the number of
+   observations (``allow_n=True`` relaxes both to "<=", as glmer does).
+
+>>> import pandas as pd
+>>> df = pd.DataFrame({"y": [1.0, 2.0, 4.0, 3.0, 5.0, 6.0], "x": [0, 1, 2, 3, 4, 5],
+...                    "g": ["b", "a", "b", "a", "c", "c"]})
+>>> d = build("y ~ x + (1 | g)", df)
+>>> d.fixed_names, d.terms[0].codes.tolist(), list(d.terms[0].levels)
+(['(Intercept)', 'x'], [1, 0, 1, 0, 2, 2], ['a', 'b', 'c'])
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import formulaic
+import numpy as np
+import pandas as pd
+import scipy.linalg
+
+from multilevel.exceptions import (
+    DataError,
+    FormulaError,
+    MissingColumnError,
+    MissingValuesWarning,
+    RankDeficiencyWarning,
+)
+from multilevel.formula import ParsedFormula, RandomTermSpec, parse
+
+__all__ = [
+    "Design",
+    "FixedDesign",
+    "NewMatrices",
+    "ReTerm",
+    "as_pandas",
+    "build",
+    "build_fixed",
+    "new_matrices",
+]
+
+RANK_TOL = 1e-7
+
+
+# --------------------------------------------------------------------------------------------
+# Result objects
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FixedSpec:
+    """What is needed to rebuild ``X`` on new data."""
+
+    model_spec: Any  # formulaic ModelSpec of the fixed part
+    columns: list[str]  # formulaic names of all columns before dropping
+    keep: np.ndarray  # indices of the kept columns (after rank deficiency)
+    names: list[str]  # kept names, with (Intercept)
+    factor_levels: dict[str, list] = field(default_factory=dict)  # non-numeric fixed columns
+
+
+@dataclass
+class FixedDesign:
+    """Fixed-effects arrays for a formula without random-effects terms.
+
+    ``y`` (n,) float64; ``X`` (n, p) float64 Fortran order; ``names`` the column names of
+    ``X`` (``"(Intercept)"`` first when present); ``dropped_columns`` the rank-deficient
+    columns removed; ``n_dropped`` the rows dropped for missing values; ``rows`` the positions
+    (in the input) of the rows used; ``spec`` rebuilds X on new data (``fixed_matrix``);
+    ``weights`` (n,) or None; ``extra`` the ``extra`` columns, subset to ``rows``.
+    """
+
+    y: np.ndarray
+    X: np.ndarray
+    names: list[str]
+    dropped_columns: list[str]
+    n_dropped: int
+    rows: np.ndarray
+    nobs: int
+    spec: FixedSpec
+    weights: np.ndarray | None = None
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+    formula: str = ""
+    parsed: ParsedFormula | None = None
+
+
+@dataclass
+class TermSpec:
+    """What is needed to rebuild a term's Z and codes on new data."""
+
+    model_spec: Any  # formulaic ModelSpec of the bar's left side
+    group_factors: tuple[str, ...]
+    factor_levels: list[pd.Index]  # per grouping factor, the levels (code order)
+    term: RandomTermSpec
+    level_keys: np.ndarray | None = None  # interactions: mixed-radix key of each level
+
+
+@dataclass
+class ReTerm:
+    """One random-effects term; see docs/internals.md."""
+
+    group: str
+    names: list[str]
+    codes: np.ndarray
+    levels: pd.Index
+    Z: np.ndarray
+    spec: TermSpec
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.levels)
+
+    @property
+    def q(self) -> int:
+        return self.Z.shape[1]
+
+    @property
+    def diagonal(self) -> bool:
+        """Covariance shape: True for a term from ``||`` (then q == 1)."""
+        return not self.spec.term.correlated
+
+
+@dataclass
+class Design:
+    """Everything a mixed model needs from the formula and the data; see docs/internals.md."""
+
+    y: np.ndarray
+    X: np.ndarray
+    fixed_names: list[str]
+    dropped_columns: list[str]
+    terms: list[ReTerm]
+    weights: np.ndarray | None
+    offset: np.ndarray | None
+    n_dropped: int
+    rows: np.ndarray
+    nobs: int
+    formula: str
+    parsed: ParsedFormula
+    data_name: str | None = None
+    fixed_spec: FixedSpec | None = None
+    term_order: list[int] = field(default_factory=list)  # formula index of each term
+
+    @property
+    def ngroups(self) -> dict[str, int]:
+        return {t.group: t.n_levels for t in self.terms}
+
+
+@dataclass
+class NewMatrices:
+    """Matrices for new data: ``X``, per selected term ``(codes, Z)``, and the rows used.
+
+    ``terms`` lists one entry per term of the design, in the design's order; a term left out
+    by ``re_form`` is ``None``.
+    """
+
+    X: np.ndarray
+    terms: list[tuple[np.ndarray, np.ndarray] | None]
+    rows: np.ndarray
+
+
+# --------------------------------------------------------------------------------------------
+# Data conversion
+# --------------------------------------------------------------------------------------------
+
+
+def as_pandas(data) -> pd.DataFrame:
+    """pandas DataFrame from pandas (as is), polars (``to_pandas``) or a dict of arrays."""
+    if isinstance(data, pd.DataFrame):
+        return data
+    mod = type(data).__module__
+    if mod.startswith("polars"):
+        import polars as pl
+
+        if isinstance(data, pl.LazyFrame):
+            data = data.collect()
+        casts = [pl.col(n).cast(pl.Utf8) for n, t in data.schema.items() if t == pl.Categorical]
+        if casts:
+            data = data.with_columns(casts)
+        return data.to_pandas()
+    if isinstance(data, Mapping):
+        try:
+            return pd.DataFrame({k: _as_column(v) for k, v in data.items()})
+        except ValueError as exc:
+            raise DataError(f"cannot make a data frame from the dict: {exc}") from None
+    raise DataError(
+        f"data must be a pandas or polars DataFrame or a dict of arrays, not {type(data).__name__}"
+    )
+
+
+def _as_column(v):
+    if isinstance(v, (pd.Series, pd.Categorical, np.ndarray)):
+        return v
+    mod = type(v).__module__
+    if mod.startswith("polars"):
+        return v.to_pandas()
+    return list(v) if not np.isscalar(v) else v
+
+
+def _is_numeric(s: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype)
+
+
+def _is_float_like(s: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype)
+
+
+def _check_columns(df: pd.DataFrame, names: Sequence[str]) -> None:
+    cols = set(map(str, df.columns))
+    for n in names:
+        if n not in cols:
+            raise MissingColumnError(n, df.columns)
+
+
+def _vector(arg, df: pd.DataFrame, what: str) -> tuple[np.ndarray | None, str | None]:
+    """weights/offset: a column name or an array of length len(df). Returns (values, column)."""
+    if arg is None:
+        return None, None
+    if isinstance(arg, str):
+        _check_columns(df, [arg])
+        s = df[arg]
+        if not _is_numeric(s):
+            raise DataError(f"{what} column {arg!r} must be numeric, not {s.dtype}")
+        return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan), arg
+    try:
+        a = pd.Series(np.asarray(arg)) if not isinstance(arg, pd.Series) else arg
+        a = a.to_numpy(dtype=float, na_value=np.nan)
+    except (TypeError, ValueError):
+        raise DataError(f"{what} must be numeric") from None
+    if a.ndim != 1 or len(a) != len(df):
+        raise DataError(f"{what} has length {a.size} but the data have {len(df)} rows")
+    return a, None
+
+
+def _positions(mask: np.ndarray, k: int = 5) -> str:
+    idx = np.flatnonzero(mask)
+    s = ", ".join(str(i) for i in idx[:k])
+    return s + (", ..." if idx.size > k else "")
+
+
+def _prepare(
+    df: pd.DataFrame,
+    used: list[str],
+    vectors: dict[str, np.ndarray | None],
+    warn: bool = True,
+) -> tuple[pd.DataFrame, np.ndarray, int, dict[str, np.ndarray]]:
+    """Drop rows with missing values in used columns/vectors; check infinities.
+
+    Returns (frame of used columns at kept rows, rows, n_dropped, vectors at kept rows)."""
+    n = len(df)
+    missing = np.zeros(n, dtype=bool)
+    culprits: list[str] = []
+    for c in used:
+        m = np.asarray(pd.isna(df[c]), dtype=bool)
+        if m.any():
+            culprits.append(c)
+            missing |= m
+    for name, v in vectors.items():
+        if v is None:
+            continue
+        m = np.isnan(v)
+        if m.any():
+            culprits.append(name)
+            missing |= m
+    for c in used:
+        s = df[c]
+        if _is_float_like(s):
+            vals = s.to_numpy(dtype=float, na_value=np.nan)
+            inf = np.isinf(vals)
+            if inf.any():
+                raise DataError(
+                    f"column {c!r} has non-finite values (inf) at rows {_positions(inf)}"
+                )
+    for name, v in vectors.items():
+        if v is not None and np.isinf(v).any():
+            raise DataError(f"{name} has non-finite values (inf) at rows {_positions(np.isinf(v))}")
+    rows = np.flatnonzero(~missing)
+    n_dropped = int(missing.sum())
+    if n_dropped and warn:
+        warnings.warn(
+            f"dropped {n_dropped} row{'s' if n_dropped != 1 else ''} with missing values "
+            f"(in {', '.join(repr(c) for c in culprits)})",
+            MissingValuesWarning,
+            stacklevel=4,
+        )
+    if rows.size == 0:
+        raise DataError(
+            "no rows left after dropping rows with missing values" if n else "the data have no rows"
+        )
+    frame = df[list(used)].iloc[rows] if n_dropped else df[list(used)]
+    frame = frame.reset_index(drop=True)
+    for c in used:
+        frame[c] = _clean_column(frame[c])
+    vecs = {k: (v[rows] if v is not None else None) for k, v in vectors.items()}
+    return frame, rows, n_dropped, vecs
+
+
+def _clean_column(s: pd.Series) -> pd.Series:
+    """Nullable and Arrow dtypes -> NumPy dtypes (no missing values remain); drop unused
+    categories."""
+    dt = s.dtype
+    if isinstance(dt, pd.CategoricalDtype):
+        return s.cat.remove_unused_categories()
+    if pd.api.types.is_bool_dtype(dt):
+        return s.astype(bool)
+    if pd.api.types.is_integer_dtype(dt):
+        return s.astype(np.int64)
+    if pd.api.types.is_float_dtype(dt):
+        return s.astype(np.float64)
+    if pd.api.types.is_numeric_dtype(dt):
+        return s.astype(np.float64)
+    if pd.api.types.is_string_dtype(dt) or dt == object:
+        return s.astype(object)
+    return s
+
+
+# --------------------------------------------------------------------------------------------
+# Fixed effects
+# --------------------------------------------------------------------------------------------
+
+
+def _lme4_names(cols) -> list[str]:
+    return ["(Intercept)" if c == "Intercept" else str(c) for c in cols]
+
+
+def _model_matrix(expr: str, frame: pd.DataFrame, formula: str, what: str):
+    try:
+        mm = formulaic.model_matrix(expr, frame, na_action="ignore", output="pandas")
+    except FormulaError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - formulaic/evaluation errors, reported with context
+        pos = formula.find(expr) if expr in formula else None
+        raise FormulaError(f"cannot build the {what} from {expr!r}: {exc}", formula, pos) from None
+    return mm
+
+
+def _as_float_matrix(mm, what: str) -> np.ndarray:
+    try:
+        arr = np.asarray(mm, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"the {what} has non-numeric columns") from None
+    return np.asfortranarray(arr)
+
+
+def _response(parsed: ParsedFormula, frame: pd.DataFrame, df_columns, formula: str) -> np.ndarray:
+    resp = parsed.response
+    if resp in frame.columns:
+        s = frame[resp]
+        if not _is_numeric(s):
+            raise DataError(f"response {resp!r} must be numeric (or boolean), not {s.dtype}")
+        return s.to_numpy(dtype=np.float64)
+    for v in parsed.response_variables():
+        if not _is_numeric(frame[v]):
+            raise DataError(f"response variable {v!r} must be numeric, not {frame[v].dtype}")
+    mm = _model_matrix("0 + {" + resp + "}", frame, formula, "response")
+    if mm.shape[1] != 1:
+        raise DataError(
+            f"response {resp!r} gives {mm.shape[1]} columns; one numeric column is needed"
+        )
+    return _as_float_matrix(mm, "response")[:, 0].copy()
+
+
+def _rank_keep(X: np.ndarray, tol: float = RANK_TOL) -> np.ndarray:
+    """Indices of the columns kept by R's ``qr(X, tol)`` rule (earlier columns win)."""
+    n, p = X.shape
+    if p == 0:
+        return np.arange(0)
+    norms = np.sqrt(np.einsum("ij,ij->j", X, X))
+    if n >= p:
+        R = scipy.linalg.qr(X, mode="r", check_finite=False)[0][:p, :]
+    else:
+        R = np.asarray(X)
+    keep: list[int] = []
+    Q = np.zeros((R.shape[0], 0))
+    for j in range(p):
+        if norms[j] == 0.0:
+            continue
+        r = R[:, j].copy()
+        for _ in range(2):  # re-orthogonalise once for stability
+            r -= Q @ (Q.T @ r)
+        nr = np.linalg.norm(r)
+        if nr < tol * norms[j]:
+            continue
+        keep.append(j)
+        Q = np.column_stack([Q, r / nr])
+    return np.asarray(keep, dtype=np.intp)
+
+
+def _fixed(parsed: ParsedFormula, frame: pd.DataFrame, formula: str):
+    """X (all columns) and its formulaic spec."""
+    mm = _model_matrix(parsed.fixed, frame, formula, "fixed-effects model matrix")
+    return _as_float_matrix(mm, "fixed-effects model matrix"), mm.model_spec, list(mm.columns)
+
+
+def _drop_rank_deficient(X: np.ndarray, names: list[str]):
+    keep = _rank_keep(X)
+    dropped = [names[j] for j in range(len(names)) if j not in set(keep.tolist())]
+    if dropped:
+        k = len(dropped)
+        warnings.warn(
+            f"fixed-effect model matrix is rank deficient so dropping {k} "
+            f"column{'s' if k != 1 else ''} / coefficient{'s' if k != 1 else ''}: "
+            + ", ".join(dropped),
+            RankDeficiencyWarning,
+            stacklevel=4,
+        )
+        X = np.asfortranarray(X[:, keep])
+    return X, keep, dropped
+
+
+def _nan_rows(*arrays) -> np.ndarray:
+    bad = None
+    for a in arrays:
+        if a is None:
+            continue
+        m = np.isnan(a) if a.ndim == 1 else np.isnan(a).any(axis=1)
+        bad = m if bad is None else (bad | m)
+    return bad
+
+
+def _check_inf(arr: np.ndarray, what: str, rows: np.ndarray) -> None:
+    m = np.isinf(arr) if arr.ndim == 1 else np.isinf(arr).any(axis=1)
+    if m.any():
+        raise DataError(
+            f"the {what} has non-finite values at rows {', '.join(map(str, rows[m][:5]))}"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# build_fixed
+# --------------------------------------------------------------------------------------------
+
+
+def build_fixed(formula: str, data, weights=None, extra: Sequence[str] = ()) -> FixedDesign:
+    """Fixed-effects design of a formula without random-effects terms.
+
+    Parameters
+    ----------
+    formula : str
+        ``"y ~ x + C(f)"``; bars are refused.
+    data : pandas or polars DataFrame, or dict of arrays
+    weights : str or array, optional
+        Column name or array of prior weights (>= 0, finite).
+    extra : sequence of str
+        Further columns (cluster, entity, time identifiers) whose missing values also drop
+        rows; returned as NumPy arrays at the kept rows in ``FixedDesign.extra``.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     fd = build_fixed("y ~ x", {"y": [1.0, 2.0, 2.5, None], "x": [1, 2, 3, 4]})
+    >>> fd.names, fd.nobs, fd.n_dropped, fd.rows.tolist()
+    (['(Intercept)', 'x'], 3, 1, [0, 1, 2])
+    """
+    parsed = parse(formula)
+    if parsed.random:
+        t = parsed.random[0]
+        raise FormulaError(
+            f"this function takes formulas without random-effects terms; found {t.text}",
+            formula,
+            formula.find("|"),
+        )
+    df = as_pandas(data)
+    used = parsed.variables()
+    for e in extra:
+        if e not in used:
+            used.append(e)
+    _check_columns(df, used)
+    w, wcol = _vector(weights, df, "weights")
+    vectors = {("weights" if wcol is None else wcol): w}
+    frame, rows, n_dropped, vecs = _prepare(df, used, vectors)
+    w = next(iter(vecs.values()))
+    y = _response(parsed, frame, df.columns, formula)
+    X, spec, cols = _fixed(parsed, frame, formula)
+    bad = _nan_rows(y, X)
+    if bad is not None and bad.any():
+        n_dropped, rows, sel = _drop_transform_nan(bad, rows, n_dropped)
+        y, X = y[sel], np.asfortranarray(X[sel])
+        w = w[sel] if w is not None else None
+        frame = frame.iloc[sel].reset_index(drop=True)
+    _check_inf(y, "response", rows)
+    _check_inf(X, "fixed-effects model matrix", rows)
+    _check_weights(w)
+    names_all = _lme4_names(cols)
+    X, keep, dropped = _drop_rank_deficient(X, names_all)
+    names = [names_all[j] for j in keep]
+    ex = {e: frame[e].to_numpy() for e in extra}
+    return FixedDesign(
+        y=y,
+        X=X,
+        names=names,
+        dropped_columns=dropped,
+        n_dropped=n_dropped,
+        rows=rows,
+        nobs=len(y),
+        spec=FixedSpec(spec, names_all, keep, names, _fixed_factor_levels(parsed, frame)),
+        weights=w,
+        extra=ex,
+        formula=formula,
+        parsed=parsed,
+    )
+
+
+def _drop_transform_nan(bad: np.ndarray, rows: np.ndarray, n_dropped: int):
+    k = int(bad.sum())
+    warnings.warn(
+        f"dropped {k} row{'s' if k != 1 else ''} where a transformation in the formula gave "
+        f"a missing value (rows {', '.join(map(str, rows[bad][:5]))}{', ...' if k > 5 else ''})",
+        MissingValuesWarning,
+        stacklevel=4,
+    )
+    sel = np.flatnonzero(~bad)
+    if sel.size == 0:
+        raise DataError("no rows left after dropping rows with missing values")
+    return n_dropped + k, rows[sel], sel
+
+
+def _check_weights(w: np.ndarray | None) -> None:
+    if w is None:
+        return
+    if not np.all(np.isfinite(w)):
+        raise DataError(f"weights must be finite (rows {_positions(~np.isfinite(w))})")
+    if (w < 0).any():
+        raise DataError(f"weights must be non-negative (negative at rows {_positions(w < 0)})")
+
+
+def _fixed_factor_levels(parsed: ParsedFormula, frame: pd.DataFrame) -> dict[str, list]:
+    out = {}
+    for v in parsed.fixed_variables():
+        s = frame[v]
+        if not _is_numeric(s):
+            out[v] = list(_factor(s)[1])
+    return out
+
+
+def fixed_matrix(spec: FixedSpec, frame: pd.DataFrame) -> np.ndarray:
+    """X for new data (already cleaned) through the stored formulaic spec, kept columns only.
+
+    A level of a factor that the training data did not have raises ``DataError`` naming the
+    column and the levels (R's predict: "factor f has new levels z")."""
+    for v, levels in spec.factor_levels.items():
+        if v not in frame.columns:
+            continue
+        known = pd.Index(levels)
+        vals = (
+            frame[v].astype(object) if isinstance(frame[v].dtype, pd.CategoricalDtype) else frame[v]
+        )
+        new = pd.unique(vals[~pd.Index(vals.to_numpy()).isin(known)].to_numpy())
+        if len(new):
+            raise DataError(
+                f"factor {v!r} has new levels in newdata: "
+                + ", ".join(repr(x) for x in list(new)[:10])
+            )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", formulaic.errors.DataMismatchWarning)
+            mm = spec.model_spec.get_model_matrix(frame, na_action="ignore")
+    except Exception as exc:  # noqa: BLE001
+        raise DataError(f"cannot build the fixed-effects matrix for new data: {exc}") from None
+    X = _as_float_matrix(mm, "fixed-effects model matrix")
+    return np.asfortranarray(X[:, spec.keep])
+
+
+# --------------------------------------------------------------------------------------------
+# Grouping factors
+# --------------------------------------------------------------------------------------------
+
+
+def _label(v) -> str:
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return str(int(v))
+    if isinstance(v, (bool, np.bool_)):
+        return "TRUE" if v else "FALSE"
+    return str(v)
+
+
+def _factor(s: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """codes (int64) and levels of one column treated as a factor."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        s = s.cat.remove_unused_categories()
+        return s.cat.codes.to_numpy(dtype=np.int64), pd.Index(s.cat.categories)
+    codes, uniq = pd.factorize(s, sort=False)
+    uniq = np.asarray(uniq)
+    if uniq.dtype == object:
+        kinds = {type(v) for v in uniq}
+        if len(kinds) > 1 and not all(issubclass(k, (int, float, np.number)) for k in kinds):
+            uniq = np.asarray([str(v) for v in uniq], dtype=object)
+            codes, merged = pd.factorize(uniq[codes], sort=False)
+            uniq = np.asarray(merged, dtype=object)
+    order = np.argsort(uniq, kind="stable")  # numbers numerically, strings by code point
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return rank[codes], pd.Index(uniq[order])
+
+
+def _mixed_key(codes: Sequence[np.ndarray], sizes: Sequence[int]) -> np.ndarray:
+    """One int64 per row from per-factor codes; first factor most significant (slowest)."""
+    key = np.zeros(len(codes[0]), dtype=np.int64)
+    for c, size in zip(codes, sizes):
+        key = key * size + c
+    return key
+
+
+def _group_codes(frame: pd.DataFrame, factors: tuple[str, ...]):
+    """codes (int32), levels (pd.Index), per-factor levels and level keys (interactions) of
+    a grouping factor."""
+    per = [_factor(frame[f]) for f in factors]
+    factor_levels = [lv for _, lv in per]
+    if len(per) == 1:
+        codes, levels = per[0]
+        return codes.astype(np.int32), levels, factor_levels, None
+    sizes = [len(lv) for lv in factor_levels]
+    key = _mixed_key([c for c, _ in per], sizes)
+    uniq, codes = np.unique(key, return_inverse=True)
+    parts = []
+    rem = uniq.copy()
+    for size in reversed(sizes):
+        parts.append(rem % size)
+        rem //= size
+    parts.reverse()
+    texts = [
+        np.asarray([_label(v) for v in lv], dtype=object)[parts[k]]
+        for k, lv in enumerate(factor_levels)
+    ]
+    labels = texts[0]
+    for text in texts[1:]:
+        labels = labels + ":" + text
+    return codes.astype(np.int32), pd.Index(labels, dtype=object), factor_levels, uniq
+
+
+def lme4_term_order(nlevels: Sequence[int]) -> list[int]:
+    """lme4's ``mkReTrms`` order: ``rev(order(nl))`` if any ``diff(nl) > 0``, else as given.
+
+    >>> lme4_term_order([10, 30])
+    [1, 0]
+    >>> lme4_term_order([5, 5, 3])
+    [0, 1, 2]
+    >>> lme4_term_order([5, 5, 7])
+    [2, 1, 0]
+    """
+    nl = list(nlevels)
+    if any(b > a for a, b in itertools.pairwise(nl)):
+        order = sorted(range(len(nl)), key=lambda i: nl[i])  # stable, as R's order()
+        return order[::-1]
+    return list(range(len(nl)))
+
+
+# --------------------------------------------------------------------------------------------
+# build
+# --------------------------------------------------------------------------------------------
+
+
+def build(
+    formula: str,
+    data,
+    weights=None,
+    offset=None,
+    data_name: str | None = None,
+    allow_n: bool = False,
+) -> Design:
+    """Arrays for a mixed model: y, X, and for each random term its codes, levels and Z.
+
+    Parameters
+    ----------
+    formula : str
+        lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
+    data : pandas or polars DataFrame, or dict of arrays
+    weights, offset : str or array, optional
+        Column name or array (length of ``data``).
+    data_name : str, optional
+        Name of the data set, kept for printing.
+    allow_n : bool
+        lme4's ``allow.n`` (glmer): allow as many levels / random effects as observations.
+
+    Returns
+    -------
+    Design
+        See docs/internals.md; ``terms`` already in lme4's order.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(0)
+    >>> df = pd.DataFrame({"y": rng.normal(size=12), "x": np.arange(12.0),
+    ...                    "g": np.repeat(["a", "b", "c"], 4)})
+    >>> d = build("y ~ x + (x | g)", df)
+    >>> d.X.shape, d.terms[0].names, d.terms[0].Z.shape
+    ((12, 2), ['(Intercept)', 'x'], (12, 2))
+    """
+    parsed = parse(formula)
+    df = as_pandas(data)
+    used = parsed.variables()
+    _check_columns(df, used)
+    w, wcol = _vector(weights, df, "weights")
+    o, ocol = _vector(offset, df, "offset")
+    vectors = {(wcol or "weights"): w, (ocol or "offset"): o}
+    frame, rows, n_dropped, vecs = _prepare(df, used, vectors)
+    w, o = vecs[wcol or "weights"], vecs[ocol or "offset"]
+
+    y = _response(parsed, frame, df.columns, formula)
+    X, spec, cols = _fixed(parsed, frame, formula)
+    Zs = []
+    for t in parsed.random:
+        mm = _model_matrix(t.expr, frame, formula, f"random-effects term {t.text}")
+        Zs.append(
+            (
+                _as_float_matrix(mm, f"random-effects term {t.text}"),
+                mm.model_spec,
+                _lme4_names(mm.columns),
+            )
+        )
+    bad = _nan_rows(y, X, *[z for z, _, _ in Zs])
+    if bad is not None and bad.any():
+        n_dropped, rows, sel = _drop_transform_nan(bad, rows, n_dropped)
+        y, X = y[sel], np.asfortranarray(X[sel])
+        Zs = [(np.asfortranarray(z[sel]), s, nm) for z, s, nm in Zs]
+        w = w[sel] if w is not None else None
+        o = o[sel] if o is not None else None
+        frame = frame.iloc[sel].reset_index(drop=True)
+    _check_inf(y, "response", rows)
+    _check_inf(X, "fixed-effects model matrix", rows)
+    _check_weights(w)
+    nobs = len(y)
+
+    names_all = _lme4_names(cols)
+    X, keep, dropped = _drop_rank_deficient(X, names_all)
+    names = [names_all[j] for j in keep]
+
+    terms: list[ReTerm] = []
+    for t, (Z, zspec, znames) in zip(parsed.random, Zs):
+        _check_inf(Z, f"random-effects term {t.text}", rows)
+        codes, levels, factor_levels, keys = _group_codes(frame, t.group_factors)
+        terms.append(
+            ReTerm(
+                t.group,
+                znames,
+                codes,
+                levels,
+                Z,
+                TermSpec(zspec, t.group_factors, factor_levels, t, keys),
+            )
+        )
+    _check_levels(terms, nobs, allow_n)
+    order = lme4_term_order([t.n_levels for t in terms])
+    terms = [terms[i] for i in order]
+
+    return Design(
+        y=y,
+        X=X,
+        fixed_names=names,
+        dropped_columns=dropped,
+        terms=terms,
+        weights=w,
+        offset=o,
+        n_dropped=n_dropped,
+        rows=rows,
+        nobs=nobs,
+        formula=formula,
+        parsed=parsed,
+        data_name=data_name,
+        fixed_spec=FixedSpec(spec, names_all, keep, names, _fixed_factor_levels(parsed, frame)),
+        term_order=order,
+    )
+
+
+def _check_levels(terms: list[ReTerm], nobs: int, allow_n: bool) -> None:
+    seen = set()
+    for t in terms:
+        if t.group in seen:
+            continue
+        seen.add(t.group)
+        if t.n_levels < 2:
+            raise DataError(
+                f"grouping factor {t.group!r} has {t.n_levels} level; grouping factors must "
+                "have > 1 sampled level"
+            )
+    too_many = sorted(
+        {t.group for t in terms if (t.n_levels > nobs if allow_n else t.n_levels >= nobs)}
+    )
+    if too_many:
+        raise DataError(
+            "number of levels of each grouping factor must be "
+            f"{'<=' if allow_n else '<'} number of observations (= {nobs}); problem: "
+            + ", ".join(f"{g!r}" for g in too_many)
+        )
+    for t in terms:
+        nre = t.n_levels * t.q
+        if (nre > nobs) if allow_n else (nre >= nobs):
+            raise DataError(
+                f"number of observations (= {nobs}) {'<' if allow_n else '<='} number of "
+                f"random effects (= {nre}) for term {t.spec.term.text}; the random-effects "
+                "parameters are probably unidentifiable"
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# new data
+# --------------------------------------------------------------------------------------------
+
+
+def _select_terms(design: Design, re_form) -> list[bool]:
+    k = len(design.terms)
+    if re_form is None:
+        return [True] * k
+    if re_form is pd.NA or (isinstance(re_form, float) and np.isnan(re_form)):
+        return [False] * k
+    if not isinstance(re_form, str):
+        raise FormulaError(f"re_form must be None, NA, '~0' or a formula, not {re_form!r}")
+    text = re_form.strip()
+    if text in ("~0", "~ 0", "0", "~ -1", "~-1", "NA"):
+        return [False] * k
+    if "~" not in text:
+        text = "~" + text
+    parsed = parse(".re_form " + text)
+    wanted = {(t.expr, t.group) for t in parsed.random}
+    keys = [(_compact(t.spec.term.expr), t.group) for t in design.terms]
+    chosen = [False] * k
+    for expr, group in wanted:
+        hits = [i for i, key in enumerate(keys) if key == (_compact(expr), group)]
+        if not hits:
+            raise FormulaError(
+                f"re_form term ({expr} | {group}) is not a random-effects term of the model "
+                f"({', '.join(t.spec.term.text for t in design.terms)})",
+                re_form,
+            )
+        for i in hits:
+            chosen[i] = True
+    return chosen
+
+
+def _compact(s: str) -> str:
+    return "".join(s.split())
+
+
+def new_matrices(
+    design: Design, newdata, re_form=None, allow_new_levels: bool = False
+) -> NewMatrices:
+    """X and, for the selected terms, (codes, Z) for new data, using the training levels.
+
+    Parameters
+    ----------
+    design : Design
+    newdata : pandas or polars DataFrame, or dict of arrays
+        Needs the fixed and random variables and grouping factors, not the response.
+    re_form : None, NA, "~0" or a formula string
+        None: all terms; ``np.nan``, ``pd.NA``, ``"~0"``, ``"0"``: none; ``"~(1 | g)"``: the
+        terms named (matched on expression and group).
+    allow_new_levels : bool
+        Unseen levels get code -1 (b = 0); otherwise a ``DataError`` names them.
+
+    Rows with missing values in the needed columns are dropped (``rows`` lists those kept).
+    """
+    chosen = _select_terms(design, re_form)
+    df = as_pandas(newdata)
+    parsed = design.parsed
+    used = list(parsed.fixed_variables())
+    for t, c in zip(design.terms, chosen):
+        if c:
+            for v in parse("y ~ " + t.spec.term.expr).fixed_variables() + list(
+                t.spec.group_factors
+            ):
+                if v not in used:
+                    used.append(v)
+    _check_columns(df, used)
+    if len(df) == 0:
+        return NewMatrices(
+            np.zeros((0, design.X.shape[1]), order="F"),
+            [
+                None if not c else (np.zeros(0, np.int32), np.zeros((0, t.q), order="F"))
+                for t, c in zip(design.terms, chosen)
+            ],
+            np.zeros(0, np.intp),
+        )
+    frame, rows, _, _ = _prepare(df, used, {}, warn=True)
+    frame = _align_categories(frame, design)
+    X = fixed_matrix(design.fixed_spec, frame)
+    out_terms: list[tuple[np.ndarray, np.ndarray] | None] = []
+    for t, c in zip(design.terms, chosen):
+        if not c:
+            out_terms.append(None)
+            continue
+        try:
+            mm = t.spec.model_spec.get_model_matrix(frame, na_action="ignore")
+        except Exception as exc:  # noqa: BLE001
+            raise DataError(f"cannot build Z of {t.spec.term.text} for new data: {exc}") from None
+        Z = _as_float_matrix(mm, f"random-effects term {t.spec.term.text}")
+        codes = _map_codes(t, frame)
+        unseen = codes < 0
+        if unseen.any() and not allow_new_levels:
+            new = _new_level_labels(t, frame, unseen)
+            raise DataError(
+                f"new levels of grouping factor {t.group!r} in newdata: "
+                + ", ".join(new[:10])
+                + (", ..." if len(new) > 10 else "")
+                + " (use allow_new_levels=True to predict them with random effects 0)"
+            )
+        out_terms.append((codes, Z))
+    return NewMatrices(X=X, terms=out_terms, rows=rows)
+
+
+def _align_categories(frame: pd.DataFrame, design: Design) -> pd.DataFrame:
+    return frame
+
+
+def _map_codes(t: ReTerm, frame: pd.DataFrame) -> np.ndarray:
+    per = []
+    for f, levels in zip(t.spec.group_factors, t.spec.factor_levels):
+        per.append(_lookup(levels, frame[f]))
+    if len(per) == 1:
+        return per[0].astype(np.int32)
+    known = np.all([p >= 0 for p in per], axis=0)
+    sizes = [len(lv) for lv in t.spec.factor_levels]
+    key = _mixed_key([np.where(known, p, 0) for p in per], sizes)
+    keys = t.spec.level_keys
+    pos = np.clip(np.searchsorted(keys, key), 0, len(keys) - 1)
+    found = known & (keys[pos] == key)
+    return np.where(found, pos, -1).astype(np.int32)
+
+
+def _lookup(levels: pd.Index, s: pd.Series) -> np.ndarray:
+    vals = s.astype(object) if isinstance(s.dtype, pd.CategoricalDtype) else s
+    idx = levels.get_indexer(pd.Index(vals.to_numpy()))
+    miss = idx < 0
+    if miss.any():  # fall back on labels (an int level given as 1.0 or "1")
+        lab = {_label(v): i for i, v in enumerate(levels)}
+        for i in np.flatnonzero(miss):
+            idx[i] = lab.get(_label(vals.iloc[i]), -1)
+    return idx
+
+
+def _new_level_labels(t: ReTerm, frame: pd.DataFrame, unseen: np.ndarray) -> list[str]:
+    labs = []
+    for i in np.flatnonzero(unseen):
+        lab = ":".join(_label(frame[f].iloc[i]) for f in t.spec.group_factors)
+        if lab not in labs:
+            labs.append(lab)
+    return labs
