@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from multilevel.exceptions import FormulaError
 from multilevel.formula import parse
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+
 from multilevel.design import build, build_fixed, new_matrices
 from multilevel.exceptions import DataError, FormulaError, MissingColumnError
 

@@ -2,7 +2,7 @@
 
 >>> import multilevel as ml
 >>> fit = ml.lmer("Reaction ~ Days + (Days | Subject)", data=ml.datasets.load("sleepstudy"))
->>> round(fit.fixef["Days"], 4)
+>>> round(float(fit.fixef["Days"]), 4)
 10.4673
 """
 
@@ -35,14 +35,17 @@ _LAZY = {
     "panel": "multilevel.panel",
     "hausman": "multilevel.panel",
     "lmlist": "multilevel.lmlist",
-    "up": "multilevel.contextual",
 }
 _SUBMODULES = {"datasets", "formula", "design", "results", "robust", "panel", "lmlist"}
 
 
 def __getattr__(name: str):
     if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        attr = getattr(importlib.import_module(_LAZY[name]), name)
+        # Bind the function now: importing a submodule of the same name (multilevel.panel)
+        # would otherwise shadow it with the module.
+        globals()[name] = attr
+        return attr
     if name in _SUBMODULES:
         return importlib.import_module(f"multilevel.{name}")
     raise AttributeError(f"module 'multilevel' has no attribute {name!r}")
@@ -59,5 +62,10 @@ __all__ = [
     "MultilevelWarning",
     "RankDeficiencyWarning",
     "SingularFitWarning",
-    *_LAZY,
+    "anova",
+    "hausman",
+    "lmer",
+    "lmlist",
+    "ols",
+    "panel",
 ]

@@ -47,6 +47,7 @@ Pipeline (every conversion is here, visible; the Rust core borrows the results):
 from __future__ import annotations
 
 import itertools
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -355,8 +356,18 @@ def _clean_column(s: pd.Series) -> pd.Series:
 # --------------------------------------------------------------------------------------------
 
 
+_LEVEL_SUFFIX = re.compile(r"\[(?:T\.)?([^\[\]]*)\]$")
+
+
+def _lme4_name(col: str) -> str:
+    """formulaic's ``sector[T.Catholic]`` (or ``sector[Catholic]``) is R's ``sectorCatholic``."""
+    if col == "Intercept":
+        return "(Intercept)"
+    return ":".join(_LEVEL_SUFFIX.sub(r"\1", part) for part in col.split(":"))
+
+
 def _lme4_names(cols) -> list[str]:
-    return ["(Intercept)" if c == "Intercept" else str(c) for c in cols]
+    return [_lme4_name(str(c)) for c in cols]
 
 
 def _model_matrix(expr: str, frame: pd.DataFrame, formula: str, what: str):

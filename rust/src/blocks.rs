@@ -17,7 +17,11 @@ pub struct BlockDiag {
 
 impl BlockDiag {
     pub fn zeros(n: usize, q: usize) -> Self {
-        BlockDiag { q, n, data: vec![0.0; n * q * q] }
+        BlockDiag {
+            q,
+            n,
+            data: vec![0.0; n * q * q],
+        }
     }
     pub fn block(&self, l: usize) -> &[f64] {
         let qq = self.q * self.q;
@@ -44,7 +48,14 @@ pub struct SparseBlocks {
 
 impl SparseBlocks {
     /// Builds from (row level, column level) keys with their blocks, in any order.
-    pub fn from_triplets(n_row_levels: usize, n_col_levels: usize, qr: usize, qc: usize, keys: &[(u32, u32)], values: &[f64]) -> Self {
+    pub fn from_triplets(
+        n_row_levels: usize,
+        n_col_levels: usize,
+        qr: usize,
+        qc: usize,
+        keys: &[(u32, u32)],
+        values: &[f64],
+    ) -> Self {
         let bs = qr * qc;
         let mut order: Vec<usize> = (0..keys.len()).collect();
         order.sort_unstable_by_key(|&t| (keys[t].1, keys[t].0));
@@ -60,7 +71,15 @@ impl SparseBlocks {
         for &t in &order {
             data.extend_from_slice(&values[t * bs..(t + 1) * bs]);
         }
-        SparseBlocks { n_row_levels, n_col_levels, qr, qc, col_ptr, row_idx, data }
+        SparseBlocks {
+            n_row_levels,
+            n_col_levels,
+            qr,
+            qc,
+            col_ptr,
+            row_idx,
+            data,
+        }
     }
 
     /// An empty pattern (no blocks) of the given shape.
@@ -87,7 +106,10 @@ impl SparseBlocks {
     pub fn find(&self, r: usize, c: usize) -> Option<usize> {
         let lo = self.col_ptr[c];
         let hi = self.col_ptr[c + 1];
-        self.row_idx[lo..hi].binary_search(&(r as u32)).ok().map(|k| lo + k)
+        self.row_idx[lo..hi]
+            .binary_search(&(r as u32))
+            .ok()
+            .map(|k| lo + k)
     }
 
     /// The union of this pattern with extra (row, col) keys; values of existing blocks kept.
@@ -110,7 +132,14 @@ impl SparseBlocks {
                 values.extend(std::iter::repeat_n(0.0, bs));
             }
         }
-        Self::from_triplets(self.n_row_levels, self.n_col_levels, self.qr, self.qc, &keys, &values)
+        Self::from_triplets(
+            self.n_row_levels,
+            self.n_col_levels,
+            self.qr,
+            self.qc,
+            &keys,
+            &values,
+        )
     }
 
     /// Dense copy (for tests and small problems).
@@ -209,9 +238,23 @@ pub fn solve_lt_small(l: &[f64], q: usize, x: &mut [f64]) {
 }
 
 /// out (qa x qb) = lambda_a' blk lambda_b, for a qa x qb block and lower-triangular templates.
-pub fn scale_block(blk: &[f64], lambda_a: &[f64], qa: usize, lambda_b: &[f64], qb: usize, out: &mut [f64]) {
-    // tmp = blk lambda_b  (qa x qb)
-    let mut tmp = vec![0.0; qa * qb];
+pub fn scale_block(
+    blk: &[f64],
+    lambda_a: &[f64],
+    qa: usize,
+    lambda_b: &[f64],
+    qb: usize,
+    out: &mut [f64],
+) {
+    // tmp = blk lambda_b  (qa x qb); on the stack for the usual small blocks.
+    let mut stack_buf = [0.0f64; 64];
+    let mut heap_buf = Vec::new();
+    let tmp: &mut [f64] = if qa * qb <= 64 {
+        &mut stack_buf[..qa * qb]
+    } else {
+        heap_buf.resize(qa * qb, 0.0);
+        &mut heap_buf
+    };
     for j in 0..qb {
         for k in j..qb {
             let l = lambda_b[k + j * qb];

@@ -21,7 +21,9 @@
 //! `pwrss` the square of the last diagonal element of L (the penalised weighted residual sum
 //! of squares).
 
-use faer::linalg::cholesky::llt::factor::{cholesky_in_place, cholesky_in_place_scratch, LltParams};
+use faer::linalg::cholesky::llt::factor::{
+    cholesky_in_place, cholesky_in_place_scratch, LltParams,
+};
 use faer::linalg::matmul::matmul;
 use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
 use faer::{Accum, Mat, Par};
@@ -68,7 +70,9 @@ impl BlockedCholesky {
             let mut row: Vec<Block> = Vec::with_capacity(i + 1);
             for j in 0..i {
                 // L[i][j]: sparse when L[j][j] is block diagonal and the blocks left of it are.
-                let left_sparse = (0..j).all(|k| matches!(row[k], Block::Sparse(_)) && matches!(l[j][k], Block::Sparse(_)));
+                let left_sparse = (0..j).all(|k| {
+                    matches!(row[k], Block::Sparse(_)) && matches!(l[j][k], Block::Sparse(_))
+                });
                 if matches!(l[j][j], Block::Diag(_)) && left_sparse {
                     let mut extra = Vec::new();
                     for k in 0..j {
@@ -80,7 +84,8 @@ impl BlockedCholesky {
                     let map = (0..a.pairs[i][j].n_col_levels)
                         .flat_map(|c| {
                             let s = &a.pairs[i][j];
-                            (s.col_ptr[c]..s.col_ptr[c + 1]).map(move |k| (s.row_idx[k] as usize, c))
+                            (s.col_ptr[c]..s.col_ptr[c + 1])
+                                .map(move |k| (s.row_idx[k] as usize, c))
                         })
                         .map(|(r, c)| pattern.find(r, c).expect("A's pattern is inside L's"))
                         .collect();
@@ -95,21 +100,34 @@ impl BlockedCholesky {
             }
             // L[i][i]: block diagonal unless a block to its left fills it in.
             let no_fill = (0..i).all(|k| match &row[k] {
-                Block::Sparse(s) => (0..s.n_col_levels).all(|c| s.col_ptr[c + 1] - s.col_ptr[c] <= 1),
+                Block::Sparse(s) => {
+                    (0..s.n_col_levels).all(|c| s.col_ptr[c + 1] - s.col_ptr[c] <= 1)
+                }
                 _ => false,
             });
             if i == 0 || no_fill {
-                row.push(Block::Diag(BlockDiag::zeros(shapes[i].n_levels, shapes[i].q)));
+                row.push(Block::Diag(BlockDiag::zeros(
+                    shapes[i].n_levels,
+                    shapes[i].q,
+                )));
             } else {
                 check_dense(i, shapes[i].size())?;
                 row.push(Block::Dense(Mat::zeros(shapes[i].size(), shapes[i].size())));
             }
             l.push(row);
         }
-        let mut last: Vec<Block> = shapes.iter().map(|s| Block::Dense(Mat::zeros(pd, s.size()))).collect();
+        let mut last: Vec<Block> = shapes
+            .iter()
+            .map(|s| Block::Dense(Mat::zeros(pd, s.size())))
+            .collect();
         last.push(Block::Dense(Mat::zeros(pd, pd)));
         l.push(last);
-        Ok(BlockedCholesky { shapes, pd, l, a_to_l })
+        Ok(BlockedCholesky {
+            shapes,
+            pd,
+            l,
+            a_to_l,
+        })
     }
 
     pub fn n_terms(&self) -> usize {
@@ -123,6 +141,7 @@ impl BlockedCholesky {
             for i in j..=nt {
                 self.initialise(a, lambdas, i, j);
             }
+
             for k in 0..j {
                 for i in j..=nt {
                     let mut target = std::mem::replace(&mut self.l[i][j], Block::Dense(Mat::new()));
@@ -147,9 +166,12 @@ impl BlockedCholesky {
         let nt = self.shapes.len();
         let pd = self.pd;
         if i == nt && j == nt {
-            let Block::Dense(m) = &mut self.l[i][j] else { unreachable!("the D block is dense") };
+            let Block::Dense(m) = &mut self.l[i][j] else {
+                unreachable!("the D block is dense")
+            };
             for c in 0..pd {
-                m.col_as_slice_mut(c).copy_from_slice(&a.dd[c * pd..(c + 1) * pd]);
+                m.col_as_slice_mut(c)
+                    .copy_from_slice(&a.dd[c * pd..(c + 1) * pd]);
             }
             return;
         }
@@ -158,7 +180,9 @@ impl BlockedCholesky {
             let s = self.shapes[j];
             let q = s.q;
             let lam = &lambdas[j];
-            let Block::Dense(m) = &mut self.l[i][j] else { unreachable!("the D row is dense") };
+            let Block::Dense(m) = &mut self.l[i][j] else {
+                unreachable!("the D row is dense")
+            };
             let dz = &a.dz[j];
             for lev in 0..s.n_levels {
                 for b in 0..q {
@@ -187,7 +211,14 @@ impl BlockedCholesky {
             match &mut self.l[i][i] {
                 Block::Diag(d) => {
                     for lev in 0..si.n_levels {
-                        scale_block(&diag[lev * qi * qi..(lev + 1) * qi * qi], lam, qi, lam, qi, &mut buf);
+                        scale_block(
+                            &diag[lev * qi * qi..(lev + 1) * qi * qi],
+                            lam,
+                            qi,
+                            lam,
+                            qi,
+                            &mut buf,
+                        );
                         for a_ in 0..qi {
                             buf[a_ + a_ * qi] += 1.0;
                         }
@@ -197,10 +228,18 @@ impl BlockedCholesky {
                 Block::Dense(m) => {
                     m.fill(0.0);
                     for lev in 0..si.n_levels {
-                        scale_block(&diag[lev * qi * qi..(lev + 1) * qi * qi], lam, qi, lam, qi, &mut buf);
+                        scale_block(
+                            &diag[lev * qi * qi..(lev + 1) * qi * qi],
+                            lam,
+                            qi,
+                            lam,
+                            qi,
+                            &mut buf,
+                        );
                         for b in 0..qi {
                             for a_ in 0..qi {
-                                m[(lev * qi + a_, lev * qi + b)] = buf[a_ + b * qi] + if a_ == b { 1.0 } else { 0.0 };
+                                m[(lev * qi + a_, lev * qi + b)] =
+                                    buf[a_ + b * qi] + if a_ == b { 1.0 } else { 0.0 };
                             }
                         }
                     }
@@ -239,17 +278,31 @@ impl BlockedCholesky {
     }
 
     fn factor_diagonal(&mut self, j: usize) -> Result<()> {
-        let what = |j: usize, nt: usize| if j == nt { "the fixed-effects block of L".to_string() } else { format!("block {j} of L") };
+        let what = |j: usize, nt: usize| {
+            if j == nt {
+                "the fixed-effects block of L".to_string()
+            } else {
+                format!("block {j} of L")
+            }
+        };
         let nt = self.shapes.len();
         match &mut self.l[j][j] {
             Block::Diag(d) => {
                 let q = d.q;
                 for lev in 0..d.n {
-                    chol_small(d.block_mut(lev), q).map_err(|piv| LmmError::NotPositiveDefinite { what: what(j, nt), pivot: lev * q + piv })?;
+                    chol_small(d.block_mut(lev), q).map_err(|piv| {
+                        LmmError::NotPositiveDefinite {
+                            what: what(j, nt),
+                            pivot: lev * q + piv,
+                        }
+                    })?;
                 }
                 Ok(())
             }
-            Block::Dense(m) => dense_cholesky(m).map_err(|pivot| LmmError::NotPositiveDefinite { what: what(j, nt), pivot }),
+            Block::Dense(m) => dense_cholesky(m).map_err(|pivot| LmmError::NotPositiveDefinite {
+                what: what(j, nt),
+                pivot,
+            }),
             Block::Sparse(_) => unreachable!("diagonal blocks are never sparse"),
         }
     }
@@ -329,7 +382,11 @@ impl BlockedCholesky {
 
 fn check_dense(term: usize, size: usize) -> Result<()> {
     if size > DENSE_LIMIT {
-        return Err(LmmError::TooLarge { term, size, limit: DENSE_LIMIT });
+        return Err(LmmError::TooLarge {
+            term,
+            size,
+            limit: DENSE_LIMIT,
+        });
     }
     Ok(())
 }
@@ -353,7 +410,11 @@ fn product_pattern(p: &SparseBlocks, q: &SparseBlocks) -> Vec<(u32, u32)> {
 fn dense_cholesky(m: &mut Mat<f64>) -> std::result::Result<(), usize> {
     let n = m.nrows();
     let par = par_for(n);
-    let mut mem = faer::dyn_stack::MemBuffer::new(cholesky_in_place_scratch::<f64>(n, par, Default::default()));
+    let mut mem = faer::dyn_stack::MemBuffer::new(cholesky_in_place_scratch::<f64>(
+        n,
+        par,
+        Default::default(),
+    ));
     let stack = faer::dyn_stack::MemStack::new(&mut mem);
     let params: faer::Spec<LltParams, f64> = Default::default();
     cholesky_in_place(m.as_mut(), Default::default(), par, stack, params).map_err(|e| match e {
@@ -370,6 +431,31 @@ fn dense_cholesky(m: &mut Mat<f64>) -> std::result::Result<(), usize> {
 /// target -= P Q' (only the lower block triangle when `symmetric`, i.e. P and Q are the same).
 fn sub_product(target: &mut Block, p: &Block, q: &Block, symmetric: bool) -> Result<()> {
     match (p, q) {
+        (Block::Sparse(p), Block::Sparse(q))
+            if p.qr == 1 && p.qc == 1 && q.qr == 1 && matches!(target, Block::Dense(_)) =>
+        {
+            // Scalar terms into a dense block (crossed factors): column slices, no indexing.
+            let Block::Dense(t) = target else {
+                unreachable!()
+            };
+            for c in 0..p.n_col_levels {
+                let (plo, phi) = (p.col_ptr[c], p.col_ptr[c + 1]);
+                let (qlo, qhi) = (q.col_ptr[c], q.col_ptr[c + 1]);
+                let prow = &p.row_idx[plo..phi];
+                let pval = &p.data[plo..phi];
+                for kq in qlo..qhi {
+                    let r2 = q.row_idx[kq] as usize;
+                    let v2 = q.data[kq];
+                    let col = t.col_as_slice_mut(r2);
+                    // Rows are sorted, so for P == Q the lower triangle is the tail.
+                    let start = if symmetric { kq - qlo } else { 0 };
+                    for (r1, v1) in prow[start..].iter().zip(&pval[start..]) {
+                        col[*r1 as usize] -= v1 * v2;
+                    }
+                }
+            }
+            Ok(())
+        }
         (Block::Sparse(p), Block::Sparse(q)) => {
             let (qi, qk, qj) = (p.qr, p.qc, q.qr);
             let mut buf = vec![0.0; qi * qj];
@@ -401,7 +487,9 @@ fn sub_product(target: &mut Block, p: &Block, q: &Block, symmetric: bool) -> Res
                                 }
                             }
                             Block::Sparse(t) => {
-                                let pos = t.find(r1, r2).ok_or_else(|| internal("fill-in outside the symbolic pattern"))?;
+                                let pos = t.find(r1, r2).ok_or_else(|| {
+                                    internal("fill-in outside the symbolic pattern")
+                                })?;
                                 let tb = &mut t.data[pos * qi * qj..(pos + 1) * qi * qj];
                                 tb.iter_mut().zip(&buf).for_each(|(v, x)| *v -= x);
                             }
@@ -409,7 +497,10 @@ fn sub_product(target: &mut Block, p: &Block, q: &Block, symmetric: bool) -> Res
                                 if r1 != r2 {
                                     return Err(internal("fill-in reached a block-diagonal block"));
                                 }
-                                t.block_mut(r1).iter_mut().zip(&buf).for_each(|(v, x)| *v -= x);
+                                t.block_mut(r1)
+                                    .iter_mut()
+                                    .zip(&buf)
+                                    .for_each(|(v, x)| *v -= x);
                             }
                         }
                     }
@@ -418,7 +509,9 @@ fn sub_product(target: &mut Block, p: &Block, q: &Block, symmetric: bool) -> Res
             Ok(())
         }
         (Block::Dense(pm), Block::Sparse(q)) => {
-            let Block::Dense(t) = target else { return Err(internal("dense times sparse into a non-dense block")) };
+            let Block::Dense(t) = target else {
+                return Err(internal("dense times sparse into a non-dense block"));
+            };
             let (qk, qj) = (q.qc, q.qr);
             for c in 0..q.n_col_levels {
                 for kq in q.col_ptr[c]..q.col_ptr[c + 1] {
@@ -442,7 +535,9 @@ fn sub_product(target: &mut Block, p: &Block, q: &Block, symmetric: bool) -> Res
             Ok(())
         }
         (Block::Sparse(p), Block::Dense(qm)) => {
-            let Block::Dense(t) = target else { return Err(internal("sparse times dense into a non-dense block")) };
+            let Block::Dense(t) = target else {
+                return Err(internal("sparse times dense into a non-dense block"));
+            };
             let (qi, qk) = (p.qr, p.qc);
             let ncols = t.ncols();
             for c in 0..p.n_col_levels {
@@ -465,7 +560,9 @@ fn sub_product(target: &mut Block, p: &Block, q: &Block, symmetric: bool) -> Res
             Ok(())
         }
         (Block::Dense(pm), Block::Dense(qm)) => {
-            let Block::Dense(t) = target else { return Err(internal("dense product into a non-dense block")) };
+            let Block::Dense(t) = target else {
+                return Err(internal("dense product into a non-dense block"));
+            };
             let par = par_for(t.nrows().max(t.ncols()).max(pm.ncols()));
             if symmetric {
                 faer::linalg::matmul::triangular::matmul(
@@ -480,11 +577,20 @@ fn sub_product(target: &mut Block, p: &Block, q: &Block, symmetric: bool) -> Res
                     par,
                 );
             } else {
-                matmul(t.as_mut(), Accum::Add, pm.as_ref(), qm.as_ref().transpose(), -1.0, par);
+                matmul(
+                    t.as_mut(),
+                    Accum::Add,
+                    pm.as_ref(),
+                    qm.as_ref().transpose(),
+                    -1.0,
+                    par,
+                );
             }
             Ok(())
         }
-        _ => Err(internal("a block-diagonal block cannot be left of the diagonal")),
+        _ => Err(internal(
+            "a block-diagonal block cannot be left of the diagonal",
+        )),
     }
 }
 
@@ -496,7 +602,12 @@ fn right_solve(target: &mut Block, diag: &Block) -> Result<()> {
             for c in 0..t.n_col_levels {
                 let lb = d.block(c);
                 for k in t.col_ptr[c]..t.col_ptr[c + 1] {
-                    crate::blocks::right_solve_lt(&mut t.data[k * qi * qj..(k + 1) * qi * qj], qi, lb, qj);
+                    crate::blocks::right_solve_lt(
+                        &mut t.data[k * qi * qj..(k + 1) * qi * qj],
+                        qi,
+                        lb,
+                        qj,
+                    );
                 }
             }
             Ok(())
@@ -518,14 +629,20 @@ fn right_solve(target: &mut Block, diag: &Block) -> Result<()> {
                         }
                     }
                     let inv = 1.0 / lb[j + j * q];
-                    t.col_as_slice_mut(c * q + j).iter_mut().for_each(|v| *v *= inv);
+                    t.col_as_slice_mut(c * q + j)
+                        .iter_mut()
+                        .for_each(|v| *v *= inv);
                 }
             }
             Ok(())
         }
         (Block::Dense(t), Block::Dense(lm)) => {
+            // T <- T L^{-T}  <=>  T' <- L^{-1} T'; solving on a contiguous copy of T' is far
+            // faster than on the strided transposed view.
             let par = par_for(lm.nrows().max(t.nrows()));
-            solve_lower_triangular_in_place(lm.as_ref(), t.as_mut().transpose_mut(), par);
+            let mut tt = t.transpose().to_owned();
+            solve_lower_triangular_in_place(lm.as_ref(), tt.as_mut(), par);
+            t.copy_from(tt.transpose());
             Ok(())
         }
         _ => Err(internal("a sparse block right of a dense diagonal block")),
@@ -539,7 +656,12 @@ fn two_cols(m: &mut Mat<f64>, src: usize, dst: usize) -> (&[f64], &mut [f64]) {
     let stride = m.col_stride() as usize;
     let ptr = m.as_ptr_mut();
     // SAFETY: the two columns are distinct, each nrows long, inside the allocation.
-    unsafe { (std::slice::from_raw_parts(ptr.add(src * stride), nrows), std::slice::from_raw_parts_mut(ptr.add(dst * stride), nrows)) }
+    unsafe {
+        (
+            std::slice::from_raw_parts(ptr.add(src * stride), nrows),
+            std::slice::from_raw_parts_mut(ptr.add(dst * stride), nrows),
+        )
+    }
 }
 
 /// x <- L^{-1} x (or L^{-T} x) for a diagonal block of L.
@@ -560,7 +682,11 @@ fn solve_diag_block(l: &Block, x: &mut [f64], transpose: bool) {
             let n = m.nrows();
             let mut col = faer::MatMut::from_column_major_slice_mut(x, n, 1);
             if transpose {
-                faer::linalg::triangular_solve::solve_upper_triangular_in_place(m.as_ref().transpose(), col.as_mut(), Par::Seq);
+                faer::linalg::triangular_solve::solve_upper_triangular_in_place(
+                    m.as_ref().transpose(),
+                    col.as_mut(),
+                    Par::Seq,
+                );
             } else {
                 solve_lower_triangular_in_place(m.as_ref(), col.as_mut(), Par::Seq);
             }

@@ -39,7 +39,10 @@ impl RowChunk<'_> {
     fn check(&self, shapes: &[ReTermShape], p: usize) -> Result<()> {
         let n = self.nrows();
         if self.x.len() != n * p {
-            return Err(LmmError::Shape(format!("X has {} values, expected {n} x {p}", self.x.len())));
+            return Err(LmmError::Shape(format!(
+                "X has {} values, expected {n} x {p}",
+                self.x.len()
+            )));
         }
         if self.codes.len() != shapes.len() || self.z.len() != shapes.len() {
             return Err(LmmError::Shape(format!(
@@ -58,7 +61,10 @@ impl RowChunk<'_> {
                     s.q
                 )));
             }
-            if let Some(row) = self.codes[k].iter().position(|&c| c < 0 || c as usize >= s.n_levels) {
+            if let Some(row) = self.codes[k]
+                .iter()
+                .position(|&c| c < 0 || c as usize >= s.n_levels)
+            {
                 return Err(LmmError::Code {
                     term: k,
                     row,
@@ -70,7 +76,10 @@ impl RowChunk<'_> {
         for (name, v) in [("weights", self.weights), ("offset", self.offset)] {
             if let Some(v) = v {
                 if v.len() != n {
-                    return Err(LmmError::Shape(format!("{name} has {} values for {n} rows", v.len())));
+                    return Err(LmmError::Shape(format!(
+                        "{name} has {} values for {n} rows",
+                        v.len()
+                    )));
                 }
             }
         }
@@ -92,7 +101,9 @@ impl Hasher for PairHasher {
         }
     }
     fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0 ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+        self.0 = (self.0 ^ v)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29);
     }
 }
 
@@ -127,8 +138,13 @@ impl CrossProdAccumulator {
             p,
             nobs: 0,
             sum_log_w: 0.0,
-            diag: shapes.iter().map(|s| vec![0.0; s.n_levels * s.q * s.q]).collect(),
-            pairs: (0..shapes.len()).map(|i| vec![PairAccumulator::default(); i]).collect(),
+            diag: shapes
+                .iter()
+                .map(|s| vec![0.0; s.n_levels * s.q * s.q])
+                .collect(),
+            pairs: (0..shapes.len())
+                .map(|i| vec![PairAccumulator::default(); i])
+                .collect(),
             dz: shapes.iter().map(|s| vec![0.0; pd * s.size()]).collect(),
             dd: vec![0.0; pd * pd],
         }
@@ -214,7 +230,9 @@ impl CrossProdAccumulator {
     /// Adds another accumulator's rows to this one.
     pub fn merge(&mut self, other: &CrossProdAccumulator) -> Result<()> {
         if other.shapes != self.shapes || other.p != self.p {
-            return Err(LmmError::Shape("merging accumulators of different models".into()));
+            return Err(LmmError::Shape(
+                "merging accumulators of different models".into(),
+            ));
         }
         self.nobs += other.nobs;
         self.sum_log_w += other.sum_log_w;
@@ -234,7 +252,10 @@ impl CrossProdAccumulator {
                         mine.keys.push((lk, lj));
                         mine.values.extend(std::iter::repeat_n(0.0, qq));
                     }
-                    add_into(&mut mine.values[slot * qq..(slot + 1) * qq], &theirs.values[t * qq..(t + 1) * qq]);
+                    add_into(
+                        &mut mine.values[slot * qq..(slot + 1) * qq],
+                        &theirs.values[t * qq..(t + 1) * qq],
+                    );
                 }
             }
         }
@@ -312,7 +333,12 @@ pub struct CrossProducts {
 
 /// Accumulates a chunk split into pieces of `piece_rows` rows in parallel (rayon), merging the
 /// pieces in row order so that the result does not depend on the number of threads.
-pub fn accumulate_parallel(shapes: &[ReTermShape], p: usize, chunk: &RowChunk, piece_rows: usize) -> Result<CrossProdAccumulator> {
+pub fn accumulate_parallel(
+    shapes: &[ReTermShape],
+    p: usize,
+    chunk: &RowChunk,
+    piece_rows: usize,
+) -> Result<CrossProdAccumulator> {
     use rayon::prelude::*;
     let n = chunk.nrows();
     let piece_rows = piece_rows.max(1);
@@ -364,16 +390,29 @@ impl OwnedRows {
     }
 }
 
-fn slice_rows(chunk: &RowChunk, shapes: &[ReTermShape], p: usize, start: usize, end: usize) -> OwnedRows {
+fn slice_rows(
+    chunk: &RowChunk,
+    shapes: &[ReTermShape],
+    p: usize,
+    start: usize,
+    end: usize,
+) -> OwnedRows {
     let n = chunk.nrows();
     let cols = |m: &[f64], ncol: usize| -> Vec<f64> {
-        (0..ncol).flat_map(|j| m[j * n + start..j * n + end].iter().copied()).collect()
+        (0..ncol)
+            .flat_map(|j| m[j * n + start..j * n + end].iter().copied())
+            .collect()
     };
     OwnedRows {
         y: chunk.y[start..end].to_vec(),
         x: cols(chunk.x, p),
         codes: chunk.codes.iter().map(|c| c[start..end].to_vec()).collect(),
-        z: chunk.z.iter().zip(shapes).map(|(z, s)| cols(z, s.q)).collect(),
+        z: chunk
+            .z
+            .iter()
+            .zip(shapes)
+            .map(|(z, s)| cols(z, s.q))
+            .collect(),
         weights: chunk.weights.map(|w| w[start..end].to_vec()),
         offset: chunk.offset.map(|o| o[start..end].to_vec()),
     }

@@ -10,7 +10,12 @@ pub enum LmmError {
     Shape(String),
     /// A grouping code outside 0..n_levels.
     #[error("random-effects term {term}: code {code} at row {row} is outside 0..{n_levels}")]
-    Code { term: usize, row: usize, code: i64, n_levels: usize },
+    Code {
+        term: usize,
+        row: usize,
+        code: i64,
+        n_levels: usize,
+    },
     /// Theta of the wrong length or with a non-finite entry.
     #[error("theta: {0}")]
     Theta(String),
@@ -18,9 +23,15 @@ pub enum LmmError {
     #[error("{what} is not positive definite (pivot {pivot})")]
     NotPositiveDefinite { what: String, pivot: usize },
     /// The fill-in of a crossed structure would need a dense block larger than allowed.
-    #[error("random-effects term {term} would need a dense {size} x {size} block after fill-in \
-             (limit {limit}); this crossed structure is too large for the dense fallback")]
-    TooLarge { term: usize, size: usize, limit: usize },
+    #[error(
+        "random-effects term {term} would need a dense {size} x {size} block after fill-in \
+             (limit {limit}); this crossed structure is too large for the dense fallback"
+    )]
+    TooLarge {
+        term: usize,
+        size: usize,
+        limit: usize,
+    },
     /// The optimiser could not run.
     #[error("optimizer: {0}")]
     Optimizer(String),

@@ -50,10 +50,16 @@ pub struct Solution {
 impl LmmProblem {
     pub fn new(a: CrossProducts) -> Result<Self> {
         if a.shapes.is_empty() {
-            return Err(LmmError::Shape("a linear mixed model needs at least one random-effects term".into()));
+            return Err(LmmError::Shape(
+                "a linear mixed model needs at least one random-effects term".into(),
+            ));
         }
         let chol = BlockedCholesky::new(&a)?;
-        Ok(LmmProblem { a, chol, current: None })
+        Ok(LmmProblem {
+            a,
+            chol,
+            current: None,
+        })
     }
 
     pub fn shapes(&self) -> &[ReTermShape] {
@@ -73,7 +79,11 @@ impl LmmProblem {
     }
 
     pub fn lower_bounds(&self) -> Vec<f64> {
-        self.a.shapes.iter().flat_map(|s| s.lower_bounds()).collect()
+        self.a
+            .shapes
+            .iter()
+            .flat_map(|s| s.lower_bounds())
+            .collect()
     }
 
     pub fn theta0(&self) -> Vec<f64> {
@@ -83,7 +93,11 @@ impl LmmProblem {
     /// Updates L for theta (a no-op when theta is the one last factored).
     pub fn set_theta(&mut self, theta: &[f64]) -> Result<()> {
         if theta.len() != self.n_theta() {
-            return Err(LmmError::Theta(format!("{} values given, the model has {}", theta.len(), self.n_theta())));
+            return Err(LmmError::Theta(format!(
+                "{} values given, the model has {}",
+                theta.len(),
+                self.n_theta()
+            )));
         }
         if let Some(i) = theta.iter().position(|t| !t.is_finite()) {
             return Err(LmmError::Theta(format!("element {i} is not finite")));
@@ -180,7 +194,9 @@ impl LmmProblem {
         let mut vcov = vec![0.0; p * p];
         for j in 0..p {
             for i in 0..p {
-                vcov[i + j * p] = (i.max(j)..p).map(|k| rinv[k + i * p] * rinv[k + j * p]).sum();
+                vcov[i + j * p] = (i.max(j)..p)
+                    .map(|k| rinv[k + i * p] * rinv[k + j * p])
+                    .sum();
             }
         }
         let pwrss = self.chol.pwrss();
@@ -219,7 +235,8 @@ impl LmmProblem {
                         // W = L_Z^-1 E for the q unit vectors of this level; block = W'W.
                         let cols: Vec<Vec<Vec<f64>>> = (0..q)
                             .map(|a| {
-                                let mut x: Vec<Vec<f64>> = shapes.iter().map(|t| vec![0.0; t.size()]).collect();
+                                let mut x: Vec<Vec<f64>> =
+                                    shapes.iter().map(|t| vec![0.0; t.size()]).collect();
                                 x[k][lev * q + a] = 1.0;
                                 chol.solve_lz(&mut x);
                                 x
@@ -228,7 +245,11 @@ impl LmmProblem {
                         let mut inner = vec![0.0; q * q];
                         for a in 0..q {
                             for c in 0..q {
-                                inner[a + c * q] = cols[a].iter().zip(&cols[c]).map(|(x, y)| x.iter().zip(y).map(|(u, v)| u * v).sum::<f64>()).sum();
+                                inner[a + c * q] = cols[a]
+                                    .iter()
+                                    .zip(&cols[c])
+                                    .map(|(x, y)| x.iter().zip(y).map(|(u, v)| u * v).sum::<f64>())
+                                    .sum();
                             }
                         }
                         // lambda inner lambda'

@@ -23,7 +23,14 @@ pub struct FitOptions {
 
 impl Default for FitOptions {
     fn default() -> Self {
-        FitOptions { reml: true, theta0: None, max_fun: None, rho_begin: 0.2, rho_end: 1e-7, check: true }
+        FitOptions {
+            reml: true,
+            theta0: None,
+            max_fun: None,
+            rho_begin: 0.2,
+            rho_end: 1e-7,
+            check: true,
+        }
     }
 }
 
@@ -70,7 +77,10 @@ pub fn fit(problem: &mut LmmProblem, options: &FitOptions) -> Result<Fit> {
     let upper = vec![f64::INFINITY; n];
     let mut theta = options.theta0.clone().unwrap_or_else(|| problem.theta0());
     if theta.len() != n {
-        return Err(LmmError::Theta(format!("start has {} values, the model has {n}", theta.len())));
+        return Err(LmmError::Theta(format!(
+            "start has {} values, the model has {n}",
+            theta.len()
+        )));
     }
     for (t, lo) in theta.iter_mut().zip(&lower) {
         if *t < *lo {
@@ -86,11 +96,21 @@ pub fn fit(problem: &mut LmmProblem, options: &FitOptions) -> Result<Fit> {
     }
     config.rho_begin = options.rho_begin;
     config.rho_end = options.rho_end.min(options.rho_begin);
-    config.max_fun = options.max_fun.unwrap_or(10_000 * n.max(1)).max(config.npt + 1);
+    config.max_fun = options
+        .max_fun
+        .unwrap_or(10_000 * n.max(1))
+        .max(config.npt + 1);
     let mut solver = Bobyqa::new(n, config).map_err(|s| LmmError::Optimizer(s.to_string()))?;
-    let outcome = solver.minimize(|t| problem.objective(t, reml).unwrap_or(f64::INFINITY), &mut theta, &lower, &upper);
+    let outcome = solver.minimize(
+        |t| problem.objective(t, reml).unwrap_or(f64::INFINITY),
+        &mut theta,
+        &lower,
+        &upper,
+    );
     if !outcome.found_finite() {
-        return Err(LmmError::Optimizer("no theta gave a finite objective".into()));
+        return Err(LmmError::Optimizer(
+            "no theta gave a finite objective".into(),
+        ));
     }
     let status = match outcome.status {
         Status::Converged | Status::FtolReached | Status::TargetReached => "converged",
@@ -108,14 +128,27 @@ pub fn fit(problem: &mut LmmProblem, options: &FitOptions) -> Result<Fit> {
         status: status.to_string(),
         message: outcome.status.to_string(),
     };
-    let check = if options.check { Some(convergence_check(problem, &theta, reml, &lower)?) } else { None };
+    let check = if options.check {
+        Some(convergence_check(problem, &theta, reml, &lower)?)
+    } else {
+        None
+    };
     // The check moved L; put it back at the optimum.
     problem.set_theta(&theta)?;
-    Ok(Fit { solution, optimizer, check })
+    Ok(Fit {
+        solution,
+        optimizer,
+        check,
+    })
 }
 
 /// Finite-difference gradient and Hessian at theta, as lme4's `deriv12`, and lme4's verdicts.
-pub fn convergence_check(problem: &mut LmmProblem, theta: &[f64], reml: bool, lower: &[f64]) -> Result<ConvergenceCheck> {
+pub fn convergence_check(
+    problem: &mut LmmProblem,
+    theta: &[f64],
+    reml: bool,
+    lower: &[f64],
+) -> Result<ConvergenceCheck> {
     let n = theta.len();
     let h = FD_STEP;
     let mut f = |t: &[f64]| problem.objective(t, reml);
@@ -148,7 +181,9 @@ pub fn convergence_check(problem: &mut LmmProblem, theta: &[f64], reml: bool, lo
             hessian[j + i * n] = v;
         }
     }
-    let on_bound: Vec<bool> = (0..n).map(|i| lower[i] == 0.0 && theta[i] < SINGULAR_TOLERANCE).collect();
+    let on_bound: Vec<bool> = (0..n)
+        .map(|i| lower[i] == 0.0 && theta[i] < SINGULAR_TOLERANCE)
+        .collect();
     let singular = on_bound.iter().any(|&b| b);
     // Scaled gradient over the parameters off their bound: solve(chol(H), g) as lme4.
     let free: Vec<usize> = (0..n).filter(|&i| !on_bound[i]).collect();
@@ -157,7 +192,11 @@ pub fn convergence_check(problem: &mut LmmProblem, theta: &[f64], reml: bool, lo
     let mut message = String::new();
     let mut converged = true;
     if m > 0 {
-        let mut hs: Vec<f64> = free.iter().flat_map(|&j| free.iter().map(move |&i| (i, j))).map(|(i, j)| hessian[i + j * n]).collect();
+        let mut hs: Vec<f64> = free
+            .iter()
+            .flat_map(|&j| free.iter().map(move |&i| (i, j)))
+            .map(|(i, j)| hessian[i + j * n])
+            .collect();
         let g: Vec<f64> = free.iter().map(|&i| gradient[i]).collect();
         match crate::blocks::chol_small(&mut hs, m) {
             Ok(()) => {
@@ -178,10 +217,19 @@ pub fn convergence_check(problem: &mut LmmProblem, theta: &[f64], reml: bool, lo
                 scaled_gradient.clone_from(&gradient);
                 if worst > GRADIENT_TOLERANCE {
                     converged = false;
-                    message = format!("Model failed to converge: degenerate Hessian, max|grad| = {worst:.6}");
+                    message = format!(
+                        "Model failed to converge: degenerate Hessian, max|grad| = {worst:.6}"
+                    );
                 }
             }
         }
     }
-    Ok(ConvergenceCheck { gradient, hessian, scaled_gradient, converged, singular, message })
+    Ok(ConvergenceCheck {
+        gradient,
+        hessian,
+        scaled_gradient,
+        converged,
+        singular,
+        message,
+    })
 }

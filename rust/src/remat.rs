@@ -90,7 +90,11 @@ mod tests {
 
     #[test]
     fn full_term_layout_is_lme4s() {
-        let s = ReTermShape { n_levels: 3, q: 2, diagonal: false };
+        let s = ReTermShape {
+            n_levels: 3,
+            q: 2,
+            diagonal: false,
+        };
         assert_eq!(s.n_theta(), 3);
         assert_eq!(s.theta_positions(), vec![(0, 0), (1, 0), (1, 1)]);
         assert_eq!(s.lambda(&[1.0, 2.0, 3.0]), vec![1.0, 2.0, 0.0, 3.0]);
@@ -100,7 +104,11 @@ mod tests {
 
     #[test]
     fn diagonal_term_has_q_parameters() {
-        let s = ReTermShape { n_levels: 3, q: 2, diagonal: true };
+        let s = ReTermShape {
+            n_levels: 3,
+            q: 2,
+            diagonal: true,
+        };
         assert_eq!(s.n_theta(), 2);
         assert_eq!(s.lambda(&[2.0, 3.0]), vec![2.0, 0.0, 0.0, 3.0]);
     }

@@ -17,7 +17,10 @@ pub fn to_py(err: LmmError) -> PyErr {
     };
     let message = err.to_string();
     Python::attach(|py| {
-        match py.import("multilevel.exceptions").and_then(|m| m.getattr(class)) {
+        match py
+            .import("multilevel.exceptions")
+            .and_then(|m| m.getattr(class))
+        {
             Ok(cls) => match cls.call1((message.clone(),)) {
                 Ok(instance) => PyErr::from_value(instance),
                 Err(e) => e,

@@ -5,7 +5,10 @@
 
 mod errors;
 
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
+    PyUntypedArrayMethods,
+};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -18,7 +21,12 @@ use errors::to_py;
 /// Rows per piece when the cross-products are accumulated in parallel.
 const PIECE_ROWS: usize = 1 << 16;
 
-type TermArg<'py> = (PyReadonlyArray1<'py, i32>, usize, PyReadonlyArray2<'py, f64>, bool);
+type TermArg<'py> = (
+    PyReadonlyArray1<'py, i32>,
+    usize,
+    PyReadonlyArray2<'py, f64>,
+    bool,
+);
 
 fn fortran_slice<'a>(name: &str, a: &'a PyReadonlyArray2<'_, f64>) -> PyResult<&'a [f64]> {
     if !a.is_fortran_contiguous() {
@@ -26,11 +34,19 @@ fn fortran_slice<'a>(name: &str, a: &'a PyReadonlyArray2<'_, f64>) -> PyResult<&
             "{name} must be a Fortran-ordered (column-major) float64 array: use np.asfortranarray"
         ))));
     }
-    a.as_slice().map_err(|e| to_py(crate::error::LmmError::Shape(format!("{name}: {e}"))))
+    a.as_slice()
+        .map_err(|e| to_py(crate::error::LmmError::Shape(format!("{name}: {e}"))))
 }
 
-fn contiguous<'a, T: numpy::Element>(name: &str, a: &'a PyReadonlyArray1<'_, T>) -> PyResult<&'a [T]> {
-    a.as_slice().map_err(|e| to_py(crate::error::LmmError::Shape(format!("{name} must be contiguous: {e}"))))
+fn contiguous<'a, T: numpy::Element>(
+    name: &str,
+    a: &'a PyReadonlyArray1<'_, T>,
+) -> PyResult<&'a [T]> {
+    a.as_slice().map_err(|e| {
+        to_py(crate::error::LmmError::Shape(format!(
+            "{name} must be contiguous: {e}"
+        )))
+    })
 }
 
 /// A linear mixed model's cross-products, ready to evaluate and fit.
@@ -53,16 +69,26 @@ impl PyLmmProblem {
     ) -> PyResult<Self> {
         let n = y.len();
         if x.shape()[0] != n {
-            return Err(to_py(crate::error::LmmError::Shape(format!("X has {} rows, y has {n}", x.shape()[0]))));
+            return Err(to_py(crate::error::LmmError::Shape(format!(
+                "X has {} rows, y has {n}",
+                x.shape()[0]
+            ))));
         }
         let p = x.shape()[1];
         let shapes: Vec<ReTermShape> = terms
             .iter()
-            .map(|(_, n_levels, z, diagonal)| ReTermShape { n_levels: *n_levels, q: z.shape()[1], diagonal: *diagonal })
+            .map(|(_, n_levels, z, diagonal)| ReTermShape {
+                n_levels: *n_levels,
+                q: z.shape()[1],
+                diagonal: *diagonal,
+            })
             .collect();
         for (k, (_, _, z, _)) in terms.iter().enumerate() {
             if z.shape()[0] != n {
-                return Err(to_py(crate::error::LmmError::Shape(format!("Z of term {k} has {} rows, y has {n}", z.shape()[0]))));
+                return Err(to_py(crate::error::LmmError::Shape(format!(
+                    "Z of term {k} has {} rows, y has {n}",
+                    z.shape()[0]
+                ))));
             }
         }
         let y_s = contiguous("y", &y)?;
@@ -73,11 +99,27 @@ impl PyLmmProblem {
             codes.push(contiguous("codes", c)?);
             zs.push(fortran_slice("Z", z)?);
         }
-        let w_s = weights.as_ref().map(|w| contiguous("weights", w)).transpose()?;
-        let o_s = offset.as_ref().map(|o| contiguous("offset", o)).transpose()?;
-        let chunk = RowChunk { y: y_s, x: x_s, codes, z: zs, weights: w_s, offset: o_s };
+        let w_s = weights
+            .as_ref()
+            .map(|w| contiguous("weights", w))
+            .transpose()?;
+        let o_s = offset
+            .as_ref()
+            .map(|o| contiguous("offset", o))
+            .transpose()?;
+        let chunk = RowChunk {
+            y: y_s,
+            x: x_s,
+            codes,
+            z: zs,
+            weights: w_s,
+            offset: o_s,
+        };
         let inner = py
-            .detach(|| accumulate_parallel(&shapes, p, &chunk, PIECE_ROWS).and_then(|acc| LmmProblem::new(acc.finish())))
+            .detach(|| {
+                accumulate_parallel(&shapes, p, &chunk, PIECE_ROWS)
+                    .and_then(|acc| LmmProblem::new(acc.finish()))
+            })
             .map_err(to_py)?;
         Ok(PyLmmProblem { inner })
     }
@@ -120,7 +162,12 @@ impl PyLmmProblem {
     }
 
     /// beta, u, b, sigma and the rest at theta, as a dict.
-    fn solution<'py>(&mut self, py: Python<'py>, theta: Vec<f64>, reml: bool) -> PyResult<Bound<'py, PyDict>> {
+    fn solution<'py>(
+        &mut self,
+        py: Python<'py>,
+        theta: Vec<f64>,
+        reml: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let inner = &mut self.inner;
         let sol = py.detach(|| inner.solution(&theta, reml)).map_err(to_py)?;
         solution_dict(py, &self.inner, &sol)
@@ -138,7 +185,14 @@ impl PyLmmProblem {
         rho_end: f64,
         check: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let options = FitOptions { reml, theta0, max_fun, rho_begin, rho_end, check };
+        let options = FitOptions {
+            reml,
+            theta0,
+            max_fun,
+            rho_begin,
+            rho_end,
+            check,
+        };
         let inner = &mut self.inner;
         let fit = py.detach(|| optim::fit(inner, &options)).map_err(to_py)?;
         let d = solution_dict(py, &self.inner, &fit.solution)?;
@@ -169,7 +223,11 @@ impl PyLmmProblem {
     }
 
     /// Per term, (levels, q, q) blocks of Lambda (L L')^-1 Lambda'; multiply by sigma^2.
-    fn condvar<'py>(&mut self, py: Python<'py>, theta: Vec<f64>) -> PyResult<Vec<Bound<'py, PyArray3<f64>>>> {
+    fn condvar<'py>(
+        &mut self,
+        py: Python<'py>,
+        theta: Vec<f64>,
+    ) -> PyResult<Vec<Bound<'py, PyArray3<f64>>>> {
         let inner = &mut self.inner;
         let blocks = py.detach(|| inner.condvar(&theta)).map_err(to_py)?;
         let shapes = self.inner.shapes().to_vec();
@@ -193,14 +251,22 @@ impl PyLmmProblem {
     }
 }
 
-fn per_term<'py>(py: Python<'py>, problem: &LmmProblem, v: &[Vec<f64>]) -> PyResult<Vec<Bound<'py, PyArray2<f64>>>> {
+fn per_term<'py>(
+    py: Python<'py>,
+    problem: &LmmProblem,
+    v: &[Vec<f64>],
+) -> PyResult<Vec<Bound<'py, PyArray2<f64>>>> {
     v.iter()
         .zip(problem.shapes())
         .map(|(x, s)| Ok(PyArray1::from_vec(py, x.clone()).reshape([s.n_levels, s.q])?))
         .collect()
 }
 
-fn solution_dict<'py>(py: Python<'py>, problem: &LmmProblem, sol: &Solution) -> PyResult<Bound<'py, PyDict>> {
+fn solution_dict<'py>(
+    py: Python<'py>,
+    problem: &LmmProblem,
+    sol: &Solution,
+) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     let p = problem.p();
     d.set_item("theta", sol.theta.clone().into_pyarray(py))?;
@@ -213,7 +279,10 @@ fn solution_dict<'py>(py: Python<'py>, problem: &LmmProblem, sol: &Solution) -> 
     d.set_item("ldL2", sol.ld_l2)?;
     d.set_item("ldRX2", sol.ld_rx2)?;
     // Symmetric, so the column-major buffer reads the same row-major.
-    d.set_item("vcov_unscaled", PyArray1::from_vec(py, sol.vcov_unscaled.clone()).reshape([p, p])?)?;
+    d.set_item(
+        "vcov_unscaled",
+        PyArray1::from_vec(py, sol.vcov_unscaled.clone()).reshape([p, p])?,
+    )?;
     let lambdas: PyResult<Vec<_>> = sol
         .lambdas
         .iter()

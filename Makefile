@@ -1,0 +1,42 @@
+# Everyday targets. `make dev` is the quick edit-compile loop: an optimised build without LTO,
+# copied into the package next to the Python sources (the editable install picks it up).
+PY ?= python
+
+.PHONY: build dev test test-rust test-python lint fmt bench reference clean
+
+build:
+	$(PY) -m pip install -e ".[test]"
+
+dev:
+	cargo build --profile fast --features python
+	cp target/fast/libmultilevel.so python/multilevel/_core.abi3.so
+
+test: test-rust test-python
+
+test-rust:
+	cargo test --profile fast
+
+test-python:
+	$(PY) -m pytest -q
+
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	ruff check python tests benches
+	ruff format --check python tests benches
+
+fmt:
+	cargo fmt
+	ruff format python tests benches
+
+bench:
+	$(PY) benches/bench_lmm.py
+	$(PY) benches/bench_panel.py
+
+# Regenerates tests/reference/ from R (needs R with lme4, nlme, plm, sandwich, clubSandwich).
+reference:
+	Rscript tests/reference/make_reference.R
+
+clean:
+	cargo clean
+	rm -f python/multilevel/_core*.so

@@ -1,0 +1,91 @@
+"""Linear mixed models: :func:`lmer`, lme4's ``lmer`` from Python.
+
+The formula and the data become a :class:`multilevel.design.Design` (y, X and, per random
+term, grouping codes and Z columns, already in lme4's term order); the Rust core
+``multilevel._core.LmmProblem`` forms the blocked cross-products once and minimises the
+profiled ML or REML objective over theta; :class:`multilevel.results.LmerFit` presents the
+result. One call crosses into Rust per fit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from multilevel import design as _design
+from multilevel.results import LmerFit
+
+__all__ = ["lmer"]
+
+
+def _problem_class() -> Any:
+    """The class that holds the numerical problem: the Rust core's ``LmmProblem``."""
+    from multilevel import _core
+
+    return _core.LmmProblem
+
+
+def make_problem(design: _design.Design, problem_class: Any = None) -> Any:
+    """The core's problem for a design (terms in the design's order, which is theta's order)."""
+    cls = problem_class if problem_class is not None else _problem_class()
+    terms = [(t.codes, len(t.levels), t.Z, False) for t in design.terms]
+    return cls(design.y, design.X, terms, design.weights, design.offset)
+
+
+def lmer(formula: str, data: Any, reml: bool = True, weights: Any = None, offset: Any = None,
+         start: Sequence[float] | None = None, max_fun: int | None = None,
+         data_name: str | None = None) -> LmerFit:
+    """Fit a linear mixed model by REML or maximum likelihood, as lme4's ``lmer``.
+
+    Parameters
+    ----------
+    formula : str
+        lme4 formula: ``"Reaction ~ Days + (Days | Subject)"``. Random terms ``(x | g)``,
+        ``(x || g)`` (uncorrelated), ``(1 | a/b)`` (nested), ``(1 | a:b)``, crossed terms.
+    data : pandas or polars DataFrame, or dict of arrays
+        Rows with a missing value in a used column are dropped (``fit.n_dropped``).
+    reml : bool, default True
+        REML (lme4's default) or maximum likelihood.
+    weights : str or array-like, optional
+        Prior weights (column name or array): ``Var(e_i) = sigma^2 / w_i``.
+    offset : str or array-like, optional
+        A known term added to the linear predictor.
+    start : sequence of float, optional
+        Starting theta (lme4's ``start``); default 1 on the diagonals, 0 elsewhere.
+    max_fun : int, optional
+        Maximum number of objective evaluations of the optimiser.
+    data_name : str, optional
+        Name printed as ``Data:`` in the summary.
+
+    Returns
+    -------
+    LmerFit
+
+    Warns
+    -----
+    SingularFitWarning
+        "boundary (singular) fit: see help('isSingular')" when theta is on its boundary.
+    ConvergenceWarning
+        When the gradient check after the fit fails.
+
+    Examples
+    --------
+    >>> import multilevel as ml
+    >>> df = ml.datasets.load("sleepstudy")
+    >>> fit = ml.lmer("Reaction ~ Days + (Days | Subject)", data=df)
+    >>> round(fit.objective, 3), round(fit.sigma, 4)
+    (1743.628, 25.5918)
+    >>> fit.fixef.round(4).tolist()
+    [251.4051, 10.4673]
+    >>> round(ml.lmer("Reaction ~ Days + (Days | Subject)", data=df, reml=False).loglik, 4)
+    -875.9697
+    """
+    design = _design.build(formula, data, weights=weights, offset=offset, data_name=data_name)
+    problem = make_problem(design)
+    return LmerFit._fit(
+        design, problem, reml, start=start, max_fun=max_fun,
+        data_name=data_name if data_name is not None else design.data_name, data=data,
+        weights_name=weights if isinstance(weights, str) else None,
+        offset_name=offset if isinstance(offset, str) else None,
+    )
+

@@ -1,0 +1,404 @@
+"""Panel-data estimators with one-way (entity) effects, as R's plm and Stata's xtreg.
+
+For ``y_it = x_it' beta + a_i + e_it`` with entities ``i`` and times ``t``:
+
+``"within"`` (plm ``model="within"``, Stata ``xtreg, fe``)
+    Least squares on entity-demeaned data; ``s^2 = SSR / (n - N - K)`` with ``N`` entities
+    and ``K`` slopes. Columns constant within every entity (the intercept, time-invariant
+    regressors) drop out. ``fixef`` holds the entity intercepts ``ybar_i - xbar_i' beta``.
+``"random"`` (plm ``model="random"``, Swamy-Arora; Stata ``xtreg, re`` on balanced panels)
+    Feasible GLS: least squares on ``y_it - theta_i ybar_i`` and ``x_it - theta_i xbar_i``
+    with ``theta_i = 1 - sqrt(s2_e / (T_i s2_u + s2_e))``. ``s2_e = SSR_within / (n - N - K)``;
+    ``s2_u`` solves plm's quadratic-form equation on the between residuals
+    ``sum_i T_i ebar_i^2 = (N - K - 1) s2_e + (n - tr[(Z'B Z)^-1 Z'S Z]) s2_u``, where the
+    between regression weights each entity mean by ``T_i`` (``Z'BZ = sum T_i zbar zbar'``,
+    ``Z'SZ = sum T_i^2 zbar zbar'``); balanced, this is the textbook
+    ``s2_u = SSR_between / (N - K - 1) - s2_e / T``. A negative ``s2_u`` is set to 0.
+    Stata's ``xtreg, re`` uses a different ``s2_u`` formula on unbalanced panels.
+``"between"`` (plm ``model="between"``, Stata ``xtreg, be``)
+    Least squares on the entity means, one row per entity.
+``"pooled"`` (plm ``model="pooling"``)
+    Least squares on the rows as they are.
+``"fd"`` (plm ``model="fd"``)
+    Least squares on first differences of consecutive rows of each entity ordered by time
+    (as plm, gaps in the time index are not checked); the intercept, when the formula has
+    one, is kept and estimates the mean change per period.
+
+Covariances (``vcov=``): ``"iid"`` as above, or ``{"CR0" | "CR1": column}`` clustered on a
+column (``"cluster"`` is ``{"CR1": entity}``). CR1 applies ``G/(G-1) * (n-1)/(n-K)`` with ``K``
+the number of estimated coefficients (not counting the absorbed entity effects): Stata's
+``vce(cluster)`` for ``xtreg`` and plm's ``vcovHC(method="arellano", type="sss")``; CR0 is
+plm's ``type="HC0"``. Cluster-robust tests use ``G - 1`` degrees of freedom.
+
+R-squared: ``r2`` is plm's: the squared correlation of the transformed response (demeaned for
+within, quasi-demeaned for random, differenced for fd) with its fitted values; ``r2_within``, ``r2_between`` and
+``r2_overall`` are Stata's: squared correlations of ``y`` with ``x' beta`` after within
+demeaning, of the entity means, and of the raw rows.
+"""
+
+from __future__ import annotations
+
+import math
+import sys as _sys
+import types as _types
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from multilevel.exceptions import DataError, MultilevelWarning
+from multilevel.robust import (
+    OlsFit,
+    _chi2_sf,
+    _parse_vcov,
+    _prepare,
+    _Sandwich,
+    _summary_text,
+    _vcov_label,
+    sandwich,
+)
+
+__all__ = ["HausmanTest", "PanelFit", "hausman", "panel"]
+
+_MODELS = ("within", "random", "between", "pooled", "fd")
+
+
+def _group_means(A: np.ndarray, codes: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Entity means of the columns of A: (N, k)."""
+    A2 = A.reshape(len(A), -1)
+    out = np.empty((len(counts), A2.shape[1]))
+    for j in range(A2.shape[1]):
+        out[:, j] = np.bincount(codes, weights=A2[:, j], minlength=len(counts)) / counts
+    return out
+
+
+def _corr2(a: np.ndarray, b: np.ndarray) -> float:
+    a = a - a.mean()
+    b = b - b.mean()
+    den = math.sqrt(float(a @ a) * float(b @ b))
+    return float(a @ b) ** 2 / den**2 if den > 0 else math.nan
+
+
+class PanelFit(OlsFit):
+    """Result of :func:`panel`; everything of :class:`~multilevel.robust.OlsFit` plus:
+
+    Attributes
+    ----------
+    model : str
+        ``"within"``, ``"random"``, ``"between"``, ``"pooled"`` or ``"fd"``.
+    n_entities : int
+        Number of entities in the rows used.
+    r2 : float
+        plm's R-squared of the (transformed) regression.
+    r2_within, r2_between, r2_overall : float
+        Stata's three R-squared.
+    theta : float or pandas.Series
+        Random effects only: the quasi-demeaning factor (one number for a balanced panel, one
+        per entity otherwise); ``sigma2_e`` and ``sigma2_u`` the variance components.
+    fixef : pandas.Series
+        Within only: the entity intercepts ``ybar_i - xbar_i' beta`` (plm's ``fixef``).
+    """
+
+    theta: Any = None
+    sigma2_e: float = math.nan
+    sigma2_u: float = math.nan
+    fixef: pd.Series | None = None
+
+    def _header(self) -> list[tuple[str, str]]:
+        rows = super()._header()
+        rows.insert(3, ("No. entities:", f"{self.n_entities}"))
+        rows += [
+            ("R-sq within:", f"{self.r2_within:.4f}"),
+            ("R-sq between:", f"{self.r2_between:.4f}"),
+            ("R-sq overall:", f"{self.r2_overall:.4f}"),
+        ]
+        if self.model == "random":
+            th = self.theta
+            th_txt = f"{th:.4f}" if np.isscalar(th) else f"{th.min():.4f}-{th.max():.4f}"
+            rows += [
+                ("sigma_u:", f"{math.sqrt(self.sigma2_u):.4f}"),
+                ("sigma_e:", f"{math.sqrt(self.sigma2_e):.4f}"),
+                ("theta:", th_txt),
+            ]
+        return rows
+
+    def summary(self, level: float = 0.95) -> str:
+        """A Stata xtreg-like report."""
+        return _summary_text(self, self._header(), level)
+
+
+def _check_duplicates(ent: np.ndarray, tim: np.ndarray, entity: str, time: str) -> None:
+    key = pd.DataFrame({"e": ent, "t": tim})
+    dup = key.duplicated(keep=False)
+    if dup.any():
+        pairs = key[dup].drop_duplicates().head(5)
+        shown = ", ".join(f"({e!r}, {t!r})" for e, t in zip(pairs["e"], pairs["t"]))
+        n_pairs = int(key[dup].drop_duplicates().shape[0])
+        raise DataError(
+            f"duplicate ({entity}, {time}) pairs: {n_pairs} pair(s) occur more than once, "
+            f"e.g. {shown}; a panel needs one row per entity and time"
+        )
+
+
+def _regress(y: np.ndarray, X: np.ndarray) -> np.ndarray:
+    return np.linalg.lstsq(X, y, rcond=None)[0]
+
+
+def _drop_constant(
+    Xt: np.ndarray, names: list[str], X: np.ndarray, warn_names: bool = True
+) -> tuple[np.ndarray, list[int]]:
+    """Keep the columns of the within-transformed Xt that are not identically 0."""
+    scale = np.maximum(np.abs(X).max(axis=0), 1.0)
+    keep = [j for j in range(Xt.shape[1]) if np.abs(Xt[:, j]).max() > 1e-10 * scale[j]]
+    gone = [names[j] for j in range(len(names)) if j not in keep and names[j] != "(Intercept)"]
+    if gone and warn_names:
+        warnings.warn(
+            "columns constant within every entity drop out of the within transformation: "
+            + ", ".join(gone),
+            MultilevelWarning,
+            stacklevel=3,
+        )
+    return Xt[:, keep], keep
+
+
+def panel(
+    formula: str,
+    data: Any,
+    entity: str,
+    time: str | None = None,
+    model: str = "within",
+    vcov: str | dict[str, Any] = "iid",
+) -> PanelFit:
+    """Fixed-effects, random-effects, between, pooled or first-difference panel regression.
+
+    Parameters
+    ----------
+    formula : str
+        ``"y ~ x1 + x2"``.
+    data : pandas or polars DataFrame, or dict of arrays
+    entity : str
+        Column identifying the entity (firm, person, school).
+    time : str, optional
+        Column identifying the period; needed for ``model="fd"``. When given, each
+        (entity, time) pair must occur once.
+    model : {"within", "random", "between", "pooled", "fd"}
+    vcov : str or dict
+        ``"iid"`` (default), ``"cluster"`` (= ``{"CR1": entity}``), or
+        ``{"CR0" | "CR1": column}``. See the module documentation for the factors.
+
+    Returns
+    -------
+    PanelFit
+
+    Examples
+    --------
+    >>> import multilevel as ml
+    >>> gr = ml.datasets.load("grunfeld")
+    >>> fe = ml.panel("inv ~ value + capital", gr, entity="firm", time="year")
+    >>> print(round(fe.coef["value"], 6), round(fe.r2, 4))
+    0.110124 0.7668
+    >>> re = ml.panel("inv ~ value + capital", gr, entity="firm", time="year", model="random")
+    >>> round(re.theta, 4)
+    0.8612
+    """
+    if model == "pooling":
+        model = "pooled"
+    if model not in _MODELS:
+        raise ValueError(f"model must be one of {', '.join(_MODELS)}; got {model!r}")
+    if model == "fd" and time is None:
+        raise ValueError("model='fd' needs the time column (time=)")
+    if isinstance(vcov, str) and vcov.lower() == "cluster":
+        vcov = {"CR1": entity}
+    kind, specs = _parse_vcov(vcov)
+    if kind in ("HC0", "HC1", "HC2", "HC3"):
+        raise ValueError("panel supports vcov='iid', 'cluster' or {'CR0'|'CR1': column}")
+    if kind == "CR2":
+        raise ValueError("CR2 is not available for panel models; use CR0 or CR1")
+    extras: list[Any] = [entity] + ([time] if time is not None else []) + specs
+    prep = _prepare(formula, data, None, extras)
+    y, X, names = prep.y, prep.X, prep.names
+    ent_raw = prep.extras[0]
+    tim_raw = prep.extras[1] if time is not None else None
+    clus = prep.extras[(2 if time is not None else 1):]
+    if tim_raw is not None:
+        _check_duplicates(ent_raw, tim_raw, entity, time)
+    codes, ent_levels = pd.factorize(pd.Series(ent_raw), sort=True)
+    codes = codes.astype(np.int64)
+    # Order rows by entity then time (fd needs it; the others do not care).
+    if tim_raw is not None:
+        order = np.lexsort((pd.factorize(pd.Series(tim_raw), sort=True)[0], codes))
+    else:
+        order = np.argsort(codes, kind="stable")
+    y, X, codes = y[order], X[order], codes[order]
+    clus = [c[order] for c in clus]
+    rows = prep.rows[order]
+    n, p = X.shape
+    N = len(ent_levels)
+    counts = np.bincount(codes, minlength=N).astype(float)
+    has_int = "(Intercept)" in names
+    label = _vcov_label(kind, specs) if not (kind == "CR1" and specs == [entity]) else (
+        f"CR1 ({entity})"
+    )
+    ybar = _group_means(y, codes, counts)[:, 0]
+    Xbar = _group_means(X, codes, counts)
+    theta = None
+    s2e = s2u = math.nan
+    fixef = None
+    k_small = None  # parameters counted by the small-sample factor
+
+    if model in ("within", "random"):
+        yw = y - ybar[codes]
+        Xw_all = X - Xbar[codes]
+        Xw, keep_w = _drop_constant(Xw_all, names, X, warn_names=(model == "within"))
+        if Xw.shape[1] == 0:
+            raise DataError("no regressor varies within entities")
+        bw = _regress(yw, Xw)
+        ssr_w = float(np.sum((yw - Xw @ bw) ** 2))
+        K = Xw.shape[1]
+        df_w = n - N - K
+        if df_w <= 0:
+            raise DataError(f"{n} rows and {N} entities leave no degrees of freedom")
+    if model == "within":
+        yt, Xt, tnames = yw, Xw, [names[j] for j in keep_w]
+        beta = bw
+        k_df = N + K
+        k_small = K
+        fixef = pd.Series(ybar - Xbar[:, keep_w] @ bw, index=ent_levels, name="fixef")
+    elif model == "random":
+        s2e = ssr_w / df_w
+        # T_i-weighted between regression on all columns of X (plm's "Between" model).
+        sw = np.sqrt(counts)
+        bb = _regress(ybar * sw, Xbar * sw[:, None])
+        eb = ybar - Xbar @ bb
+        quad = float(np.sum(counts * eb**2))
+        Kz = p - 1 if has_int else p
+        m_nu = N - Kz - 1
+        ZBZ = (Xbar * counts[:, None]).T @ Xbar
+        ZSZ = (Xbar * (counts**2)[:, None]).T @ Xbar
+        m_eta = n - float(np.trace(np.linalg.solve(ZBZ, ZSZ)))
+        s2u = max((quad - m_nu * s2e) / m_eta, 0.0)
+        th_i = 1.0 - np.sqrt(s2e / (counts * s2u + s2e))
+        yt = y - th_i[codes] * ybar[codes]
+        Xt = X - th_i[codes][:, None] * Xbar[codes]
+        tnames = names
+        beta = _regress(yt, Xt)
+        k_df = p
+        balanced = bool(np.all(counts == counts[0]))
+        theta = float(th_i[0]) if balanced else pd.Series(th_i, index=ent_levels, name="theta")
+    elif model == "between":
+        yt, Xt, tnames = ybar, Xbar, names
+        beta = _regress(yt, Xt)
+        k_df = p
+        if clus:
+            raise ValueError("cluster-robust errors are not available for the between model")
+    elif model == "pooled":
+        yt, Xt, tnames = y, X, names
+        beta = _regress(yt, Xt)
+        k_df = p
+    else:  # fd
+        same = codes[1:] == codes[:-1]
+        yt = (y[1:] - y[:-1])[same]
+        Xd = (X[1:] - X[:-1])[same]
+        if has_int:
+            Xd[:, names.index("(Intercept)")] = 1.0
+        Xt, keep_d = _drop_constant(Xd, names, X, warn_names=False)
+        if has_int and names.index("(Intercept)") not in keep_d:
+            keep_d = sorted(keep_d + [names.index("(Intercept)")])
+            Xt = Xd[:, keep_d]
+        tnames = [names[j] for j in keep_d]
+        beta = _regress(yt, Xt)
+        k_df = Xt.shape[1]
+        clus = [c[1:][same] for c in clus]
+        rows = rows[1:][same]
+    resid = yt - Xt @ beta
+    nt = len(yt)
+    if nt - k_df <= 0:
+        raise DataError(f"{nt} observations cannot fit {k_df} parameters in model={model!r}")
+    if kind == "iid":
+        B = np.linalg.inv(Xt.T @ Xt)
+        s2 = float(resid @ resid) / (nt - k_df)
+        sw_ = _Sandwich(s2 * B, np.full(len(beta), float(nt - k_df)), float(nt - k_df))
+    else:
+        sw_ = sandwich(Xt, resid, kind, clusters=clus, k=k_small if k_small else Xt.shape[1])
+    intercept_in_t = model in ("between", "pooled", "fd") and has_int
+    fit = PanelFit(
+        beta,
+        tnames,
+        sw_,
+        y=yt,
+        X=Xt,
+        weights=None,
+        vcov_type=label,
+        k=k_df,
+        n_dropped=prep.n_dropped,
+        dropped_columns=prep.dropped_columns,
+        formula=formula,
+        model=model,
+        intercept=intercept_in_t,
+        rows=rows if model != "between" else None,
+    )
+    # plm's R-squared (summary.plm, r.squared type "cor"): the squared correlation of the
+    # transformed response and its fitted values, and the adjusted version with
+    # (n - 1) / df_resid. It is 1 - SSR/TSS except for random effects on unbalanced panels.
+    fit.r2 = _corr2(yt, Xt @ beta)
+    fit.adj_r2 = 1.0 - (1.0 - fit.r2) * (nt - 1) / fit.df_resid
+    fit.n_entities = N
+    fit.entity, fit.time = entity, time
+    fit.theta, fit.sigma2_e, fit.sigma2_u, fit.fixef = theta, s2e, s2u, fixef
+    # Stata's R-squared from the slopes.
+    slope = [j for j, nm in enumerate(names) if nm != "(Intercept)" and nm in tnames]
+    b_s = np.array([beta[tnames.index(names[j])] for j in slope])
+    xb = X[:, slope] @ b_s if slope else np.zeros(n)
+    xb_bar = Xbar[:, slope] @ b_s if slope else np.zeros(N)
+    fit.r2_within = _corr2(y - ybar[codes], xb - xb_bar[codes])
+    fit.r2_between = _corr2(ybar, xb_bar)
+    fit.r2_overall = _corr2(y, xb)
+    return fit
+
+
+class HausmanTest:
+    """Result of :func:`hausman`: ``stat``, ``df``, ``p`` and the coefficients compared."""
+
+    def __init__(self, stat: float, df: int, p: float, names: list[str]) -> None:
+        self.stat, self.df, self.p, self.names = stat, df, p, names
+
+    def __repr__(self) -> str:
+        return f"HausmanTest(chisq={self.stat:.6g}, df={self.df}, p={self.p:.4g})"
+
+
+def hausman(fe: PanelFit, re: PanelFit) -> HausmanTest:
+    """Hausman test of fixed against random effects, as ``plm::phtest(fe, re)``.
+
+    ``H = d' (V_fe - V_re)^-1 d`` with ``d = b_fe - b_re`` over the coefficients both models
+    estimate (not the intercept); chi-square with as many degrees of freedom.
+
+    Examples
+    --------
+    >>> import multilevel as ml
+    >>> gr = ml.datasets.load("grunfeld")
+    >>> fe = ml.panel("inv ~ value + capital", gr, entity="firm", time="year")
+    >>> re = ml.panel("inv ~ value + capital", gr, entity="firm", time="year", model="random")
+    >>> h = ml.hausman(fe, re)
+    >>> print(round(h.stat, 4), h.df)
+    2.3304 2
+    """
+    names = [n for n in fe.coef.index if n in re.coef.index and n != "(Intercept)"]
+    if not names:
+        raise ValueError("the two fits share no coefficients")
+    d = fe.coef[names].to_numpy() - re.coef[names].to_numpy()
+    V = fe.vcov.loc[names, names].to_numpy() - re.vcov.loc[names, names].to_numpy()
+    stat = float(d @ np.linalg.solve(V, d))
+    return HausmanTest(stat, len(names), _chi2_sf(stat, len(names)), names)
+
+
+# `multilevel.panel` is both this module and its main function. Once the module has been
+# imported, the import system binds the package attribute `multilevel.panel` to the module,
+# hiding the lazily exported function; making the module callable keeps `ml.panel(...)`
+# working either way.
+class _CallableModule(_types.ModuleType):
+    def __call__(self, *args: Any, **kwargs: Any) -> PanelFit:
+        return panel(*args, **kwargs)
+
+
+_sys.modules[__name__].__class__ = _CallableModule
