@@ -370,7 +370,75 @@ def _lme4_names(cols) -> list[str]:
     return [_lme4_name(str(c)) for c in cols]
 
 
+class _NumericMatrix:
+    """The model matrix of a fast-path expression, shaped like formulaic's result."""
+
+    def __init__(self, values: np.ndarray, columns: list[str], model_spec: _NumericSpec):
+        self.values = values
+        self.columns = columns
+        self.model_spec = model_spec
+        self.shape = values.shape
+
+    def __array__(self, dtype=None, copy=None):
+        return self.values if dtype is None else self.values.astype(dtype, copy=False)
+
+
+class _NumericSpec:
+    """An intercept and plain numeric columns (``1 + Days``, ``0 + x``): built with NumPy.
+
+    formulaic spends several milliseconds parsing and materialising even the simplest formula;
+    for the common case of numeric columns only, this gives the same columns and names
+    directly. Anything else (factors, transforms, interactions) goes through formulaic.
+    """
+
+    def __init__(self, intercept: bool, columns: list[str]):
+        self.intercept = intercept
+        self.columns = columns
+        self.names = (["Intercept"] if intercept else []) + columns
+
+    def get_model_matrix(self, frame: pd.DataFrame, na_action: str = "ignore") -> _NumericMatrix:
+        n = len(frame)
+        out = np.empty((n, len(self.names)), dtype=np.float64, order="F")
+        j = 0
+        if self.intercept:
+            out[:, 0] = 1.0
+            j = 1
+        for k, c in enumerate(self.columns):
+            out[:, j + k] = frame[c].to_numpy(dtype=np.float64)
+        return _NumericMatrix(out, list(self.names), self)
+
+
+_SIGNED_TERM = re.compile(r"([+-]?)([^+-]+)")
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _fast_column(sign: str, token: str, frame: pd.DataFrame) -> bool:
+    plain = sign != "-" and _PLAIN_NAME.match(token) is not None and token in frame.columns
+    return plain and _is_float_like(frame[token])
+
+
+def _numeric_spec(expr: str, frame: pd.DataFrame) -> _NumericSpec | None:
+    """The fast-path spec of ``expr`` when it is only 1/0/-1 and numeric columns, else None."""
+    text = expr.replace(" ", "")
+    if not text or _SIGNED_TERM.sub("", text):
+        return None
+    intercept, columns = True, []
+    for sign, token in _SIGNED_TERM.findall(text):
+        if token == "1":
+            intercept = sign != "-"
+        elif token == "0" and sign != "-":
+            intercept = False
+        elif not _fast_column(sign, token, frame):
+            return None
+        elif token not in columns:
+            columns.append(token)
+    return _NumericSpec(intercept, columns)
+
+
 def _model_matrix(expr: str, frame: pd.DataFrame, formula: str, what: str):
+    fast = _numeric_spec(expr, frame)
+    if fast is not None:
+        return fast.get_model_matrix(frame)
     try:
         mm = formulaic.model_matrix(expr, frame, na_action="ignore", output="pandas")
     except FormulaError:

@@ -25,6 +25,7 @@ character.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -125,6 +126,16 @@ def _extend(out: list[str], items) -> None:
 
 def _expr_variables(expr: str, response: bool = False) -> list[str]:
     """Data columns used by a formulaic expression, ordered by first appearance in the text."""
+    return list(_expr_variables_cached(expr, response))
+
+
+@functools.lru_cache(maxsize=512)
+def _expr_variables_cached(expr: str, response: bool) -> tuple[str, ...]:
+    # formulaic's parser costs about a millisecond a call; formulas repeat, so keep the answer.
+    return tuple(_expr_variables_uncached(expr, response))
+
+
+def _expr_variables_uncached(expr: str, response: bool) -> list[str]:
     text = "{" + expr + "}" if response else expr
     try:
         found = set(formulaic.Formula(text).required_variables)
