@@ -291,7 +291,7 @@ mod tests {
         assert!((l[1] * l[0] - 2.0).abs() < 1e-14);
         assert!((l[1] * l[1] + l[3] * l[3] - 3.0).abs() < 1e-14);
         assert_eq!(l[2], 0.0);
-        assert!(chol_small(&mut vec![1.0, 2.0, 2.0, 1.0], 2).is_err());
+        assert!(chol_small(&mut [1.0, 2.0, 2.0, 1.0], 2).is_err());
     }
 
     #[test]

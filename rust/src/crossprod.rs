@@ -11,6 +11,7 @@
 //! - A[i][j] = Z_i' W Z_j: sparse, one q_i x q_j block per observed pair of levels;
 //! - A[D][j] = D' W Z_j: dense, (p + 1) x (levels_j q_j);
 //! - A[D][D] = D' W D: dense, (p + 1) x (p + 1).
+//!
 //! Prior weights w scale each row's contribution; an offset is subtracted from y.
 
 use std::collections::HashMap;
@@ -151,6 +152,8 @@ impl CrossProdAccumulator {
     }
 
     /// Adds the rows of one chunk.
+    // Index loops mirror the block formulas (several arrays indexed by the same level and term).
+    #[allow(clippy::needless_range_loop)]
     pub fn add(&mut self, chunk: &RowChunk) -> Result<()> {
         chunk.check(&self.shapes, self.p)?;
         let n = chunk.nrows();

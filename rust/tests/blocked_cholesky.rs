@@ -1,0 +1,484 @@
+//! The blocked Cholesky factor against a plain dense computation on the same matrix.
+//!
+//! For each structure (scalar, correlated vector q = 2 and 3, diagonal q = 2, crossed, nested,
+//! crossed + nested in both term orders, weights, offset) and three theta values each (lme4's
+//! start, an interior point, and a point with a zero diagonal element, i.e. singular), the
+//! objective (ML and REML), ldL2, ldRX2 and pwrss must agree with the dense factor of
+//! M = [Z Lambda, X, y]' W [Z Lambda, X, y] + diag(I, 0, 0) to 1e-10 relative, and beta, b,
+//! sigma, the unscaled covariance of beta and the conditional covariances of b with dense
+//! solves of the penalised least-squares equations to 1e-9 relative.
+
+mod common;
+
+use common::{dense_reference, random_codes, rel, rel1, rel_vec, Data, Rng};
+use multilevel::blocks::Block;
+use multilevel::remat;
+
+const TOL_OBJ: f64 = 1e-10;
+const TOL_SOL: f64 = 1e-9;
+
+/// Largest errors seen in one structure.
+#[derive(Default, Debug)]
+struct MaxErr {
+    objective: f64,
+    ld: f64,
+    pwrss: f64,
+    beta: f64,
+    b: f64,
+    sigma: f64,
+    vcov: f64,
+    condvar: f64,
+}
+
+fn check(name: &str, data: &Data, thetas: &[Vec<f64>]) -> MaxErr {
+    let shapes = data.shapes();
+    let mut problem = data.problem();
+    let mut worst = MaxErr::default();
+    for theta in thetas {
+        assert_eq!(
+            theta.len(),
+            remat::n_theta(&shapes),
+            "{name}: bad test theta"
+        );
+        let dense = dense_reference(data, theta);
+        for reml in [false, true] {
+            let ctx = format!("{name}, theta = {theta:?}, reml = {reml}");
+            let obj = problem
+                .objective(theta, reml)
+                .unwrap_or_else(|e| panic!("{ctx}: {e}"));
+            let want = if reml {
+                dense.objective_reml
+            } else {
+                dense.objective_ml
+            };
+            let e_obj = rel(obj, want);
+            let e_l2 = rel1(problem.chol.ld_l2(), dense.ld_l2);
+            let e_rx2 = rel1(problem.chol.ld_rx2(), dense.ld_rx2);
+            let e_pw = rel(problem.chol.pwrss(), dense.pwrss);
+            assert!(
+                e_obj <= TOL_OBJ,
+                "{ctx}: objective {obj} vs dense {want} (rel {e_obj:e})"
+            );
+            assert!(
+                e_l2 <= TOL_OBJ,
+                "{ctx}: ld_l2 {} vs dense {} (rel {e_l2:e})",
+                problem.chol.ld_l2(),
+                dense.ld_l2
+            );
+            assert!(
+                e_rx2 <= TOL_OBJ,
+                "{ctx}: ld_rx2 {} vs dense {} (rel {e_rx2:e})",
+                problem.chol.ld_rx2(),
+                dense.ld_rx2
+            );
+            assert!(
+                e_pw <= TOL_OBJ,
+                "{ctx}: pwrss {} vs dense {} (rel {e_pw:e})",
+                problem.chol.pwrss(),
+                dense.pwrss
+            );
+
+            let sol = problem
+                .solution(theta, reml)
+                .unwrap_or_else(|e| panic!("{ctx}: {e}"));
+            assert!(
+                rel(sol.objective, want) <= TOL_OBJ,
+                "{ctx}: solution().objective {} vs {want}",
+                sol.objective
+            );
+            let e_beta = rel_vec(&sol.beta, &dense.beta);
+            assert!(
+                e_beta <= TOL_SOL,
+                "{ctx}: beta {:?} vs dense {:?} (rel {e_beta:e})",
+                sol.beta,
+                dense.beta
+            );
+            let mut e_b = 0.0f64;
+            for (k, (got, want)) in sol.b.iter().zip(&dense.b).enumerate() {
+                let e = rel_vec(got, want);
+                assert!(
+                    e <= TOL_SOL,
+                    "{ctx}: b of term {k} differs from dense (rel {e:e})"
+                );
+                e_b = e_b.max(e);
+            }
+            assert_eq!(sol.b.len(), shapes.len(), "{ctx}: one b per term");
+            let want_sigma = if reml {
+                dense.sigma_reml
+            } else {
+                dense.sigma_ml
+            };
+            let e_sigma = rel(sol.sigma, want_sigma);
+            assert!(
+                e_sigma <= TOL_SOL,
+                "{ctx}: sigma {} vs dense {want_sigma} (rel {e_sigma:e})",
+                sol.sigma
+            );
+            let e_vcov = rel_vec(&sol.vcov_unscaled, &dense.vcov_unscaled);
+            assert!(
+                e_vcov <= TOL_SOL,
+                "{ctx}: vcov_unscaled {:?} vs dense {:?} (rel {e_vcov:e})",
+                sol.vcov_unscaled,
+                dense.vcov_unscaled
+            );
+            worst.objective = worst.objective.max(e_obj);
+            worst.ld = worst.ld.max(e_l2).max(e_rx2);
+            worst.pwrss = worst.pwrss.max(e_pw);
+            worst.beta = worst.beta.max(e_beta);
+            worst.b = worst.b.max(e_b);
+            worst.sigma = worst.sigma.max(e_sigma);
+            worst.vcov = worst.vcov.max(e_vcov);
+        }
+        let ctx = format!("{name}, theta = {theta:?}");
+        let cv = problem
+            .condvar(theta)
+            .unwrap_or_else(|e| panic!("{ctx}: {e}"));
+        assert_eq!(cv.len(), shapes.len(), "{ctx}: one condvar per term");
+        for (k, (got, want)) in cv.iter().zip(&dense.condvar).enumerate() {
+            let e = rel_vec(got, want);
+            assert!(
+                e <= TOL_SOL,
+                "{ctx}: condvar of term {k} differs from dense (rel {e:e})"
+            );
+            worst.condvar = worst.condvar.max(e);
+        }
+    }
+    eprintln!("{name}: max errors {worst:?}");
+    worst
+}
+
+fn simulated(
+    seed: u64,
+    n: usize,
+    p: usize,
+    build: impl FnOnce(&mut Rng, &mut Data),
+    theta: &[f64],
+) -> Data {
+    let mut rng = Rng::new(seed);
+    let mut data = Data::new(&mut rng, n, p);
+    build(&mut rng, &mut data);
+    let beta: Vec<f64> = (0..p).map(|j| 1.0 - 0.5 * j as f64).collect();
+    data.simulate(&mut rng, theta, &beta, 1.3);
+    data
+}
+
+#[test]
+fn one_scalar_term() {
+    let data = simulated(
+        1,
+        300,
+        2,
+        |rng, d| {
+            let c = random_codes(rng, 300, 30);
+            d.add_term(rng, c, 30, 1, false);
+        },
+        &[0.9],
+    );
+    check(
+        "one scalar term",
+        &data,
+        &[vec![1.0], vec![0.37], vec![0.0]],
+    );
+}
+
+#[test]
+fn vector_term_q2_correlated() {
+    let data = simulated(
+        2,
+        320,
+        2,
+        |rng, d| {
+            let c = random_codes(rng, 320, 25);
+            d.add_term(rng, c, 25, 2, false);
+        },
+        &[1.1, 0.4, 0.6],
+    );
+    check(
+        "vector q=2",
+        &data,
+        &[
+            vec![1.0, 0.0, 1.0],
+            vec![1.2, -0.5, 0.7],
+            vec![0.8, 0.3, 0.0],
+        ],
+    );
+}
+
+#[test]
+fn vector_term_q3_correlated() {
+    let data = simulated(
+        3,
+        400,
+        3,
+        |rng, d| {
+            let c = random_codes(rng, 400, 20);
+            d.add_term(rng, c, 20, 3, false);
+        },
+        &[1.0, 0.3, -0.2, 0.8, 0.1, 0.5],
+    );
+    check(
+        "vector q=3",
+        &data,
+        &[
+            vec![1.0, 0.0, 0.0, 1.0, 0.0, 1.0],
+            vec![1.3, 0.4, -0.6, 0.9, 0.25, 0.45],
+            vec![0.7, -0.2, 0.5, 0.0, 0.3, 1.1],
+        ],
+    );
+}
+
+#[test]
+fn diagonal_term_q2() {
+    let data = simulated(
+        4,
+        300,
+        2,
+        |rng, d| {
+            let c = random_codes(rng, 300, 30);
+            d.add_term(rng, c, 30, 2, true);
+        },
+        &[0.8, 0.5],
+    );
+    check(
+        "diagonal q=2",
+        &data,
+        &[vec![1.0, 1.0], vec![0.9, 0.35], vec![0.0, 1.4]],
+    );
+}
+
+#[test]
+fn two_crossed_scalar_terms() {
+    let data = simulated(
+        5,
+        400,
+        2,
+        |rng, d| {
+            let c1 = random_codes(rng, 400, 40);
+            let c2 = random_codes(rng, 400, 25);
+            d.add_term(rng, c1, 40, 1, false)
+                .add_term(rng, c2, 25, 1, false);
+        },
+        &[0.8, 0.5],
+    );
+    let mut problem = data.problem();
+    assert!(
+        matches!(problem.chol.l[1][1], Block::Dense(_)),
+        "crossed terms fill in L[1][1]"
+    );
+    problem.objective(&[1.0, 1.0], false).unwrap();
+    check(
+        "two crossed",
+        &data,
+        &[vec![1.0, 1.0], vec![0.6, 1.7], vec![1.1, 0.0]],
+    );
+}
+
+/// Term 0: 60 classes; term 1: 12 schools, each holding five whole classes.
+fn nested_codes(rng: &mut Rng, n: usize) -> (Vec<i32>, Vec<i32>) {
+    let class = random_codes(rng, n, 60);
+    let school = class.iter().map(|c| c / 5).collect();
+    (class, school)
+}
+
+#[test]
+fn nested_terms_stay_block_diagonal() {
+    let data = simulated(
+        6,
+        360,
+        2,
+        |rng, d| {
+            let (class, school) = nested_codes(rng, 360);
+            d.add_term(rng, class, 60, 1, false)
+                .add_term(rng, school, 12, 1, false);
+        },
+        &[0.6, 0.9],
+    );
+    let problem = data.problem();
+    assert!(
+        matches!(problem.chol.l[1][1], Block::Diag(_)),
+        "nested terms leave L[1][1] block diagonal"
+    );
+    assert!(
+        matches!(problem.chol.l[1][0], Block::Sparse(_)),
+        "nested terms give a sparse L[1][0]"
+    );
+    check(
+        "nested",
+        &data,
+        &[vec![1.0, 1.0], vec![0.45, 1.6], vec![0.0, 0.8]],
+    );
+    check("nested, school singular", &data, &[vec![0.7, 0.0]]);
+}
+
+#[test]
+fn nested_terms_coarse_first() {
+    // The same nesting with the schools first: L[1][1] (classes) is filled in.
+    let data = simulated(
+        7,
+        360,
+        2,
+        |rng, d| {
+            let (class, school) = nested_codes(rng, 360);
+            d.add_term(rng, school, 12, 1, false)
+                .add_term(rng, class, 60, 1, false);
+        },
+        &[0.9, 0.6],
+    );
+    check(
+        "nested, coarse first",
+        &data,
+        &[vec![1.0, 1.0], vec![1.6, 0.45], vec![0.8, 0.0]],
+    );
+}
+
+#[test]
+fn three_terms_crossed_and_nested() {
+    // class in school, crossed with rater; the school term has a random slope (q = 2).
+    let data = simulated(
+        8,
+        480,
+        2,
+        |rng, d| {
+            let (class, school) = nested_codes(rng, 480);
+            let rater = random_codes(rng, 480, 20);
+            d.add_term(rng, class, 60, 1, false)
+                .add_term(rng, school, 12, 2, false)
+                .add_term(rng, rater, 20, 1, false);
+        },
+        &[0.5, 0.9, 0.2, 0.4, 0.7],
+    );
+    let problem = data.problem();
+    assert!(
+        matches!(problem.chol.l[1][1], Block::Diag(_)),
+        "school stays block diagonal"
+    );
+    assert!(
+        matches!(problem.chol.l[2][2], Block::Dense(_)),
+        "rater is filled in"
+    );
+    check(
+        "three terms, nested first",
+        &data,
+        &[
+            vec![1.0, 1.0, 0.0, 1.0, 1.0],
+            vec![0.5, 1.2, -0.3, 0.6, 0.8],
+            vec![0.0, 0.9, 0.4, 0.0, 1.3],
+        ],
+    );
+}
+
+#[test]
+fn three_terms_crossed_first() {
+    // The crossed factor first: every later block of L is dense.
+    let data = simulated(
+        9,
+        480,
+        2,
+        |rng, d| {
+            let (class, school) = nested_codes(rng, 480);
+            let rater = random_codes(rng, 480, 20);
+            d.add_term(rng, rater, 20, 1, false)
+                .add_term(rng, class, 60, 1, false)
+                .add_term(rng, school, 12, 1, false);
+        },
+        &[0.7, 0.5, 0.9],
+    );
+    check(
+        "three terms, crossed first",
+        &data,
+        &[
+            vec![1.0, 1.0, 1.0],
+            vec![0.8, 0.4, 1.5],
+            vec![0.9, 0.0, 0.6],
+        ],
+    );
+}
+
+#[test]
+fn prior_weights() {
+    let data = simulated(
+        10,
+        350,
+        3,
+        |rng, d| {
+            let c1 = random_codes(rng, 350, 30);
+            let c2 = random_codes(rng, 350, 15);
+            d.add_term(rng, c1, 30, 2, false)
+                .add_term(rng, c2, 15, 1, false)
+                .with_weights(rng, 0.2, 3.0);
+        },
+        &[0.9, 0.3, 0.5, 0.7],
+    );
+    check(
+        "weights",
+        &data,
+        &[
+            vec![1.0, 0.0, 1.0, 1.0],
+            vec![0.7, -0.4, 0.9, 1.3],
+            vec![0.0, 0.5, 0.4, 0.8],
+        ],
+    );
+}
+
+#[test]
+fn offset() {
+    let data = simulated(
+        11,
+        300,
+        2,
+        |rng, d| {
+            let c = random_codes(rng, 300, 30);
+            d.add_term(rng, c, 30, 1, false).with_offset(rng, 2.0);
+        },
+        &[0.8],
+    );
+    check("offset", &data, &[vec![1.0], vec![0.55], vec![0.0]]);
+}
+
+#[test]
+fn weights_and_offset_crossed() {
+    let data = simulated(
+        12,
+        400,
+        2,
+        |rng, d| {
+            let c1 = random_codes(rng, 400, 35);
+            let c2 = random_codes(rng, 400, 22);
+            d.add_term(rng, c1, 35, 1, false)
+                .add_term(rng, c2, 22, 2, true)
+                .with_weights(rng, 0.5, 2.0)
+                .with_offset(rng, 1.5);
+        },
+        &[0.8, 0.6, 0.3],
+    );
+    check(
+        "weights + offset, crossed",
+        &data,
+        &[
+            vec![1.0, 1.0, 1.0],
+            vec![1.4, 0.3, 0.8],
+            vec![0.6, 0.0, 0.0],
+        ],
+    );
+}
+
+#[test]
+fn offset_is_subtracted() {
+    // Sanity check that the reference is not blind to the offset: y + offset with the offset
+    // given must equal y without it.
+    let mut rng = Rng::new(13);
+    let mut data = Data::new(&mut rng, 200, 2);
+    let c = random_codes(&mut rng, 200, 20);
+    data.add_term(&mut rng, c, 20, 1, false);
+    data.simulate(&mut rng, &[0.8], &[1.0, 0.5], 1.0);
+    let plain = data.problem().objective(&[0.6], true).unwrap();
+    let mut shifted = data.clone();
+    shifted.with_offset(&mut rng, 3.0);
+    let off = shifted.offset.clone().unwrap();
+    shifted.y.iter_mut().zip(&off).for_each(|(y, o)| *y += o);
+    let with_offset = shifted.problem().objective(&[0.6], true).unwrap();
+    assert!(
+        rel(with_offset, plain) <= 1e-12,
+        "offset: {with_offset} vs {plain}"
+    );
+}
