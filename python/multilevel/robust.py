@@ -36,8 +36,8 @@ Degrees of freedom of the t-tests, intervals and the F test: ``n - k`` for ``"ii
 ``G - 1`` for CR0 and CR1 (Stata's convention; ``min(G_1, G_2) - 1`` for two-way clustering);
 the Satterthwaite degrees of freedom, one per coefficient, for CR2 (its F test uses ``G - 1``).
 
-The module also holds the distribution functions (Student t, F, chi-square) used by the
-results of ``panel`` and ``lmlist``, so that the package needs no SciPy at run time.
+The module also holds the t, F and chi-square tail functions (thin wrappers of scipy.stats)
+used by the results of ``panel`` and ``lmlist``.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats as _stats
 
 from multilevel.exceptions import DataError, MissingColumnError
 
@@ -59,161 +60,35 @@ _CR_TYPES = ("CR0", "CR1", "CR2")
 
 
 # --------------------------------------------------------------------------- distributions
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the regularised incomplete beta function (modified Lentz)."""
-    tiny = 1e-300
-    qab, qap, qam = a + b, a + 1.0, a - 1.0
-    c = 1.0
-    d = 1.0 - qab * x / qap
-    d = tiny if abs(d) < tiny else d
-    d = 1.0 / d
-    h = d
-    for m in range(1, 10_000):
-        m2 = 2 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 + aa * d
-        d = tiny if abs(d) < tiny else d
-        c = 1.0 + aa / c
-        c = tiny if abs(c) < tiny else c
-        d = 1.0 / d
-        h *= d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 + aa * d
-        d = tiny if abs(d) < tiny else d
-        c = 1.0 + aa / c
-        c = tiny if abs(c) < tiny else c
-        d = 1.0 / d
-        delta = d * c
-        h *= delta
-        if abs(delta - 1.0) < 1e-16:
-            break
-    return h
-
-
-def _stirling_tail(z: float) -> float:
-    return 1.0 / (12.0 * z) - 1.0 / (360.0 * z**3) + 1.0 / (1260.0 * z**5)
-
-
-def _log_inv_beta(a: float, b: float) -> float:
-    """-log B(a, b) = log Gamma(a+b) - log Gamma(a) - log Gamma(b), accurate for large a or b."""
-    big, small = (a, b) if a >= b else (b, a)
-    if big < 1e3:
-        return math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-    # Stirling's series for log Gamma(big + small) - log Gamma(big), combined without
-    # cancellation.
-    lead = (big - 0.5) * math.log1p(small / big) + small * math.log(big + small) - small
-    return lead + _stirling_tail(big + small) - _stirling_tail(big) - math.lgamma(small)
-
-
-def _betainc(a: float, b: float, x: float, y: float | None = None) -> float:
-    """Regularised incomplete beta function I_x(a, b); ``y = 1 - x`` when known exactly."""
-    if y is None:
-        y = 1.0 - x
-    if x <= 0.0:
-        return 0.0
-    if y <= 0.0:
-        return 1.0
-    lbt = _log_inv_beta(a, b) + a * math.log(x) + b * math.log(y)
-    if x < (a + 1.0) / (a + b + 2.0):
-        return math.exp(lbt) * _betacf(a, b, x) / a
-    return 1.0 - math.exp(lbt) * _betacf(b, a, y) / b
-
-
+# scipy is already a run-time dependency (design.py's QR, results.py's anova); these wrappers
+# only fix the conventions used here: two-sided t p-values, ``df = inf`` as the normal limit.
 def _t_sf(t: float, df: float) -> float:
     """Upper tail P(T > t) of Student's t with ``df`` degrees of freedom (``inf``: normal)."""
-    if math.isnan(t) or math.isnan(df):
-        return math.nan
-    if math.isinf(df):
-        return 0.5 * math.erfc(t / math.sqrt(2.0))
-    if math.isinf(t):
-        return 0.0 if t > 0 else 1.0
-    tail = 0.5 * _betainc(df / 2.0, 0.5, df / (df + t * t), t * t / (df + t * t))
-    return tail if t > 0 else 1.0 - tail
+    return float(_stats.t.sf(t, df))
 
 
 def _t_pvalue(t: float, df: float) -> float:
     """Two-sided p-value of a t statistic."""
-    if math.isnan(t) or math.isnan(df):
-        return math.nan
-    if math.isinf(df):
-        return math.erfc(abs(t) / math.sqrt(2.0))
-    if math.isinf(t):
-        return 0.0
-    return _betainc(df / 2.0, 0.5, df / (df + t * t), t * t / (df + t * t))
+    return float(2.0 * _stats.t.sf(abs(t), df))
 
 
 def _t_ppf(q: float, df: float) -> float:
-    """Quantile of Student's t (bisection on the upper tail, to machine precision)."""
+    """Quantile of Student's t."""
     if not 0.0 < q < 1.0:
         raise ValueError("q must lie strictly between 0 and 1")
-    if q < 0.5:
-        return -_t_ppf(1.0 - q, df)
-    target = 1.0 - q
-    lo, hi = 0.0, 1.0
-    while _t_sf(hi, df) > target:
-        lo, hi = hi, hi * 2.0
-        if hi > 1e300:
-            return math.inf
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if mid in (lo, hi):
-            break
-        if _t_sf(mid, df) > target:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)
+    return float(_stats.t.ppf(q, df))
 
 
 def _f_sf(f: float, df1: float, df2: float) -> float:
-    """Upper tail P(F > f) of the F distribution."""
-    if math.isnan(f) or f <= 0.0:
-        return math.nan if math.isnan(f) else 1.0
+    """Upper tail P(F > f) of the F distribution (``df2 = inf``: chi-square / df1)."""
     if math.isinf(df2):
         return _chi2_sf(f * df1, df1)
-    return _betainc(df2 / 2.0, df1 / 2.0, df2 / (df2 + df1 * f), df1 * f / (df2 + df1 * f))
-
-
-def _gammainc_upper(a: float, x: float) -> float:
-    """Regularised upper incomplete gamma Q(a, x)."""
-    if x <= 0.0:
-        return 1.0
-    lg = a * math.log(x) - x - math.lgamma(a)
-    if x < a + 1.0:  # series for P(a, x)
-        term = total = 1.0 / a
-        ap = a
-        for _ in range(100_000):
-            ap += 1.0
-            term *= x / ap
-            total += term
-            if abs(term) < abs(total) * 1e-17:
-                break
-        return 1.0 - total * math.exp(lg)
-    tiny = 1e-300  # continued fraction for Q(a, x) (modified Lentz)
-    b = x + 1.0 - a
-    c = 1.0 / tiny
-    d = 1.0 / b
-    h = d
-    for i in range(1, 100_000):
-        an = -i * (i - a)
-        b += 2.0
-        d = an * d + b
-        d = tiny if abs(d) < tiny else d
-        c = b + an / c
-        c = tiny if abs(c) < tiny else c
-        d = 1.0 / d
-        delta = d * c
-        h *= delta
-        if abs(delta - 1.0) < 1e-16:
-            break
-    return math.exp(lg) * h
+    return float(_stats.f.sf(f, df1, df2))
 
 
 def _chi2_sf(x: float, df: float) -> float:
     """Upper tail P(X > x) of the chi-square distribution."""
-    if math.isnan(x):
-        return math.nan
-    return _gammainc_upper(df / 2.0, x / 2.0)
+    return float(_stats.chi2.sf(x, df))
 
 
 # --------------------------------------------------------------------------- cluster codes
@@ -692,16 +567,6 @@ def _vcov_label(kind: str, specs: list[Any]) -> str:
     return f"{kind} ({', '.join(names)})"
 
 
-def _to_pandas(data: Any) -> pd.DataFrame:
-    if isinstance(data, pd.DataFrame):
-        return data
-    if hasattr(data, "to_pandas"):  # polars, pyarrow
-        return data.to_pandas()
-    if isinstance(data, dict):
-        return pd.DataFrame(data)
-    raise TypeError("data must be a pandas or polars DataFrame or a dict of arrays")
-
-
 @dataclass
 class _Prepared:
     y: np.ndarray
@@ -718,9 +583,9 @@ def _prepare(formula: str, data: Any, weights: Any, extras: Sequence[Any]) -> _P
     """Build y and X through ``design.build_fixed`` and align extra columns (clusters,
     entity, time, groups) with the rows used. Rows missing an extra column are dropped and
     counted with the others."""
-    from multilevel.design import build_fixed
+    from multilevel.design import as_pandas, build_fixed
 
-    df = _to_pandas(data)
+    df = as_pandas(data)
     n_in = len(df)
     keep = np.ones(n_in, dtype=bool)
     extra_values = []
