@@ -112,16 +112,29 @@ impl SparseBlocks {
             .map(|k| lo + k)
     }
 
+    /// Every stored block as (block row, block column, column-major qr x qc values), in
+    /// column order.
+    pub fn blocks(&self) -> impl Iterator<Item = (usize, usize, &[f64])> + '_ {
+        let bs = self.block_size();
+        (0..self.n_col_levels).flat_map(move |c| {
+            (self.col_ptr[c]..self.col_ptr[c + 1]).map(move |k| {
+                (
+                    self.row_idx[k] as usize,
+                    c,
+                    &self.data[k * bs..(k + 1) * bs],
+                )
+            })
+        })
+    }
+
     /// The union of this pattern with extra (row, col) keys; values of existing blocks kept.
     pub fn with_extra_pattern(&self, extra: &[(u32, u32)]) -> Self {
         let bs = self.block_size();
         let mut keys = Vec::with_capacity(self.nnz_blocks() + extra.len());
         let mut values = Vec::with_capacity((self.nnz_blocks() + extra.len()) * bs);
-        for c in 0..self.n_col_levels {
-            for k in self.col_ptr[c]..self.col_ptr[c + 1] {
-                keys.push((self.row_idx[k], c as u32));
-                values.extend_from_slice(&self.data[k * bs..(k + 1) * bs]);
-            }
+        for (r, c, blk) in self.blocks() {
+            keys.push((r as u32, c as u32));
+            values.extend_from_slice(blk);
         }
         let mut extra: Vec<(u32, u32)> = extra.to_vec();
         extra.sort_unstable();
@@ -145,14 +158,10 @@ impl SparseBlocks {
     /// Dense copy (for tests and small problems).
     pub fn to_dense(&self) -> Mat<f64> {
         let mut m = Mat::<f64>::zeros(self.n_row_levels * self.qr, self.n_col_levels * self.qc);
-        let bs = self.block_size();
-        for c in 0..self.n_col_levels {
-            for k in self.col_ptr[c]..self.col_ptr[c + 1] {
-                let r = self.row_idx[k] as usize;
-                for b in 0..self.qc {
-                    for a in 0..self.qr {
-                        m[(r * self.qr + a, c * self.qc + b)] = self.data[k * bs + a + b * self.qr];
-                    }
+        for (r, c, blk) in self.blocks() {
+            for b in 0..self.qc {
+                for a in 0..self.qr {
+                    m[(r * self.qr + a, c * self.qc + b)] = blk[a + b * self.qr];
                 }
             }
         }

@@ -208,43 +208,33 @@ impl BlockedCholesky {
         if i == j {
             let diag = &a.diag[i];
             let lam = &lambdas[i];
-            match &mut self.l[i][i] {
-                Block::Diag(d) => {
-                    for lev in 0..si.n_levels {
-                        scale_block(
-                            &diag[lev * qi * qi..(lev + 1) * qi * qi],
-                            lam,
-                            qi,
-                            lam,
-                            qi,
-                            &mut buf,
-                        );
-                        for a_ in 0..qi {
-                            buf[a_ + a_ * qi] += 1.0;
-                        }
-                        d.block_mut(lev).copy_from_slice(&buf);
-                    }
+            if let Block::Dense(m) = &mut self.l[i][i] {
+                m.fill(0.0);
+            }
+            for lev in 0..si.n_levels {
+                // lambda' A_l lambda + I, then placed in the block's own storage.
+                scale_block(
+                    &diag[lev * qi * qi..(lev + 1) * qi * qi],
+                    lam,
+                    qi,
+                    lam,
+                    qi,
+                    &mut buf,
+                );
+                for a_ in 0..qi {
+                    buf[a_ + a_ * qi] += 1.0;
                 }
-                Block::Dense(m) => {
-                    m.fill(0.0);
-                    for lev in 0..si.n_levels {
-                        scale_block(
-                            &diag[lev * qi * qi..(lev + 1) * qi * qi],
-                            lam,
-                            qi,
-                            lam,
-                            qi,
-                            &mut buf,
-                        );
+                match &mut self.l[i][i] {
+                    Block::Diag(d) => d.block_mut(lev).copy_from_slice(&buf),
+                    Block::Dense(m) => {
                         for b in 0..qi {
                             for a_ in 0..qi {
-                                m[(lev * qi + a_, lev * qi + b)] =
-                                    buf[a_ + b * qi] + if a_ == b { 1.0 } else { 0.0 };
+                                m[(lev * qi + a_, lev * qi + b)] = buf[a_ + b * qi];
                             }
                         }
                     }
+                    Block::Sparse(_) => unreachable!("diagonal blocks are never sparse"),
                 }
-                Block::Sparse(_) => unreachable!("diagonal blocks are never sparse"),
             }
             return;
         }
@@ -261,14 +251,11 @@ impl BlockedCholesky {
             }
             Block::Dense(m) => {
                 m.fill(0.0);
-                for c in 0..src.n_col_levels {
-                    for k in src.col_ptr[c]..src.col_ptr[c + 1] {
-                        let r = src.row_idx[k] as usize;
-                        scale_block(&src.data[k * bs..(k + 1) * bs], li, qi, lj, qj, &mut buf);
-                        for b in 0..qj {
-                            for a_ in 0..qi {
-                                m[(r * qi + a_, c * qj + b)] = buf[a_ + b * qi];
-                            }
+                for (r, c, blk) in src.blocks() {
+                    scale_block(blk, li, qi, lj, qj, &mut buf);
+                    for b in 0..qj {
+                        for a_ in 0..qi {
+                            m[(r * qi + a_, c * qj + b)] = buf[a_ + b * qi];
                         }
                     }
                 }
@@ -700,15 +687,10 @@ fn mul_sub(b: &Block, x: &[f64], y: &mut [f64]) {
     match b {
         Block::Sparse(s) => {
             let (qr, qc) = (s.qr, s.qc);
-            for c in 0..s.n_col_levels {
-                let xc = &x[c * qc..(c + 1) * qc];
-                for k in s.col_ptr[c]..s.col_ptr[c + 1] {
-                    let r = s.row_idx[k] as usize;
-                    let blk = &s.data[k * qr * qc..(k + 1) * qr * qc];
-                    for e in 0..qc {
-                        for a in 0..qr {
-                            y[r * qr + a] -= blk[a + e * qr] * xc[e];
-                        }
+            for (r, c, blk) in s.blocks() {
+                for e in 0..qc {
+                    for a in 0..qr {
+                        y[r * qr + a] -= blk[a + e * qr] * x[c * qc + e];
                     }
                 }
             }
@@ -731,17 +713,10 @@ fn mul_t_sub(b: &Block, x: &[f64], y: &mut [f64]) {
     match b {
         Block::Sparse(s) => {
             let (qr, qc) = (s.qr, s.qc);
-            for c in 0..s.n_col_levels {
-                for k in s.col_ptr[c]..s.col_ptr[c + 1] {
-                    let r = s.row_idx[k] as usize;
-                    let blk = &s.data[k * qr * qc..(k + 1) * qr * qc];
-                    for e in 0..qc {
-                        let mut acc = 0.0;
-                        for a in 0..qr {
-                            acc += blk[a + e * qr] * x[r * qr + a];
-                        }
-                        y[c * qc + e] -= acc;
-                    }
+            for (r, c, blk) in s.blocks() {
+                for e in 0..qc {
+                    let acc: f64 = (0..qr).map(|a| blk[a + e * qr] * x[r * qr + a]).sum();
+                    y[c * qc + e] -= acc;
                 }
             }
         }

@@ -152,10 +152,16 @@ impl CrossProdAccumulator {
     }
 
     /// Adds the rows of one chunk.
-    // Index loops mirror the block formulas (several arrays indexed by the same level and term).
-    #[allow(clippy::needless_range_loop)]
     pub fn add(&mut self, chunk: &RowChunk) -> Result<()> {
         chunk.check(&self.shapes, self.p)?;
+        self.add_checked(chunk);
+        Ok(())
+    }
+
+    /// Adds the rows of a chunk already checked against this model.
+    // Index loops mirror the block formulas (several arrays indexed by the same level and term).
+    #[allow(clippy::needless_range_loop)]
+    fn add_checked(&mut self, chunk: &RowChunk) {
         let n = chunk.nrows();
         let p = self.p;
         let pd = p + 1;
@@ -227,7 +233,6 @@ impl CrossProdAccumulator {
                 }
             }
         }
-        Ok(())
     }
 
     /// Adds another accumulator's rows to this one.
@@ -352,20 +357,21 @@ pub fn accumulate_parallel(
         return Ok(acc);
     }
     chunk.check(shapes, p)?;
-    let pieces: Vec<Result<CrossProdAccumulator>> = starts
+    let pieces: Vec<CrossProdAccumulator> = starts
         .par_iter()
         .map(|&start| {
             let end = (start + piece_rows).min(n);
             let piece = slice_rows(chunk, shapes, p, start, end);
+            // The whole chunk was checked above, so the pieces need not be again.
             let mut acc = CrossProdAccumulator::new(shapes, p);
-            acc.add(&piece.as_chunk())?;
-            Ok(acc)
+            acc.add_checked(&piece.as_chunk());
+            acc
         })
         .collect();
     let mut iter = pieces.into_iter();
-    let mut total = iter.next().expect("at least one piece")?;
+    let mut total = iter.next().expect("at least one piece");
     for piece in iter {
-        total.merge(&piece?)?;
+        total.merge(&piece)?;
     }
     Ok(total)
 }
