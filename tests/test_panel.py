@@ -150,6 +150,21 @@ def test_duplicate_entity_time_pairs(grunfeld):
         panel("inv ~ value + capital", d, entity="firm", time="year")
 
 
+def test_duplicate_pairs_named(grunfeld):
+    d = pd.concat([grunfeld, grunfeld.iloc[[5]]], ignore_index=True)
+    firm, year = grunfeld["firm"].iloc[5], grunfeld["year"].iloc[5]
+    with pytest.raises(DataError, match=rf"1 pair\(s\).*\({firm}, {year}\)"):
+        panel("inv ~ value + capital", d, entity="firm", time="year")
+
+
+def test_collinear_after_demeaning(grunfeld):
+    # value2 differs from value by a firm constant: collinear with value once demeaned,
+    # although the raw columns are not.
+    d = grunfeld.assign(value2=grunfeld["value"] + grunfeld["firm"].astype(int) ** 2)
+    with pytest.raises(DataError, match="collinear with the others: value2"):
+        panel("inv ~ value + value2 + capital", d, entity="firm", time="year")
+
+
 def test_fd_needs_time(grunfeld):
     with pytest.raises(ValueError, match="time"):
         panel("inv ~ value + capital", grunfeld, entity="firm", model="fd")

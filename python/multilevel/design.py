@@ -22,8 +22,8 @@ Pipeline (every conversion is here, visible; the Rust core borrows the results):
 4. Rank deficiency of ``X``: R's ``qr(X, tol = 1e-7)`` rule (LINPACK ``dqrdc2``, limited
    pivoting). A column whose residual, after projection on the earlier kept columns, has a
    norm below ``1e-7`` times its own norm is dropped; earlier columns are always kept. It is
-   computed on the triangular factor of one unpivoted ``scipy.linalg.qr`` of ``X`` (same
-   column geometry, p x p work). Dropped columns are named in a ``RankDeficiencyWarning``.
+   computed on the triangular factor of an unpivoted QR of ``X`` taken in row blocks
+   (``multilevel._tallqr``: same column geometry, one pass over the rows). Dropped columns are named in a ``RankDeficiencyWarning``.
 5. Grouping factors -> ``codes`` (int32, 0-based) and ``levels``: pandas categorical order
    (observed levels only); otherwise sorted (numbers numerically, strings by code point, as R's
    ``factor()`` in the C locale). An interaction ``a:b`` has the observed combinations in R's
@@ -56,8 +56,8 @@ from typing import Any
 import formulaic
 import numpy as np
 import pandas as pd
-import scipy.linalg
 
+from multilevel._tallqr import kept_columns, tall_r
 from multilevel.exceptions import (
     DataError,
     FormulaError,
@@ -480,25 +480,7 @@ def _rank_keep(X: np.ndarray, tol: float = RANK_TOL) -> np.ndarray:
     n, p = X.shape
     if p == 0:
         return np.arange(0)
-    norms = np.sqrt(np.einsum("ij,ij->j", X, X))
-    if n >= p:
-        R = scipy.linalg.qr(X, mode="r", check_finite=False)[0][:p, :]
-    else:
-        R = np.asarray(X)
-    keep: list[int] = []
-    Q = np.zeros((R.shape[0], 0))
-    for j in range(p):
-        if norms[j] == 0.0:
-            continue
-        r = R[:, j].copy()
-        for _ in range(2):  # re-orthogonalise once for stability
-            r -= Q @ (Q.T @ r)
-        nr = np.linalg.norm(r)
-        if nr < tol * norms[j]:
-            continue
-        keep.append(j)
-        Q = np.column_stack([Q, r / nr])
-    return np.asarray(keep, dtype=np.intp)
+    return kept_columns(tall_r(X) if n >= p else np.asarray(X), tol)
 
 
 def _fixed(parsed: ParsedFormula, frame: pd.DataFrame, formula: str):

@@ -46,7 +46,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.linalg
 
+from multilevel._tallqr import kept_columns, tall_r
+from multilevel.design import RANK_TOL
 from multilevel.exceptions import DataError, MultilevelWarning
 from multilevel.robust import (
     OlsFit,
@@ -128,29 +131,67 @@ class PanelFit(OlsFit):
         return _summary_text(self, self._header(), level)
 
 
-def _check_duplicates(ent: np.ndarray, tim: np.ndarray, entity: str, time: str) -> None:
-    key = pd.DataFrame({"e": ent, "t": tim})
-    dup = key.duplicated(keep=False)
-    if dup.any():
-        pairs = key[dup].drop_duplicates().head(5)
-        shown = ", ".join(f"({e!r}, {t!r})" for e, t in zip(pairs["e"], pairs["t"]))
-        n_pairs = int(key[dup].drop_duplicates().shape[0])
+def _factor(values: np.ndarray) -> tuple[np.ndarray, pd.Index]:
+    """Codes (int64) and sorted levels: one hash pass, then only the levels are sorted."""
+    codes, uniques = pd.factorize(values, sort=False)
+    levels = pd.Index(uniques)
+    perm = levels.argsort()
+    rank = np.empty(len(perm), dtype=np.int64)
+    rank[perm] = np.arange(len(perm))
+    return rank[codes], levels[perm]
+
+
+def _check_duplicates(
+    ent: np.ndarray, ent_levels: pd.Index, tim: np.ndarray, tim_levels: pd.Index,
+    entity: str, time: str,
+) -> None:
+    """Each (entity, time) pair must occur once; the codes are 0-based."""
+    T = len(tim_levels)
+    key = ent * T + tim
+    if len(ent_levels) * T <= 4 * len(key) + 1_000_000:
+        dup_keys = np.flatnonzero(np.bincount(key, minlength=len(ent_levels) * T) > 1)
+    else:
+        k = np.sort(key)
+        dup_keys = np.unique(k[1:][k[1:] == k[:-1]])
+    if len(dup_keys):
+        e = ent_levels[dup_keys[:5] // T].tolist()
+        t = tim_levels[dup_keys[:5] % T].tolist()
+        shown = ", ".join(f"({a!r}, {b!r})" for a, b in zip(e, t))
         raise DataError(
-            f"duplicate ({entity}, {time}) pairs: {n_pairs} pair(s) occur more than once, "
-            f"e.g. {shown}; a panel needs one row per entity and time"
+            f"duplicate ({entity}, {time}) pairs: {len(dup_keys)} pair(s) occur more than "
+            f"once, e.g. {shown}; a panel needs one row per entity and time"
         )
 
 
-def _regress(y: np.ndarray, X: np.ndarray) -> np.ndarray:
-    return np.linalg.lstsq(X, y, rcond=None)[0]
+def _regress(
+    y: np.ndarray, X: np.ndarray, names: list[str]
+) -> tuple[np.ndarray, float, np.ndarray]:
+    """Least squares through the blocked QR: coefficients, residual sum of squares and R of X
+    (``X'X = R'R``). Collinear columns are an error that names them (the design already
+    dropped those of the untransformed X)."""
+    R = tall_r([X, y])
+    p = X.shape[1]
+    keep = kept_columns(R[:, :p], RANK_TOL)
+    if len(keep) < p:
+        gone = [names[j] for j in range(p) if j not in set(keep.tolist())]
+        raise DataError(
+            "after the panel transformation these columns are collinear with the others: "
+            + ", ".join(gone)
+        )
+    if R.shape[0] <= p:
+        raise DataError(f"{len(y)} observations cannot fit {p} coefficients")
+    beta = scipy.linalg.solve_triangular(R[:p, :p], R[:p, p], check_finite=False)
+    return beta, float(R[p, p] ** 2), R[:p, :p]
 
 
 def _drop_constant(
     Xt: np.ndarray, names: list[str], X: np.ndarray, warn_names: bool = True
 ) -> tuple[np.ndarray, list[int]]:
     """Keep the columns of the within-transformed Xt that are not identically 0."""
-    scale = np.maximum(np.abs(X).max(axis=0), 1.0)
-    keep = [j for j in range(Xt.shape[1]) if np.abs(Xt[:, j]).max() > 1e-10 * scale[j]]
+    # max |.| as max(max, -min): no row-sized temporaries
+    scale = np.maximum(np.maximum(X.max(axis=0), -X.min(axis=0)), 1.0)
+    top = np.maximum(Xt.max(axis=0), -Xt.min(axis=0))
+    keep = [j for j in range(Xt.shape[1]) if top[j] > 1e-10 * scale[j]]
     gone = [names[j] for j in range(len(names)) if j not in keep and names[j] != "(Intercept)"]
     if gone and warn_names:
         warnings.warn(
@@ -221,18 +262,16 @@ def panel(
     ent_raw = prep.extras[0]
     tim_raw = prep.extras[1] if time is not None else None
     clus = prep.extras[(2 if time is not None else 1):]
+    codes, ent_levels = _factor(ent_raw)
     if tim_raw is not None:
-        _check_duplicates(ent_raw, tim_raw, entity, time)
-    codes, ent_levels = pd.factorize(pd.Series(ent_raw), sort=True)
-    codes = codes.astype(np.int64)
-    # Order rows by entity then time (fd needs it; the others do not care).
-    if tim_raw is not None:
-        order = np.lexsort((pd.factorize(pd.Series(tim_raw), sort=True)[0], codes))
-    else:
-        order = np.argsort(codes, kind="stable")
-    y, X, codes = y[order], X[order], codes[order]
-    clus = [c[order] for c in clus]
-    rows = prep.rows[order]
+        tcodes, tim_levels = _factor(tim_raw)
+        _check_duplicates(codes, ent_levels, tcodes, tim_levels, entity, time)
+    rows = prep.rows
+    if model == "fd":  # consecutive rows of an entity, in time order
+        order = np.lexsort((tcodes, codes))
+        y, X, codes = y[order], X[order], codes[order]
+        clus = [c[order] for c in clus]
+        rows = rows[order]
     n, p = X.shape
     N = len(ent_levels)
     counts = np.bincount(codes, minlength=N).astype(float)
@@ -249,19 +288,20 @@ def panel(
 
     if model in ("within", "random"):
         yw = y - ybar[codes]
-        Xw_all = X - Xbar[codes]
+        Xw_all = np.empty_like(X, order="F")  # column by column: contiguous passes
+        for j in range(p):
+            np.subtract(X[:, j], Xbar[codes, j], out=Xw_all[:, j])
         Xw, keep_w = _drop_constant(Xw_all, names, X, warn_names=(model == "within"))
         if Xw.shape[1] == 0:
             raise DataError("no regressor varies within entities")
-        bw = _regress(yw, Xw)
-        ssr_w = float(np.sum((yw - Xw @ bw) ** 2))
+        bw, ssr_w, R_w = _regress(yw, Xw, [names[j] for j in keep_w])
         K = Xw.shape[1]
         df_w = n - N - K
         if df_w <= 0:
             raise DataError(f"{n} rows and {N} entities leave no degrees of freedom")
     if model == "within":
         yt, Xt, tnames = yw, Xw, [names[j] for j in keep_w]
-        beta = bw
+        beta, R_t = bw, R_w
         k_df = N + K
         k_small = K
         fixef = pd.Series(ybar - Xbar[:, keep_w] @ bw, index=ent_levels, name="fixef")
@@ -269,7 +309,7 @@ def panel(
         s2e = ssr_w / df_w
         # T_i-weighted between regression on all columns of X (plm's "Between" model).
         sw = np.sqrt(counts)
-        bb = _regress(ybar * sw, Xbar * sw[:, None])
+        bb = _regress(ybar * sw, Xbar * sw[:, None], names)[0]
         eb = ybar - Xbar @ bb
         quad = float(np.sum(counts * eb**2))
         Kz = p - 1 if has_int else p
@@ -282,19 +322,19 @@ def panel(
         yt = y - th_i[codes] * ybar[codes]
         Xt = X - th_i[codes][:, None] * Xbar[codes]
         tnames = names
-        beta = _regress(yt, Xt)
+        beta, _, R_t = _regress(yt, Xt, tnames)
         k_df = p
         balanced = bool(np.all(counts == counts[0]))
         theta = float(th_i[0]) if balanced else pd.Series(th_i, index=ent_levels, name="theta")
     elif model == "between":
         yt, Xt, tnames = ybar, Xbar, names
-        beta = _regress(yt, Xt)
+        beta, _, R_t = _regress(yt, Xt, tnames)
         k_df = p
         if clus:
             raise ValueError("cluster-robust errors are not available for the between model")
     elif model == "pooled":
         yt, Xt, tnames = y, X, names
-        beta = _regress(yt, Xt)
+        beta, _, R_t = _regress(yt, Xt, tnames)
         k_df = p
     else:  # fd
         same = codes[1:] == codes[:-1]
@@ -307,16 +347,18 @@ def panel(
             keep_d = sorted(keep_d + [names.index("(Intercept)")])
             Xt = Xd[:, keep_d]
         tnames = [names[j] for j in keep_d]
-        beta = _regress(yt, Xt)
+        beta, _, R_t = _regress(yt, Xt, tnames)
         k_df = Xt.shape[1]
         clus = [c[1:][same] for c in clus]
         rows = rows[1:][same]
-    resid = yt - Xt @ beta
+    fitted = Xt @ beta
+    resid = yt - fitted
     nt = len(yt)
     if nt - k_df <= 0:
         raise DataError(f"{nt} observations cannot fit {k_df} parameters in model={model!r}")
     if kind == "iid":
-        B = np.linalg.inv(Xt.T @ Xt)
+        R_inv = scipy.linalg.solve_triangular(R_t, np.eye(len(beta)), check_finite=False)
+        B = R_inv @ R_inv.T  # (X'X)^-1 from the QR factor
         s2 = float(resid @ resid) / (nt - k_df)
         sw_ = _Sandwich(s2 * B, np.full(len(beta), float(nt - k_df)), float(nt - k_df))
     else:
@@ -337,11 +379,12 @@ def panel(
         model=model,
         intercept=intercept_in_t,
         rows=rows if model != "between" else None,
+        fitted=fitted,
     )
     # plm's R-squared (summary.plm, r.squared type "cor"): the squared correlation of the
     # transformed response and its fitted values, and the adjusted version with
     # (n - 1) / df_resid. It is 1 - SSR/TSS except for random effects on unbalanced panels.
-    fit.r2 = _corr2(yt, Xt @ beta)
+    fit.r2 = _corr2(yt, fitted)
     fit.adj_r2 = 1.0 - (1.0 - fit.r2) * (nt - 1) / fit.df_resid
     fit.n_entities = N
     fit.entity, fit.time = entity, time
@@ -349,9 +392,14 @@ def panel(
     # Stata's R-squared from the slopes.
     slope = [j for j, nm in enumerate(names) if nm != "(Intercept)" and nm in tnames]
     b_s = np.array([beta[tnames.index(names[j])] for j in slope])
-    xb = X[:, slope] @ b_s if slope else np.zeros(n)
+    b_slope = np.zeros(p)  # X @ b_slope: x'beta over the slopes, without copying columns
+    b_slope[slope] = b_s
+    xb = X @ b_slope
     xb_bar = Xbar[:, slope] @ b_s if slope else np.zeros(N)
-    fit.r2_within = _corr2(y - ybar[codes], xb - xb_bar[codes])
+    if model == "within" and len(slope) == len(tnames):
+        fit.r2_within = fit.r2  # the same two vectors: demeaned y and its fitted values
+    else:
+        fit.r2_within = _corr2(y - ybar[codes], xb - xb_bar[codes])
     fit.r2_between = _corr2(ybar, xb_bar)
     fit.r2_overall = _corr2(y, xb)
     return fit

@@ -371,6 +371,7 @@ class OlsFit:
         model: str = "OLS",
         intercept: bool | None = None,
         rows: np.ndarray | None = None,
+        fitted: np.ndarray | None = None,
     ) -> None:
         names = list(names)
         self.coef = pd.Series(coef, index=names, name="coef")
@@ -387,19 +388,21 @@ class OlsFit:
         self.formula = formula
         self.model = model
         self.rows = rows
-        self.fitted = X @ coef
+        self.fitted = X @ coef if fitted is None else fitted
         self.resid = y - self.fitted
-        w = np.ones_like(y) if weights is None else weights
         self.weights = weights
-        ssr = float(np.sum(w * self.resid**2))
+        # Sums of squares as dot products: no row-sized temporaries when there are no weights.
+        wr = self.resid if weights is None else weights * self.resid
+        ssr = float(wr @ self.resid)
         self.ssr = ssr
         self.sigma = math.sqrt(ssr / self.df_resid) if self.df_resid > 0 else math.nan
         has_int = _has_intercept(X) if intercept is None else intercept
         if has_int:
-            ybar = float(np.sum(w * y) / np.sum(w))
-            tss = float(np.sum(w * (y - ybar) ** 2))
+            ybar = float(np.mean(y) if weights is None else (weights @ y) / np.sum(weights))
+            yc = y - ybar
+            tss = float((yc if weights is None else weights * yc) @ yc)
         else:
-            tss = float(np.sum(w * y**2))
+            tss = float((y if weights is None else weights * y) @ y)
         self.r2 = 1.0 - ssr / tss if tss > 0 else math.nan
         self.adj_r2 = 1.0 - (1.0 - self.r2) * (self.nobs - int(has_int)) / self.df_resid
         # Wald F test of all coefficients but a constant column.
@@ -623,7 +626,8 @@ def _prepare(formula: str, data: Any, weights: Any, extras: Sequence[Any]) -> _P
             raise DataError("weights must be finite and non-negative")
     y = np.asarray(design.y, dtype=float)
     X = np.asarray(design.X, dtype=float)
-    ex = [np.asarray(v.to_numpy()[rows]) for v in extra_values]
+    all_rows = len(rows) == n_in  # rows is then 0..n-1: no gather needed
+    ex = [np.asarray(v.to_numpy() if all_rows else v.to_numpy()[rows]) for v in extra_values]
     if w is not None and np.any(w == 0):
         pos = w > 0  # zero weights: the row does not enter the fit (as in R's lm)
         y, X, w, rows = y[pos], X[pos], w[pos], rows[pos]
