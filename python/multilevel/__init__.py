@@ -35,8 +35,20 @@ _LAZY = {
     "panel": "multilevel.panel",
     "hausman": "multilevel.panel",
     "lmlist": "multilevel.lmlist",
+    "up": "multilevel.contextual",
+    "cvar": "multilevel.contextual",
+    "dvar": "multilevel.contextual",
 }
-_SUBMODULES = {"datasets", "formula", "design", "results", "robust", "panel", "lmlist"}
+_SUBMODULES = {
+    "datasets",
+    "formula",
+    "design",
+    "results",
+    "robust",
+    "panel",
+    "lmlist",
+    "contextual",
+}
 
 
 def __getattr__(name: str):
@@ -63,9 +75,12 @@ __all__ = [
     "RankDeficiencyWarning",
     "SingularFitWarning",
     "anova",
+    "cvar",
+    "dvar",
     "hausman",
     "lmer",
     "lmlist",
     "ols",
     "panel",
+    "up",
 ]

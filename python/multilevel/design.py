@@ -63,6 +63,7 @@ from multilevel.exceptions import (
     FormulaError,
     MissingColumnError,
     MissingValuesWarning,
+    MultilevelError,
     RankDeficiencyWarning,
 )
 from multilevel.formula import ParsedFormula, RandomTermSpec, parse
@@ -396,7 +397,9 @@ class _NumericSpec:
         self.columns = columns
         self.names = (["Intercept"] if intercept else []) + columns
 
-    def get_model_matrix(self, frame: pd.DataFrame, na_action: str = "ignore") -> _NumericMatrix:
+    def get_model_matrix(
+        self, frame: pd.DataFrame, na_action: str = "ignore", context=None
+    ) -> _NumericMatrix:
         n = len(frame)
         out = np.empty((n, len(self.names)), dtype=np.float64, order="F")
         j = 0
@@ -440,13 +443,30 @@ def _model_matrix(expr: str, frame: pd.DataFrame, formula: str, what: str):
     if fast is not None:
         return fast.get_model_matrix(frame)
     try:
-        mm = formulaic.model_matrix(expr, frame, na_action="ignore", output="pandas")
+        mm = formulaic.model_matrix(
+            expr, frame, na_action="ignore", output="pandas", context=_formula_context()
+        )
     except FormulaError:
         raise
     except Exception as exc:  # noqa: BLE001 - formulaic/evaluation errors, reported with context
+        _reraise_own(exc)
         pos = formula.find(expr) if expr in formula else None
         raise FormulaError(f"cannot build the {what} from {expr!r}: {exc}", formula, pos) from None
     return mm
+
+
+def _formula_context(allow_new_groups: bool = False) -> dict:
+    """Functions of the package that formulas may call (``cvar``, ``dvar``)."""
+    from multilevel.contextual import formula_context
+
+    return formula_context(allow_new_groups)
+
+
+def _reraise_own(exc: Exception) -> None:
+    """Our own error raised inside a formula function (formulaic wraps it): raise it as is."""
+    cause = exc.__cause__
+    if isinstance(cause, MultilevelError):
+        raise cause from None
 
 
 def _as_float_matrix(mm, what: str) -> np.ndarray:
@@ -625,18 +645,28 @@ def _check_weights(w: np.ndarray | None) -> None:
 
 def _fixed_factor_levels(parsed: ParsedFormula, frame: pd.DataFrame) -> dict[str, list]:
     out = {}
-    for v in parsed.fixed_variables():
+    variables = parsed.fixed_variables()
+    if "var(" in parsed.fixed:  # a grouping factor only seen by cvar/dvar is not a factor of X
+        from multilevel.contextual import strip_calls
+        from multilevel.formula import _expr_variables
+
+        variables = [v for v in variables if v in _expr_variables(strip_calls(parsed.fixed))]
+    for v in variables:
         s = frame[v]
         if not _is_numeric(s):
             out[v] = list(_factor(s)[1])
     return out
 
 
-def fixed_matrix(spec: FixedSpec, frame: pd.DataFrame) -> np.ndarray:
+def fixed_matrix(
+    spec: FixedSpec, frame: pd.DataFrame, allow_new_groups: bool = False
+) -> np.ndarray:
     """X for new data (already cleaned) through the stored formulaic spec, kept columns only.
 
     A level of a factor that the training data did not have raises ``DataError`` naming the
-    column and the levels (R's predict: "factor f has new levels z")."""
+    column and the levels (R's predict: "factor f has new levels z"). ``cvar``/``dvar`` use
+    the training means; a group they have not seen is an error unless ``allow_new_groups``
+    (then the new data's own mean; see multilevel.contextual)."""
     for v, levels in spec.factor_levels.items():
         if v not in frame.columns:
             continue
@@ -653,8 +683,11 @@ def fixed_matrix(spec: FixedSpec, frame: pd.DataFrame) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", formulaic.errors.DataMismatchWarning)
-            mm = spec.model_spec.get_model_matrix(frame, na_action="ignore")
+            mm = spec.model_spec.get_model_matrix(
+                frame, na_action="ignore", context=_formula_context(allow_new_groups)
+            )
     except Exception as exc:  # noqa: BLE001
+        _reraise_own(exc)
         raise DataError(f"cannot build the fixed-effects matrix for new data: {exc}") from None
     X = _as_float_matrix(mm, "fixed-effects model matrix")
     return np.asfortranarray(X[:, spec.keep])
@@ -972,15 +1005,18 @@ def new_matrices(
         )
     frame, rows, _, _ = _prepare(df, used, {}, warn=True)
     frame = _align_categories(frame, design)
-    X = fixed_matrix(design.fixed_spec, frame)
+    X = fixed_matrix(design.fixed_spec, frame, allow_new_levels)
     out_terms: list[tuple[np.ndarray, np.ndarray] | None] = []
     for t, c in zip(design.terms, chosen):
         if not c:
             out_terms.append(None)
             continue
         try:
-            mm = t.spec.model_spec.get_model_matrix(frame, na_action="ignore")
+            mm = t.spec.model_spec.get_model_matrix(
+                frame, na_action="ignore", context=_formula_context(allow_new_levels)
+            )
         except Exception as exc:  # noqa: BLE001
+            _reraise_own(exc)
             raise DataError(f"cannot build Z of {t.spec.term.text} for new data: {exc}") from None
         Z = _as_float_matrix(mm, f"random-effects term {t.spec.term.text}")
         codes = _map_codes(t, frame)

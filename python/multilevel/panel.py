@@ -14,6 +14,9 @@ For ``y_it = x_it' beta + a_i + e_it`` with entities ``i`` and times ``t``:
     between regression weights each entity mean by ``T_i`` (``Z'BZ = sum T_i zbar zbar'``,
     ``Z'SZ = sum T_i^2 zbar zbar'``); balanced, this is the textbook
     ``s2_u = SSR_between / (N - K - 1) - s2_e / T``. A negative ``s2_u`` is set to 0.
+    Columns aliased in the between regression (entity means ``cvar(x, entity)`` beside ``x``:
+    Mundlak's model, whose slopes on ``x`` are the within slopes) are left out of it, as plm
+    does, and ``K`` counts the others.
     Stata's ``xtreg, re`` uses a different ``s2_u`` formula on unbalanced panels.
 ``"between"`` (plm ``model="between"``, Stata ``xtreg, be``)
     Least squares on the entity means, one row per entity.
@@ -49,7 +52,7 @@ import pandas as pd
 import scipy.linalg
 
 from multilevel._tallqr import kept_columns, tall_r
-from multilevel.design import RANK_TOL
+from multilevel.design import RANK_TOL, _rank_keep
 from multilevel.exceptions import DataError, MultilevelWarning
 from multilevel.robust import (
     OlsFit,
@@ -307,15 +310,20 @@ def panel(
         fixef = pd.Series(ybar - Xbar[:, keep_w] @ bw, index=ent_levels, name="fixef")
     elif model == "random":
         s2e = ssr_w / df_w
-        # T_i-weighted between regression on all columns of X (plm's "Between" model).
+        # T_i-weighted between regression on the columns of X (plm's "Between" model). Columns
+        # aliased among the entity means (the entity mean of a regressor next to the
+        # regressor, as in a Mundlak model) are dropped, as plm drops them; the projection,
+        # and so s2_u, depends only on the span.
         sw = np.sqrt(counts)
-        bb = _regress(ybar * sw, Xbar * sw[:, None], names)[0]
-        eb = ybar - Xbar @ bb
+        kept_b = _rank_keep(Xbar * sw[:, None])
+        Xb = Xbar[:, kept_b]
+        bb = _regress(ybar * sw, Xb * sw[:, None], [names[j] for j in kept_b])[0]
+        eb = ybar - Xb @ bb
         quad = float(np.sum(counts * eb**2))
-        Kz = p - 1 if has_int else p
+        Kz = Xb.shape[1] - 1 if has_int else Xb.shape[1]
         m_nu = N - Kz - 1
-        ZBZ = (Xbar * counts[:, None]).T @ Xbar
-        ZSZ = (Xbar * (counts**2)[:, None]).T @ Xbar
+        ZBZ = (Xb * counts[:, None]).T @ Xb
+        ZSZ = (Xb * (counts**2)[:, None]).T @ Xb
         m_eta = n - float(np.trace(np.linalg.solve(ZBZ, ZSZ)))
         s2u = max((quad - m_nu * s2e) / m_eta, 0.0)
         th_i = 1.0 - np.sqrt(s2e / (counts * s2u + s2e))

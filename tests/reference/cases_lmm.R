@@ -79,9 +79,12 @@ lmm_terms <- function(fit) {
   })
 }
 
+# group: the command-line group that selects the case; out_dir: where its JSON goes (other case
+# files, e.g. cases_contextual.R, reuse lmm_case with their own group and directory).
 lmm_case <- function(case, formula, data, dataset = NULL, data_file = NULL, reml = TRUE,
-                     weights = NULL, offset = NULL, note = NULL) {
-  if (!ref_wanted(case)) return(invisible(NULL))
+                     weights = NULL, offset = NULL, note = NULL, group = "lmm",
+                     out_dir = lmm_dir) {
+  if (!ref_wanted(case, group)) return(invisible(NULL))
   data_name <- if (!is.null(dataset)) dataset else sub("\\.csv$", "", basename(data_file))
   fit <- lmm_fit(formula, data, data_name, reml = reml, weights = weights, offset = offset)
   stopifnot(isREML(fit) == reml)
@@ -158,7 +161,7 @@ lmm_case <- function(case, formula, data, dataset = NULL, data_file = NULL, reml
   })
   out$summary_text <- summary_text
   out <- Filter(Negate(is.null), out)  # drops dataset or data_file, and note when absent
-  ref_write_json(out, file.path(lmm_dir, paste0(case, ".json")))
+  ref_write_json(out, file.path(out_dir, paste0(case, ".json")))
   invisible(fit)
 }
 

@@ -3,6 +3,7 @@
 #   Rscript tests/reference/make_reference.R              # everything
 #   Rscript tests/reference/make_reference.R lmm          # only tests/reference/cases_lmm.R
 #   Rscript tests/reference/make_reference.R econ         # only tests/reference/cases_econ.R
+#   Rscript tests/reference/make_reference.R contextual   # only tests/reference/cases_contextual.R
 #   Rscript tests/reference/make_reference.R dyestuff_reml pastes_reml   # some lmm cases
 #
 # Tests never need R; regenerating the references does (R 4.2 with lme4, nlme, lmerTest,
@@ -221,4 +222,9 @@ if (length(ref_args) == 0 || !identical(ref_args, "econ")) {
 econ <- file.path("tests", "reference", "cases_econ.R")
 if (file.exists(econ) && (length(ref_args) == 0 || "econ" %in% ref_args)) {
   source(econ)
+}
+# Contextual effects (cvar, dvar): needs cases_lmm.R's lmm_case, sourced above.
+contextual <- file.path("tests", "reference", "cases_contextual.R")
+if (file.exists(contextual) && (length(ref_args) == 0 || "contextual" %in% ref_args)) {
+  source(contextual)
 }
