@@ -36,7 +36,8 @@ _LAZY = {
     "hausman": "multilevel.panel",
     "lmlist": "multilevel.lmlist",
 }
-_SUBMODULES = {"datasets", "formula", "design", "results", "robust", "panel", "lmlist"}
+_SUBMODULES = {"datasets", "formula", "design", "results", "robust", "panel", "lmlist",
+               "lmer_robust"}
 
 
 def __getattr__(name: str):
