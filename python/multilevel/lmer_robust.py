@@ -116,8 +116,8 @@ class RobustVcov:
 
     def describe(self) -> str:
         """One line for reports: type, cluster and number of clusters."""
-        return (f"cluster-robust {self.type} standard errors, clustered by {self.cluster} "
-                f"({self.n_clusters} clusters); df: Satterthwaite")
+        return (f"cluster-robust {self.type} standard errors, {self.n_clusters} clusters "
+                f"({self.cluster}), Satterthwaite df")
 
     def coef_table(self, beta: np.ndarray) -> pd.DataFrame:
         """Estimate, Std. Error, df, t value and Pr(>|t|) (two-sided, Satterthwaite df)."""
@@ -158,10 +158,6 @@ def parse_vcov(vcov: Any) -> tuple[str, Any]:
 
 def _label(spec: Any) -> str:
     return spec if isinstance(spec, str) else "<array>"
-
-
-def _n_rows(df: Any) -> int:
-    return len(df)
 
 
 def drop_missing_cluster(spec: Any, data: Any, weights: Any, offset: Any):
