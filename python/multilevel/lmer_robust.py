@@ -61,7 +61,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import linalg as _linalg
 from scipy import stats as _stats
 
 from multilevel.exceptions import DataError, MissingColumnError, MissingValuesWarning
@@ -313,15 +312,33 @@ def _split(codes: np.ndarray, n_clusters: int) -> list[np.ndarray]:
     return np.split(order, bounds)
 
 
-def _z_lambda(zlam: Sequence[tuple[np.ndarray, np.ndarray]], rows: np.ndarray) -> np.ndarray:
-    """``Z_j Lambda`` restricted to the random effects of the levels present in ``rows``."""
+def _local_levels(level_codes: np.ndarray, cluster_codes: np.ndarray,
+                  n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the index of its level among the levels of its cluster; per cluster, the
+    number of levels. Levels must be nested in the clusters."""
+    n_lev = int(level_codes.max()) + 1 if len(level_codes) else 0
+    owner = np.zeros(n_lev, dtype=np.int64)
+    owner[level_codes] = cluster_codes
+    present = np.zeros(n_lev, dtype=bool)
+    present[level_codes] = True
+    levs = np.flatnonzero(present)
+    order = levs[np.argsort(owner[levs], kind="stable")]
+    counts = np.bincount(owner[levs], minlength=n_clusters)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    local = np.zeros(n_lev, dtype=np.int64)
+    local[order] = np.arange(len(order)) - np.repeat(starts, counts)
+    return local[level_codes], counts
+
+
+def _z_lambda(zlam: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], rows: np.ndarray,
+              j: int) -> np.ndarray:
+    """``Z_j Lambda`` restricted to the random effects of cluster ``j`` (rows ``rows``)."""
     blocks = []
     n = len(rows)
-    for codes, ZL in zlam:
+    for local, counts, ZL in zlam:
         q = ZL.shape[1]
-        lev, inv = np.unique(codes[rows], return_inverse=True)
-        block = np.zeros((n, len(lev) * q))
-        cols = inv.reshape(-1)[:, None] * q + np.arange(q)[None, :]
+        block = np.zeros((n, int(counts[j]) * q))
+        cols = local[rows][:, None] * q + np.arange(q)[None, :]
         block[np.arange(n)[:, None], cols] = ZL[rows]
         blocks.append(block)
     return blocks[0] if len(blocks) == 1 else np.hstack(blocks)
@@ -381,24 +398,25 @@ def cluster_robust(
     e = np.asarray(resid, dtype=float)
     n, p = X.shape
     J = int(n_clusters)
-    zlam = [(np.asarray(c), np.asarray(Z, dtype=float).reshape(n, -1) @ np.asarray(lam, float))
+    codes = np.asarray(codes, dtype=np.int64)
+    zlam = [(*_local_levels(np.asarray(c, dtype=np.int64), codes, J),
+             np.asarray(Z, dtype=float).reshape(n, -1) @ np.asarray(lam, float))
             for (c, Z), lam in zip(terms, lambdas)]
     clusters: list[_Cluster] = []
     F_sum = np.zeros((p, p))
-    for rows in _split(np.asarray(codes, dtype=np.int64), J):
+    for j, rows in enumerate(_split(codes, J)):
         Xj = X[rows]
         if zlam:
-            ZL = _z_lambda(zlam, rows)
+            ZL = _z_lambda(zlam, rows, j)
             K = np.eye(ZL.shape[1]) + ZL.T @ ZL
-            cK = _linalg.cho_factor(K, lower=True)
-            WX = Xj - ZL @ _linalg.cho_solve(cK, ZL.T @ Xj)  # Woodbury: V_j^-1 X_j
+            WX = Xj - ZL @ np.linalg.solve(K, ZL.T @ Xj)  # Woodbury: V_j^-1 X_j
         else:
             ZL = np.zeros((len(rows), 0))
             WX = Xj
         F = Xj.T @ WX
         F_sum += F
         clusters.append(_Cluster(rows, ZL, WX, F))
-    B = _linalg.cho_solve(_linalg.cho_factor(F_sum, lower=True), np.eye(p))
+    B = np.linalg.inv(F_sum)
     B = (B + B.T) / 2.0
 
     scale = {"CR1": J / (J - 1), "CR1p": J / (J - p) if J > p else math.nan,
