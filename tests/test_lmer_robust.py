@@ -88,8 +88,7 @@ def test_estimates_at_lme4_theta(case):
     # 1e-8 relative: GLS estimates at lme4's theta
     assert _rel(at.beta, ref["beta"]) < EST_RTOL
     assert _rel(at.sigma, ref["sigma"]) < EST_RTOL
-    assert _rel(np.diag(at.vcov_model.to_numpy()), np.diag(np.asarray(ref["vcov_model"]))) \
-        < SE_RTOL
+    assert _rel(np.diag(at.vcov_model.to_numpy()), np.diag(np.asarray(ref["vcov_model"]))) < SE_RTOL
 
 
 @pytest.mark.parametrize("kind", TYPES)
@@ -145,13 +144,16 @@ def test_lmer_vcov_argument(hsb, hsb_fit):
     fit = ml.lmer("mathach ~ ses + meanses + (1 | school)", hsb, vcov={"CR2": "school"})
     want = hsb_fit.vcov_robust("CR2", "school")
     pd.testing.assert_frame_equal(fit.vcov, want)
-    pd.testing.assert_series_equal(fit.se, pd.Series(np.sqrt(np.diag(want)), index=want.index,
-                                                     name="se"))
+    pd.testing.assert_series_equal(
+        fit.se, pd.Series(np.sqrt(np.diag(want)), index=want.index, name="se")
+    )
     pd.testing.assert_frame_equal(fit.vcov_model, hsb_fit.vcov)
     assert fit.robust.type == "CR2" and fit.robust.n_clusters == 160
     text = str(fit.summary())
-    assert "Fixed effects (cluster-robust CR2 standard errors, 160 clusters (school), " \
-           "Satterthwaite df):" in text
+    assert (
+        "Fixed effects (cluster-robust CR2 standard errors, 160 clusters (school), "
+        "Satterthwaite df):" in text
+    )
     assert "Pr(>|t|)" in text
     coefs = fit.summary().coefficients
     assert list(coefs.columns) == ["Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"]
@@ -209,8 +211,10 @@ def test_offset_is_subtracted(hsb):
     b = ml.lmer("y2 ~ ses + (1 | school)", df, vcov={"CR2": "school"})
     np.testing.assert_allclose(a.theta, b.theta, rtol=1e-6)
     b_at = lmer_robust.vcov_robust(
-        LmerFit(b.design, b.problem, b.problem.solution(a.theta, True), True, data=df), "CR2",
-        "school")
+        LmerFit(b.design, b.problem, b.problem.solution(a.theta, True), True, data=df),
+        "CR2",
+        "school",
+    )
     # 1e-8 relative: the same fit written two ways, at the same theta
     np.testing.assert_allclose(a.vcov.to_numpy(), b_at.vcov, rtol=1e-8)
 
@@ -231,12 +235,10 @@ def test_missing_cluster_rows_dropped_and_counted(hsb):
     np.testing.assert_allclose(fit.beta, ref.beta, rtol=1e-10)
     pd.testing.assert_frame_equal(fit.vcov, ref.vcov_robust("CR2", "school"), rtol=1e-8)
     # fitted values and predictions still line up with the input rows
-    np.testing.assert_allclose(fit.predict(re_form="~0"),
-                               fit.design.X @ fit.beta, rtol=1e-12)
+    np.testing.assert_allclose(fit.predict(re_form="~0"), fit.design.X @ fit.beta, rtol=1e-12)
     # an array cluster with missing values, the same way
     with pytest.warns(MissingValuesWarning):
-        fit2 = ml.lmer("mathach ~ ses + (1 | school)", df,
-                       vcov={"CR2": df["school2"].to_numpy()})
+        fit2 = ml.lmer("mathach ~ ses + (1 | school)", df, vcov={"CR2": df["school2"].to_numpy()})
     pd.testing.assert_frame_equal(fit2.vcov, fit.vcov, rtol=1e-10)
     # after the fit, missing values among the rows used are an error
     with warnings.catch_warnings():
@@ -254,8 +256,9 @@ def test_errors(hsb, hsb_fit):
     with pytest.raises(DataError, match="at least 2 clusters"):
         hsb_fit.vcov_robust("CR2", np.zeros(hsb_fit.nobs))
     with pytest.raises(NotImplementedError, match="prior weights"):
-        ml.lmer("mathach ~ ses + (1 | school)", hsb.assign(w=1.0), weights="w",
-                vcov={"CR2": "school"})
+        ml.lmer(
+            "mathach ~ ses + (1 | school)", hsb.assign(w=1.0), weights="w", vcov={"CR2": "school"}
+        )
     wfit = ml.lmer("mathach ~ ses + (1 | school)", hsb.assign(w=1.0), weights="w")
     with pytest.raises(NotImplementedError, match="prior weights"):
         wfit.vcov_robust("CR2")
@@ -279,14 +282,15 @@ def test_cluster_robust_arrays_match_dense_formulas():
     n_g = 7
     g = np.repeat(np.arange(n_g), [3, 5, 4, 6, 2, 5, 4])
     n = len(g)
-    X = np.column_stack([np.ones(n), rng.normal(size=n), np.repeat(rng.normal(size=n_g),
-                                                                    np.bincount(g))])
+    X = np.column_stack(
+        [np.ones(n), rng.normal(size=n), np.repeat(rng.normal(size=n_g), np.bincount(g))]
+    )
     Z = np.column_stack([np.ones(n), rng.normal(size=n)])
     lam = np.array([[0.8, 0.0], [0.3, 0.5]])
     e = rng.normal(size=n)
     Zfull = np.zeros((n, 2 * n_g))
     for i in range(n):
-        Zfull[i, 2 * g[i]:2 * g[i] + 2] = Z[i] @ lam
+        Zfull[i, 2 * g[i] : 2 * g[i] + 2] = Z[i] @ lam
     V = Zfull @ Zfull.T + np.eye(n)
     W = np.linalg.inv(V)
     B = np.linalg.inv(X.T @ W @ X)

@@ -115,16 +115,20 @@ class RobustVcov:
 
     def describe(self) -> str:
         """One line for reports: type, cluster and number of clusters."""
-        return (f"cluster-robust {self.type} standard errors, {self.n_clusters} clusters "
-                f"({self.cluster}), Satterthwaite df")
+        return (
+            f"cluster-robust {self.type} standard errors, {self.n_clusters} clusters "
+            f"({self.cluster}), Satterthwaite df"
+        )
 
     def coef_table(self, beta: np.ndarray) -> pd.DataFrame:
         """Estimate, Std. Error, df, t value and Pr(>|t|) (two-sided, Satterthwaite df)."""
         se = np.sqrt(np.diag(self.vcov))
         t = beta / se
         p = 2.0 * _stats.t.sf(np.abs(t), self.df)
-        return pd.DataFrame({"Estimate": beta, "Std. Error": se, "df": self.df, "t value": t,
-                             "Pr(>|t|)": p}, index=self.names)
+        return pd.DataFrame(
+            {"Estimate": beta, "Std. Error": se, "df": self.df, "t value": t, "Pr(>|t|)": p},
+            index=self.names,
+        )
 
 
 # --------------------------------------------------------------------------- arguments
@@ -148,8 +152,11 @@ def parse_vcov(vcov: Any) -> tuple[str, Any]:
         if len(vcov) != 1:
             raise ValueError("vcov must be a dict with one key, e.g. {'CR2': 'school'}")
         ((kind, spec),) = vcov.items()
-        if isinstance(spec, (list, tuple)) and len(spec) != 0 and all(
-                isinstance(s, str) for s in spec):
+        if (
+            isinstance(spec, (list, tuple))
+            and len(spec) != 0
+            and all(isinstance(s, str) for s in spec)
+        ):
             raise ValueError("lmer's cluster-robust covariances take one cluster variable")
         return canonical_type(kind), spec
     raise TypeError("vcov must be a type such as 'CR2' or a dict such as {'CR2': 'school'}")
@@ -179,15 +186,20 @@ def drop_missing_cluster(spec: Any, data: Any, weights: Any, offset: Any):
     else:
         values = pd.Series(np.asarray(spec)) if not isinstance(spec, pd.Series) else spec
         if len(values) != len(df):
-            raise DataError(f"the cluster array has {len(values)} values but the data have "
-                            f"{len(df)} rows")
+            raise DataError(
+                f"the cluster array has {len(values)} values but the data have {len(df)} rows"
+            )
     missing = np.asarray(pd.isna(values), dtype=bool)
     if not missing.any():
         return data, weights, offset, spec, None
     keep = np.flatnonzero(~missing)
     k = int(missing.sum())
-    warnings.warn(f"dropped {k} row{'s' if k != 1 else ''} with a missing cluster value "
-                  f"(in {_label(spec)!r})", MissingValuesWarning, stacklevel=3)
+    warnings.warn(
+        f"dropped {k} row{'s' if k != 1 else ''} with a missing cluster value "
+        f"(in {_label(spec)!r})",
+        MissingValuesWarning,
+        stacklevel=3,
+    )
 
     def sub(v: Any) -> Any:
         if v is None or isinstance(v, str):
@@ -239,8 +251,10 @@ def resolve_cluster(fit: Any, spec: Any) -> tuple[np.ndarray, int, str]:
                 return np.asarray(t.codes, dtype=np.int64), len(t.levels), spec
         data = getattr(fit, "_data", None)
         if data is None:
-            raise DataError(f"cluster {spec!r} is not a grouping factor of the model and the "
-                            "fit keeps no data; give the cluster as an array")
+            raise DataError(
+                f"cluster {spec!r} is not a grouping factor of the model and the "
+                "fit keeps no data; give the cluster as an array"
+            )
         from multilevel.design import as_pandas
 
         df = as_pandas(data)
@@ -252,21 +266,28 @@ def resolve_cluster(fit: Any, spec: Any) -> tuple[np.ndarray, int, str]:
         if values.ndim != 1:
             raise DataError("the cluster array must be one-dimensional")
         data = getattr(fit, "_data", None)
-        n_input = None if data is None else len(data) if not isinstance(data, dict) else (
-            len(next(iter(data.values()))) if data else 0)
+        n_input = (
+            None
+            if data is None
+            else len(data)
+            if not isinstance(data, dict)
+            else (len(next(iter(data.values()))) if data else 0)
+        )
         if n_input is not None and len(values) == n_input:
             values = values[np.asarray(design.rows)]
         elif len(values) != nobs:
             raise DataError(
                 f"the cluster array has {len(values)} values; give one per row of the data"
                 + (f" ({n_input})" if n_input is not None else "")
-                + f" or one per row used by the fit ({nobs})")
+                + f" or one per row used by the fit ({nobs})"
+            )
     missing = np.asarray(pd.isna(values), dtype=bool)
     if missing.any():
         raise DataError(
             f"cluster {label!r} has {int(missing.sum())} missing value(s) among the rows of "
             "the fit; pass vcov={...} to lmer() to drop those rows before fitting, or give "
-            "them a level")
+            "them a level"
+        )
     codes, uniques = pd.factorize(pd.Series(values), sort=False)
     return codes.astype(np.int64), len(uniques), label
 
@@ -276,7 +297,8 @@ def check_nested(design: Any, codes: np.ndarray, n_clusters: int, label: str) ->
     if n_clusters < 2:
         raise DataError(
             "cluster-robust covariance needs at least 2 clusters; the cluster "
-            f"{label!r} has a single value among the rows of the fit")
+            f"{label!r} has a single value among the rows of the fit"
+        )
     for t in design.terms:
         c = np.asarray(t.codes)
         owner = np.full(len(t.levels), -1, dtype=np.int64)
@@ -287,7 +309,8 @@ def check_nested(design: Any, codes: np.ndarray, n_clusters: int, label: str) ->
             raise DataError(
                 f"the random effects of {t.group!r} are not nested in the cluster {label!r} "
                 f"(level {lev!r} of {t.group!r} falls in more than one cluster); cluster on "
-                "a grouping at or above the highest level of the random effects")
+                "a grouping at or above the highest level of the random effects"
+            )
 
 
 # --------------------------------------------------------------------------- linear algebra
@@ -312,8 +335,9 @@ def _split(codes: np.ndarray, n_clusters: int) -> list[np.ndarray]:
     return np.split(order, bounds)
 
 
-def _local_levels(level_codes: np.ndarray, cluster_codes: np.ndarray,
-                  n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
+def _local_levels(
+    level_codes: np.ndarray, cluster_codes: np.ndarray, n_clusters: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the index of its level among the levels of its cluster; per cluster, the
     number of levels. Levels must be nested in the clusters."""
     n_lev = int(level_codes.max()) + 1 if len(level_codes) else 0
@@ -330,8 +354,9 @@ def _local_levels(level_codes: np.ndarray, cluster_codes: np.ndarray,
     return local[level_codes], counts
 
 
-def _z_lambda(zlam: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], rows: np.ndarray,
-              j: int) -> np.ndarray:
+def _z_lambda(
+    zlam: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], rows: np.ndarray, j: int
+) -> np.ndarray:
     """``Z_j Lambda`` restricted to the random effects of cluster ``j`` (rows ``rows``)."""
     blocks = []
     n = len(rows)
@@ -399,9 +424,13 @@ def cluster_robust(
     n, p = X.shape
     J = int(n_clusters)
     codes = np.asarray(codes, dtype=np.int64)
-    zlam = [(*_local_levels(np.asarray(c, dtype=np.int64), codes, J),
-             np.asarray(Z, dtype=float).reshape(n, -1) @ np.asarray(lam, float))
-            for (c, Z), lam in zip(terms, lambdas)]
+    zlam = [
+        (
+            *_local_levels(np.asarray(c, dtype=np.int64), codes, J),
+            np.asarray(Z, dtype=float).reshape(n, -1) @ np.asarray(lam, float),
+        )
+        for (c, Z), lam in zip(terms, lambdas)
+    ]
     clusters: list[_Cluster] = []
     F_sum = np.zeros((p, p))
     for j, rows in enumerate(_split(codes, J)):
@@ -419,8 +448,11 @@ def cluster_robust(
     B = np.linalg.inv(F_sum)
     B = (B + B.T) / 2.0
 
-    scale = {"CR1": J / (J - 1), "CR1p": J / (J - p) if J > p else math.nan,
-             "CR1S": J * (n - 1) / ((J - 1) * (n - p))}.get(kind, 1.0)
+    scale = {
+        "CR1": J / (J - 1),
+        "CR1p": J / (J - p) if J > p else math.nan,
+        "CR1S": J * (n - 1) / ((J - 1) * (n - p)),
+    }.get(kind, 1.0)
     root = math.sqrt(scale)
     meat = np.zeros((p, p))
     Hs = np.empty((J, p, p))  # rows h_j' stacked: Hs[j, i, :] = (M_j X_j L_B)_i.
