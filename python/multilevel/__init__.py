@@ -48,6 +48,7 @@ _SUBMODULES = {
     "panel",
     "lmlist",
     "contextual",
+    "lmer_robust",
 }
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from multilevel import design as _design
 from multilevel.results import LmerFit
 
@@ -34,7 +36,7 @@ def make_problem(design: _design.Design, problem_class: Any = None) -> Any:
 
 def lmer(formula: str, data: Any, reml: bool = True, weights: Any = None, offset: Any = None,
          start: Sequence[float] | None = None, max_fun: int | None = None,
-         data_name: str | None = None) -> LmerFit:
+         data_name: str | None = None, vcov: Any = None) -> LmerFit:
     """Fit a linear mixed model by REML or maximum likelihood, as lme4's ``lmer``.
 
     Parameters
@@ -56,6 +58,12 @@ def lmer(formula: str, data: Any, reml: bool = True, weights: Any = None, offset
         Maximum number of objective evaluations of the optimiser.
     data_name : str, optional
         Name printed as ``Data:`` in the summary.
+    vcov : str or dict, optional
+        Cluster-robust covariance of the fixed effects for ``fit.vcov``, ``fit.se`` and the
+        summary (clubSandwich's ``vcovCR``): ``{"CR2": "school"}`` (a column, grouping factor
+        or array), or ``"CR2"`` alone to cluster on the grouping factor with fewest levels.
+        Types CR0, CR1, CR1p, CR1S, CR2, CR3, CR4; see :mod:`multilevel.lmer_robust`. Rows
+        with a missing cluster value are dropped (and counted) before the fit.
 
     Returns
     -------
@@ -80,12 +88,29 @@ def lmer(formula: str, data: Any, reml: bool = True, weights: Any = None, offset
     >>> round(ml.lmer("Reaction ~ Days + (Days | Subject)", data=df, reml=False).loglik, 4)
     -875.9697
     """
-    design = _design.build(formula, data, weights=weights, offset=offset, data_name=data_name)
+    fit_data, kept = data, None
+    if vcov is not None:  # cluster-robust: checked, and rows missing the cluster dropped, first
+        from multilevel import lmer_robust
+
+        kind, cluster = lmer_robust.parse_vcov(vcov)
+        if weights is not None:
+            raise NotImplementedError(lmer_robust.WEIGHTS_MESSAGE)
+        fit_data, weights, offset, cluster, kept = lmer_robust.drop_missing_cluster(
+            cluster, data, weights, offset)
+    design = _design.build(formula, fit_data, weights=weights, offset=offset,
+                           data_name=data_name)
+    if vcov is not None and not isinstance(cluster, str) and cluster is not None:
+        cluster = np.asarray(cluster)[np.asarray(design.rows)]  # aligned with the rows used
+    if kept is not None:
+        design = lmer_robust.restore_rows(design, kept, len(_design.as_pandas(data)))
     problem = make_problem(design)
-    return LmerFit._fit(
+    fit = LmerFit._fit(
         design, problem, reml, start=start, max_fun=max_fun,
         data_name=data_name if data_name is not None else design.data_name, data=data,
         weights_name=weights if isinstance(weights, str) else None,
         offset_name=offset if isinstance(offset, str) else None,
     )
+    if vcov is not None:
+        fit.robust = lmer_robust.vcov_robust(fit, kind, cluster)
+    return fit
 

@@ -362,7 +362,15 @@ class LmerFit:
 
     @cached_property
     def vcov(self) -> pd.DataFrame:
-        """Covariance matrix of the fixed effects, sigma^2 (R_X' R_X)^-1."""
+        """Covariance matrix of the fixed effects: :attr:`vcov_model`, or the cluster-robust
+        one when the fit was made with ``lmer(..., vcov=...)`` (then :attr:`robust` is set)."""
+        if self.robust is not None:
+            return self.robust.frame()
+        return self.vcov_model
+
+    @cached_property
+    def vcov_model(self) -> pd.DataFrame:
+        """Model-based covariance matrix of the fixed effects, sigma^2 (R_X' R_X)^-1."""
         names = list(self.design.fixed_names)
         v = self.sigma**2 * np.asarray(self._result["vcov_unscaled"], dtype=float)
         return pd.DataFrame(v, index=names, columns=names)
@@ -371,6 +379,47 @@ class LmerFit:
     def se(self) -> pd.Series:
         """Standard errors of the fixed effects."""
         return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.vcov.index, name="se")
+
+    # -- cluster-robust covariance (multilevel.lmer_robust) ---------------------------------
+    robust: Any = None  # a lmer_robust.RobustVcov when made with lmer(..., vcov=...)
+
+    def vcov_robust(self, type: str = "CR2", cluster: Any = None) -> pd.DataFrame:
+        """Cluster-robust covariance of the fixed effects, as clubSandwich's ``vcovCR``.
+
+        Parameters
+        ----------
+        type : {"CR0", "CR1", "CR1p", "CR1S", "CR2", "CR3", "CR4"}
+        cluster : str, array or None
+            A grouping factor, a column of the data or an array; None: the grouping factor
+            with fewest levels. See :mod:`multilevel.lmer_robust`.
+
+        Examples
+        --------
+        >>> import multilevel as ml
+        >>> fit = ml.lmer("Reaction ~ Days + (Days | Subject)", data=ml.datasets.load("sleepstudy"))
+        >>> fit.vcov_robust("CR2", cluster="Subject").round(2)
+                     (Intercept)  Days
+        (Intercept)        46.57 -1.45
+        Days               -1.45  2.39
+        """
+        from multilevel import lmer_robust
+
+        return lmer_robust.vcov_robust(self, type, cluster).frame()
+
+    def coef_test(self, type: str | None = None, cluster: Any = None) -> pd.DataFrame:
+        """Cluster-robust t-tests with Satterthwaite df (clubSandwich's ``coef_test``).
+
+        Without arguments, the covariance chosen by ``lmer(..., vcov=...)``, else CR2 on the
+        grouping factor with fewest levels. Columns: Estimate, Std. Error, df, t value,
+        Pr(>|t|).
+        """
+        from multilevel import lmer_robust
+
+        if type is None and cluster is None and self.robust is not None:
+            r = self.robust
+        else:
+            r = lmer_robust.vcov_robust(self, "CR2" if type is None else type, cluster)
+        return r.coef_table(self.beta)
 
     # -- random effects -----------------------------------------------------------------
     def _groups(self) -> dict[str, list[int]]:
@@ -698,6 +747,8 @@ class LmerSummary:
         se = fit.se.to_numpy()
         self.coefficients = pd.DataFrame(
             {"Estimate": est, "Std. Error": se, "t value": est / se}, index=fit.fixef.index)
+        if fit.robust is not None:  # robust SEs with Satterthwaite df and p-values
+            self.coefficients = fit.robust.coef_table(est)
         self.varcorr = fit.varcorr
         q = np.quantile(fit.scaled_residuals(), [0, 0.25, 0.5, 0.75, 1.0])
         mx = np.max(np.abs(q))
@@ -725,7 +776,19 @@ class LmerSummary:
         tv = [round(float(x), 3) for x in cf["t value"]]
         t_s = _r_format(tv, digits)
         cells = [[e, s, t] for e, s, t in zip(est_s, se_s, t_s)]
-        return _r_matrix(list(cf.index), ["Estimate", "Std. Error", "t value"], cells).split("\n")
+        cols = ["Estimate", "Std. Error", "t value"]
+        if "df" in cf.columns:  # robust: Satterthwaite df and p-values, laid out as lmerTest
+            df_s = _r_format([round(float(x), 2) for x in cf["df"]], digits)
+            pv = cf["Pr(>|t|)"].to_numpy()
+            tiny = pv < np.finfo(float).eps
+            p_s = _r_format([float(x) for x in pv[~tiny]], 3) if (~tiny).any() else []
+            p_it = iter(p_s)
+            p_s = ["< 2e-16" if t else next(p_it).strip() for t in tiny]
+            w = max(len(x) for x in p_s)
+            cells = [[e, s, d, t, p.rjust(w)]
+                     for (e, s, t), d, p in zip(cells, df_s, p_s)]
+            cols = ["Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"]
+        return _r_matrix(list(cf.index), cols, cells).split("\n")
 
     def _corr_table(self) -> list[str]:
         names = list(self.correlation.index)
@@ -756,6 +819,8 @@ class LmerSummary:
         lines += fit._re_table(variance=True)
         lines.append(fit._obs_line())
         lines += ["", "Fixed effects:"]
+        if fit.robust is not None:
+            lines[-1] = f"Fixed effects ({fit.robust.describe()}):"
         lines += self._coef_table()
         lines += self._corr_table()
         msgs = fit._messages()

@@ -4,6 +4,7 @@
 #   Rscript tests/reference/make_reference.R lmm          # only tests/reference/cases_lmm.R
 #   Rscript tests/reference/make_reference.R econ         # only tests/reference/cases_econ.R
 #   Rscript tests/reference/make_reference.R contextual   # only tests/reference/cases_contextual.R
+#   Rscript tests/reference/make_reference.R lmer_robust  # only tests/reference/cases_lmer_robust.R
 #   Rscript tests/reference/make_reference.R dyestuff_reml pastes_reml   # some lmm cases
 #
 # Tests never need R; regenerating the references does (R 4.2 with lme4, nlme, lmerTest,
@@ -216,7 +217,7 @@ ref_write_json <- function(x, path) {
 
 # ------------------------------------------------------------------------------ the cases
 
-if (length(ref_args) == 0 || !identical(ref_args, "econ")) {
+if (length(ref_args) == 0 || !all(ref_args %in% c("econ", "lmer_robust"))) {
   source(file.path("tests", "reference", "cases_lmm.R"))
 }
 econ <- file.path("tests", "reference", "cases_econ.R")
@@ -227,4 +228,8 @@ if (file.exists(econ) && (length(ref_args) == 0 || "econ" %in% ref_args)) {
 contextual <- file.path("tests", "reference", "cases_contextual.R")
 if (file.exists(contextual) && (length(ref_args) == 0 || "contextual" %in% ref_args)) {
   source(contextual)
+}
+lmer_robust <- file.path("tests", "reference", "cases_lmer_robust.R")
+if (file.exists(lmer_robust) && (length(ref_args) == 0 || "lmer_robust" %in% ref_args)) {
+  source(lmer_robust)
 }
