@@ -317,3 +317,29 @@ def test_cluster_robust_arrays_match_dense_formulas():
         # 1e-10 relative: two computations of the same matrix
         np.testing.assert_allclose(got, want, rtol=1e-10)
         assert np.all((df > 0) & np.isfinite(df))
+
+
+@pytest.mark.parametrize("kind", TYPES)
+def test_cvar_formula_against_clubsandwich(kind):
+    # The formula function cvar(ses, school) instead of a precomputed column: same design,
+    # same golden values (clubSandwich on lmer with ave(ses, school)).
+    ref = load("lmer_robust_hsb_cvar")
+    data = load_reference_data(ref)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = ml.lmer(ref["cvar_formula"], data, reml=ref["reml"])
+    assert list(fit.fixef.index) == ["(Intercept)", "ses", "cvar(ses, school)"]
+    sol = fit.problem.solution(np.asarray(ref["theta"], dtype=float), fit.reml)
+    at = LmerFit(fit.design, fit.problem, sol, fit.reml, data=data)
+    # 1e-8 relative: estimates at lme4's theta
+    assert _rel(at.beta, ref["beta"]) < EST_RTOL
+    want = ref["types"][kind]
+    r = lmer_robust.vcov_robust(at, kind, ref["cluster"])
+    # 1e-6 relative: robust SEs and Satterthwaite df at lme4's theta
+    assert _rel(r.se.to_numpy(), want["se"]) < SE_RTOL
+    assert _rel(r.df, want["df_satt"]) < SE_RTOL
+    # 1e-4 relative at our own optimum, through the lmer(vcov=...) entry point
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rob = ml.lmer(ref["cvar_formula"], data, reml=ref["reml"], vcov={kind: "school"})
+    assert _rel(rob.se.to_numpy(), want["se"]) < FIT_SE_RTOL
