@@ -4,6 +4,7 @@
 //! Walker 2015), factored blockwise as in MixedModels.jl.
 
 pub mod blocks;
+pub mod bobyqa;
 pub mod cholesky;
 pub mod crossprod;
 pub mod error;
