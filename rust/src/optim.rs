@@ -1,10 +1,12 @@
-//! Fitting: BOBYQA (Powell 2009, through the pure-Rust `bobyqa` crate, a port of PRIMA) over
-//! theta within lme4's bounds, an optimiser summary, and the post-fit checks lme4 makes
+//! Fitting: BOBYQA (Powell 2009, `crate::bobyqa`) over theta within lme4's bounds, set up as
+//! lme4's default optimiser (`nloptwrap`: NLopt's BOBYQA with NLopt's initial steps and
+//! rescaling, `xtol_rel = 1e-4`, `xtol_abs = 1e-8`, `ftol_abs = 1e-8`, `maxeval = 1e5`), an
+//! optimiser summary, and the post-fit checks lme4 makes
 //! (`checkConv`): gradient and Hessian of the objective by finite differences, the gradient
 //! scaled by the Hessian's Cholesky factor, and whether the fit is singular (a diagonal theta
 //! element on its bound of 0).
 
-use bobyqa::{Bobyqa, Config, Status};
+use crate::bobyqa::{default_initial_steps, Bobyqa, BobyqaStatus, Tolerances};
 
 use crate::error::{LmmError, Result};
 use crate::lmm::{LmmProblem, Solution};
@@ -15,8 +17,8 @@ pub struct FitOptions {
     pub reml: bool,
     pub theta0: Option<Vec<f64>>,
     pub max_fun: Option<usize>,
-    pub rho_begin: f64,
-    pub rho_end: f64,
+    /// Stopping rules; `max_eval` is replaced by `max_fun` when that is given.
+    pub tolerances: Tolerances,
     /// Run the finite-difference convergence check after the fit.
     pub check: bool,
 }
@@ -27,8 +29,7 @@ impl Default for FitOptions {
             reml: true,
             theta0: None,
             max_fun: None,
-            rho_begin: 0.2,
-            rho_end: 1e-7,
+            tolerances: Tolerances::lme4(),
             check: true,
         }
     }
@@ -90,31 +91,35 @@ pub fn fit(problem: &mut LmmProblem, options: &FitOptions) -> Result<Fit> {
     let theta0 = theta.clone();
     let reml = options.reml;
     let f0 = problem.objective(&theta0, reml).unwrap_or(f64::INFINITY);
-    let mut config = Config::new(n);
-    if n == 1 {
-        config.npt = 3;
+    let mut tolerances = options.tolerances;
+    if let Some(m) = options.max_fun {
+        tolerances.max_eval = m;
     }
-    config.rho_begin = options.rho_begin;
-    config.rho_end = options.rho_end.min(options.rho_begin);
-    config.max_fun = options
-        .max_fun
-        .unwrap_or(10_000 * n.max(1))
-        .max(config.npt + 1);
-    let mut solver = Bobyqa::new(n, config).map_err(|s| LmmError::Optimizer(s.to_string()))?;
-    let outcome = solver.minimize(
+    tolerances.max_eval = tolerances.max_eval.max(2 * n + 2);
+    let mut steps = vec![0.0; n];
+    default_initial_steps(&theta, &lower, &upper, &mut steps);
+    let mut solver = Bobyqa::new(n);
+    let outcome = solver.minimize_scaled(
         |t| problem.objective(t, reml).unwrap_or(f64::INFINITY),
         &mut theta,
         &lower,
         &upper,
+        &steps,
+        &tolerances,
     );
-    if !outcome.found_finite() {
+    if outcome.status == BobyqaStatus::InvalidArgs {
+        return Err(LmmError::Optimizer(format!(
+            "BOBYQA rejected the start {theta0:?} or the bounds"
+        )));
+    }
+    if outcome.f.is_nan() || outcome.f >= 1e300 {
         return Err(LmmError::Optimizer(
             "no theta gave a finite objective".into(),
         ));
     }
     let status = match outcome.status {
-        Status::Converged | Status::FtolReached | Status::TargetReached => "converged",
-        Status::MaxFunReached => "max_fun",
+        s if s.converged() => "converged",
+        BobyqaStatus::MaxEvalReached => "max_fun",
         _ => "failure",
     };
     // The solver returns its best point; factor there so the solution is at that theta.
@@ -126,7 +131,7 @@ pub fn fit(problem: &mut LmmProblem, options: &FitOptions) -> Result<Fit> {
         f: solution.objective,
         n_eval: outcome.n_eval,
         status: status.to_string(),
-        message: outcome.status.to_string(),
+        message: outcome.status.message().to_string(),
     };
     let check = if options.check {
         Some(convergence_check(problem, &theta, reml, &lower)?)

@@ -1,11 +1,11 @@
 //! The optimiser: `optim::fit` on data simulated from known parameters, on data with no
-//! between-group variation (a singular fit), and the `bobyqa` crate itself on a bounded
+//! between-group variation (a singular fit), and the BOBYQA implementation itself on a bounded
 //! quadratic whose unconstrained minimum lies outside the box.
 
 mod common;
 
-use bobyqa::{Bobyqa, Config, Status};
 use common::{random_codes, rel, Data, Rng};
+use multilevel::bobyqa::{Bobyqa, BobyqaOptions, BobyqaStatus};
 use multilevel::optim::{fit, FitOptions, SINGULAR_TOLERANCE};
 
 fn check_fit(name: &str, data: &Data, theta_true: &[f64], reml: bool) {
@@ -200,10 +200,14 @@ fn bobyqa_respects_bounds() {
     // 2 (x_1 - 0.25)^2 + 0.5 (1 - 3)(x_1 - 0.25), i.e. x_1 = 0.25 + 0.25 = 0.5.
     let expected = [1.0, 0.5, 0.0];
     let mut evaluations_outside = 0usize;
-    let mut config = Config::new(3);
-    config.rho_begin = 0.5;
-    config.rho_end = 1e-9;
-    let mut solver = Bobyqa::new(3, config).unwrap();
+    let options = BobyqaOptions {
+        rho_begin: 0.5,
+        rho_end: 1e-9,
+        ftol_abs: 0.0,
+        ftol_rel: 0.0,
+        max_eval: 3000,
+    };
+    let mut solver = Bobyqa::new(3);
     let mut x = [0.0, 0.0, 0.5];
     let outcome = solver.minimize(
         |t: &[f64]| {
@@ -218,8 +222,9 @@ fn bobyqa_respects_bounds() {
         &mut x,
         &lower,
         &upper,
+        &options,
     );
-    assert_eq!(outcome.status, Status::Converged);
+    assert_eq!(outcome.status, BobyqaStatus::XtolReached);
     assert_eq!(
         evaluations_outside, 0,
         "the objective was evaluated outside the box"
