@@ -25,6 +25,8 @@ pub struct LmmProblem {
     pub chol: BlockedCholesky,
     /// The theta at which `chol` was last updated successfully.
     current: Option<Vec<f64>>,
+    /// lme4's data-based start, when it has one (see `optim::lme4_start`).
+    start: Option<Vec<f64>>,
 }
 
 /// Everything the model gives at one theta.
@@ -59,6 +61,7 @@ impl LmmProblem {
             a,
             chol,
             current: None,
+            start: None,
         })
     }
 
@@ -86,8 +89,27 @@ impl LmmProblem {
             .collect()
     }
 
+    /// lme4's start: the data-based one when set (`set_start`), otherwise the identity
+    /// (1 on the diagonals, 0 elsewhere).
     pub fn theta0(&self) -> Vec<f64> {
-        self.a.shapes.iter().flat_map(|s| s.theta0()).collect()
+        match &self.start {
+            Some(t) => t.clone(),
+            None => self.a.shapes.iter().flat_map(|s| s.theta0()).collect(),
+        }
+    }
+
+    /// Sets (or clears) the data-based start that `theta0` returns.
+    pub fn set_start(&mut self, start: Option<Vec<f64>>) -> Result<()> {
+        if let Some(t) = &start {
+            let lower = self.lower_bounds();
+            if t.len() != lower.len()
+                || t.iter().zip(&lower).any(|(v, lo)| v < lo || !v.is_finite())
+            {
+                return Err(LmmError::Theta(format!("start {t:?} is not a valid theta")));
+            }
+        }
+        self.start = start;
+        Ok(())
     }
 
     /// Updates L for theta (a no-op when theta is the one last factored).

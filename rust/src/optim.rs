@@ -8,8 +8,10 @@
 
 use crate::bobyqa::{default_initial_steps, Bobyqa, BobyqaStatus, Tolerances};
 
+use crate::crossprod::RowChunk;
 use crate::error::{LmmError, Result};
 use crate::lmm::{LmmProblem, Solution};
+use crate::remat::ReTermShape;
 
 /// How to fit.
 #[derive(Clone, Debug)]
@@ -237,4 +239,133 @@ pub fn convergence_check(
         singular,
         message,
     })
+}
+
+/// lme4's start for a model whose random terms are all scalar intercepts, each with its own
+/// grouping factor (lme4's `mkLmerDevfun`): with v_k the variance of the group means of the
+/// response for factor k (`var(ave(y, f_k))`) and v_e = var(y) - sum v_k, theta_k =
+/// sqrt(v_k / v_e) when v_e > 0. As lme4, it uses the response as given (no offset, no
+/// weights) and every row. `None` when the rule does not apply.
+pub fn lme4_start(chunk: &RowChunk, shapes: &[ReTermShape]) -> Option<Vec<f64>> {
+    let n = chunk.y.len();
+    if n < 2 || shapes.is_empty() {
+        return None;
+    }
+    for (k, s) in shapes.iter().enumerate() {
+        if s.q != 1 || chunk.z[k].len() != n || chunk.codes[k].len() != n {
+            return None;
+        }
+        if chunk.z[k].iter().any(|&z| z != 1.0) {
+            return None;
+        }
+    }
+    // One theta per distinct grouping factor: two terms on the same factor break the rule.
+    for k in 0..shapes.len() {
+        for j in 0..k {
+            if shapes[k].n_levels == shapes[j].n_levels && chunk.codes[k] == chunk.codes[j] {
+                return None;
+            }
+        }
+    }
+    let y = chunk.y;
+    let mean = |v: &mut dyn Iterator<Item = f64>, len: f64| -> f64 {
+        let s: f64 = v.sum();
+        s / len
+    };
+    let nf = n as f64;
+    let mut ybar = mean(&mut y.iter().copied(), nf);
+    ybar += y.iter().map(|v| v - ybar).sum::<f64>() / nf;
+    let sst: f64 = y.iter().map(|v| (v - ybar) * (v - ybar)).sum();
+    let mut ssb = Vec::with_capacity(shapes.len());
+    for (k, s) in shapes.iter().enumerate() {
+        let mut sum = vec![0.0; s.n_levels];
+        let mut count = vec![0usize; s.n_levels];
+        for (r, &c) in chunk.codes[k].iter().enumerate() {
+            let c = usize::try_from(c).ok().filter(|&c| c < s.n_levels)?;
+            sum[c] += y[r];
+            count[c] += 1;
+        }
+        // Sum over rows of (group mean - overall mean)^2.
+        let v: f64 = sum
+            .iter()
+            .zip(&count)
+            .filter(|(_, &m)| m > 0)
+            .map(|(&t, &m)| {
+                let d = t / m as f64 - ybar;
+                m as f64 * d * d
+            })
+            .sum();
+        ssb.push(v);
+    }
+    let ve = sst - ssb.iter().sum::<f64>();
+    if ve.is_nan() || ve <= 0.0 {
+        return None;
+    }
+    let theta: Vec<f64> = ssb.iter().map(|v| (v / ve).sqrt()).collect();
+    theta.iter().all(|t| t.is_finite()).then_some(theta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(n_levels: usize, q: usize) -> ReTermShape {
+        ReTermShape {
+            n_levels,
+            q,
+            diagonal: false,
+        }
+    }
+
+    #[test]
+    fn lme4_start_is_the_ratio_of_moments() {
+        // Two crossed factors; R: v <- sapply(list(f, g), function(f) var(ave(y, f)));
+        // sqrt(v / (var(y) - sum(v))) gives the values below.
+        let y = [1.0, 2.0, 4.0, 3.0, 7.0, 5.0, 6.0, 9.0];
+        let f = [0, 0, 1, 1, 2, 2, 3, 3];
+        let g = [0, 1, 0, 1, 0, 1, 0, 1];
+        let ones = [1.0; 8];
+        let x = [1.0; 8];
+        let chunk = RowChunk {
+            y: &y,
+            x: &x,
+            codes: vec![&f, &g],
+            z: vec![&ones, &ones],
+            weights: None,
+            offset: None,
+        };
+        let shapes = [shape(4, 1), shape(2, 1)];
+        let t = lme4_start(&chunk, &shapes).expect("the rule applies");
+        // Group means by f: 1.5, 3.5, 6, 7.5 (mean 4.625); by g: 4.5, 4.75.
+        let ybar = 4.625;
+        let ssb_f: f64 = [1.5, 3.5, 6.0, 7.5]
+            .iter()
+            .map(|m: &f64| 2.0 * (m - ybar).powi(2))
+            .sum();
+        let ssb_g: f64 = [4.5, 4.75]
+            .iter()
+            .map(|m: &f64| 4.0 * (m - ybar).powi(2))
+            .sum();
+        let sst: f64 = y.iter().map(|v| (v - ybar).powi(2)).sum();
+        let ve = sst - ssb_f - ssb_g;
+        assert!((t[0] - (ssb_f / ve).sqrt()).abs() < 1e-14);
+        assert!((t[1] - (ssb_g / ve).sqrt()).abs() < 1e-14);
+        // Not for a term with a slope, nor for two terms on one factor.
+        let z2 = [1.0; 16];
+        let chunk2 = RowChunk {
+            z: vec![&z2, &ones],
+            codes: vec![&f, &g],
+            ..chunk
+        };
+        assert!(lme4_start(&chunk2, &[shape(4, 2), shape(2, 1)]).is_none());
+        let chunk3 = RowChunk {
+            y: &y,
+            x: &x,
+            codes: vec![&f, &f],
+            z: vec![&ones, &ones],
+            weights: None,
+            offset: None,
+        };
+        assert!(lme4_start(&chunk3, &[shape(4, 1), shape(4, 1)]).is_none());
+    }
 }

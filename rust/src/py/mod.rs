@@ -118,8 +118,10 @@ impl PyLmmProblem {
         };
         let inner = py
             .detach(|| {
-                accumulate_parallel(&shapes, p, &chunk, PIECE_ROWS)
-                    .and_then(|acc| LmmProblem::new(acc.finish()))
+                let mut problem = accumulate_parallel(&shapes, p, &chunk, PIECE_ROWS)
+                    .and_then(|acc| LmmProblem::new(acc.finish()))?;
+                problem.set_start(optim::lme4_start(&chunk, &shapes))?;
+                Ok(problem)
             })
             .map_err(to_py)?;
         Ok(PyLmmProblem { inner })
