@@ -9,6 +9,7 @@ pub mod cholesky;
 pub mod crossprod;
 pub mod error;
 pub mod lmm;
+pub mod oneterm;
 pub mod optim;
 pub mod remat;
 

@@ -97,7 +97,9 @@ pub fn fit(problem: &mut LmmProblem, options: &FitOptions) -> Result<Fit> {
     }
     let theta0 = theta.clone();
     let reml = options.reml;
-    let f0 = problem.objective(&theta0, reml).unwrap_or(f64::INFINITY);
+    let f0 = problem
+        .objective_value(&theta0, reml)
+        .unwrap_or(f64::INFINITY);
     let mut tolerances = options.tolerances;
     if let Some(m) = options.max_fun {
         tolerances.max_eval = m;
@@ -107,7 +109,7 @@ pub fn fit(problem: &mut LmmProblem, options: &FitOptions) -> Result<Fit> {
     default_initial_steps(&theta, &lower, &upper, &mut steps);
     let mut solver = Bobyqa::new(n);
     let outcome = solver.minimize_scaled(
-        |t| problem.objective(t, reml).unwrap_or(f64::INFINITY),
+        |t| problem.objective_value(t, reml).unwrap_or(f64::INFINITY),
         &mut theta,
         &lower,
         &upper,
@@ -161,7 +163,9 @@ pub fn fit(problem: &mut LmmProblem, options: &FitOptions) -> Result<Fit> {
             .map(|((t, s), lo)| (t + s).max(*lo))
             .collect();
         n_eval += 1;
-        let f_trial = problem.objective(&trial, reml).unwrap_or(f64::INFINITY);
+        let f_trial = problem
+            .objective_value(&trial, reml)
+            .unwrap_or(f64::INFINITY);
         if f_trial >= f_best {
             break;
         }
@@ -215,7 +219,7 @@ pub fn convergence_check(
 ) -> Result<ConvergenceCheck> {
     let n = theta.len();
     let h = FD_STEP;
-    let mut f = |t: &[f64]| problem.objective(t, reml);
+    let mut f = |t: &[f64]| problem.objective_value(t, reml);
     let f0 = match f_theta {
         Some(v) => v,
         None => f(theta)?,

@@ -161,7 +161,8 @@ impl PyLmmProblem {
     /// The objective at theta: -2 log-likelihood (ML) or the REML criterion.
     fn objective(&mut self, py: Python<'_>, theta: Vec<f64>, reml: bool) -> PyResult<f64> {
         let inner = &mut self.inner;
-        py.detach(|| inner.objective(&theta, reml)).map_err(to_py)
+        py.detach(|| inner.objective_value(&theta, reml))
+            .map_err(to_py)
     }
 
     /// beta, u, b, sigma and the rest at theta, as a dict.
