@@ -195,7 +195,8 @@ pub struct Bobyqa {
     pq: Vec<f64>,
     /// (npt + n) x n: the last n columns of H.
     bmat: Vec<f64>,
-    /// npt x (npt - n - 1): the leading npt x npt block of H is zmat zmat'.
+    /// npt x (npt - n - 1), column-major (column j is `zmat[j * npt..(j + 1) * npt]`): the
+    /// leading npt x npt block of H is zmat zmat'.
     zmat: Vec<f64>,
     /// Bounds relative to xbase.
     sl: Vec<f64>,
@@ -473,7 +474,6 @@ impl Bobyqa {
     ) -> (BobyqaStatus, usize, usize, Option<f64>) {
         let n = self.n;
         let npt = self.npt;
-        let nptm = self.nptm();
         let rhobeg = options.rho_begin;
         let rhoend = options.rho_end;
         let max_eval = options.max_eval;
@@ -643,10 +643,7 @@ impl Bobyqa {
                             if k == kopt {
                                 continue;
                             }
-                            let hdiag: f64 = self.zmat[k * nptm..(k + 1) * nptm]
-                                .iter()
-                                .map(|z| z * z)
-                                .sum();
+                            let hdiag = self.zmat_row_sq(k);
                             let vk = self.vlag[k];
                             let den = beta * hdiag + vk * vk;
                             let dist = self.dist_sq_to(k, false);
@@ -749,10 +746,7 @@ impl Bobyqa {
                             let mut biglsq = 0.0f64;
                             knew = NONE;
                             for k in 0..npt {
-                                let hdiag: f64 = self.zmat[k * nptm..(k + 1) * nptm]
-                                    .iter()
-                                    .map(|z| z * z)
-                                    .sum();
+                                let hdiag = self.zmat_row_sq(k);
                                 let vk = self.vlag[k];
                                 let den = beta * hdiag + vk * vk;
                                 let dist = self.dist_sq_to(k, true);
@@ -783,31 +777,29 @@ impl Bobyqa {
                             ih += 1;
                         }
                     }
-                    for jj in 0..nptm {
-                        let temp = diff * self.zmat[knew * nptm + jj];
-                        for k in 0..npt {
-                            self.pq[k] += temp * self.zmat[k * nptm + jj];
+                    for zc in self.zmat.chunks_exact(npt) {
+                        let temp = diff * zc[knew];
+                        for (p, z) in self.pq.iter_mut().zip(zc) {
+                            *p += temp * z;
                         }
                     }
                     self.fval[knew] = fx;
-                    for i in 0..n {
-                        self.xpt[knew * n + i] = self.xnew[i];
-                        self.w[i] = self.bmat[knew * n + i];
-                    }
+                    self.xpt[knew * n..(knew + 1) * n].copy_from_slice(&self.xnew);
+                    self.w[..n].copy_from_slice(&self.bmat[knew * n..(knew + 1) * n]);
                     let mut broken = false;
-                    for k in 0..npt {
+                    for (k, row) in self.xpt.chunks_exact(n).enumerate() {
                         let mut suma = 0.0;
-                        for jj in 0..nptm {
-                            suma += self.zmat[knew * nptm + jj] * self.zmat[k * nptm + jj];
+                        for zc in self.zmat.chunks_exact(npt) {
+                            suma += zc[knew] * zc[k];
                         }
                         if suma.is_infinite() {
                             broken = true;
                             break;
                         }
-                        let sumb = dot(&self.xpt[k * n..(k + 1) * n], &self.xopt);
+                        let sumb = dot(row, &self.xopt);
                         let temp = suma * sumb;
-                        for i in 0..n {
-                            self.w[i] += temp * self.xpt[k * n + i];
+                        for (wi, r) in self.w[..n].iter_mut().zip(row) {
+                            *wi += temp * r;
                         }
                     }
                     if broken {
@@ -918,7 +910,6 @@ impl Bobyqa {
     ) -> (usize, usize) {
         let n = self.n;
         let npt = self.npt;
-        let nptm = self.nptm();
         self.xbase.copy_from_slice(x0);
         self.xpt.iter_mut().for_each(|v| *v = 0.0);
         self.bmat.iter_mut().for_each(|v| *v = 0.0);
@@ -996,9 +987,9 @@ impl Bobyqa {
                 self.bmat[(j + 1) * n + j] = -b0 - bk;
                 let z0 = std::f64::consts::SQRT_2 / (stepa * stepb);
                 let zk = std::f64::consts::FRAC_1_SQRT_2 / rhosq;
-                self.zmat[j] = z0;
-                self.zmat[k * nptm + j] = zk;
-                self.zmat[(j + 1) * nptm + j] = -z0 - zk;
+                self.zmat[j * npt] = z0;
+                self.zmat[k + j * npt] = zk;
+                self.zmat[(j + 1) + j * npt] = -z0 - zk;
             }
         }
         (npt, kopt)
@@ -1007,25 +998,36 @@ impl Bobyqa {
     /// gopt += (model Hessian) v; the implicit part only when `implicit`.
     fn add_hessian_times(&mut self, v: &[f64], implicit: bool) {
         let n = self.n;
+        let g = &mut self.gopt[..n];
+        let v = &v[..n];
         let mut ih = 0;
         for j in 0..n {
-            for i in 0..=j {
-                if i < j {
-                    self.gopt[j] += self.hq[ih] * v[i];
-                }
-                self.gopt[i] += self.hq[ih] * v[j];
-                ih += 1;
+            let col = &self.hq[ih..ih + j + 1];
+            let mut gj = g[j];
+            for i in 0..j {
+                gj += col[i] * v[i];
+                g[i] += col[i] * v[j];
             }
+            g[j] = gj + col[j] * v[j];
+            ih += j + 1;
         }
         if implicit {
-            for k in 0..self.npt {
-                let row = &self.xpt[k * n..(k + 1) * n];
-                let temp = self.pq[k] * dot(row, v);
-                for i in 0..n {
-                    self.gopt[i] += temp * row[i];
+            for (row, &pk) in self.xpt.chunks_exact(n).zip(&self.pq) {
+                let temp = pk * dot(row, v);
+                for (gi, r) in g.iter_mut().zip(row) {
+                    *gi += temp * r;
                 }
             }
         }
+    }
+
+    /// sum_j zmat[k, j]^2: the diagonal element of the leading block of H for point k.
+    fn zmat_row_sq(&self, k: usize) -> f64 {
+        let mut s = 0.0;
+        for z in self.zmat[k..].iter().step_by(self.npt) {
+            s += z * z;
+        }
+        s
     }
 
     /// |xpt_k - xopt|^2, or |xpt_k - xnew|^2.
@@ -1033,8 +1035,8 @@ impl Bobyqa {
         let n = self.n;
         let c = if to_xnew { &self.xnew } else { &self.xopt };
         let mut s = 0.0;
-        for j in 0..n {
-            let t = self.xpt[k * n + j] - c[j];
+        for (x, y) in self.xpt[k * n..(k + 1) * n].iter().zip(c) {
+            let t = x - y;
             s += t * t;
         }
         s
@@ -1055,10 +1057,10 @@ impl Bobyqa {
         for j in 0..nptm {
             let mut sum = 0.0;
             for k in 0..npt {
-                sum += self.zmat[k * nptm + j] * self.vlag[k];
+                sum += self.zmat[k + j * npt] * self.vlag[k];
             }
             for k in 0..npt {
-                self.w[k] += sum * self.zmat[k * nptm + j];
+                self.w[k] += sum * self.zmat[k + j * npt];
             }
         }
         for k in 0..npt {
@@ -1105,23 +1107,14 @@ impl Bobyqa {
     /// hs = (model Hessian) s.
     fn hessian_times_s(&mut self) {
         let n = self.n;
-        self.hs.iter_mut().for_each(|v| *v = 0.0);
-        let mut ih = 0;
-        for j in 0..n {
-            for i in 0..=j {
-                if i < j {
-                    self.hs[j] += self.hq[ih] * self.s[i];
-                }
-                self.hs[i] += self.hq[ih] * self.s[j];
-                ih += 1;
-            }
-        }
-        for k in 0..self.npt {
-            if self.pq[k] != 0.0 {
-                let row = &self.xpt[k * n..(k + 1) * n];
-                let temp = self.pq[k] * dot(row, &self.s);
-                for i in 0..n {
-                    self.hs[i] += temp * row[i];
+        let hs = &mut self.hs[..n];
+        let s = &self.s[..n];
+        packed_times(&self.hq, s, hs);
+        for (row, &pk) in self.xpt.chunks_exact(n).zip(&self.pq) {
+            if pk != 0.0 {
+                let temp = pk * dot(row, s);
+                for (h, r) in hs.iter_mut().zip(row) {
+                    *h += temp * r;
                 }
             }
         }
@@ -1446,9 +1439,9 @@ impl Bobyqa {
             self.hcol[k] = 0.0;
         }
         for j in 0..nptm {
-            let temp = self.zmat[knew * nptm + j];
+            let temp = self.zmat[knew + j * npt];
             for k in 0..npt {
-                self.hcol[k] += temp * self.zmat[k * nptm + j];
+                self.hcol[k] += temp * self.zmat[k + j * npt];
             }
         }
         let alpha = self.hcol[knew];
@@ -1678,49 +1671,55 @@ impl Bobyqa {
     fn lagrange_and_beta(&mut self, kopt: usize, xoptsq: f64) -> (f64, f64) {
         let n = self.n;
         let npt = self.npt;
-        let nptm = self.nptm();
-        for k in 0..npt {
-            let row = &self.xpt[k * n..(k + 1) * n];
+        let d = &self.d[..n];
+        let xopt = &self.xopt[..n];
+        let (w, wd) = self.w.split_at_mut(npt);
+        let wd = &mut wd[..npt];
+        let vlag = &mut self.vlag[..npt + n];
+        for (k, (row, brow)) in self
+            .xpt
+            .chunks_exact(n)
+            .zip(self.bmat.chunks_exact(n))
+            .take(npt)
+            .enumerate()
+        {
             let mut suma = 0.0;
             let mut sumb = 0.0;
             let mut sum = 0.0;
             for j in 0..n {
-                suma += row[j] * self.d[j];
-                sumb += row[j] * self.xopt[j];
-                sum += self.bmat[k * n + j] * self.d[j];
+                suma += row[j] * d[j];
+                sumb += row[j] * xopt[j];
+                sum += brow[j] * d[j];
             }
-            self.w[k] = suma * (0.5 * suma + sumb);
-            self.vlag[k] = sum;
-            self.w[npt + k] = suma;
+            w[k] = suma * (0.5 * suma + sumb);
+            vlag[k] = sum;
+            wd[k] = suma;
         }
         let mut beta = 0.0;
-        for jj in 0..nptm {
-            let mut sum = 0.0;
-            for k in 0..npt {
-                sum += self.zmat[k * nptm + jj] * self.w[k];
-            }
+        for zc in self.zmat.chunks_exact(npt) {
+            let sum = dot(zc, w);
             beta -= sum * sum;
-            for k in 0..npt {
-                self.vlag[k] += sum * self.zmat[k * nptm + jj];
+            for (v, z) in vlag.iter_mut().zip(zc) {
+                *v += sum * z;
             }
         }
         let mut dsq = 0.0;
         let mut bsum = 0.0;
         let mut dx = 0.0;
         for j in 0..n {
-            dsq += self.d[j] * self.d[j];
+            dsq += d[j] * d[j];
             let mut sum = 0.0;
-            for k in 0..npt {
-                sum += self.w[k] * self.bmat[k * n + j];
+            for (wk, brow) in w.iter().zip(self.bmat.chunks_exact(n)) {
+                sum += wk * brow[j];
             }
-            bsum += sum * self.d[j];
+            bsum += sum * d[j];
             let jp = npt + j;
-            for i in 0..n {
-                sum += self.bmat[jp * n + i] * self.d[i];
+            for (b, di) in self.bmat[jp * n..(jp + 1) * n].iter().zip(d) {
+                sum += b * di;
             }
-            self.vlag[jp] = sum;
-            bsum += sum * self.d[j];
-            dx += self.d[j] * self.xopt[j];
+            vlag[jp] = sum;
+            bsum += sum * d[j];
+            dx += d[j] * xopt[j];
         }
         let beta = dx * dx + dsq * (xoptsq + dx + dx + 0.5 * dsq) + beta - bsum;
         self.vlag[kopt] += 1.0;
@@ -1735,45 +1734,50 @@ impl Bobyqa {
         let nptm = self.nptm();
         let ztest = 1e-20 * self.zmat.iter().fold(0.0f64, |m, z| m.max(z.abs()));
         // Rotations that leave only the first column of zmat nonzero in row knew.
-        for j in 1..nptm {
-            let zj = self.zmat[knew * nptm + j];
-            if zj.abs() > ztest {
-                let z0 = self.zmat[knew * nptm];
-                let temp = (z0 * z0 + zj * zj).sqrt();
-                let tempa = z0 / temp;
-                let tempb = zj / temp;
-                for i in 0..npt {
-                    let a = self.zmat[i * nptm];
-                    let b = self.zmat[i * nptm + j];
-                    self.zmat[i * nptm + j] = tempa * b - tempb * a;
-                    self.zmat[i * nptm] = tempa * a + tempb * b;
+        let (z0c, zrest) = self.zmat.split_at_mut(npt);
+        for zj in zrest.chunks_exact_mut(npt).take(nptm - 1) {
+            let b_k = zj[knew];
+            if b_k.abs() > ztest {
+                let a_k = z0c[knew];
+                let temp = (a_k * a_k + b_k * b_k).sqrt();
+                let tempa = a_k / temp;
+                let tempb = b_k / temp;
+                for (a, b) in z0c.iter_mut().zip(zj.iter_mut()) {
+                    let (x, y) = (*a, *b);
+                    *b = tempa * y - tempb * x;
+                    *a = tempa * x + tempb * y;
                 }
             }
-            self.zmat[knew * nptm + j] = 0.0;
+            zj[knew] = 0.0;
         }
-        let zk0 = self.zmat[knew * nptm];
-        for i in 0..npt {
-            self.w[i] = zk0 * self.zmat[i * nptm];
+        let zk0 = z0c[knew];
+        let vlag = &mut self.vlag[..npt + n];
+        let w = &mut self.w[..npt + n];
+        for (wi, z) in w.iter_mut().zip(z0c.iter()) {
+            *wi = zk0 * z;
         }
-        let alpha = self.w[knew];
-        let tau = self.vlag[knew];
-        self.vlag[knew] -= 1.0;
+        let alpha = w[knew];
+        let tau = vlag[knew];
+        vlag[knew] -= 1.0;
         let temp = denom.sqrt();
         let tempb = zk0 / temp;
         let tempa = tau / temp;
-        for i in 0..npt {
-            self.zmat[i * nptm] = tempa * self.zmat[i * nptm] - tempb * self.vlag[i];
+        for (z, v) in z0c.iter_mut().zip(vlag.iter()) {
+            *z = tempa * *z - tempb * v;
         }
+        let bmat = &mut self.bmat[..(npt + n) * n];
         for j in 0..n {
             let jp = npt + j;
-            self.w[jp] = self.bmat[knew * n + j];
-            let tempa = (alpha * self.vlag[jp] - tau * self.w[jp]) / denom;
-            let tempb = (-beta * self.w[jp] - tau * self.vlag[jp]) / denom;
-            for i in 0..=jp {
-                self.bmat[i * n + j] += tempa * self.vlag[i] + tempb * self.w[i];
-                if i >= npt {
-                    self.bmat[jp * n + (i - npt)] = self.bmat[i * n + j];
-                }
+            w[jp] = bmat[knew * n + j];
+            let tempa = (alpha * vlag[jp] - tau * w[jp]) / denom;
+            let tempb = (-beta * w[jp] - tau * vlag[jp]) / denom;
+            for i in 0..npt {
+                bmat[i * n + j] += tempa * vlag[i] + tempb * w[i];
+            }
+            for i in npt..=jp {
+                let v = bmat[i * n + j] + (tempa * vlag[i] + tempb * w[i]);
+                bmat[i * n + j] = v;
+                bmat[jp * n + (i - npt)] = v;
             }
         }
     }
@@ -1807,8 +1811,8 @@ impl Bobyqa {
             let mut sumz = 0.0;
             let mut sumw = 0.0;
             for k in 0..npt {
-                sumz += self.zmat[k * nptm + jj];
-                self.vlag[k] = self.w[npt + k] * self.zmat[k * nptm + jj];
+                sumz += self.zmat[k + jj * npt];
+                self.vlag[k] = self.w[npt + k] * self.zmat[k + jj * npt];
                 sumw += self.vlag[k];
             }
             for j in 0..n {
@@ -1818,7 +1822,7 @@ impl Bobyqa {
                 }
                 self.w[j] = sum;
                 for k in 0..npt {
-                    self.bmat[k * n + j] += sum * self.zmat[k * nptm + jj];
+                    self.bmat[k * n + j] += sum * self.zmat[k + jj * npt];
                 }
             }
             for i in 0..n {
@@ -1940,12 +1944,12 @@ impl Bobyqa {
             }
             let sd = dp.sqrt();
             for k in 0..npt {
-                self.zmat[k * nptm + c] = a[k * nk + p] / sd;
+                self.zmat[k + c * npt] = a[k * nk + p] / sd;
             }
             for i in 0..npt {
-                let zi = self.zmat[i * nptm + c];
+                let zi = self.zmat[i + c * npt];
                 for j in 0..npt {
-                    a[i * nk + j] -= zi * self.zmat[j * nptm + c];
+                    a[i * nk + j] -= zi * self.zmat[j + c * npt];
                 }
             }
         }
@@ -1965,7 +1969,30 @@ fn ftol_stop(fold: f64, fnew: f64, ftol_rel: f64, ftol_abs: f64) -> bool {
 }
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    let mut s = 0.0;
+    for (x, y) in a.iter().zip(b) {
+        s += x * y;
+    }
+    s
+}
+
+/// hs = H s for a symmetric H packed by columns (upper triangle: (i, j), i <= j, at
+/// j (j + 1) / 2 + i), in the order of Powell's loops.
+fn packed_times(hq: &[f64], s: &[f64], hs: &mut [f64]) {
+    let n = s.len();
+    hs.iter_mut().for_each(|v| *v = 0.0);
+    let mut ih = 0;
+    for j in 0..n {
+        let col = &hq[ih..ih + j + 1];
+        let sj = s[j];
+        let mut acc = 0.0;
+        for i in 0..j {
+            acc += col[i] * s[i];
+            hs[i] += col[i] * sj;
+        }
+        hs[j] = acc + col[j] * sj;
+        ih += j + 1;
+    }
 }
 
 #[cfg(test)]
@@ -2256,7 +2283,9 @@ mod tests {
             let mut o = vec![0.0; npt * npt];
             for i in 0..npt {
                 for j in 0..npt {
-                    o[i * npt + j] = (0..m).map(|c| s.zmat[i * m + c] * s.zmat[j * m + c]).sum();
+                    o[i * npt + j] = (0..m)
+                        .map(|c| s.zmat[i + c * npt] * s.zmat[j + c * npt])
+                        .sum();
                 }
             }
             o

@@ -125,3 +125,71 @@ fn t_bobyqa() {
         t.elapsed().as_secs_f64() / reps as f64 * 1e6
     );
 }
+
+#[test]
+#[ignore]
+fn dump_trajectories() {
+    // Every evaluated point of a few runs, for bit-exact comparisons across refactorings.
+    use multilevel::bobyqa::{default_initial_steps, Bobyqa, Tolerances};
+    let inf = f64::INFINITY;
+    let mut out = String::new();
+    type Problem = (Box<dyn Fn(&[f64]) -> f64>, Vec<f64>, Vec<f64>, Vec<f64>);
+    let problems: Vec<Problem> = vec![
+        (
+            Box::new(|x: &[f64]| 100.0 * (x[1] - x[0] * x[0]).powi(2) + (1.0 - x[0]).powi(2)),
+            vec![-1.2, 1.2],
+            vec![-inf, -inf],
+            vec![inf, inf],
+        ),
+        (
+            Box::new(|x: &[f64]| {
+                let c = [3.0, 0.25, -2.0, 0.5, 1.0];
+                let mut s = 0.0;
+                for i in 0..5 {
+                    s += (i as f64 + 1.0) * (x[i] - c[i]).powi(2);
+                }
+                s + 0.5 * (x[0] - c[0]) * (x[1] - c[1])
+                    + 0.1 * (x[2] * x[3]).powi(2)
+                    + (x[4] - x[0]).powi(4)
+            }),
+            vec![1.0, 0.0, 1.0, 0.0, 2.0],
+            vec![0.0, -inf, 0.0, -1.0, 0.5],
+            vec![inf, inf, inf, 1.0, inf],
+        ),
+    ];
+    for (f, x0, lo, hi) in &problems {
+        let n = x0.len();
+        let mut steps = vec![0.0; n];
+        default_initial_steps(x0, lo, hi, &mut steps);
+        let mut x = x0.clone();
+        let tol = Tolerances {
+            xtol_rel: 1e-8,
+            ..Tolerances::lme4()
+        };
+        let r = Bobyqa::new(n).minimize_scaled(
+            |t| {
+                out.push_str(&format!(
+                    "{:?}\n",
+                    t.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                ));
+                f(t)
+            },
+            &mut x,
+            lo,
+            hi,
+            &steps,
+            &tol,
+        );
+        out.push_str(&format!(
+            "end {} {:?} {:?}\n",
+            r.n_eval,
+            r.status,
+            x.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        ));
+    }
+    std::fs::write(
+        std::env::var("DUMP").unwrap_or("/tmp/optim/traj.txt".into()),
+        out,
+    )
+    .unwrap();
+}
