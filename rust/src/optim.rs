@@ -1,10 +1,12 @@
-//! Fitting: BOBYQA (Powell 2009, `crate::bobyqa`) over theta within lme4's bounds, set up as
-//! lme4's default optimiser (`nloptwrap`: NLopt's BOBYQA with NLopt's initial steps and
-//! rescaling, `xtol_rel = 1e-4`, `xtol_abs = 1e-8`, `ftol_abs = 1e-8`, `maxeval = 1e5`), an
-//! optimiser summary, and the post-fit checks lme4 makes
-//! (`checkConv`): gradient and Hessian of the objective by finite differences, the gradient
-//! scaled by the Hessian's Cholesky factor, and whether the fit is singular (a diagonal theta
-//! element on its bound of 0).
+//! Fitting, as lme4's `lmer` does it: BOBYQA (Powell 2009, `crate::bobyqa`) over theta within
+//! lme4's bounds, set up as lme4's default optimiser (`nloptwrap`: NLopt's BOBYQA with NLopt's
+//! initial steps and rescaling, `xtol_rel = 1e-4`, `xtol_abs = 1e-8`, `ftol_abs = 1e-8`,
+//! `maxeval = 1e5`), from lme4's start (`lme4_start` for models of scalar intercepts), so that
+//! it evaluates the points lme4 evaluates; an optimiser summary; and the post-fit checks lme4
+//! makes (`checkConv`): gradient and Hessian of the objective by finite differences, the
+//! gradient scaled by the Hessian's Cholesky factor, and whether the fit is singular (a
+//! diagonal theta element on its bound of 0). Where lme4's settings stop before its gradient
+//! test passes, Newton steps from those derivatives finish the fit.
 
 use crate::bobyqa::{default_initial_steps, Bobyqa, BobyqaStatus, Tolerances};
 
