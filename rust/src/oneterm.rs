@@ -12,12 +12,16 @@
 //! `cholesky::BlockedCholesky::update` computes for one term. Here it is done in two sweeps
 //! that suit a long list of tiny blocks: a scalar pass over the levels for det M_l and H_l
 //! (closed form for q = 1 and 2), then the (p + 1)(p + 2) / 2 entries of the sum as dot
-//! products of length levels x q over a row-major copy of D'WZ, made once. No allocation per
-//! evaluation. This is the evaluation that the optimiser repeats; the blocked factor is still
+//! products of length levels x q over a row-major copy of D'WZ, made once (when that copy would
+//! exceed `MAX_COPY` values, the sum is taken level by level from D'WZ itself). No allocation
+//! per evaluation. This is the evaluation that the optimiser repeats; the blocked factor is still
 //! used for the solution at the optimum.
 
 use crate::crossprod::CrossProducts;
 use crate::error::{LmmError, Result};
+
+/// Largest row-major copy of D'WZ kept for the evaluation (64 MB of f64).
+const MAX_COPY: usize = 1 << 23;
 
 /// Scratch and the transposed D'WZ for the one-pass evaluation of a one-term model.
 #[derive(Clone, Debug)]
@@ -25,7 +29,8 @@ pub struct OneTerm {
     q: usize,
     n_levels: usize,
     pd: usize,
-    /// Row i of D'WZ (length levels x q) at `dz_rows[i * nq..(i + 1) * nq]`.
+    /// Row i of D'WZ (length levels x q) at `dz_rows[i * nq..(i + 1) * nq]`; empty when
+    /// larger than `MAX_COPY` (then the Schur complement is taken level by level).
     dz_rows: Vec<f64>,
     /// Per level, the lower triangle of H_l by columns (q (q + 1) / 2 values).
     h: Vec<f64>,
@@ -50,6 +55,10 @@ pub struct Determinants {
 impl OneTerm {
     /// The evaluator for a model with exactly one random-effects term.
     pub fn new(a: &CrossProducts) -> Option<Self> {
+        Self::with_copy_limit(a, MAX_COPY)
+    }
+
+    fn with_copy_limit(a: &CrossProducts, max_copy: usize) -> Option<Self> {
         if a.shapes.len() != 1 {
             return None;
         }
@@ -57,10 +66,13 @@ impl OneTerm {
         let (q, pd) = (shape.q, a.p + 1);
         let nq = shape.n_levels * q;
         let dz = &a.dz[0];
-        let mut dz_rows = vec![0.0; pd * nq];
-        for (c, col) in dz.chunks_exact(pd).enumerate() {
-            for (i, v) in col.iter().enumerate() {
-                dz_rows[i * nq + c] = *v;
+        let by_rows = pd * nq <= max_copy;
+        let mut dz_rows = vec![0.0; if by_rows { pd * nq } else { 0 }];
+        if by_rows {
+            for (c, col) in dz.chunks_exact(pd).enumerate() {
+                for (i, v) in col.iter().enumerate() {
+                    dz_rows[i * nq + c] = *v;
+                }
             }
         }
         Some(OneTerm {
@@ -69,7 +81,7 @@ impl OneTerm {
             pd,
             dz_rows,
             h: vec![0.0; shape.n_levels * q * (q + 1) / 2],
-            e: vec![0.0; nq],
+            e: vec![0.0; if by_rows { nq } else { pd * q }],
             s: vec![0.0; pd * pd],
             t: vec![0.0; q * q],
             m: vec![0.0; q * q],
@@ -85,7 +97,11 @@ impl OneTerm {
             2 => self.levels2(&a.diag[0], lambda)?,
             _ => self.levels_any(&a.diag[0], lambda)?,
         };
-        self.schur(&a.dd);
+        if self.dz_rows.is_empty() {
+            self.schur_by_levels(&a.dd, &a.dz[0]);
+        } else {
+            self.schur(&a.dd);
+        }
         self.finish(log_det)
     }
 
@@ -272,6 +288,36 @@ impl OneTerm {
         }
     }
 
+    /// As `schur`, level by level from the column-major D'WZ: for each level, e_b = sum_a
+    /// H_l[b, a] dz_l[:, a], then S -= sum_b e_b dz_l[:, b]' (lower triangle).
+    fn schur_by_levels(&mut self, dd: &[f64], dz: &[f64]) {
+        let (q, pd) = (self.q, self.pd);
+        let nh = q * (q + 1) / 2;
+        self.s.copy_from_slice(dd);
+        let e = &mut self.e[..pd * q];
+        for (dzl, h) in dz.chunks_exact(pd * q).zip(self.h.chunks_exact(nh)) {
+            for (b, eb) in e.chunks_exact_mut(pd).enumerate() {
+                eb.iter_mut().for_each(|v| *v = 0.0);
+                for (a_, da) in dzl.chunks_exact(pd).enumerate() {
+                    let (hi, lo) = if a_ >= b { (a_, b) } else { (b, a_) };
+                    let hba = h[lo * q - lo * (lo.saturating_sub(1)) / 2 + (hi - lo)];
+                    for (v, x) in eb.iter_mut().zip(da) {
+                        *v += hba * x;
+                    }
+                }
+            }
+            for j in 0..pd {
+                let sj = &mut self.s[j * pd + j..(j + 1) * pd];
+                for (eb, db) in e.chunks_exact(pd).zip(dzl.chunks_exact(pd)) {
+                    let c = db[j];
+                    for (v, x) in sj.iter_mut().zip(&eb[j..]) {
+                        *v -= x * c;
+                    }
+                }
+            }
+        }
+    }
+
     /// Factors S and reads off the determinants; `log_det` is log det(L_Z)^2.
     fn finish(&mut self, log_det: f64) -> Result<Determinants> {
         let pd = self.pd;
@@ -330,5 +376,66 @@ fn not_pd(pivot: usize) -> LmmError {
     LmmError::NotPositiveDefinite {
         what: "block 0 of L".into(),
         pivot,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crossprod::{CrossProdAccumulator, RowChunk};
+    use crate::remat::ReTermShape;
+
+    /// Both ways of forming the Schur complement give the same determinants.
+    #[test]
+    fn by_rows_and_by_levels_agree() {
+        let mut state = 12345u64;
+        let mut unif = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        };
+        for q in 1..=3 {
+            let (n, p, levels) = (120, 3, 11);
+            let y: Vec<f64> = (0..n).map(|_| unif() * 4.0).collect();
+            let x: Vec<f64> = (0..n * p)
+                .map(|i| if i < n { 1.0 } else { unif() })
+                .collect();
+            let codes: Vec<i32> = (0..n).map(|i| (i * 7 % levels) as i32).collect();
+            let z: Vec<f64> = (0..n * q)
+                .map(|i| if i < n { 1.0 } else { unif() })
+                .collect();
+            let shapes = [ReTermShape {
+                n_levels: levels,
+                q,
+                diagonal: false,
+            }];
+            let mut acc = CrossProdAccumulator::new(&shapes, p);
+            acc.add(&RowChunk {
+                y: &y,
+                x: &x,
+                codes: vec![&codes],
+                z: vec![&z],
+                weights: None,
+                offset: None,
+            })
+            .unwrap();
+            let a = acc.finish();
+            let mut lambda = vec![0.0; q * q];
+            for j in 0..q {
+                for i in j..q {
+                    lambda[i + j * q] = if i == j { 0.6 + 0.2 * i as f64 } else { 0.3 };
+                }
+            }
+            let mut rows = OneTerm::with_copy_limit(&a, usize::MAX).unwrap();
+            let mut levels_only = OneTerm::with_copy_limit(&a, 0).unwrap();
+            assert!(!rows.dz_rows.is_empty() && levels_only.dz_rows.is_empty());
+            let d1 = rows.evaluate(&a, &lambda).unwrap();
+            let d2 = levels_only.evaluate(&a, &lambda).unwrap();
+            let close = |u: f64, v: f64| (u - v).abs() <= 1e-12 * u.abs().max(1.0);
+            assert!(close(d1.ld_l2, d2.ld_l2), "q {q}: {d1:?} vs {d2:?}");
+            assert!(close(d1.ld_rx2, d2.ld_rx2), "q {q}: {d1:?} vs {d2:?}");
+            assert!(close(d1.pwrss, d2.pwrss), "q {q}: {d1:?} vs {d2:?}");
+        }
     }
 }
