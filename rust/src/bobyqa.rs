@@ -1104,22 +1104,6 @@ impl Bobyqa {
         }
     }
 
-    /// hs = (model Hessian) s.
-    fn hessian_times_s(&mut self) {
-        let n = self.n;
-        let hs = &mut self.hs[..n];
-        let s = &self.s[..n];
-        packed_times(&self.hq, s, hs);
-        for (row, &pk) in self.xpt.chunks_exact(n).zip(&self.pq) {
-            if pk != 0.0 {
-                let temp = pk * dot(row, s);
-                for (h, r) in hs.iter_mut().zip(row) {
-                    *h += temp * r;
-                }
-            }
-        }
-    }
-
     /// An approximate minimiser d of the model within |d| <= delta and the bounds (Powell
     /// 2009, section 3): truncated conjugate gradients, with variables fixed on the bounds they
     /// reach, then, on the trust region's boundary, rotations of d in the plane of d and the
@@ -1128,22 +1112,87 @@ impl Bobyqa {
     /// reached the boundary, -1 when unknown).
     fn trust_region_step(&mut self, delta: f64) -> (f64, f64) {
         let n = self.n;
+        let mut v = TrVecs {
+            xopt: &self.xopt[..n],
+            gopt: &self.gopt[..n],
+            sl: &self.sl[..n],
+            su: &self.su[..n],
+            d: &mut self.d[..n],
+            gnew: &mut self.gnew[..n],
+            xbdi: &mut self.xbdi[..n],
+            s: &mut self.s[..n],
+            hs: &mut self.hs[..n],
+            hred: &mut self.hred[..n],
+            xnew: &mut self.xnew[..n],
+            hess: Hess {
+                n,
+                xpt: &self.xpt,
+                hq: &self.hq,
+                pq: &self.pq,
+            },
+        };
+        trust_region_step(&mut v, n, delta)
+    }
+}
+
+/// The solver's vectors that `trust_region_step` reads and writes, each of length n.
+struct TrVecs<'a> {
+    xopt: &'a [f64],
+    gopt: &'a [f64],
+    sl: &'a [f64],
+    su: &'a [f64],
+    d: &'a mut [f64],
+    gnew: &'a mut [f64],
+    xbdi: &'a mut [i8],
+    s: &'a mut [f64],
+    hs: &'a mut [f64],
+    hred: &'a mut [f64],
+    xnew: &'a mut [f64],
+    hess: Hess<'a>,
+}
+
+/// The model's second derivatives: hq (explicit, packed) and pq with the points (implicit).
+struct Hess<'a> {
+    n: usize,
+    xpt: &'a [f64],
+    hq: &'a [f64],
+    pq: &'a [f64],
+}
+
+impl Hess<'_> {
+    /// hs = (model Hessian) s.
+    fn times(&self, s: &[f64], hs: &mut [f64]) {
+        packed_times(self.hq, s, hs);
+        for (row, &pk) in self.xpt.chunks_exact(self.n).zip(self.pq) {
+            if pk != 0.0 {
+                let temp = pk * dot(row, s);
+                for (h, r) in hs.iter_mut().zip(row) {
+                    *h += temp * r;
+                }
+            }
+        }
+    }
+}
+
+/// See `Bobyqa::trust_region_step`.
+fn trust_region_step(v: &mut TrVecs, n: usize, delta: f64) -> (f64, f64) {
+    {
         let mut iterc = 0usize;
         let mut nact = 0usize;
         for i in 0..n {
-            self.xbdi[i] = 0;
-            if self.xopt[i] <= self.sl[i] {
-                if self.gopt[i] >= 0.0 {
-                    self.xbdi[i] = -1;
+            v.xbdi[i] = 0;
+            if v.xopt[i] <= v.sl[i] {
+                if v.gopt[i] >= 0.0 {
+                    v.xbdi[i] = -1;
                 }
-            } else if self.xopt[i] >= self.su[i] && self.gopt[i] <= 0.0 {
-                self.xbdi[i] = 1;
+            } else if v.xopt[i] >= v.su[i] && v.gopt[i] <= 0.0 {
+                v.xbdi[i] = 1;
             }
-            if self.xbdi[i] != 0 {
+            if v.xbdi[i] != 0 {
                 nact += 1;
             }
-            self.d[i] = 0.0;
-            self.gnew[i] = self.gopt[i];
+            v.d[i] = 0.0;
+            v.gnew[i] = v.gopt[i];
         }
         let mut delsq = delta * delta;
         let mut qred = 0.0f64;
@@ -1156,14 +1205,14 @@ impl Bobyqa {
         let boundary = loop {
             let mut stepsq = 0.0;
             for i in 0..n {
-                self.s[i] = if self.xbdi[i] != 0 {
+                v.s[i] = if v.xbdi[i] != 0 {
                     0.0
                 } else if beta == 0.0 {
-                    -self.gnew[i]
+                    -v.gnew[i]
                 } else {
-                    beta * self.s[i] - self.gnew[i]
+                    beta * v.s[i] - v.gnew[i]
                 };
-                stepsq += self.s[i] * self.s[i];
+                stepsq += v.s[i] * v.s[i];
             }
             if stepsq == 0.0 {
                 break false;
@@ -1175,15 +1224,15 @@ impl Bobyqa {
             if gredsq * delsq <= 1e-4 * qred * qred {
                 break false;
             }
-            self.hessian_times_s();
+            v.hess.times(v.s, v.hs);
             let mut resid = delsq;
             let mut ds = 0.0;
             let mut shs = 0.0;
             for i in 0..n {
-                if self.xbdi[i] == 0 {
-                    resid -= self.d[i] * self.d[i];
-                    ds += self.s[i] * self.d[i];
-                    shs += self.s[i] * self.hs[i];
+                if v.xbdi[i] == 0 {
+                    resid -= v.d[i] * v.d[i];
+                    ds += v.s[i] * v.d[i];
+                    shs += v.s[i] * v.hs[i];
                 }
             }
             if resid <= 0.0 {
@@ -1203,12 +1252,12 @@ impl Bobyqa {
             }
             let mut iact = NONE;
             for i in 0..n {
-                if self.s[i] != 0.0 {
-                    let xsum = self.xopt[i] + self.d[i];
-                    let t = if self.s[i] > 0.0 {
-                        (self.su[i] - xsum) / self.s[i]
+                if v.s[i] != 0.0 {
+                    let xsum = v.xopt[i] + v.d[i];
+                    let t = if v.s[i] > 0.0 {
+                        (v.su[i] - xsum) / v.s[i]
                     } else {
-                        (self.sl[i] - xsum) / self.s[i]
+                        (v.sl[i] - xsum) / v.s[i]
                     };
                     if t < stplen {
                         stplen = t;
@@ -1226,11 +1275,11 @@ impl Bobyqa {
                 ggsav = gredsq;
                 gredsq = 0.0;
                 for i in 0..n {
-                    self.gnew[i] += stplen * self.hs[i];
-                    if self.xbdi[i] == 0 {
-                        gredsq += self.gnew[i] * self.gnew[i];
+                    v.gnew[i] += stplen * v.hs[i];
+                    if v.xbdi[i] == 0 {
+                        gredsq += v.gnew[i] * v.gnew[i];
                     }
-                    self.d[i] += stplen * self.s[i];
+                    v.d[i] += stplen * v.s[i];
                 }
                 sdec = (stplen * (ggsav - 0.5 * stplen * shs)).max(0.0);
                 qred += sdec;
@@ -1238,8 +1287,8 @@ impl Bobyqa {
             if iact != NONE {
                 // A bound was reached: fix the variable and restart from steepest descent.
                 nact += 1;
-                self.xbdi[iact] = if self.s[iact] < 0.0 { -1 } else { 1 };
-                delsq -= self.d[iact] * self.d[iact];
+                v.xbdi[iact] = if v.s[iact] < 0.0 { -1 } else { 1 };
+                delsq -= v.d[iact] * v.d[iact];
                 if delsq <= 0.0 {
                     break true;
                 }
@@ -1257,30 +1306,37 @@ impl Bobyqa {
         };
         if boundary {
             crvmin = 0.0;
-            self.rotate_on_boundary(&mut iterc, &mut nact, &mut qred);
+            rotate_on_boundary(v, n, &mut iterc, &mut nact, &mut qred);
         }
         // xnew = xopt + d within the bounds, exactly on the bounds of the fixed variables.
         let mut dsq = 0.0;
         for i in 0..n {
-            let mut v = (self.xopt[i] + self.d[i]).min(self.su[i]).max(self.sl[i]);
-            if self.xbdi[i] == -1 {
-                v = self.sl[i];
+            let mut x = (v.xopt[i] + v.d[i]).min(v.su[i]).max(v.sl[i]);
+            if v.xbdi[i] == -1 {
+                x = v.sl[i];
             }
-            if self.xbdi[i] == 1 {
-                v = self.su[i];
+            if v.xbdi[i] == 1 {
+                x = v.su[i];
             }
-            self.xnew[i] = v;
-            self.d[i] = v - self.xopt[i];
-            dsq += self.d[i] * self.d[i];
+            v.xnew[i] = x;
+            v.d[i] = x - v.xopt[i];
+            dsq += v.d[i] * v.d[i];
         }
         (dsq, crvmin)
     }
+}
 
-    /// The second stage of `trust_region_step`: with d on the trust region's boundary, rotate
-    /// it in the plane spanned by d and the reduced gradient, fixing variables at the bounds
-    /// they reach, while that reduces the model enough.
-    fn rotate_on_boundary(&mut self, iterc: &mut usize, nact: &mut usize, qred: &mut f64) {
-        let n = self.n;
+/// The second stage of `trust_region_step`: with d on the trust region's boundary, rotate
+/// it in the plane spanned by d and the reduced gradient, fixing variables at the bounds
+/// they reach, while that reduces the model enough.
+fn rotate_on_boundary(
+    v: &mut TrVecs,
+    n: usize,
+    iterc: &mut usize,
+    nact: &mut usize,
+    qred: &mut f64,
+) {
+    {
         'outer: loop {
             if *nact + 1 >= n {
                 return;
@@ -1289,17 +1345,17 @@ impl Bobyqa {
             let mut dredg = 0.0;
             let mut gredsq = 0.0;
             for i in 0..n {
-                if self.xbdi[i] == 0 {
-                    dredsq += self.d[i] * self.d[i];
-                    dredg += self.d[i] * self.gnew[i];
-                    gredsq += self.gnew[i] * self.gnew[i];
-                    self.s[i] = self.d[i];
+                if v.xbdi[i] == 0 {
+                    dredsq += v.d[i] * v.d[i];
+                    dredg += v.d[i] * v.gnew[i];
+                    gredsq += v.gnew[i] * v.gnew[i];
+                    v.s[i] = v.d[i];
                 } else {
-                    self.s[i] = 0.0;
+                    v.s[i] = 0.0;
                 }
             }
-            self.hessian_times_s();
-            self.hred.copy_from_slice(&self.hs);
+            v.hess.times(v.s, v.hs);
+            v.hred.copy_from_slice(v.hs);
             loop {
                 *iterc += 1;
                 let temp = gredsq * dredsq - dredg * dredg;
@@ -1308,8 +1364,8 @@ impl Bobyqa {
                 }
                 let temp = temp.sqrt();
                 for i in 0..n {
-                    self.s[i] = if self.xbdi[i] == 0 {
-                        (dredg * self.d[i] - dredsq * self.gnew[i]) / temp
+                    v.s[i] = if v.xbdi[i] == 0 {
+                        (dredg * v.d[i] - dredsq * v.gnew[i]) / temp
                     } else {
                         0.0
                     };
@@ -1320,33 +1376,33 @@ impl Bobyqa {
                 let mut iact = NONE;
                 let mut xsav = 0i8;
                 for i in 0..n {
-                    if self.xbdi[i] != 0 {
+                    if v.xbdi[i] != 0 {
                         continue;
                     }
-                    let tempa = self.xopt[i] + self.d[i] - self.sl[i];
-                    let tempb = self.su[i] - self.xopt[i] - self.d[i];
+                    let tempa = v.xopt[i] + v.d[i] - v.sl[i];
+                    let tempb = v.su[i] - v.xopt[i] - v.d[i];
                     if tempa <= 0.0 {
                         *nact += 1;
-                        self.xbdi[i] = -1;
+                        v.xbdi[i] = -1;
                         continue 'outer;
                     } else if tempb <= 0.0 {
                         *nact += 1;
-                        self.xbdi[i] = 1;
+                        v.xbdi[i] = 1;
                         continue 'outer;
                     }
-                    let ssq = self.d[i] * self.d[i] + self.s[i] * self.s[i];
-                    let t = ssq - (self.xopt[i] - self.sl[i]).powi(2);
+                    let ssq = v.d[i] * v.d[i] + v.s[i] * v.s[i];
+                    let t = ssq - (v.xopt[i] - v.sl[i]).powi(2);
                     if t > 0.0 {
-                        let t = t.sqrt() - self.s[i];
+                        let t = t.sqrt() - v.s[i];
                         if angbd * t > tempa {
                             angbd = tempa / t;
                             iact = i;
                             xsav = -1;
                         }
                     }
-                    let t = ssq - (self.su[i] - self.xopt[i]).powi(2);
+                    let t = ssq - (v.su[i] - v.xopt[i]).powi(2);
                     if t > 0.0 {
-                        let t = t.sqrt() + self.s[i];
+                        let t = t.sqrt() + v.s[i];
                         if angbd * t > tempb {
                             angbd = tempb / t;
                             iact = i;
@@ -1354,15 +1410,15 @@ impl Bobyqa {
                         }
                     }
                 }
-                self.hessian_times_s();
+                v.hess.times(v.s, v.hs);
                 let mut shs = 0.0;
                 let mut dhs = 0.0;
                 let mut dhd = 0.0;
                 for i in 0..n {
-                    if self.xbdi[i] == 0 {
-                        shs += self.s[i] * self.hs[i];
-                        dhs += self.d[i] * self.hs[i];
-                        dhd += self.d[i] * self.hred[i];
+                    if v.xbdi[i] == 0 {
+                        shs += v.s[i] * v.hs[i];
+                        dhs += v.d[i] * v.hs[i];
+                        dhd += v.d[i] * v.hred[i];
                     }
                 }
                 // The best of equally spaced values of tan(angle / 2) in [0, angbd], refined
@@ -1405,18 +1461,18 @@ impl Bobyqa {
                 dredg = 0.0;
                 gredsq = 0.0;
                 for i in 0..n {
-                    self.gnew[i] += (cth - 1.0) * self.hred[i] + sth * self.hs[i];
-                    if self.xbdi[i] == 0 {
-                        self.d[i] = cth * self.d[i] + sth * self.s[i];
-                        dredg += self.d[i] * self.gnew[i];
-                        gredsq += self.gnew[i] * self.gnew[i];
+                    v.gnew[i] += (cth - 1.0) * v.hred[i] + sth * v.hs[i];
+                    if v.xbdi[i] == 0 {
+                        v.d[i] = cth * v.d[i] + sth * v.s[i];
+                        dredg += v.d[i] * v.gnew[i];
+                        gredsq += v.gnew[i] * v.gnew[i];
                     }
-                    self.hred[i] = cth * self.hred[i] + sth * self.hs[i];
+                    v.hred[i] = cth * v.hred[i] + sth * v.hs[i];
                 }
                 *qred += sdec;
                 if iact != NONE && isav == iu {
                     *nact += 1;
-                    self.xbdi[iact] = xsav;
+                    v.xbdi[iact] = xsav;
                     continue 'outer;
                 }
                 if sdec <= 0.01 * *qred {
@@ -1425,7 +1481,9 @@ impl Bobyqa {
             }
         }
     }
+}
 
+impl Bobyqa {
     /// A new position for interpolation point knew within distance adelt of xopt, chosen to
     /// make its Lagrange function large (so that the system stays well conditioned): the best
     /// point on the lines from xopt through the other points (xnew), and a constrained Cauchy
@@ -1435,26 +1493,38 @@ impl Bobyqa {
         let n = self.n;
         let npt = self.npt;
         let nptm = self.nptm();
+        let xopt = &self.xopt[..n];
+        let sl = &self.sl[..n];
+        let su = &self.su[..n];
+        let xpt = &self.xpt[..npt * n];
+        let bmat = &self.bmat[..(npt + n) * n];
+        let zmat = &self.zmat[..npt * nptm];
+        let hcol = &mut self.hcol[..npt];
+        let glag = &mut self.glag[..n];
+        let xnew = &mut self.xnew[..n];
+        let xalt = &mut self.xalt[..n];
+        let wstep = &mut self.wstep[..n];
+        let xcauchy = &mut self.xcauchy[..n];
         for k in 0..npt {
-            self.hcol[k] = 0.0;
+            hcol[k] = 0.0;
         }
         for j in 0..nptm {
-            let temp = self.zmat[knew + j * npt];
+            let temp = zmat[knew + j * npt];
             for k in 0..npt {
-                self.hcol[k] += temp * self.zmat[k + j * npt];
+                hcol[k] += temp * zmat[k + j * npt];
             }
         }
-        let alpha = self.hcol[knew];
+        let alpha = hcol[knew];
         let ha = 0.5 * alpha;
         // The gradient of the Lagrange function at xopt.
         for i in 0..n {
-            self.glag[i] = self.bmat[knew * n + i];
+            glag[i] = bmat[knew * n + i];
         }
         for k in 0..npt {
-            let row = &self.xpt[k * n..(k + 1) * n];
-            let temp = dot(row, &self.xopt) * self.hcol[k];
+            let row = &xpt[k * n..(k + 1) * n];
+            let temp = dot(row, xopt) * hcol[k];
             for i in 0..n {
-                self.glag[i] += temp * row[i];
+                glag[i] += temp * row[i];
             }
         }
         // Along the line through xopt and each other point.
@@ -1469,8 +1539,8 @@ impl Bobyqa {
             let mut dderiv = 0.0;
             let mut distsq = 0.0;
             for i in 0..n {
-                let temp = self.xpt[k * n + i] - self.xopt[i];
-                dderiv += self.glag[i] * temp;
+                let temp = xpt[k * n + i] - xopt[i];
+                dderiv += glag[i] * temp;
                 distsq += temp * temp;
             }
             let mut subd = adelt / distsq.sqrt();
@@ -1480,9 +1550,9 @@ impl Bobyqa {
             let sumin = subd.min(1.0);
             // The bounds on the step along the line.
             for i in 0..n {
-                let temp = self.xpt[k * n + i] - self.xopt[i];
-                let lo = self.sl[i] - self.xopt[i];
-                let hi = self.su[i] - self.xopt[i];
+                let temp = xpt[k * n + i] - xopt[i];
+                let lo = sl[i] - xopt[i];
+                let hi = su[i] - xopt[i];
                 let tag = i as i64 + 1;
                 if temp > 0.0 {
                     if slbd * temp < lo {
@@ -1557,16 +1627,16 @@ impl Bobyqa {
             }
         }
         for i in 0..n {
-            let temp = self.xopt[i] + stpsav * (self.xpt[ksav * n + i] - self.xopt[i]);
-            self.xnew[i] = self.sl[i].max(self.su[i].min(temp));
+            let temp = xopt[i] + stpsav * (xpt[ksav * n + i] - xopt[i]);
+            xnew[i] = sl[i].max(su[i].min(temp));
         }
         if ibdsav < 0 {
             let i = (-ibdsav - 1) as usize;
-            self.xnew[i] = self.sl[i];
+            xnew[i] = sl[i];
         }
         if ibdsav > 0 {
             let i = (ibdsav - 1) as usize;
-            self.xnew[i] = self.su[i];
+            xnew[i] = su[i];
         }
         // The Cauchy step, for the Lagrange function and for its negative.
         let bigstp = adelt + adelt;
@@ -1575,12 +1645,12 @@ impl Bobyqa {
             let mut wfixsq = 0.0;
             let mut ggfree = 0.0;
             for i in 0..n {
-                self.wstep[i] = 0.0;
-                let tempa = (self.xopt[i] - self.sl[i]).min(self.glag[i]);
-                let tempb = (self.xopt[i] - self.su[i]).max(self.glag[i]);
+                wstep[i] = 0.0;
+                let tempa = (xopt[i] - sl[i]).min(glag[i]);
+                let tempb = (xopt[i] - su[i]).max(glag[i]);
                 if tempa > 0.0 || tempb < 0.0 {
-                    self.wstep[i] = bigstp;
-                    ggfree += self.glag[i] * self.glag[i];
+                    wstep[i] = bigstp;
+                    ggfree += glag[i] * glag[i];
                 }
             }
             if ggfree == 0.0 {
@@ -1595,16 +1665,16 @@ impl Bobyqa {
                     step = (temp / ggfree).sqrt();
                     ggfree = 0.0;
                     for i in 0..n {
-                        if self.wstep[i] == bigstp {
-                            let t = self.xopt[i] - step * self.glag[i];
-                            if t <= self.sl[i] {
-                                self.wstep[i] = self.sl[i] - self.xopt[i];
-                                wfixsq += self.wstep[i] * self.wstep[i];
-                            } else if t >= self.su[i] {
-                                self.wstep[i] = self.su[i] - self.xopt[i];
-                                wfixsq += self.wstep[i] * self.wstep[i];
+                        if wstep[i] == bigstp {
+                            let t = xopt[i] - step * glag[i];
+                            if t <= sl[i] {
+                                wstep[i] = sl[i] - xopt[i];
+                                wfixsq += wstep[i] * wstep[i];
+                            } else if t >= su[i] {
+                                wstep[i] = su[i] - xopt[i];
+                                wfixsq += wstep[i] * wstep[i];
                             } else {
-                                ggfree += self.glag[i] * self.glag[i];
+                                ggfree += glag[i] * glag[i];
                             }
                         }
                     }
@@ -1616,23 +1686,23 @@ impl Bobyqa {
             }
             let mut gw = 0.0;
             for i in 0..n {
-                let wi = self.wstep[i];
+                let wi = wstep[i];
                 if wi == bigstp {
-                    self.wstep[i] = -step * self.glag[i];
-                    self.xalt[i] = self.sl[i].max(self.su[i].min(self.xopt[i] + self.wstep[i]));
+                    wstep[i] = -step * glag[i];
+                    xalt[i] = sl[i].max(su[i].min(xopt[i] + wstep[i]));
                 } else if wi == 0.0 {
-                    self.xalt[i] = self.xopt[i];
-                } else if self.glag[i] > 0.0 {
-                    self.xalt[i] = self.sl[i];
+                    xalt[i] = xopt[i];
+                } else if glag[i] > 0.0 {
+                    xalt[i] = sl[i];
                 } else {
-                    self.xalt[i] = self.su[i];
+                    xalt[i] = su[i];
                 }
-                gw += self.glag[i] * self.wstep[i];
+                gw += glag[i] * wstep[i];
             }
             let mut curv = 0.0;
             for k in 0..npt {
-                let temp = dot(&self.xpt[k * n..(k + 1) * n], &self.wstep);
-                curv += self.hcol[k] * temp * temp;
+                let temp = dot(&xpt[k * n..(k + 1) * n], wstep);
+                curv += hcol[k] * temp * temp;
             }
             if pass == 1 {
                 curv = -curv;
@@ -1641,8 +1711,8 @@ impl Bobyqa {
             if curv > -gw && curv < -(1.0 + std::f64::consts::SQRT_2) * gw {
                 let scale = -gw / curv;
                 for i in 0..n {
-                    let temp = self.xopt[i] + scale * self.wstep[i];
-                    self.xalt[i] = self.sl[i].max(self.su[i].min(temp));
+                    let temp = xopt[i] + scale * wstep[i];
+                    xalt[i] = sl[i].max(su[i].min(temp));
                 }
                 cauchy = (0.5 * gw * scale) * (0.5 * gw * scale);
             } else {
@@ -1650,13 +1720,13 @@ impl Bobyqa {
             }
             if pass == 0 {
                 for i in 0..n {
-                    self.glag[i] = -self.glag[i];
-                    self.xcauchy[i] = self.xalt[i];
+                    glag[i] = -glag[i];
+                    xcauchy[i] = xalt[i];
                 }
                 csave = cauchy;
             } else {
                 if csave > cauchy {
-                    self.xalt.copy_from_slice(&self.xcauchy);
+                    xalt.copy_from_slice(xcauchy);
                     return (alpha, csave);
                 }
                 return (alpha, cauchy);
