@@ -255,10 +255,14 @@ pub fn scale_block(
     qb: usize,
     out: &mut [f64],
 ) {
+    if qa == 1 && qb == 1 {
+        out[0] = lambda_a[0] * (blk[0] * lambda_b[0]);
+        return;
+    }
     // tmp = blk lambda_b  (qa x qb); on the stack for the usual small blocks.
-    let mut stack_buf = [0.0f64; 64];
+    let mut stack_buf = [0.0f64; 16];
     let mut heap_buf = Vec::new();
-    let tmp: &mut [f64] = if qa * qb <= 64 {
+    let tmp: &mut [f64] = if qa * qb <= 16 {
         &mut stack_buf[..qa * qb]
     } else {
         heap_buf.resize(qa * qb, 0.0);

@@ -36,6 +36,10 @@ use crate::remat::ReTermShape;
 /// Largest dense diagonal block (rows) the fill-in fallback may create: 20000^2 doubles = 3.2 GB.
 pub const DENSE_LIMIT: usize = 20_000;
 
+/// Dense blocks with at most this many rows (or, for products, rows and columns) are handled by
+/// the plain loops of `small`, without faer's dispatch and scratch allocation.
+const SMALL: usize = 16;
+
 /// Dense operations below this size run sequentially; above it, on the rayon pool.
 const PAR_THRESHOLD: usize = 192;
 
@@ -204,7 +208,14 @@ impl BlockedCholesky {
         let si = self.shapes[i];
         let sj = self.shapes[j];
         let (qi, qj) = (si.q, sj.q);
-        let mut buf = vec![0.0; qi * qj];
+        let mut stack = [0.0f64; 16];
+        let mut heap = Vec::new();
+        let buf: &mut [f64] = if qi * qj <= 16 {
+            &mut stack[..qi * qj]
+        } else {
+            heap.resize(qi * qj, 0.0);
+            &mut heap
+        };
         if i == j {
             let diag = &a.diag[i];
             let lam = &lambdas[i];
@@ -219,13 +230,13 @@ impl BlockedCholesky {
                     qi,
                     lam,
                     qi,
-                    &mut buf,
+                    buf,
                 );
                 for a_ in 0..qi {
                     buf[a_ + a_ * qi] += 1.0;
                 }
                 match &mut self.l[i][i] {
-                    Block::Diag(d) => d.block_mut(lev).copy_from_slice(&buf),
+                    Block::Diag(d) => d.block_mut(lev).copy_from_slice(buf),
                     Block::Dense(m) => {
                         for b in 0..qi {
                             for a_ in 0..qi {
@@ -245,14 +256,14 @@ impl BlockedCholesky {
             Block::Sparse(t) => {
                 t.data.iter_mut().for_each(|v| *v = 0.0);
                 for (k, &pos) in self.a_to_l[i][j].iter().enumerate() {
-                    scale_block(&src.data[k * bs..(k + 1) * bs], li, qi, lj, qj, &mut buf);
-                    t.data[pos * bs..(pos + 1) * bs].copy_from_slice(&buf);
+                    scale_block(&src.data[k * bs..(k + 1) * bs], li, qi, lj, qj, buf);
+                    t.data[pos * bs..(pos + 1) * bs].copy_from_slice(buf);
                 }
             }
             Block::Dense(m) => {
                 m.fill(0.0);
                 for (r, c, blk) in src.blocks() {
-                    scale_block(blk, li, qi, lj, qj, &mut buf);
+                    scale_block(blk, li, qi, lj, qj, buf);
                     for b in 0..qj {
                         for a_ in 0..qi {
                             m[(r * qi + a_, c * qj + b)] = buf[a_ + b * qi];
@@ -396,6 +407,9 @@ fn product_pattern(p: &SparseBlocks, q: &SparseBlocks) -> Vec<(u32, u32)> {
 /// triangle is zeroed so the matrix is L afterwards.
 fn dense_cholesky(m: &mut Mat<f64>) -> std::result::Result<(), usize> {
     let n = m.nrows();
+    if n <= SMALL {
+        return small::cholesky(m);
+    }
     let par = par_for(n);
     let mut mem = faer::dyn_stack::MemBuffer::new(cholesky_in_place_scratch::<f64>(
         n,
@@ -550,6 +564,10 @@ fn sub_product(target: &mut Block, p: &Block, q: &Block, symmetric: bool) -> Res
             let Block::Dense(t) = target else {
                 return Err(internal("dense product into a non-dense block"));
             };
+            if t.nrows().max(t.ncols()) <= SMALL {
+                small::sub_product(t, pm, qm, symmetric);
+                return Ok(());
+            }
             let par = par_for(t.nrows().max(t.ncols()).max(pm.ncols()));
             if symmetric {
                 faer::linalg::matmul::triangular::matmul(
@@ -621,6 +639,10 @@ fn right_solve(target: &mut Block, diag: &Block) -> Result<()> {
                         .for_each(|v| *v *= inv);
                 }
             }
+            Ok(())
+        }
+        (Block::Dense(t), Block::Dense(lm)) if lm.nrows() <= SMALL => {
+            small::right_solve(t, lm);
             Ok(())
         }
         (Block::Dense(t), Block::Dense(lm)) => {
@@ -732,4 +754,74 @@ fn mul_t_sub(b: &Block, x: &[f64], y: &mut [f64]) {
 
 fn internal(msg: &str) -> LmmError {
     LmmError::Shape(format!("internal error in the blocked Cholesky: {msg}"))
+}
+
+/// Plain loops for tiny dense blocks (a few random effects crossed with the first term, the
+/// fixed-effects block): at these sizes a library call and its scratch allocation cost more
+/// than the arithmetic.
+mod small {
+    use faer::Mat;
+
+    /// In-place lower Cholesky (lower triangle used; strict upper triangle zeroed).
+    pub(super) fn cholesky(m: &mut Mat<f64>) -> std::result::Result<(), usize> {
+        let n = m.nrows();
+        for j in 0..n {
+            let mut d = m[(j, j)];
+            for k in 0..j {
+                d -= m[(j, k)] * m[(j, k)];
+            }
+            if !(d > 0.0 && d.is_finite()) {
+                return Err(j);
+            }
+            let d = d.sqrt();
+            m[(j, j)] = d;
+            for i in j + 1..n {
+                let mut v = m[(i, j)];
+                for k in 0..j {
+                    v -= m[(i, k)] * m[(j, k)];
+                }
+                m[(i, j)] = v / d;
+            }
+            for i in 0..j {
+                m[(i, j)] = 0.0;
+            }
+        }
+        Ok(())
+    }
+
+    /// t -= p q' (the lower triangle only when `symmetric`).
+    pub(super) fn sub_product(t: &mut Mat<f64>, p: &Mat<f64>, q: &Mat<f64>, symmetric: bool) {
+        for k in 0..p.ncols() {
+            let pk = p.col_as_slice(k);
+            let qk = q.col_as_slice(k);
+            for (j, &qjk) in qk.iter().enumerate() {
+                if qjk == 0.0 {
+                    continue;
+                }
+                let from = if symmetric { j } else { 0 };
+                let tj = &mut t.col_as_slice_mut(j)[from..];
+                for (v, x) in tj.iter_mut().zip(&pk[from..]) {
+                    *v -= x * qjk;
+                }
+            }
+        }
+    }
+
+    /// t <- t l^{-T} for lower-triangular l: column j of t becomes
+    /// (t_j - sum_{k < j} l_jk t_k) / l_jj.
+    pub(super) fn right_solve(t: &mut Mat<f64>, l: &Mat<f64>) {
+        for j in 0..l.nrows() {
+            for k in 0..j {
+                let c = l[(j, k)];
+                if c != 0.0 {
+                    let (src, dst) = super::two_cols(t, k, j);
+                    for (v, x) in dst.iter_mut().zip(src) {
+                        *v -= c * x;
+                    }
+                }
+            }
+            let r = 1.0 / l[(j, j)];
+            t.col_as_slice_mut(j).iter_mut().for_each(|v| *v *= r);
+        }
+    }
 }

@@ -4,10 +4,12 @@
 //! Walker 2015), factored blockwise as in MixedModels.jl.
 
 pub mod blocks;
+pub mod bobyqa;
 pub mod cholesky;
 pub mod crossprod;
 pub mod error;
 pub mod lmm;
+pub mod oneterm;
 pub mod optim;
 pub mod remat;
 

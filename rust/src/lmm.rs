@@ -16,6 +16,7 @@ use rayon::prelude::*;
 use crate::cholesky::BlockedCholesky;
 use crate::crossprod::CrossProducts;
 use crate::error::{LmmError, Result};
+use crate::oneterm::OneTerm;
 use crate::remat::{self, ReTermShape};
 
 /// A model ready to be evaluated: the cross-products and the factor they determine.
@@ -23,8 +24,15 @@ use crate::remat::{self, ReTermShape};
 pub struct LmmProblem {
     pub a: CrossProducts,
     pub chol: BlockedCholesky,
-    /// The theta at which `chol` was last updated successfully.
-    current: Option<Vec<f64>>,
+    /// The theta at which `chol` was last updated successfully (`current_valid`).
+    current: Vec<f64>,
+    current_valid: bool,
+    /// Per-term lambda templates, refilled in place at each theta.
+    lambdas: Vec<Vec<f64>>,
+    /// The one-pass evaluator when the model has a single term (the optimiser's objective).
+    one_term: Option<OneTerm>,
+    /// lme4's data-based start, when it has one (see `optim::lme4_start`).
+    start: Option<Vec<f64>>,
 }
 
 /// Everything the model gives at one theta.
@@ -55,10 +63,16 @@ impl LmmProblem {
             ));
         }
         let chol = BlockedCholesky::new(&a)?;
+        let lambdas = a.shapes.iter().map(|s| vec![0.0; s.q * s.q]).collect();
+        let one_term = OneTerm::new(&a);
         Ok(LmmProblem {
             a,
             chol,
-            current: None,
+            current: Vec::new(),
+            current_valid: false,
+            lambdas,
+            one_term,
+            start: None,
         })
     }
 
@@ -86,50 +100,109 @@ impl LmmProblem {
             .collect()
     }
 
+    /// lme4's start: the data-based one when set (`set_start`), otherwise the identity
+    /// (1 on the diagonals, 0 elsewhere).
     pub fn theta0(&self) -> Vec<f64> {
-        self.a.shapes.iter().flat_map(|s| s.theta0()).collect()
+        match &self.start {
+            Some(t) => t.clone(),
+            None => self.a.shapes.iter().flat_map(|s| s.theta0()).collect(),
+        }
     }
 
-    /// Updates L for theta (a no-op when theta is the one last factored).
-    pub fn set_theta(&mut self, theta: &[f64]) -> Result<()> {
-        if theta.len() != self.n_theta() {
+    /// Sets (or clears) the data-based start that `theta0` returns.
+    pub fn set_start(&mut self, start: Option<Vec<f64>>) -> Result<()> {
+        if let Some(t) = &start {
+            let lower = self.lower_bounds();
+            if t.len() != lower.len()
+                || t.iter().zip(&lower).any(|(v, lo)| v < lo || !v.is_finite())
+            {
+                return Err(LmmError::Theta(format!("start {t:?} is not a valid theta")));
+            }
+        }
+        self.start = start;
+        Ok(())
+    }
+
+    fn check_theta(&self, theta: &[f64]) -> Result<()> {
+        let n = self.n_theta();
+        if theta.len() != n {
             return Err(LmmError::Theta(format!(
-                "{} values given, the model has {}",
+                "{} values given, the model has {n}",
                 theta.len(),
-                self.n_theta()
             )));
         }
         if let Some(i) = theta.iter().position(|t| !t.is_finite()) {
             return Err(LmmError::Theta(format!("element {i} is not finite")));
         }
-        if self.current.as_deref() == Some(theta) {
-            return Ok(());
-        }
-        self.current = None;
-        let lambdas = remat::lambdas(&self.a.shapes, theta);
-        self.chol.update(&self.a, &lambdas)?;
-        self.current = Some(theta.to_vec());
         Ok(())
     }
 
-    fn criterion(&self, reml: bool) -> f64 {
+    /// Fills the per-term lambda templates for theta.
+    fn fill_lambdas(&mut self, theta: &[f64]) {
+        let mut offset = 0;
+        for (s, lam) in self.a.shapes.iter().zip(self.lambdas.iter_mut()) {
+            let k = s.n_theta();
+            s.fill_lambda(&theta[offset..offset + k], lam);
+            offset += k;
+        }
+    }
+
+    /// Updates L for theta (a no-op when theta is the one last factored).
+    pub fn set_theta(&mut self, theta: &[f64]) -> Result<()> {
+        self.check_theta(theta)?;
+        if self.current_valid && self.current == theta {
+            return Ok(());
+        }
+        self.current_valid = false;
+        self.fill_lambdas(theta);
+        self.chol.update(&self.a, &self.lambdas)?;
+        self.current.clear();
+        self.current.extend_from_slice(theta);
+        self.current_valid = true;
+        Ok(())
+    }
+
+    fn criterion_of(&self, ld_l2: f64, ld_rx2: f64, pwrss: f64, reml: bool) -> f64 {
         let n = self.a.nobs as f64;
         let p = self.a.p as f64;
-        let pwrss = self.chol.pwrss();
         let two_pi = 2.0 * std::f64::consts::PI;
-        let ld = self.chol.ld_l2() - self.a.sum_log_w;
+        let ld = ld_l2 - self.a.sum_log_w;
         if reml {
             let nmp = n - p;
-            ld + self.chol.ld_rx2() + nmp * (1.0 + (two_pi * pwrss / nmp).ln())
+            ld + ld_rx2 + nmp * (1.0 + (two_pi * pwrss / nmp).ln())
         } else {
             ld + n * (1.0 + (two_pi * pwrss / n).ln())
         }
     }
 
-    /// The objective (-2 log-likelihood, or the REML criterion) at theta.
+    fn criterion(&self, reml: bool) -> f64 {
+        self.criterion_of(
+            self.chol.ld_l2(),
+            self.chol.ld_rx2(),
+            self.chol.pwrss(),
+            reml,
+        )
+    }
+
+    /// The objective (-2 log-likelihood, or the REML criterion) at theta; L is left factored
+    /// at theta.
     pub fn objective(&mut self, theta: &[f64], reml: bool) -> Result<f64> {
         self.set_theta(theta)?;
         Ok(self.criterion(reml))
+    }
+
+    /// The objective at theta as the optimiser needs it: the same value as `objective`, but L is
+    /// not necessarily left factored at theta. A one-term model is evaluated in one pass over
+    /// its levels (`OneTerm`), with no allocation.
+    pub fn objective_value(&mut self, theta: &[f64], reml: bool) -> Result<f64> {
+        if self.one_term.is_none() || (self.current_valid && self.current == theta) {
+            return self.objective(theta, reml);
+        }
+        self.check_theta(theta)?;
+        self.fill_lambdas(theta);
+        let one = self.one_term.as_mut().expect("checked above");
+        let d = one.evaluate(&self.a, &self.lambdas[0])?;
+        Ok(self.criterion_of(d.ld_l2, d.ld_rx2, d.pwrss, reml))
     }
 
     /// beta, u, b, sigma and the unscaled covariance of beta at theta.

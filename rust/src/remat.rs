@@ -57,12 +57,29 @@ impl ReTermShape {
 
     /// The q x q template lambda (column-major) for this term's slice of theta.
     pub fn lambda(&self, theta: &[f64]) -> Vec<f64> {
-        let q = self.q;
-        let mut lambda = vec![0.0; q * q];
-        for (t, (i, j)) in theta.iter().zip(self.theta_positions()) {
-            lambda[i + j * q] = *t;
-        }
+        let mut lambda = vec![0.0; self.q * self.q];
+        self.fill_lambda(theta, &mut lambda);
         lambda
+    }
+
+    /// Writes lambda for this term's slice of theta into `lambda` (q x q), without allocating.
+    pub fn fill_lambda(&self, theta: &[f64], lambda: &mut [f64]) {
+        let q = self.q;
+        lambda.iter_mut().for_each(|v| *v = 0.0);
+        if self.diagonal {
+            for (i, t) in theta.iter().enumerate().take(q) {
+                lambda[i + i * q] = *t;
+            }
+        } else {
+            // Column-major lower triangle, theta_positions' order.
+            let mut k = 0;
+            for j in 0..q {
+                for i in j..q {
+                    lambda[i + j * q] = theta[k];
+                    k += 1;
+                }
+            }
+        }
     }
 }
 

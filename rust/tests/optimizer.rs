@@ -1,11 +1,12 @@
 //! The optimiser: `optim::fit` on data simulated from known parameters, on data with no
-//! between-group variation (a singular fit), and the `bobyqa` crate itself on a bounded
+//! between-group variation (a singular fit), and the BOBYQA implementation itself on a bounded
 //! quadratic whose unconstrained minimum lies outside the box.
 
 mod common;
 
-use bobyqa::{Bobyqa, Config, Status};
 use common::{random_codes, rel, Data, Rng};
+use multilevel::bobyqa::Tolerances;
+use multilevel::bobyqa::{Bobyqa, BobyqaOptions, BobyqaStatus};
 use multilevel::optim::{fit, FitOptions, SINGULAR_TOLERANCE};
 
 fn check_fit(name: &str, data: &Data, theta_true: &[f64], reml: bool) {
@@ -200,10 +201,14 @@ fn bobyqa_respects_bounds() {
     // 2 (x_1 - 0.25)^2 + 0.5 (1 - 3)(x_1 - 0.25), i.e. x_1 = 0.25 + 0.25 = 0.5.
     let expected = [1.0, 0.5, 0.0];
     let mut evaluations_outside = 0usize;
-    let mut config = Config::new(3);
-    config.rho_begin = 0.5;
-    config.rho_end = 1e-9;
-    let mut solver = Bobyqa::new(3, config).unwrap();
+    let options = BobyqaOptions {
+        rho_begin: 0.5,
+        rho_end: 1e-9,
+        ftol_abs: 0.0,
+        ftol_rel: 0.0,
+        max_eval: 3000,
+    };
+    let mut solver = Bobyqa::new(3);
     let mut x = [0.0, 0.0, 0.5];
     let outcome = solver.minimize(
         |t: &[f64]| {
@@ -218,8 +223,9 @@ fn bobyqa_respects_bounds() {
         &mut x,
         &lower,
         &upper,
+        &options,
     );
-    assert_eq!(outcome.status, Status::Converged);
+    assert_eq!(outcome.status, BobyqaStatus::XtolReached);
     assert_eq!(
         evaluations_outside, 0,
         "the objective was evaluated outside the box"
@@ -239,4 +245,60 @@ fn bobyqa_respects_bounds() {
         outcome.f,
         shifted_quadratic(&expected)
     );
+}
+
+#[test]
+fn newton_steps_finish_an_early_stop() {
+    // A loose xtol_rel stops BOBYQA well before the gradient test passes; the Newton steps from
+    // the check's derivatives must then reach the optimum of a tight fit, in one or two
+    // evaluations.
+    let mut rng = Rng::new(99);
+    let n = 500;
+    let mut data = Data::new(&mut rng, n, 2);
+    let g = random_codes(&mut rng, n, 25);
+    data.add_term(&mut rng, g, 25, 2, false);
+    let theta_true = [0.9, -0.2, 0.4];
+    data.simulate(&mut rng, &theta_true, &[1.0, 2.0], 1.0);
+    let mut problem = data.problem();
+    let tight = FitOptions {
+        tolerances: Tolerances {
+            xtol_rel: 1e-10,
+            ftol_abs: 0.0,
+            ..Tolerances::lme4()
+        },
+        ..FitOptions::default()
+    };
+    let best = fit(&mut problem, &tight).unwrap();
+    let loose = FitOptions {
+        tolerances: Tolerances {
+            xtol_rel: 3e-2,
+            ..Tolerances::lme4()
+        },
+        ..FitOptions::default()
+    };
+    let mut check_only = loose.clone();
+    check_only.check = false;
+    let early = fit(&mut problem, &check_only).unwrap();
+    let fitted = fit(&mut problem, &loose).unwrap();
+    let opt = &fitted.optimizer;
+    eprintln!(
+        "early stop: f {} ({} evaluations); with Newton: f {} ({} evaluations, {}); tight: f {} ({})",
+        early.optimizer.f,
+        early.optimizer.n_eval,
+        opt.f,
+        opt.n_eval,
+        opt.message,
+        best.optimizer.f,
+        best.optimizer.n_eval
+    );
+    assert!(
+        early.optimizer.f > best.optimizer.f + 1e-6,
+        "the loose fit must stop early"
+    );
+    assert!(opt.message.contains("Newton"), "{}", opt.message);
+    assert!((1..=2).contains(&(opt.n_eval - early.optimizer.n_eval)));
+    assert!(fitted.check.as_ref().unwrap().converged);
+    assert!(opt.f <= best.optimizer.f + 1e-9 * best.optimizer.f.abs());
+    assert_eq!(fitted.solution.theta, opt.theta);
+    assert_eq!(fitted.solution.objective, opt.f);
 }

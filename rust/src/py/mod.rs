@@ -12,6 +12,7 @@ use numpy::{
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use crate::bobyqa::Tolerances;
 use crate::crossprod::{accumulate_parallel, RowChunk};
 use crate::lmm::{LmmProblem, Solution};
 use crate::optim::{self, FitOptions};
@@ -117,8 +118,10 @@ impl PyLmmProblem {
         };
         let inner = py
             .detach(|| {
-                accumulate_parallel(&shapes, p, &chunk, PIECE_ROWS)
-                    .and_then(|acc| LmmProblem::new(acc.finish()))
+                let mut problem = accumulate_parallel(&shapes, p, &chunk, PIECE_ROWS)
+                    .and_then(|acc| LmmProblem::new(acc.finish()))?;
+                problem.set_start(optim::lme4_start(&chunk, &shapes))?;
+                Ok(problem)
             })
             .map_err(to_py)?;
         Ok(PyLmmProblem { inner })
@@ -158,7 +161,8 @@ impl PyLmmProblem {
     /// The objective at theta: -2 log-likelihood (ML) or the REML criterion.
     fn objective(&mut self, py: Python<'_>, theta: Vec<f64>, reml: bool) -> PyResult<f64> {
         let inner = &mut self.inner;
-        py.detach(|| inner.objective(&theta, reml)).map_err(to_py)
+        py.detach(|| inner.objective_value(&theta, reml))
+            .map_err(to_py)
     }
 
     /// beta, u, b, sigma and the rest at theta, as a dict.
@@ -174,23 +178,26 @@ impl PyLmmProblem {
     }
 
     /// Fits by BOBYQA; returns the solution dict with `optimizer` and `check` added.
-    #[pyo3(signature = (reml, theta0=None, max_fun=None, rho_begin=0.2, rho_end=1e-7, check=true))]
+    #[pyo3(signature = (reml, theta0=None, max_fun=None, check=true, xtol_rel=1e-4, ftol_abs=1e-8))]
     fn fit<'py>(
         &mut self,
         py: Python<'py>,
         reml: bool,
         theta0: Option<Vec<f64>>,
         max_fun: Option<usize>,
-        rho_begin: f64,
-        rho_end: f64,
         check: bool,
+        xtol_rel: f64,
+        ftol_abs: f64,
     ) -> PyResult<Bound<'py, PyDict>> {
         let options = FitOptions {
             reml,
             theta0,
             max_fun,
-            rho_begin,
-            rho_end,
+            tolerances: Tolerances {
+                xtol_rel,
+                ftol_abs,
+                ..Tolerances::lme4()
+            },
             check,
         };
         let inner = &mut self.inner;
