@@ -275,21 +275,89 @@ def _positions(mask: np.ndarray, k: int = 5) -> str:
     return s + (", ..." if idx.size > k else "")
 
 
+class _Frame:
+    """The used columns at the kept rows, as ``_prepare`` returns them.
+
+    A light stand-in for a pandas DataFrame: ``frame[name]`` is a cleaned pandas Series,
+    ``frame.columns`` the names, ``len(frame)`` the rows. Without dropped rows the Series are
+    the input's own columns (no copy; their index may not be a RangeIndex, so use them by
+    position). formulaic needs a real DataFrame: :meth:`pandas` builds it on first use, so the
+    NumPy fast paths never pay for one.
+    """
+
+    def __init__(self, cols: dict[str, pd.Series], n: int):
+        self._cols = cols
+        self.columns = list(cols)
+        self._n = n
+        self._pandas: pd.DataFrame | None = None
+
+    def __getitem__(self, name: str) -> pd.Series:
+        return self._cols[name]
+
+    def __len__(self) -> int:
+        return self._n
+
+    def pandas(self) -> pd.DataFrame:
+        """The columns as a DataFrame with a RangeIndex (built once)."""
+        if self._pandas is None:
+            cols = {c: s.reset_index(drop=True) for c, s in self._cols.items()}
+            self._pandas = pd.DataFrame(cols, index=pd.RangeIndex(self._n), copy=False)
+        return self._pandas
+
+    def take(self, sel: np.ndarray) -> _Frame:
+        """The rows at positions ``sel``."""
+        return _Frame({c: s.iloc[sel] for c, s in self._cols.items()}, len(sel))
+
+
+def _pandas(frame) -> pd.DataFrame:
+    """A pandas DataFrame for formulaic from a ``_Frame`` (or a DataFrame, as is)."""
+    return frame.pandas() if isinstance(frame, _Frame) else frame
+
+
+def _missing(s: pd.Series, name: str) -> np.ndarray | None:
+    """Mask of missing values of a column (None when there are none); DataError on inf.
+
+    One NumPy pass for float64 columns (finite everywhere is the common case); categorical
+    codes of -1; nothing for NumPy integer and boolean columns; pandas otherwise."""
+    dt = s.dtype
+    if isinstance(dt, np.dtype) and dt.kind in "fiub":
+        if dt.kind != "f":
+            return None
+        a = s.to_numpy()
+        if np.isfinite(a).all():
+            return None
+        inf = np.isinf(a)
+        if inf.any():
+            raise DataError(f"column {name!r} has non-finite values (inf) at rows {_positions(inf)}")
+        return np.isnan(a)
+    if isinstance(dt, pd.CategoricalDtype):
+        m = s.array.codes < 0
+        return m if m.any() else None
+    m = np.asarray(pd.isna(s), dtype=bool)
+    if _is_float_like(s):
+        inf = np.isinf(s.to_numpy(dtype=float, na_value=np.nan))
+        if inf.any():
+            raise DataError(f"column {name!r} has non-finite values (inf) at rows {_positions(inf)}")
+    return m if m.any() else None
+
+
 def _prepare(
     df: pd.DataFrame,
     used: list[str],
     vectors: dict[str, np.ndarray | None],
     warn: bool = True,
-) -> tuple[pd.DataFrame, np.ndarray, int, dict[str, np.ndarray]]:
+) -> tuple[_Frame, np.ndarray, int, dict[str, np.ndarray]]:
     """Drop rows with missing values in used columns/vectors; check infinities.
 
-    Returns (frame of used columns at kept rows, rows, n_dropped, vectors at kept rows)."""
+    Returns (used columns at kept rows, rows, n_dropped, vectors at kept rows)."""
     n = len(df)
     missing = np.zeros(n, dtype=bool)
     culprits: list[str] = []
-    for c in used:
-        m = np.asarray(pd.isna(df[c]), dtype=bool)
-        if m.any():
+    cols = {}
+    for c in used:  # inf in a column is an error (the first such column is named)
+        cols[c] = s = df[c]
+        m = _missing(s, c)
+        if m is not None:
             culprits.append(c)
             missing |= m
     for name, v in vectors.items():
@@ -299,20 +367,11 @@ def _prepare(
         if m.any():
             culprits.append(name)
             missing |= m
-    for c in used:
-        s = df[c]
-        if _is_float_like(s):
-            vals = s.to_numpy(dtype=float, na_value=np.nan)
-            inf = np.isinf(vals)
-            if inf.any():
-                raise DataError(
-                    f"column {c!r} has non-finite values (inf) at rows {_positions(inf)}"
-                )
     for name, v in vectors.items():
         if v is not None and np.isinf(v).any():
             raise DataError(f"{name} has non-finite values (inf) at rows {_positions(np.isinf(v))}")
-    rows = np.flatnonzero(~missing)
-    n_dropped = int(missing.sum())
+    n_dropped = int(missing.sum()) if culprits else 0
+    rows = np.flatnonzero(~missing) if n_dropped else np.arange(n)
     if n_dropped and warn:
         warnings.warn(
             f"dropped {n_dropped} row{'s' if n_dropped != 1 else ''} with missing values "
@@ -324,10 +383,9 @@ def _prepare(
         raise DataError(
             "no rows left after dropping rows with missing values" if n else "the data have no rows"
         )
-    frame = df[list(used)].iloc[rows] if n_dropped else df[list(used)]
-    frame = frame.reset_index(drop=True)
-    for c in used:
-        frame[c] = _clean_column(frame[c])
+    frame = _Frame(
+        {c: _clean_column(s.iloc[rows] if n_dropped else s) for c, s in cols.items()}, rows.size
+    )
     vecs = {k: (v[rows] if v is not None else None) for k, v in vectors.items()}
     return frame, rows, n_dropped, vecs
 
@@ -336,7 +394,11 @@ def _clean_column(s: pd.Series) -> pd.Series:
     """Nullable and Arrow dtypes -> NumPy dtypes (no missing values remain); drop unused
     categories."""
     dt = s.dtype
+    if isinstance(dt, np.dtype) and dt in (np.float64, np.int64, np.bool_):
+        return s  # already what the steps below would give
     if isinstance(dt, pd.CategoricalDtype):
+        if _all_categories_used(s):
+            return s
         return s.cat.remove_unused_categories()
     if pd.api.types.is_bool_dtype(dt):
         return s.astype(bool)
@@ -349,6 +411,16 @@ def _clean_column(s: pd.Series) -> pd.Series:
     if pd.api.types.is_string_dtype(dt) or dt == object:
         return s.astype(object)
     return s
+
+
+def _all_categories_used(s: pd.Series) -> bool:
+    """True when every category of a categorical column occurs in it."""
+    k = len(s.dtype.categories)
+    if k > len(s):
+        return False
+    seen = np.zeros(k + 1, dtype=bool)
+    seen[s.array.codes] = True  # a missing value (code -1) marks the extra last slot
+    return bool(seen[:k].all())
 
 
 # --------------------------------------------------------------------------------------------
@@ -435,12 +507,18 @@ def _numeric_spec(expr: str, frame: pd.DataFrame) -> _NumericSpec | None:
     return _NumericSpec(intercept, columns)
 
 
+def _spec_frame(model_spec, frame):
+    """What ``model_spec.get_model_matrix`` takes: a ``_Frame`` for the NumPy fast path,
+    a pandas DataFrame for formulaic."""
+    return frame if isinstance(model_spec, _NumericSpec) else _pandas(frame)
+
+
 def _model_matrix(expr: str, frame: pd.DataFrame, formula: str, what: str):
     fast = _numeric_spec(expr, frame)
     if fast is not None:
         return fast.get_model_matrix(frame)
     try:
-        mm = formulaic.model_matrix(expr, frame, na_action="ignore", output="pandas")
+        mm = formulaic.model_matrix(expr, _pandas(frame), na_action="ignore", output="pandas")
     except FormulaError:
         raise
     except Exception as exc:  # noqa: BLE001 - formulaic/evaluation errors, reported with context
@@ -594,7 +672,7 @@ def build_fixed(formula: str, data, weights=None, extra: Sequence[str] = ()) -> 
         n_dropped, rows, sel = _drop_transform_nan(bad, rows, n_dropped)
         y, X = y[sel], np.asfortranarray(X[sel])
         w = w[sel] if w is not None else None
-        frame = frame.iloc[sel].reset_index(drop=True)
+        frame = frame.take(sel)
     _check_inf(y, "response", rows)
     _check_inf(X, "fixed-effects model matrix", rows)
     _check_weights(w)
@@ -671,7 +749,8 @@ def fixed_matrix(spec: FixedSpec, frame: pd.DataFrame) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", formulaic.errors.DataMismatchWarning)
-            mm = spec.model_spec.get_model_matrix(frame, na_action="ignore")
+            mm = spec.model_spec.get_model_matrix(_spec_frame(spec.model_spec, frame),
+                                                  na_action="ignore")
     except Exception as exc:  # noqa: BLE001
         raise DataError(f"cannot build the fixed-effects matrix for new data: {exc}") from None
     X = _as_float_matrix(mm, "fixed-effects model matrix")
@@ -694,8 +773,9 @@ def _label(v) -> str:
 def _factor(s: pd.Series) -> tuple[np.ndarray, pd.Index]:
     """codes (int64) and levels of one column treated as a factor."""
     if isinstance(s.dtype, pd.CategoricalDtype):
-        s = s.cat.remove_unused_categories()
-        return s.cat.codes.to_numpy(dtype=np.int64), pd.Index(s.cat.categories)
+        if not _all_categories_used(s):
+            s = s.cat.remove_unused_categories()
+        return s.array.codes.astype(np.int64), s.dtype.categories
     codes, uniq = pd.factorize(s, sort=False)
     uniq = np.asarray(uniq)
     if uniq.dtype == object:
@@ -833,7 +913,7 @@ def build(
         Zs = [(np.asfortranarray(z[sel]), s, nm) for z, s, nm in Zs]
         w = w[sel] if w is not None else None
         o = o[sel] if o is not None else None
-        frame = frame.iloc[sel].reset_index(drop=True)
+        frame = frame.take(sel)
     _check_inf(y, "response", rows)
     _check_inf(X, "fixed-effects model matrix", rows)
     _check_weights(w)
@@ -997,7 +1077,9 @@ def new_matrices(
             out_terms.append(None)
             continue
         try:
-            mm = t.spec.model_spec.get_model_matrix(frame, na_action="ignore")
+            mm = t.spec.model_spec.get_model_matrix(
+                _spec_frame(t.spec.model_spec, frame), na_action="ignore"
+            )
         except Exception as exc:  # noqa: BLE001
             raise DataError(f"cannot build Z of {t.spec.term.text} for new data: {exc}") from None
         Z = _as_float_matrix(mm, f"random-effects term {t.spec.term.text}")
