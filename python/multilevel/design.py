@@ -243,7 +243,10 @@ def _is_float_like(s: pd.Series) -> bool:
 
 
 def _check_columns(df: pd.DataFrame, names: Sequence[str]) -> None:
-    cols = set(map(str, df.columns))
+    cols = df.columns
+    if all(n in cols for n in names):
+        return
+    cols = set(map(str, cols))
     for n in names:
         if n not in cols:
             raise MissingColumnError(n, df.columns)
@@ -553,11 +556,28 @@ def _response(parsed: ParsedFormula, frame: pd.DataFrame, df_columns, formula: s
     return _as_float_matrix(mm, "response")[:, 0].copy()
 
 
+def _clearly_full_rank(X: np.ndarray) -> bool:
+    """A screen on the Gram matrix, cheaper than the QR of ``_rank_keep``.
+
+    When the smallest eigenvalue of the column-normalised X'X is >= 1e-6, each column's
+    residual after projection on all the others is >= 1e-3 times its norm, far above the
+    tolerance, so R's rule keeps every column. The eigenvalue's rounding error (about n * eps
+    relative) is far below that margin; anything closer goes to the exact rule."""
+    G = X.T @ X
+    d = np.diag(G)
+    if not (np.isfinite(G).all() and (d > 0).all()):
+        return False
+    s = 1.0 / np.sqrt(d)
+    return bool(np.linalg.eigvalsh(G * np.outer(s, s))[0] >= 1e-6)
+
+
 def _rank_keep(X: np.ndarray, tol: float = RANK_TOL) -> np.ndarray:
     """Indices of the columns kept by R's ``qr(X, tol)`` rule (earlier columns win)."""
     n, p = X.shape
     if p == 0:
         return np.arange(0)
+    if _clearly_full_rank(X):
+        return np.arange(p, dtype=np.intp)
     norms = np.sqrt(np.einsum("ij,ij->j", X, X))
     if n >= p:
         R = scipy.linalg.qr(X, mode="r", check_finite=False)[0][:p, :]
