@@ -46,6 +46,7 @@ Pipeline (every conversion is here, visible; the Rust core borrows the results):
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 import warnings
@@ -434,6 +435,7 @@ def _all_categories_used(s: pd.Series) -> bool:
 _LEVEL_SUFFIX = re.compile(r"\[(?:T\.)?([^\[\]]*)\]$")
 
 
+@functools.lru_cache(maxsize=1024)
 def _lme4_name(col: str) -> str:
     """formulaic's ``sector[T.Catholic]`` (or ``sector[Catholic]``) is R's ``sectorCatholic``."""
     if col == "Intercept":
@@ -487,13 +489,14 @@ _SIGNED_TERM = re.compile(r"([+-]?)([^+-]+)")
 _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def _fast_column(sign: str, token: str, frame: pd.DataFrame) -> bool:
-    plain = sign != "-" and _PLAIN_NAME.match(token) is not None and token in frame.columns
-    return plain and _is_float_like(frame[token])
+def _fast_column(token: str, frame: pd.DataFrame) -> bool:
+    return token in frame.columns and _is_float_like(frame[token])
 
 
-def _numeric_spec(expr: str, frame: pd.DataFrame) -> _NumericSpec | None:
-    """The fast-path spec of ``expr`` when it is only 1/0/-1 and numeric columns, else None."""
+@functools.lru_cache(maxsize=512)
+def _numeric_terms(expr: str) -> tuple[bool, tuple[str, ...]] | None:
+    """(intercept, names) when ``expr`` is only 1/0/-1 and plain names, else None (cached:
+    a pure function of the text)."""
     text = expr.replace(" ", "")
     if not text or _SIGNED_TERM.sub("", text):
         return None
@@ -503,11 +506,19 @@ def _numeric_spec(expr: str, frame: pd.DataFrame) -> _NumericSpec | None:
             intercept = sign != "-"
         elif token == "0" and sign != "-":
             intercept = False
-        elif not _fast_column(sign, token, frame):
+        elif sign == "-" or _PLAIN_NAME.match(token) is None:
             return None
         elif token not in columns:
             columns.append(token)
-    return _NumericSpec(intercept, columns)
+    return intercept, tuple(columns)
+
+
+def _numeric_spec(expr: str, frame: pd.DataFrame) -> _NumericSpec | None:
+    """The fast-path spec of ``expr`` when it is only 1/0/-1 and numeric columns, else None."""
+    terms = _numeric_terms(expr)
+    if terms is None or not all(_fast_column(c, frame) for c in terms[1]):
+        return None
+    return _NumericSpec(terms[0], list(terms[1]))
 
 
 def _spec_frame(model_spec, frame):
@@ -624,7 +635,7 @@ def _drop_rank_deficient(X: np.ndarray, names: list[str]):
 def _nan_rows(*arrays) -> np.ndarray:
     bad = None
     for a in arrays:
-        if a is None:
+        if a is None or np.isfinite(a).all():
             continue
         m = np.isnan(a) if a.ndim == 1 else np.isnan(a).any(axis=1)
         bad = m if bad is None else (bad | m)
@@ -632,6 +643,8 @@ def _nan_rows(*arrays) -> np.ndarray:
 
 
 def _check_inf(arr: np.ndarray, what: str, rows: np.ndarray) -> None:
+    if np.isfinite(arr).all():
+        return
     m = np.isinf(arr) if arr.ndim == 1 else np.isinf(arr).any(axis=1)
     if m.any():
         raise DataError(
