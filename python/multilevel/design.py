@@ -301,6 +301,12 @@ class _Frame:
     def __len__(self) -> int:
         return self._n
 
+    def __getattr__(self, name: str):
+        # Any other DataFrame attribute (``frame.iloc``, ``frame.dtypes``) from the DataFrame.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.pandas(), name)
+
     def pandas(self) -> pd.DataFrame:
         """The columns as a DataFrame with a RangeIndex (built once)."""
         if self._pandas is None:
