@@ -338,7 +338,9 @@ def _missing(s: pd.Series, name: str) -> np.ndarray | None:
             return None
         inf = np.isinf(a)
         if inf.any():
-            raise DataError(f"column {name!r} has non-finite values (inf) at rows {_positions(inf)}")
+            raise DataError(
+                f"column {name!r} has non-finite values (inf) at rows {_positions(inf)}"
+            )
         return np.isnan(a)
     if isinstance(dt, pd.CategoricalDtype):
         m = s.array.codes < 0
@@ -347,7 +349,9 @@ def _missing(s: pd.Series, name: str) -> np.ndarray | None:
     if _is_float_like(s):
         inf = np.isinf(s.to_numpy(dtype=float, na_value=np.nan))
         if inf.any():
-            raise DataError(f"column {name!r} has non-finite values (inf) at rows {_positions(inf)}")
+            raise DataError(
+                f"column {name!r} has non-finite values (inf) at rows {_positions(inf)}"
+            )
     return m if m.any() else None
 
 
@@ -788,8 +792,9 @@ def fixed_matrix(spec: FixedSpec, frame: pd.DataFrame) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", formulaic.errors.DataMismatchWarning)
-            mm = spec.model_spec.get_model_matrix(_spec_frame(spec.model_spec, frame),
-                                                  na_action="ignore")
+            mm = spec.model_spec.get_model_matrix(
+                _spec_frame(spec.model_spec, frame), na_action="ignore"
+            )
     except Exception as exc:  # noqa: BLE001
         raise DataError(f"cannot build the fixed-effects matrix for new data: {exc}") from None
     X = _as_float_matrix(mm, "fixed-effects model matrix")
