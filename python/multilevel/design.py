@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 import re
 import warnings
 from collections.abc import Mapping, Sequence
@@ -588,6 +589,10 @@ def _clearly_full_rank(X: np.ndarray) -> bool:
     d = np.diag(G)
     if not (np.isfinite(G).all() and (d > 0).all()):
         return False
+    if len(d) == 1:
+        return True
+    if len(d) == 2:  # eigenvalues 1 +- |correlation-like entry|
+        return bool(1.0 - abs(G[0, 1]) / (math.sqrt(d[0]) * math.sqrt(d[1])) >= 1e-6)
     s = 1.0 / np.sqrt(d)
     return bool(np.linalg.eigvalsh(G * np.outer(s, s))[0] >= 1e-6)
 
