@@ -237,10 +237,16 @@ def _as_column(v):
 
 
 def _is_numeric(s: pd.Series) -> bool:
+    """Numeric or boolean dtype (``s`` a Series or an array)."""
+    if isinstance(s.dtype, np.dtype):
+        return s.dtype.kind in "biufc"
     return pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype)
 
 
 def _is_float_like(s: pd.Series) -> bool:
+    """Numeric, not boolean, dtype (``s`` a Series or an array)."""
+    if isinstance(s.dtype, np.dtype):
+        return s.dtype.kind in "iufc"
     return pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype)
 
 
@@ -283,27 +289,44 @@ def _positions(mask: np.ndarray, k: int = 5) -> str:
 class _Frame:
     """The used columns at the kept rows, as ``_prepare`` returns them.
 
-    A light stand-in for a pandas DataFrame: ``frame[name]`` is a cleaned pandas Series,
-    ``frame.columns`` the names, ``len(frame)`` the rows. Without dropped rows the Series are
-    the input's own columns (no copy; their index may not be a RangeIndex, so use them by
-    position). formulaic needs a real DataFrame: :meth:`pandas` builds it on first use, so the
-    NumPy fast paths never pay for one.
+    A light stand-in for a pandas DataFrame. Each column is held as a NumPy array (numeric and
+    boolean columns), a ``pd.Categorical``, or, for any other dtype, a cleaned pandas Series;
+    without dropped rows these are the input's own data (no copy; read-only views).
+    ``frame.values(name)`` gives the array (what the NumPy fast paths use), ``frame[name]`` a
+    Series with a RangeIndex (made on first use), ``frame.columns`` the names, ``len(frame)``
+    the rows. formulaic needs a real DataFrame: :meth:`pandas` builds it on first use, and any
+    other DataFrame attribute (``frame.iloc``, ``frame.dtypes``) is taken from it.
     """
 
-    def __init__(self, cols: dict[str, pd.Series], n: int):
+    def __init__(self, cols: dict[str, Any], n: int):
         self._cols = cols
         self.columns = list(cols)
         self._n = n
+        self._series: dict[str, pd.Series] = {}
         self._pandas: pd.DataFrame | None = None
 
+    def values(self, name: str):
+        """The column as a NumPy array or a pandas ExtensionArray (a Categorical)."""
+        v = self._cols[name]
+        if isinstance(v, pd.Series):
+            return v.to_numpy() if isinstance(v.dtype, np.dtype) else v.array
+        return v
+
     def __getitem__(self, name: str) -> pd.Series:
-        return self._cols[name]
+        s = self._series.get(name)
+        if s is None:
+            v = self._cols[name]
+            if isinstance(v, pd.Series):
+                s = v.reset_index(drop=True)
+            else:
+                s = pd.Series(v, index=pd.RangeIndex(self._n), name=name, copy=False)
+            self._series[name] = s
+        return s
 
     def __len__(self) -> int:
         return self._n
 
     def __getattr__(self, name: str):
-        # Any other DataFrame attribute (``frame.iloc``, ``frame.dtypes``) from the DataFrame.
         if name.startswith("_"):
             raise AttributeError(name)
         return getattr(self.pandas(), name)
@@ -311,13 +334,19 @@ class _Frame:
     def pandas(self) -> pd.DataFrame:
         """The columns as a DataFrame with a RangeIndex (built once)."""
         if self._pandas is None:
-            cols = {c: s.reset_index(drop=True) for c, s in self._cols.items()}
+            cols = {c: self[c] for c in self.columns}
             self._pandas = pd.DataFrame(cols, index=pd.RangeIndex(self._n), copy=False)
         return self._pandas
 
     def take(self, sel: np.ndarray) -> _Frame:
         """The rows at positions ``sel``."""
-        return _Frame({c: s.iloc[sel] for c, s in self._cols.items()}, len(sel))
+        return _Frame(
+            {
+                c: (v.iloc[sel] if isinstance(v, pd.Series) else v[sel])
+                for c, v in self._cols.items()
+            },
+            len(sel),
+        )
 
 
 def _pandas(frame) -> pd.DataFrame:
@@ -325,30 +354,68 @@ def _pandas(frame) -> pd.DataFrame:
     return frame.pandas() if isinstance(frame, _Frame) else frame
 
 
-def _missing(s: pd.Series, name: str) -> np.ndarray | None:
-    """Mask of missing values of a column (None when there are none); DataError on inf.
+def _col(frame, name: str):
+    """A column's values from a ``_Frame`` (array) or a DataFrame (Series)."""
+    return frame.values(name) if isinstance(frame, _Frame) else frame[name]
 
-    One NumPy pass for float64 columns (finite everywhere is the common case); categorical
-    codes of -1; nothing for NumPy integer and boolean columns; pandas otherwise."""
-    dt = s.dtype
-    if isinstance(dt, np.dtype) and dt.kind in "fiub":
-        if dt.kind != "f":
+
+def _column(df: pd.DataFrame, name: str, pos: dict[str, int] | None):
+    """A used column of the input: its NumPy array (numeric, boolean; a read-only view) or its
+    Categorical when stored so, otherwise the Series ``df[name]``.
+
+    The arrays come from ``DataFrame._get_column_array`` (pandas' own accessor for the array of
+    a column, no Series made) when the column names are unique; ``pos`` maps names to
+    positions, None when that accessor is not used."""
+    if pos is not None:
+        v = df._get_column_array(pos[name])
+        if isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind in "fiub":
+            v = v.view()
+            v.flags.writeable = False
+            return v
+        if isinstance(v, pd.Categorical):
+            return v
+    s = df[name]
+    if isinstance(s.dtype, np.dtype) and s.dtype.kind in "fiub":
+        return s.to_numpy()
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        return s.array
+    return s
+
+
+def _positions_of(df: pd.DataFrame, names: Sequence[str]) -> dict[str, int] | None:
+    if not hasattr(df, "_get_column_array"):
+        return None
+    cols = df.columns
+    pos = {}
+    for n in names:
+        i = cols.get_loc(n)  # a slice or a mask when the name is not unique
+        if not isinstance(i, (int, np.integer)):
             return None
-        a = s.to_numpy()
-        if np.isfinite(a).all():
+        pos[n] = i
+    return pos
+
+
+def _missing(v, name: str) -> np.ndarray | None:
+    """Mask of missing values of a column from ``_column`` (None when there are none);
+    DataError on inf.
+
+    One NumPy pass for float columns (finite everywhere is the common case); categorical
+    codes of -1; nothing for integer and boolean arrays; pandas for other Series."""
+    if isinstance(v, np.ndarray):
+        if v.dtype.kind != "f" or np.isfinite(v).all():
             return None
-        inf = np.isinf(a)
+        inf = np.isinf(v)
         if inf.any():
             raise DataError(
                 f"column {name!r} has non-finite values (inf) at rows {_positions(inf)}"
             )
-        return np.isnan(a)
-    if isinstance(dt, pd.CategoricalDtype):
-        m = s.array.codes < 0
+        return np.isnan(v)
+    if isinstance(v, pd.Categorical):
+        m = v.codes < 0
         return m if m.any() else None
-    m = np.asarray(pd.isna(s), dtype=bool)
-    if _is_float_like(s):
-        inf = np.isinf(s.to_numpy(dtype=float, na_value=np.nan))
+    m = np.asarray(pd.isna(v), dtype=bool)
+    if _is_float_like(v):
+        inf = np.isinf(v.to_numpy(dtype=float, na_value=np.nan))
         if inf.any():
             raise DataError(
                 f"column {name!r} has non-finite values (inf) at rows {_positions(inf)}"
@@ -369,9 +436,10 @@ def _prepare(
     missing = np.zeros(n, dtype=bool)
     culprits: list[str] = []
     cols = {}
+    pos = _positions_of(df, used)
     for c in used:  # inf in a column is an error (the first such column is named)
-        cols[c] = s = df[c]
-        m = _missing(s, c)
+        cols[c] = v = _column(df, c, pos)
+        m = _missing(v, c)
         if m is not None:
             culprits.append(c)
             missing |= m
@@ -398,11 +466,25 @@ def _prepare(
         raise DataError(
             "no rows left after dropping rows with missing values" if n else "the data have no rows"
         )
-    frame = _Frame(
-        {c: _clean_column(s.iloc[rows] if n_dropped else s) for c, s in cols.items()}, rows.size
-    )
+    if n_dropped:
+        cols = {c: (v.iloc[rows] if isinstance(v, pd.Series) else v[rows]) for c, v in cols.items()}
+    frame = _Frame({c: _clean_values(v) for c, v in cols.items()}, rows.size)
     vecs = {k: (v[rows] if v is not None else None) for k, v in vectors.items()}
     return frame, rows, n_dropped, vecs
+
+
+def _clean_values(v):
+    """``_clean_column`` for a column from ``_column``: arrays stay arrays."""
+    if isinstance(v, pd.Series):
+        return _clean_column(v)
+    if isinstance(v, pd.Categorical):
+        return v if _all_categories_used(v) else v.remove_unused_categories()
+    kind = v.dtype.kind
+    if kind == "f" and v.dtype != np.float64:
+        return v.astype(np.float64)
+    if kind in "iu" and v.dtype != np.int64:
+        return v.astype(np.int64)
+    return v
 
 
 def _clean_column(s: pd.Series) -> pd.Series:
@@ -428,13 +510,14 @@ def _clean_column(s: pd.Series) -> pd.Series:
     return s
 
 
-def _all_categories_used(s: pd.Series) -> bool:
-    """True when every category of a categorical column occurs in it."""
+def _all_categories_used(s) -> bool:
+    """True when every category of a categorical (Series or Categorical) occurs in it."""
+    codes = s.array.codes if isinstance(s, pd.Series) else s.codes
     k = len(s.dtype.categories)
-    if k > len(s):
+    if k > len(codes):
         return False
     seen = np.zeros(k + 1, dtype=bool)
-    seen[s.array.codes] = True  # a missing value (code -1) marks the extra last slot
+    seen[codes] = True  # a missing value (code -1) marks the extra last slot
     return bool(seen[:k].all())
 
 
@@ -492,7 +575,7 @@ class _NumericSpec:
             out[:, 0] = 1.0
             j = 1
         for k, c in enumerate(self.columns):
-            out[:, j + k] = frame[c].to_numpy(dtype=np.float64)
+            out[:, j + k] = np.asarray(_col(frame, c), dtype=np.float64)
         return _NumericMatrix(out, list(self.names), self)
 
 
@@ -501,7 +584,7 @@ _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def _fast_column(token: str, frame: pd.DataFrame) -> bool:
-    return token in frame.columns and _is_float_like(frame[token])
+    return token in frame.columns and _is_float_like(_col(frame, token))
 
 
 @functools.lru_cache(maxsize=512)
@@ -563,10 +646,10 @@ def _as_float_matrix(mm, what: str) -> np.ndarray:
 def _response(parsed: ParsedFormula, frame: pd.DataFrame, df_columns, formula: str) -> np.ndarray:
     resp = parsed.response
     if resp in frame.columns:
-        s = frame[resp]
+        s = _col(frame, resp)
         if not _is_numeric(s):
             raise DataError(f"response {resp!r} must be numeric (or boolean), not {s.dtype}")
-        return s.to_numpy(dtype=np.float64)
+        return np.asarray(s, dtype=np.float64)
     for v in parsed.response_variables():
         if not _is_numeric(frame[v]):
             raise DataError(f"response variable {v!r} must be numeric, not {frame[v].dtype}")
@@ -770,7 +853,7 @@ def _check_weights(w: np.ndarray | None) -> None:
 def _fixed_factor_levels(parsed: ParsedFormula, frame: pd.DataFrame) -> dict[str, list]:
     out = {}
     for v in parsed.fixed_variables():
-        s = frame[v]
+        s = _col(frame, v)
         if not _is_numeric(s):
             out[v] = list(_factor(s)[1])
     return out
@@ -822,9 +905,10 @@ def _label(v) -> str:
 def _factor(s: pd.Series) -> tuple[np.ndarray, pd.Index]:
     """codes (int64) and levels of one column treated as a factor."""
     if isinstance(s.dtype, pd.CategoricalDtype):
-        if not _all_categories_used(s):
-            s = s.cat.remove_unused_categories()
-        return s.array.codes.astype(np.int64), s.dtype.categories
+        cat = s.array if isinstance(s, pd.Series) else s
+        if not _all_categories_used(cat):
+            cat = cat.remove_unused_categories()
+        return cat.codes.astype(np.int64), cat.categories
     codes, uniq = pd.factorize(s, sort=False)
     uniq = np.asarray(uniq)
     if uniq.dtype == object:
@@ -850,7 +934,7 @@ def _mixed_key(codes: Sequence[np.ndarray], sizes: Sequence[int]) -> np.ndarray:
 def _group_codes(frame: pd.DataFrame, factors: tuple[str, ...]):
     """codes (int32), levels (pd.Index), per-factor levels and level keys (interactions) of
     a grouping factor."""
-    per = [_factor(frame[f]) for f in factors]
+    per = [_factor(_col(frame, f)) for f in factors]
     factor_levels = [lv for _, lv in per]
     if len(per) == 1:
         codes, levels = per[0]
