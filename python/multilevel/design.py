@@ -669,13 +669,14 @@ def _clearly_full_rank(X: np.ndarray) -> bool:
     tolerance, so R's rule keeps every column. The eigenvalue's rounding error (about n * eps
     relative) is far below that margin; anything closer goes to the exact rule."""
     G = X.T @ X
+    if len(G) <= 2:  # in Python floats; for two columns the eigenvalues are 1 +- |G01| / ..
+        g = G.ravel().tolist()
+        if not all(math.isfinite(v) for v in g) or min(g[0], g[-1]) <= 0.0:
+            return False
+        return len(G) == 1 or 1.0 - abs(g[1]) / (math.sqrt(g[0]) * math.sqrt(g[3])) >= 1e-6
     d = np.diag(G)
     if not (np.isfinite(G).all() and (d > 0).all()):
         return False
-    if len(d) == 1:
-        return True
-    if len(d) == 2:  # eigenvalues 1 +- |correlation-like entry|
-        return bool(1.0 - abs(G[0, 1]) / (math.sqrt(d[0]) * math.sqrt(d[1])) >= 1e-6)
     s = 1.0 / np.sqrt(d)
     return bool(np.linalg.eigvalsh(G * np.outer(s, s))[0] >= 1e-6)
 
