@@ -51,6 +51,7 @@ import itertools
 import math
 import re
 import warnings
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -251,13 +252,38 @@ def _is_float_like(s: pd.Series) -> bool:
 
 
 def _check_columns(df: pd.DataFrame, names: Sequence[str]) -> None:
-    cols = df.columns
-    if all(n in cols for n in names):
+    pos = _column_positions(df.columns)
+    if pos is not None and all(n in pos for n in names):
         return
-    cols = set(map(str, cols))
+    cols = set(map(str, df.columns))
     for n in names:
         if n not in cols:
             raise MissingColumnError(n, df.columns)
+
+
+_COLUMN_POSITIONS: dict[int, tuple[weakref.ref, dict]] = {}
+
+
+def _column_positions(cols: pd.Index) -> dict | None:
+    """Column name -> position for unique names, None otherwise; kept per Index object (an
+    Index never changes: a data frame whose columns change gets a new one), so a data frame
+    used again is looked up in a dict rather than in pandas' Index engine."""
+    key = id(cols)
+    hit = _COLUMN_POSITIONS.get(key)
+    if hit is not None and hit[0]() is cols:
+        return hit[1]
+    if not cols.is_unique:
+        return None
+    pos = {c: i for i, c in enumerate(cols)}
+
+    def forget(ref, key=key):
+        if _COLUMN_POSITIONS.get(key, (None,))[0] is ref:
+            del _COLUMN_POSITIONS[key]
+
+    if len(_COLUMN_POSITIONS) >= 64:
+        _COLUMN_POSITIONS.clear()
+    _COLUMN_POSITIONS[key] = (weakref.ref(cols, forget), pos)
+    return pos
 
 
 def _vector(arg, df: pd.DataFrame, what: str) -> tuple[np.ndarray | None, str | None]:
@@ -360,8 +386,9 @@ def _col(frame, name: str):
 
 
 def _column(df: pd.DataFrame, name: str, pos: dict[str, int] | None):
-    """A used column of the input: its NumPy array (numeric, boolean; a read-only view) or its
-    Categorical when stored so, otherwise the Series ``df[name]``.
+    """A used column of the input: its NumPy array (numeric, boolean) or its Categorical when
+    stored so, otherwise the Series ``df[name]``. Arrays may be views of the input's memory:
+    read them, never write (``_response`` copies y).
 
     The arrays come from ``DataFrame._get_column_array`` (pandas' own accessor for the array of
     a column, no Series made) when the column names are unique; ``pos`` maps names to
@@ -369,8 +396,6 @@ def _column(df: pd.DataFrame, name: str, pos: dict[str, int] | None):
     if pos is not None:
         v = df._get_column_array(pos[name])
         if isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind in "fiub":
-            v = v.view()
-            v.flags.writeable = False
             return v
         if isinstance(v, pd.Categorical):
             return v
@@ -382,16 +407,20 @@ def _column(df: pd.DataFrame, name: str, pos: dict[str, int] | None):
     return s
 
 
+def _cat_codes(cat: pd.Categorical) -> np.ndarray:
+    """A Categorical's codes, to read only: its own array (``cat.codes`` makes a read-only
+    view each time, through a costly flags call)."""
+    codes = getattr(cat, "_codes", None)
+    return codes if isinstance(codes, np.ndarray) else cat.codes
+
+
 def _positions_of(df: pd.DataFrame, names: Sequence[str]) -> dict[str, int] | None:
+    """Positions of ``names`` among unique columns, for ``_column``; None to use ``df[name]``."""
     if not hasattr(df, "_get_column_array"):
         return None
-    cols = df.columns
-    pos = {}
-    for n in names:
-        i = cols.get_loc(n)  # a slice or a mask when the name is not unique
-        if not isinstance(i, (int, np.integer)):
-            return None
-        pos[n] = i
+    pos = _column_positions(df.columns)
+    if pos is None or not all(n in pos for n in names):
+        return None
     return pos
 
 
@@ -411,7 +440,7 @@ def _missing(v, name: str) -> np.ndarray | None:
             )
         return np.isnan(v)
     if isinstance(v, pd.Categorical):
-        m = v.codes < 0
+        m = _cat_codes(v) < 0
         return m if m.any() else None
     m = np.asarray(pd.isna(v), dtype=bool)
     if _is_float_like(v):
@@ -433,7 +462,7 @@ def _prepare(
 
     Returns (used columns at kept rows, rows, n_dropped, vectors at kept rows)."""
     n = len(df)
-    missing = np.zeros(n, dtype=bool)
+    missing = None
     culprits: list[str] = []
     cols = {}
     pos = _positions_of(df, used)
@@ -442,19 +471,19 @@ def _prepare(
         m = _missing(v, c)
         if m is not None:
             culprits.append(c)
-            missing |= m
+            missing = m if missing is None else missing | m
     for name, v in vectors.items():
         if v is None:
             continue
         m = np.isnan(v)
         if m.any():
             culprits.append(name)
-            missing |= m
+            missing = m if missing is None else missing | m
     for name, v in vectors.items():
         if v is not None and np.isinf(v).any():
             raise DataError(f"{name} has non-finite values (inf) at rows {_positions(np.isinf(v))}")
-    n_dropped = int(missing.sum()) if culprits else 0
-    rows = np.flatnonzero(~missing) if n_dropped else np.arange(n)
+    n_dropped = int(missing.sum()) if missing is not None else 0
+    rows = np.flatnonzero(~missing) if n_dropped else _all_rows(n)
     if n_dropped and warn:
         warnings.warn(
             f"dropped {n_dropped} row{'s' if n_dropped != 1 else ''} with missing values "
@@ -471,6 +500,19 @@ def _prepare(
     frame = _Frame({c: _clean_values(v) for c, v in cols.items()}, rows.size)
     vecs = {k: (v[rows] if v is not None else None) for k, v in vectors.items()}
     return frame, rows, n_dropped, vecs
+
+
+def _all_rows(n: int) -> np.ndarray:
+    """``np.arange(n)``; read-only and shared for small n (the positions of the rows when
+    none is dropped, made once per size)."""
+    return _arange_read_only(n) if n <= 16384 else np.arange(n)
+
+
+@functools.lru_cache(maxsize=16)
+def _arange_read_only(n: int) -> np.ndarray:
+    rows = np.arange(n)
+    rows.flags.writeable = False
+    return rows
 
 
 def _clean_values(v):
@@ -512,7 +554,7 @@ def _clean_column(s: pd.Series) -> pd.Series:
 
 def _all_categories_used(s) -> bool:
     """True when every category of a categorical (Series or Categorical) occurs in it."""
-    codes = s.array.codes if isinstance(s, pd.Series) else s.codes
+    codes = _cat_codes(s.array if isinstance(s, pd.Series) else s)
     k = len(s.dtype.categories)
     if k > len(codes):
         return False
@@ -649,7 +691,7 @@ def _response(parsed: ParsedFormula, frame: pd.DataFrame, df_columns, formula: s
         s = _col(frame, resp)
         if not _is_numeric(s):
             raise DataError(f"response {resp!r} must be numeric (or boolean), not {s.dtype}")
-        return np.asarray(s, dtype=np.float64)
+        return np.array(s, dtype=np.float64)  # a copy: s may be the input's memory
     for v in parsed.response_variables():
         if not _is_numeric(frame[v]):
             raise DataError(f"response variable {v!r} must be numeric, not {frame[v].dtype}")
@@ -810,7 +852,7 @@ def build_fixed(formula: str, data, weights=None, extra: Sequence[str] = ()) -> 
     _check_weights(w)
     names_all = _lme4_names(cols)
     X, keep, dropped = _drop_rank_deficient(X, names_all)
-    names = [names_all[j] for j in keep]
+    names = [names_all[j] for j in keep.tolist()]  # (iterating an array is slow when cold)
     ex = {e: frame[e].to_numpy() for e in extra}
     return FixedDesign(
         y=y,
@@ -909,7 +951,7 @@ def _factor(s: pd.Series) -> tuple[np.ndarray, pd.Index]:
         cat = s.array if isinstance(s, pd.Series) else s
         if not _all_categories_used(cat):
             cat = cat.remove_unused_categories()
-        return cat.codes.astype(np.int64), cat.categories
+        return _cat_codes(cat).astype(np.int64), cat.categories
     codes, uniq = pd.factorize(s, sort=False)
     uniq = np.asarray(uniq)
     if uniq.dtype == object:
@@ -1055,7 +1097,7 @@ def build(
 
     names_all = _lme4_names(cols)
     X, keep, dropped = _drop_rank_deficient(X, names_all)
-    names = [names_all[j] for j in keep]
+    names = [names_all[j] for j in keep.tolist()]  # (iterating an array is slow when cold)
 
     terms: list[ReTerm] = []
     for t, (Z, zspec, znames) in zip(parsed.random, Zs):
