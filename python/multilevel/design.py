@@ -710,12 +710,13 @@ def _clearly_full_rank(X: np.ndarray) -> bool:
     residual after projection on all the others is >= 1e-3 times its norm, far above the
     tolerance, so R's rule keeps every column. The eigenvalue's rounding error (about n * eps
     relative) is far below that margin; anything closer goes to the exact rule."""
-    G = X.T @ X
-    if len(G) <= 2:  # in Python floats; for two columns the eigenvalues are 1 +- |G01| / ..
-        g = G.ravel().tolist()
+    if X.shape[1] <= 2:  # in Python floats; for two columns the eigenvalues are 1 +- |G01| / ..
+        a, b = X[:, 0], X[:, -1]
+        g = [float(np.add.reduce(a * a)), float(np.add.reduce(a * b)), float(np.add.reduce(b * b))]
         if not all(math.isfinite(v) for v in g) or min(g[0], g[-1]) <= 0.0:
             return False
-        return len(G) == 1 or 1.0 - abs(g[1]) / (math.sqrt(g[0]) * math.sqrt(g[3])) >= 1e-6
+        return X.shape[1] == 1 or 1.0 - abs(g[1]) / (math.sqrt(g[0]) * math.sqrt(g[2])) >= 1e-6
+    G = X.T @ X
     d = np.diag(G)
     if not (np.isfinite(G).all() and (d > 0).all()):
         return False
