@@ -99,6 +99,17 @@ def test_rank_deficient_keeps_earlier_columns(df):
     assert fd.dropped_columns == ["a"]
 
 
+@pytest.mark.parametrize(("eps", "kept"), [(1e-2, True), (1e-5, True), (1e-9, False)])
+def test_nearly_collinear_column_follows_the_qr_rule(df, eps, kept):
+    # the Gram-matrix screen lets clearly full-rank X through; closer cases take R's rule
+    rng = np.random.default_rng(7)
+    df = df.assign(x2=df["x"] + eps * rng.normal(size=len(df)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error" if kept else "ignore", RankDeficiencyWarning)
+        fd = build_fixed("y ~ x + x2", df)
+    assert fd.names == (["(Intercept)", "x", "x2"] if kept else ["(Intercept)", "x"])
+
+
 def test_rank_deficient_in_build(df):
     df = df.assign(x2=-df["x"])
     with pytest.warns(RankDeficiencyWarning, match="x2"):

@@ -46,9 +46,12 @@ Pipeline (every conversion is here, visible; the Rust core borrows the results):
 
 from __future__ import annotations
 
+import functools
 import itertools
+import math
 import re
 import warnings
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -236,18 +239,52 @@ def _as_column(v):
 
 
 def _is_numeric(s: pd.Series) -> bool:
+    """Numeric or boolean dtype (``s`` a Series or an array)."""
+    if isinstance(s.dtype, np.dtype):
+        return s.dtype.kind in "biufc"
     return pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype)
 
 
 def _is_float_like(s: pd.Series) -> bool:
+    """Numeric, not boolean, dtype (``s`` a Series or an array)."""
+    if isinstance(s.dtype, np.dtype):
+        return s.dtype.kind in "iufc"
     return pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype)
 
 
 def _check_columns(df: pd.DataFrame, names: Sequence[str]) -> None:
+    pos = _column_positions(df.columns)
+    if pos is not None and all(n in pos for n in names):
+        return
     cols = set(map(str, df.columns))
     for n in names:
         if n not in cols:
             raise MissingColumnError(n, df.columns)
+
+
+_COLUMN_POSITIONS: dict[int, tuple[weakref.ref, dict]] = {}
+
+
+def _column_positions(cols: pd.Index) -> dict | None:
+    """Column name -> position for unique names, None otherwise; kept per Index object (an
+    Index never changes: a data frame whose columns change gets a new one), so a data frame
+    used again is looked up in a dict rather than in pandas' Index engine."""
+    key = id(cols)
+    hit = _COLUMN_POSITIONS.get(key)
+    if hit is not None and hit[0]() is cols:
+        return hit[1]
+    if not cols.is_unique:
+        return None
+    pos = {c: i for i, c in enumerate(cols)}
+
+    def forget(ref, key=key):
+        if _COLUMN_POSITIONS.get(key, (None,))[0] is ref:
+            del _COLUMN_POSITIONS[key]
+
+    if len(_COLUMN_POSITIONS) >= 64:
+        _COLUMN_POSITIONS.clear()
+    _COLUMN_POSITIONS[key] = (weakref.ref(cols, forget), pos)
+    return pos
 
 
 def _vector(arg, df: pd.DataFrame, what: str) -> tuple[np.ndarray | None, str | None]:
@@ -276,44 +313,178 @@ def _positions(mask: np.ndarray, k: int = 5) -> str:
     return s + (", ..." if idx.size > k else "")
 
 
+class _Frame:
+    """The used columns at the kept rows, as ``_prepare`` returns them.
+
+    A light stand-in for a pandas DataFrame. Each column is held as a NumPy array (numeric and
+    boolean columns), a ``pd.Categorical``, or, for any other dtype, a cleaned pandas Series;
+    without dropped rows these are the input's own data (no copy; read-only views).
+    ``frame.values(name)`` gives the array (what the NumPy fast paths use), ``frame[name]`` a
+    Series with a RangeIndex (made on first use), ``frame.columns`` the names, ``len(frame)``
+    the rows. formulaic needs a real DataFrame: :meth:`pandas` builds it on first use, and any
+    other DataFrame attribute (``frame.iloc``, ``frame.dtypes``) is taken from it.
+    """
+
+    def __init__(self, cols: dict[str, Any], n: int):
+        self._cols = cols
+        self.columns = list(cols)
+        self._n = n
+        self._series: dict[str, pd.Series] = {}
+        self._pandas: pd.DataFrame | None = None
+
+    def values(self, name: str):
+        """The column as a NumPy array or a pandas ExtensionArray (a Categorical)."""
+        v = self._cols[name]
+        if isinstance(v, pd.Series):
+            return v.to_numpy() if isinstance(v.dtype, np.dtype) else v.array
+        return v
+
+    def __getitem__(self, name: str) -> pd.Series:
+        s = self._series.get(name)
+        if s is None:
+            v = self._cols[name]
+            if isinstance(v, pd.Series):
+                s = v.reset_index(drop=True)
+            else:
+                s = pd.Series(v, index=pd.RangeIndex(self._n), name=name, copy=False)
+            self._series[name] = s
+        return s
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.pandas(), name)
+
+    def pandas(self) -> pd.DataFrame:
+        """The columns as a DataFrame with a RangeIndex (built once)."""
+        if self._pandas is None:
+            cols = {c: self[c] for c in self.columns}
+            self._pandas = pd.DataFrame(cols, index=pd.RangeIndex(self._n), copy=False)
+        return self._pandas
+
+    def take(self, sel: np.ndarray) -> _Frame:
+        """The rows at positions ``sel``."""
+        return _Frame(
+            {
+                c: (v.iloc[sel] if isinstance(v, pd.Series) else v[sel])
+                for c, v in self._cols.items()
+            },
+            len(sel),
+        )
+
+
+def _pandas(frame) -> pd.DataFrame:
+    """A pandas DataFrame for formulaic from a ``_Frame`` (or a DataFrame, as is)."""
+    return frame.pandas() if isinstance(frame, _Frame) else frame
+
+
+def _col(frame, name: str):
+    """A column's values from a ``_Frame`` (array) or a DataFrame (Series)."""
+    return frame.values(name) if isinstance(frame, _Frame) else frame[name]
+
+
+def _column(df: pd.DataFrame, name: str, pos: dict[str, int] | None):
+    """A used column of the input: its NumPy array (numeric, boolean) or its Categorical when
+    stored so, otherwise the Series ``df[name]``. Arrays may be views of the input's memory:
+    read them, never write (``_response`` copies y).
+
+    The arrays come from ``DataFrame._get_column_array`` (pandas' own accessor for the array of
+    a column, no Series made) when the column names are unique; ``pos`` maps names to
+    positions, None when that accessor is not used."""
+    if pos is not None:
+        v = df._get_column_array(pos[name])
+        if isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind in "fiub":
+            return v
+        if isinstance(v, pd.Categorical):
+            return v
+    s = df[name]
+    if isinstance(s.dtype, np.dtype) and s.dtype.kind in "fiub":
+        return s.to_numpy()
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        return s.array
+    return s
+
+
+def _cat_codes(cat: pd.Categorical) -> np.ndarray:
+    """A Categorical's codes, to read only: its own array (``cat.codes`` makes a read-only
+    view each time, through a costly flags call)."""
+    codes = getattr(cat, "_codes", None)
+    return codes if isinstance(codes, np.ndarray) else cat.codes
+
+
+def _positions_of(df: pd.DataFrame, names: Sequence[str]) -> dict[str, int] | None:
+    """Positions of ``names`` among unique columns, for ``_column``; None to use ``df[name]``."""
+    if not hasattr(df, "_get_column_array"):
+        return None
+    pos = _column_positions(df.columns)
+    if pos is None or not all(n in pos for n in names):
+        return None
+    return pos
+
+
+def _missing(v, name: str) -> np.ndarray | None:
+    """Mask of missing values of a column from ``_column`` (None when there are none);
+    DataError on inf.
+
+    One NumPy pass for float columns (finite everywhere is the common case); categorical
+    codes of -1; nothing for integer and boolean arrays; pandas for other Series."""
+    if isinstance(v, np.ndarray):
+        if v.dtype.kind != "f" or np.isfinite(v).all():
+            return None
+        inf = np.isinf(v)
+        if inf.any():
+            raise DataError(
+                f"column {name!r} has non-finite values (inf) at rows {_positions(inf)}"
+            )
+        return np.isnan(v)
+    if isinstance(v, pd.Categorical):
+        m = _cat_codes(v) < 0
+        return m if m.any() else None
+    m = np.asarray(pd.isna(v), dtype=bool)
+    if _is_float_like(v):
+        inf = np.isinf(v.to_numpy(dtype=float, na_value=np.nan))
+        if inf.any():
+            raise DataError(
+                f"column {name!r} has non-finite values (inf) at rows {_positions(inf)}"
+            )
+    return m if m.any() else None
+
+
 def _prepare(
     df: pd.DataFrame,
     used: list[str],
     vectors: dict[str, np.ndarray | None],
     warn: bool = True,
-) -> tuple[pd.DataFrame, np.ndarray, int, dict[str, np.ndarray]]:
+) -> tuple[_Frame, np.ndarray, int, dict[str, np.ndarray]]:
     """Drop rows with missing values in used columns/vectors; check infinities.
 
-    Returns (frame of used columns at kept rows, rows, n_dropped, vectors at kept rows)."""
+    Returns (used columns at kept rows, rows, n_dropped, vectors at kept rows)."""
     n = len(df)
-    missing = np.zeros(n, dtype=bool)
+    missing = None
     culprits: list[str] = []
-    for c in used:
-        m = np.asarray(pd.isna(df[c]), dtype=bool)
-        if m.any():
+    cols = {}
+    pos = _positions_of(df, used)
+    for c in used:  # inf in a column is an error (the first such column is named)
+        cols[c] = v = _column(df, c, pos)
+        m = _missing(v, c)
+        if m is not None:
             culprits.append(c)
-            missing |= m
+            missing = m if missing is None else missing | m
     for name, v in vectors.items():
         if v is None:
             continue
         m = np.isnan(v)
         if m.any():
             culprits.append(name)
-            missing |= m
-    for c in used:
-        s = df[c]
-        if _is_float_like(s):
-            vals = s.to_numpy(dtype=float, na_value=np.nan)
-            inf = np.isinf(vals)
-            if inf.any():
-                raise DataError(
-                    f"column {c!r} has non-finite values (inf) at rows {_positions(inf)}"
-                )
+            missing = m if missing is None else missing | m
     for name, v in vectors.items():
         if v is not None and np.isinf(v).any():
             raise DataError(f"{name} has non-finite values (inf) at rows {_positions(np.isinf(v))}")
-    rows = np.flatnonzero(~missing)
-    n_dropped = int(missing.sum())
+    n_dropped = int(missing.sum()) if missing is not None else 0
+    rows = np.flatnonzero(~missing) if n_dropped else _all_rows(n)
     if n_dropped and warn:
         warnings.warn(
             f"dropped {n_dropped} row{'s' if n_dropped != 1 else ''} with missing values "
@@ -325,19 +496,49 @@ def _prepare(
         raise DataError(
             "no rows left after dropping rows with missing values" if n else "the data have no rows"
         )
-    frame = df[list(used)].iloc[rows] if n_dropped else df[list(used)]
-    frame = frame.reset_index(drop=True)
-    for c in used:
-        frame[c] = _clean_column(frame[c])
+    if n_dropped:
+        cols = {c: (v.iloc[rows] if isinstance(v, pd.Series) else v[rows]) for c, v in cols.items()}
+    frame = _Frame({c: _clean_values(v) for c, v in cols.items()}, rows.size)
     vecs = {k: (v[rows] if v is not None else None) for k, v in vectors.items()}
     return frame, rows, n_dropped, vecs
+
+
+def _all_rows(n: int) -> np.ndarray:
+    """``np.arange(n)``; read-only and shared for small n (the positions of the rows when
+    none is dropped, made once per size)."""
+    return _arange_read_only(n) if n <= 16384 else np.arange(n)
+
+
+@functools.lru_cache(maxsize=16)
+def _arange_read_only(n: int) -> np.ndarray:
+    rows = np.arange(n)
+    rows.flags.writeable = False
+    return rows
+
+
+def _clean_values(v):
+    """``_clean_column`` for a column from ``_column``: arrays stay arrays."""
+    if isinstance(v, pd.Series):
+        return _clean_column(v)
+    if isinstance(v, pd.Categorical):
+        return v if _all_categories_used(v) else v.remove_unused_categories()
+    kind = v.dtype.kind
+    if kind == "f" and v.dtype != np.float64:
+        return v.astype(np.float64)
+    if kind in "iu" and v.dtype != np.int64:
+        return v.astype(np.int64)
+    return v
 
 
 def _clean_column(s: pd.Series) -> pd.Series:
     """Nullable and Arrow dtypes -> NumPy dtypes (no missing values remain); drop unused
     categories."""
     dt = s.dtype
+    if isinstance(dt, np.dtype) and dt in (np.float64, np.int64, np.bool_):
+        return s  # already what the steps below would give
     if isinstance(dt, pd.CategoricalDtype):
+        if _all_categories_used(s):
+            return s
         return s.cat.remove_unused_categories()
     if pd.api.types.is_bool_dtype(dt):
         return s.astype(bool)
@@ -352,6 +553,17 @@ def _clean_column(s: pd.Series) -> pd.Series:
     return s
 
 
+def _all_categories_used(s) -> bool:
+    """True when every category of a categorical (Series or Categorical) occurs in it."""
+    codes = _cat_codes(s.array if isinstance(s, pd.Series) else s)
+    k = len(s.dtype.categories)
+    if k > len(codes):
+        return False
+    seen = np.zeros(k + 1, dtype=bool)
+    seen[codes] = True  # a missing value (code -1) marks the extra last slot
+    return bool(seen[:k].all())
+
+
 # --------------------------------------------------------------------------------------------
 # Fixed effects
 # --------------------------------------------------------------------------------------------
@@ -360,6 +572,7 @@ def _clean_column(s: pd.Series) -> pd.Series:
 _LEVEL_SUFFIX = re.compile(r"\[(?:T\.)?([^\[\]]*)\]$")
 
 
+@functools.lru_cache(maxsize=1024)
 def _lme4_name(col: str) -> str:
     """formulaic's ``sector[T.Catholic]`` (or ``sector[Catholic]``) is R's ``sectorCatholic``."""
     if col == "Intercept":
@@ -407,7 +620,7 @@ class _NumericSpec:
             out[:, 0] = 1.0
             j = 1
         for k, c in enumerate(self.columns):
-            out[:, j + k] = frame[c].to_numpy(dtype=np.float64)
+            out[:, j + k] = np.asarray(_col(frame, c), dtype=np.float64)
         return _NumericMatrix(out, list(self.names), self)
 
 
@@ -415,13 +628,14 @@ _SIGNED_TERM = re.compile(r"([+-]?)([^+-]+)")
 _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def _fast_column(sign: str, token: str, frame: pd.DataFrame) -> bool:
-    plain = sign != "-" and _PLAIN_NAME.match(token) is not None and token in frame.columns
-    return plain and _is_float_like(frame[token])
+def _fast_column(token: str, frame: pd.DataFrame) -> bool:
+    return token in frame.columns and _is_float_like(_col(frame, token))
 
 
-def _numeric_spec(expr: str, frame: pd.DataFrame) -> _NumericSpec | None:
-    """The fast-path spec of ``expr`` when it is only 1/0/-1 and numeric columns, else None."""
+@functools.lru_cache(maxsize=512)
+def _numeric_terms(expr: str) -> tuple[bool, tuple[str, ...]] | None:
+    """(intercept, names) when ``expr`` is only 1/0/-1 and plain names, else None (cached:
+    a pure function of the text)."""
     text = expr.replace(" ", "")
     if not text or _SIGNED_TERM.sub("", text):
         return None
@@ -431,11 +645,25 @@ def _numeric_spec(expr: str, frame: pd.DataFrame) -> _NumericSpec | None:
             intercept = sign != "-"
         elif token == "0" and sign != "-":
             intercept = False
-        elif not _fast_column(sign, token, frame):
+        elif sign == "-" or _PLAIN_NAME.match(token) is None:
             return None
         elif token not in columns:
             columns.append(token)
-    return _NumericSpec(intercept, columns)
+    return intercept, tuple(columns)
+
+
+def _numeric_spec(expr: str, frame: pd.DataFrame) -> _NumericSpec | None:
+    """The fast-path spec of ``expr`` when it is only 1/0/-1 and numeric columns, else None."""
+    terms = _numeric_terms(expr)
+    if terms is None or not all(_fast_column(c, frame) for c in terms[1]):
+        return None
+    return _NumericSpec(terms[0], list(terms[1]))
+
+
+def _spec_frame(model_spec, frame):
+    """What ``model_spec.get_model_matrix`` takes: a ``_Frame`` for the NumPy fast path,
+    a pandas DataFrame for formulaic."""
+    return frame if isinstance(model_spec, _NumericSpec) else _pandas(frame)
 
 
 def _model_matrix(expr: str, frame: pd.DataFrame, formula: str, what: str):
@@ -444,7 +672,7 @@ def _model_matrix(expr: str, frame: pd.DataFrame, formula: str, what: str):
         return fast.get_model_matrix(frame)
     try:
         mm = formulaic.model_matrix(
-            expr, frame, na_action="ignore", output="pandas", context=_formula_context()
+            expr, _pandas(frame), na_action="ignore", output="pandas", context=_formula_context()
         )
     except FormulaError:
         raise
@@ -480,10 +708,10 @@ def _as_float_matrix(mm, what: str) -> np.ndarray:
 def _response(parsed: ParsedFormula, frame: pd.DataFrame, df_columns, formula: str) -> np.ndarray:
     resp = parsed.response
     if resp in frame.columns:
-        s = frame[resp]
+        s = _col(frame, resp)
         if not _is_numeric(s):
             raise DataError(f"response {resp!r} must be numeric (or boolean), not {s.dtype}")
-        return s.to_numpy(dtype=np.float64)
+        return np.array(s, dtype=np.float64)  # a copy: s may be the input's memory
     for v in parsed.response_variables():
         if not _is_numeric(frame[v]):
             raise DataError(f"response variable {v!r} must be numeric, not {frame[v].dtype}")
@@ -495,11 +723,34 @@ def _response(parsed: ParsedFormula, frame: pd.DataFrame, df_columns, formula: s
     return _as_float_matrix(mm, "response")[:, 0].copy()
 
 
+def _clearly_full_rank(X: np.ndarray) -> bool:
+    """A screen on the Gram matrix, cheaper than the QR of ``_rank_keep``.
+
+    When the smallest eigenvalue of the column-normalised X'X is >= 1e-6, each column's
+    residual after projection on all the others is >= 1e-3 times its norm, far above the
+    tolerance, so R's rule keeps every column. The eigenvalue's rounding error (about n * eps
+    relative) is far below that margin; anything closer goes to the exact rule."""
+    if X.shape[1] <= 2:  # in Python floats; for two columns the eigenvalues are 1 +- |G01| / ..
+        a, b = X[:, 0], X[:, -1]
+        g = [float(np.add.reduce(a * a)), float(np.add.reduce(a * b)), float(np.add.reduce(b * b))]
+        if not all(math.isfinite(v) for v in g) or min(g[0], g[-1]) <= 0.0:
+            return False
+        return X.shape[1] == 1 or 1.0 - abs(g[1]) / (math.sqrt(g[0]) * math.sqrt(g[2])) >= 1e-6
+    G = X.T @ X
+    d = np.diag(G)
+    if not (np.isfinite(G).all() and (d > 0).all()):
+        return False
+    s = 1.0 / np.sqrt(d)
+    return bool(np.linalg.eigvalsh(G * np.outer(s, s))[0] >= 1e-6)
+
+
 def _rank_keep(X: np.ndarray, tol: float = RANK_TOL) -> np.ndarray:
     """Indices of the columns kept by R's ``qr(X, tol)`` rule (earlier columns win)."""
     n, p = X.shape
     if p == 0:
         return np.arange(0)
+    if _clearly_full_rank(X):
+        return np.arange(p, dtype=np.intp)
     return kept_columns(tall_r(X) if n >= p else np.asarray(X), tol)
 
 
@@ -528,7 +779,7 @@ def _drop_rank_deficient(X: np.ndarray, names: list[str]):
 def _nan_rows(*arrays) -> np.ndarray:
     bad = None
     for a in arrays:
-        if a is None:
+        if a is None or np.isfinite(a).all():
             continue
         m = np.isnan(a) if a.ndim == 1 else np.isnan(a).any(axis=1)
         bad = m if bad is None else (bad | m)
@@ -536,6 +787,8 @@ def _nan_rows(*arrays) -> np.ndarray:
 
 
 def _check_inf(arr: np.ndarray, what: str, rows: np.ndarray) -> None:
+    if np.isfinite(arr).all():
+        return
     m = np.isinf(arr) if arr.ndim == 1 else np.isinf(arr).any(axis=1)
     if m.any():
         raise DataError(
@@ -596,13 +849,13 @@ def build_fixed(formula: str, data, weights=None, extra: Sequence[str] = ()) -> 
         n_dropped, rows, sel = _drop_transform_nan(bad, rows, n_dropped)
         y, X = y[sel], np.asfortranarray(X[sel])
         w = w[sel] if w is not None else None
-        frame = frame.iloc[sel].reset_index(drop=True)
+        frame = frame.take(sel)
     _check_inf(y, "response", rows)
     _check_inf(X, "fixed-effects model matrix", rows)
     _check_weights(w)
     names_all = _lme4_names(cols)
     X, keep, dropped = _drop_rank_deficient(X, names_all)
-    names = [names_all[j] for j in keep]
+    names = [names_all[j] for j in keep.tolist()]  # (iterating an array is slow when cold)
     ex = {e: frame[e].to_numpy() for e in extra}
     return FixedDesign(
         y=y,
@@ -652,7 +905,7 @@ def _fixed_factor_levels(parsed: ParsedFormula, frame: pd.DataFrame) -> dict[str
 
         variables = [v for v in variables if v in _expr_variables(strip_calls(parsed.fixed))]
     for v in variables:
-        s = frame[v]
+        s = _col(frame, v)
         if not _is_numeric(s):
             out[v] = list(_factor(s)[1])
     return out
@@ -684,7 +937,9 @@ def fixed_matrix(
         with warnings.catch_warnings():
             warnings.simplefilter("error", formulaic.errors.DataMismatchWarning)
             mm = spec.model_spec.get_model_matrix(
-                frame, na_action="ignore", context=_formula_context(allow_new_groups)
+                _spec_frame(spec.model_spec, frame),
+                na_action="ignore",
+                context=_formula_context(allow_new_groups),
             )
     except Exception as exc:  # noqa: BLE001
         _reraise_own(exc)
@@ -709,8 +964,10 @@ def _label(v) -> str:
 def _factor(s: pd.Series) -> tuple[np.ndarray, pd.Index]:
     """codes (int64) and levels of one column treated as a factor."""
     if isinstance(s.dtype, pd.CategoricalDtype):
-        s = s.cat.remove_unused_categories()
-        return s.cat.codes.to_numpy(dtype=np.int64), pd.Index(s.cat.categories)
+        cat = s.array if isinstance(s, pd.Series) else s
+        if not _all_categories_used(cat):
+            cat = cat.remove_unused_categories()
+        return _cat_codes(cat).astype(np.int64), cat.categories
     codes, uniq = pd.factorize(s, sort=False)
     uniq = np.asarray(uniq)
     if uniq.dtype == object:
@@ -736,7 +993,7 @@ def _mixed_key(codes: Sequence[np.ndarray], sizes: Sequence[int]) -> np.ndarray:
 def _group_codes(frame: pd.DataFrame, factors: tuple[str, ...]):
     """codes (int32), levels (pd.Index), per-factor levels and level keys (interactions) of
     a grouping factor."""
-    per = [_factor(frame[f]) for f in factors]
+    per = [_factor(_col(frame, f)) for f in factors]
     factor_levels = [lv for _, lv in per]
     if len(per) == 1:
         codes, levels = per[0]
@@ -848,7 +1105,7 @@ def build(
         Zs = [(np.asfortranarray(z[sel]), s, nm) for z, s, nm in Zs]
         w = w[sel] if w is not None else None
         o = o[sel] if o is not None else None
-        frame = frame.iloc[sel].reset_index(drop=True)
+        frame = frame.take(sel)
     _check_inf(y, "response", rows)
     _check_inf(X, "fixed-effects model matrix", rows)
     _check_weights(w)
@@ -856,7 +1113,7 @@ def build(
 
     names_all = _lme4_names(cols)
     X, keep, dropped = _drop_rank_deficient(X, names_all)
-    names = [names_all[j] for j in keep]
+    names = [names_all[j] for j in keep.tolist()]  # (iterating an array is slow when cold)
 
     terms: list[ReTerm] = []
     for t, (Z, zspec, znames) in zip(parsed.random, Zs):
@@ -1013,7 +1270,9 @@ def new_matrices(
             continue
         try:
             mm = t.spec.model_spec.get_model_matrix(
-                frame, na_action="ignore", context=_formula_context(allow_new_levels)
+                _spec_frame(t.spec.model_spec, frame),
+                na_action="ignore",
+                context=_formula_context(allow_new_levels),
             )
         except Exception as exc:  # noqa: BLE001
             _reraise_own(exc)

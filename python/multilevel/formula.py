@@ -264,6 +264,14 @@ def parse(formula: str) -> ParsedFormula:
     """
     if not isinstance(formula, str):
         raise FormulaError(f"formula must be a string, not {type(formula).__name__}")
+    p = _parse_cached(formula)
+    return ParsedFormula(p.formula, p.response, p.fixed, list(p.random))
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_cached(formula: str) -> ParsedFormula:
+    # Parsing (formulaic checks each summand) costs about half a millisecond; the result is a
+    # pure function of the string and formulas repeat, so keep it. Errors are not cached.
     chars = _scan(formula)
     _check_tokens(formula, chars)
 
