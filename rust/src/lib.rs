@@ -10,6 +10,7 @@ pub mod error;
 pub mod lmm;
 pub mod optim;
 pub mod remat;
+pub mod supernodal;
 
 #[cfg(feature = "python")]
 mod py;
