@@ -14,12 +14,17 @@
 //! the blocked factor.
 //!
 //! The symbolic step (once per model) computes that ordering, the supernodes and their row
-//! patterns (faer's symbolic supernodal Cholesky), the list of updates each supernode receives
-//! from its descendants, and where each element of A lands in L. The numeric step (once per
-//! theta) is a left-looking supernodal factorisation: for each supernode, scatter the scaled
-//! cross-products into its dense panel, subtract the products of the descendant panels that
-//! reach it, factor the diagonal block and solve the rows below. Nothing is allocated per
-//! evaluation.
+//! patterns (faer's symbolic supernodal Cholesky), the updates each supernode receives from its
+//! descendants with their rows in the target, where each element of A lands in L, and a
+//! schedule for two or more threads. The numeric step (once per theta) is a left-looking
+//! supernodal factorisation: for each supernode, scatter the scaled cross-products into its
+//! dense panel, subtract the products of the descendant panels that reach it (small ones
+//! column by column, large ones as matrix products in column blocks), factor the diagonal block
+//! and solve the rows below. Independent subtrees of the elimination tree run on different
+//! threads; the supernodes above them run one at a time, their columns split between threads.
+//! Nothing is allocated per evaluation.
+
+use std::mem::MaybeUninit;
 
 use faer::dyn_stack::{MemBuffer, MemStack, StackReq};
 use faer::linalg::cholesky::llt::factor::{
@@ -46,17 +51,46 @@ pub const SMALL_PANEL: usize = 24;
 /// Dense kernels on at least this many columns run on the rayon pool.
 const PAR_THRESHOLD: usize = 192;
 
-/// Descendant updates with at most this many multiply-adds are done in place, without a
-/// temporary product.
+/// Descendant updates with at most this many multiply-adds (and all rank-one updates) are
+/// applied column by column in place; larger ones as matrix products.
 pub const DIRECT_UPDATE: usize = 4096;
 
+/// Columns of the target per matrix product of a large update (bounds the work wasted above
+/// the diagonal and the size of the temporary product).
+const PRODUCT_COLUMNS: usize = 64;
+
+/// Supernodes above the independent subtrees are split between threads by columns when they
+/// have at least this many.
+const SPLIT_COLUMNS: usize = 64;
+
+/// Estimated cost of the parts of the numeric step, in units of one scattered update (about a
+/// nanosecond): a multiply-add inside a dense kernel, the fixed cost of a column-by-column
+/// update, and of zeroing or assembling one value.
+const COST_FMA: f64 = 1.0 / 20.0;
+const COST_PULL: f64 = 4.0;
+const COST_ZERO: f64 = 1.0 / 8.0;
+
 /// One update that supernode `d` sends to a later supernode: rows `start..` of d's below-diagonal
-/// pattern, of which the first `len` fall in the target's columns.
+/// pattern, of which the first `len` fall in the target's columns; their rows in the target's
+/// panel are `update_rows[rows..]`.
 #[derive(Clone, Copy, Debug)]
 struct Update {
     d: u32,
     start: u32,
     len: u32,
+    rows: u32,
+}
+
+/// One target column's share of a small update: `count` rows of the descendant's panel from
+/// value offset `x` (at the row that meets the target column; `kd` columns `md` apart) are
+/// multiplied by that row and subtracted at the target rows `update_rows[rows..rows + count]`.
+#[derive(Clone, Copy, Debug)]
+struct Pull {
+    x: u32,
+    rows: u32,
+    count: u32,
+    kd: u32,
+    md: u32,
 }
 
 /// Offsets of each block of A in the flattened copy that the numeric step scales.
@@ -108,11 +142,15 @@ pub struct SupernodalStats {
     pub n_updates: usize,
     /// Multiply-adds of the largest descendant update.
     pub largest_update: usize,
+    /// Groups of independent subtrees factored in parallel.
+    pub n_groups: usize,
+    /// Supernodes above those subtrees.
+    pub n_top: usize,
 }
 
-/// The factor, its symbolic structure and the workspaces of the numeric step.
+/// Everything the numeric step needs to know and never changes.
 #[derive(Clone, Debug)]
-pub struct SupernodalCholesky {
+struct Symbolic {
     pd: usize,
     /// Columns of the random-effects part (the first `n_re` columns of L).
     n_re: usize,
@@ -125,34 +163,63 @@ pub struct SupernodalCholesky {
     /// The rows below the diagonal block of supernode s: `rows[row_ptr[s]..row_ptr[s + 1]]`.
     row_ptr: Vec<usize>,
     rows: Vec<u32>,
-    /// Supernode s is a dense column-major panel of (columns + pattern rows) x columns at
-    /// `values[val_ptr[s]..val_ptr[s + 1]]`.
+    /// Supernode s is a dense column-major panel of (columns + pattern rows) x columns starting
+    /// at `values[val_ptr[s]]` (panels are laid out group by group, see `Schedule`).
     val_ptr: Vec<usize>,
-    /// The updates supernode s receives: `updates[upd_ptr[s]..upd_ptr[s + 1]]`, in order.
-    upd_ptr: Vec<usize>,
     updates: Vec<Update>,
-    /// (position in the flattened scaled A, offset in the panel) for supernode s:
+    update_rows: Vec<u32>,
+    /// The column-by-column updates that global column c receives:
+    /// `pulls[pull_ptr[c]..pull_ptr[c + 1]]`.
+    pull_ptr: Vec<usize>,
+    pulls: Vec<Pull>,
+    /// Estimated cost of assembling each column (see `COST_FMA`), to split top supernodes
+    /// evenly between threads.
+    col_work: Vec<f64>,
+    /// The matrix-product updates that supernode s receives: `products[prod_ptr[s]..]`.
+    prod_ptr: Vec<usize>,
+    products: Vec<u32>,
+    /// (position in the flattened scaled A, offset in the panel) for supernode s, by offset:
     /// `assembly[asm_ptr[s]..asm_ptr[s + 1]]`.
     asm_ptr: Vec<usize>,
     assembly: Vec<(u32, u32)>,
     layout: FlatLayout,
+    schedule: Schedule,
+}
+
+/// Which supernodes run where. The panels of group g occupy `values[region[g]..region[g + 1]]`
+/// and those of the top supernodes `values[region[groups.len()]..]`.
+#[derive(Clone, Debug)]
+struct Schedule {
+    /// Supernodes of each group of independent subtrees, in increasing order.
+    groups: Vec<Vec<u32>>,
+    /// The supernodes above the groups, in increasing order.
+    top: Vec<u32>,
+    region: Vec<usize>,
+    /// Threads the schedule was made for.
+    threads: usize,
+}
+
+/// Scratch of one thread.
+#[derive(Clone, Debug)]
+struct Worker {
+    product: Vec<f64>,
+    llt_stack: Vec<MaybeUninit<u8>>,
+}
+
+/// The factor, its symbolic structure and the workspaces of the numeric step.
+#[derive(Clone, Debug)]
+pub struct SupernodalCholesky {
+    sym: Symbolic,
     values: Vec<f64>,
     scaled: Vec<f64>,
-    /// Row of L -> row of the current target's panel.
-    local: Vec<u32>,
-    /// Rows of the current update in the target's panel.
-    update_rows: Vec<u32>,
-    /// A descendant's product before it is scattered.
-    product: Vec<f64>,
-    /// Scratch of faer's dense Cholesky.
-    llt_stack: Vec<std::mem::MaybeUninit<u8>>,
+    workers: Vec<Worker>,
     d_block: Mat<f64>,
 }
 
 impl SupernodalCholesky {
-    /// The symbolic step: ordering, supernodes, update lists and the assembly map.
+    /// The symbolic step: ordering, supernodes, update lists, the assembly map and the schedule.
     pub fn new(a: &CrossProducts) -> Result<Self> {
-        let shapes = a.shapes.clone();
+        let shapes = &a.shapes;
         let nt = shapes.len();
         let pd = a.p + 1;
         let sizes: Vec<usize> = shapes.iter().map(|s| s.size()).collect();
@@ -210,24 +277,30 @@ impl SupernodalCholesky {
         begin.push(n);
         let mut row_ptr = Vec::with_capacity(ns + 1);
         let mut rows = Vec::new();
-        let mut val_ptr = Vec::with_capacity(ns + 1);
         row_ptr.push(0);
-        val_ptr.push(0);
         for s in 0..ns {
-            let pat = sn.supernode(s).pattern();
-            rows.extend_from_slice(pat);
+            rows.extend_from_slice(sn.supernode(s).pattern());
             row_ptr.push(rows.len());
-            let k = begin[s + 1] - begin[s];
-            val_ptr.push(val_ptr[s] + (k + pat.len()) * k);
+        }
+        drop(symbolic);
+        let cols = |s: usize| begin[s + 1] - begin[s];
+        let height = |s: usize| cols(s) + row_ptr[s + 1] - row_ptr[s];
+        for s in 0..ns {
+            if height(s) * cols(s) >= u32::MAX as usize {
+                return Err(LmmError::Shape(format!(
+                    "a supernode of {} x {} values is too large for the sparse factor",
+                    height(s),
+                    cols(s)
+                )));
+            }
         }
         let mut owner_sn = vec![0u32; n];
         for s in 0..ns {
             owner_sn[begin[s]..begin[s + 1]].fill(s as u32);
         }
 
-        // Updates, grouped by target.
+        // Updates, grouped by target, with their rows in the target's panel.
         let mut by_target: Vec<(u32, Update)> = Vec::new();
-        let mut max_product = 0usize;
         for d in 0..ns {
             let pat = &rows[row_ptr[d]..row_ptr[d + 1]];
             let mut i = 0;
@@ -237,27 +310,146 @@ impl SupernodalCholesky {
                 while e < pat.len() && owner_sn[pat[e] as usize] == s {
                     e += 1;
                 }
-                by_target.push((
-                    s,
-                    Update {
-                        d: d as u32,
-                        start: i as u32,
-                        len: (e - i) as u32,
-                    },
-                ));
-                max_product = max_product.max((pat.len() - i) * (e - i));
+                let update = Update {
+                    d: d as u32,
+                    start: i as u32,
+                    len: (e - i) as u32,
+                    rows: 0,
+                };
+                by_target.push((s, update));
                 i = e;
             }
         }
         by_target.sort_by_key(|&(s, u)| (s, u.d));
-        let mut upd_ptr = vec![0usize; ns + 1];
-        for &(s, _) in &by_target {
-            upd_ptr[s as usize + 1] += 1;
+        let mut local = vec![0u32; n];
+        let mut update_rows: Vec<u32> = Vec::new();
+        let mut updates: Vec<Update> = Vec::with_capacity(by_target.len());
+        let mut col_work = vec![0.0f64; n];
+        let mut prod_ptr = vec![0usize; ns + 1];
+        let mut products: Vec<u32> = Vec::new();
+        let mut pull_count = vec![0usize; n + 1];
+        let mut current = usize::MAX;
+        for &(s, u) in &by_target {
+            let s = s as usize;
+            if s != current {
+                current = s;
+                let (f, l) = (begin[s], begin[s + 1]);
+                for (i, r) in (f..l).enumerate() {
+                    local[r] = i as u32;
+                }
+                for (i, &r) in rows[row_ptr[s]..row_ptr[s + 1]].iter().enumerate() {
+                    local[r as usize] = (cols(s) + i) as u32;
+                }
+            }
+            let d = u.d as usize;
+            let drows = &rows[row_ptr[d] + u.start as usize..row_ptr[d + 1]];
+            let rows_at = update_rows.len();
+            if rows_at + drows.len() >= u32::MAX as usize {
+                return Err(LmmError::Shape(
+                    "too many descendant updates for the sparse factor".into(),
+                ));
+            }
+            update_rows.extend(drows.iter().map(|&r| local[r as usize]));
+            let index = updates.len() as u32;
+            let kd = cols(d);
+            let mp = drows.len();
+            let size = kd * mp * u.len as usize;
+            let product = kd > 1 && size > DIRECT_UPDATE;
+            for (jj, &r) in drows[..u.len as usize].iter().enumerate() {
+                let below = (mp - jj) as f64;
+                col_work[r as usize] += if product {
+                    below * (1.0 + kd as f64 * COST_FMA)
+                } else {
+                    below * kd as f64 + COST_PULL
+                };
+            }
+            if product {
+                products.push(index);
+                prod_ptr[s + 1] += 1;
+            } else {
+                for &r in &drows[..u.len as usize] {
+                    pull_count[r as usize + 1] += 1;
+                }
+            }
+            updates.push(Update {
+                rows: rows_at as u32,
+                ..u
+            });
         }
         for s in 0..ns {
-            upd_ptr[s + 1] += upd_ptr[s];
+            prod_ptr[s + 1] += prod_ptr[s];
         }
-        let updates = by_target.into_iter().map(|(_, u)| u).collect();
+        for c in 0..n {
+            pull_count[c + 1] += pull_count[c];
+        }
+        let pull_ptr = pull_count;
+
+        // The schedule, then the panels laid out group by group.
+        for e in &entries {
+            col_work[e.row as usize] += 1.0;
+        }
+        let work: Vec<f64> = (0..ns)
+            .map(|s| {
+                let (k, m) = (cols(s) as f64, height(s) as f64);
+                let assembly: f64 = col_work[begin[s]..begin[s + 1]].iter().sum();
+                assembly + m * k * COST_ZERO + (k * k * k / 3.0 + (m - k) * k * k) * COST_FMA
+            })
+            .collect();
+        let parent: Vec<usize> = (0..ns)
+            .map(|s| {
+                rows[row_ptr[s]..row_ptr[s + 1]]
+                    .first()
+                    .map_or(usize::MAX, |&r| owner_sn[r as usize] as usize)
+            })
+            .collect();
+        let threads = rayon::current_num_threads().max(1);
+        let mut schedule = make_schedule(&parent, &work, threads);
+        let mut val_ptr = vec![0usize; ns + 1];
+        let mut offset = 0;
+        schedule.region.clear();
+        for group in schedule.groups.iter().chain(std::iter::once(&schedule.top)) {
+            schedule.region.push(offset);
+            for &s in group {
+                val_ptr[s as usize] = offset;
+                offset += height(s as usize) * cols(s as usize);
+            }
+        }
+        val_ptr[ns] = offset;
+        if offset >= u32::MAX as usize {
+            return Err(LmmError::Shape(format!(
+                "{offset} values are too many for the sparse factor"
+            )));
+        }
+        let mut pulls = vec![
+            Pull {
+                x: 0,
+                rows: 0,
+                count: 0,
+                kd: 0,
+                md: 0,
+            };
+            pull_ptr[n]
+        ];
+        let mut fill = pull_ptr.clone();
+        for u in &updates {
+            let d = u.d as usize;
+            let (kd, md) = (cols(d), height(d));
+            let mp = md - kd - u.start as usize;
+            if kd > 1 && kd * mp * u.len as usize > DIRECT_UPDATE {
+                continue;
+            }
+            let drows = &rows[row_ptr[d] + u.start as usize..row_ptr[d + 1]];
+            for (idx, &r) in drows[..u.len as usize].iter().enumerate() {
+                pulls[fill[r as usize]] = Pull {
+                    x: (val_ptr[d] + kd + u.start as usize + idx) as u32,
+                    rows: u.rows + idx as u32,
+                    count: (mp - idx) as u32,
+                    kd: kd as u32,
+                    md: md as u32,
+                };
+                fill[r as usize] += 1;
+            }
+        }
 
         // Where each element of A goes: the supernode of its (lower) column and the offset.
         let layout = FlatLayout::new(a);
@@ -266,17 +458,17 @@ impl SupernodalCholesky {
             .map(|e| {
                 let (r, c) = (e.col as usize, e.row as usize); // lower triangle: r >= c
                 let s = owner_sn[c] as usize;
-                let k = begin[s + 1] - begin[s];
                 let pat = &rows[row_ptr[s]..row_ptr[s + 1]];
                 let local_row = if r < begin[s + 1] {
                     r - begin[s]
                 } else {
-                    k + pat
-                        .binary_search(&(r as u32))
-                        .expect("A's pattern is inside L's")
+                    cols(s)
+                        + pat
+                            .binary_search(&(r as u32))
+                            .expect("A's pattern is inside L's")
                 };
-                let m = k + pat.len();
-                (s as u32, e.src, ((c - begin[s]) * m + local_row) as u32)
+                let off = (c - begin[s]) * height(s) + local_row;
+                (s as u32, e.src, off as u32)
             })
             .collect();
         placed.sort_unstable_by_key(|&(s, _, off)| (s, off));
@@ -289,204 +481,305 @@ impl SupernodalCholesky {
         }
         let assembly = placed.into_iter().map(|(_, src, off)| (src, off)).collect();
 
-        let max_k = (0..ns).map(|s| begin[s + 1] - begin[s]).max().unwrap_or(0);
-        let max_pat = (0..ns)
-            .map(|s| row_ptr[s + 1] - row_ptr[s])
-            .max()
-            .unwrap_or(0);
+        // Workspaces: one per group and per column chunk of a top supernode.
+        let mut max_product = 0;
+        for &index in &products {
+            let u = updates[index as usize];
+            let d = u.d as usize;
+            let mp = row_ptr[d + 1] - row_ptr[d] - u.start as usize;
+            max_product = max_product.max(mp * (u.len as usize).min(PRODUCT_COLUMNS));
+        }
+        let max_k = (0..ns).map(cols).max().unwrap_or(0);
         let llt_req: StackReq =
             cholesky_in_place_scratch::<f64>(max_k, Par::rayon(0), Default::default());
-        Ok(SupernodalCholesky {
-            pd,
-            n_re,
-            pos,
-            owner,
-            values: vec![0.0; val_ptr[ns]],
-            begin,
-            row_ptr,
-            rows,
-            val_ptr,
-            upd_ptr,
-            updates,
-            asm_ptr,
-            assembly,
-            scaled: vec![0.0; layout.len],
-            layout,
-            local: vec![0; n],
-            update_rows: vec![0; max_pat],
+        let worker = Worker {
             product: vec![0.0; max_product],
-            llt_stack: vec![
-                std::mem::MaybeUninit::uninit();
-                llt_req.unaligned_bytes_required() + 64
-            ],
+            llt_stack: vec![MaybeUninit::uninit(); llt_req.unaligned_bytes_required() + 64],
+        };
+        let n_workers = (4 * threads).max(schedule.groups.len()).max(1);
+        let scaled_len = layout.len;
+        Ok(SupernodalCholesky {
+            sym: Symbolic {
+                pd,
+                n_re,
+                pos,
+                owner,
+                begin,
+                row_ptr,
+                rows,
+                val_ptr,
+                updates,
+                update_rows,
+                pull_ptr,
+                pulls,
+                col_work,
+                prod_ptr,
+                products,
+                asm_ptr,
+                assembly,
+                layout,
+                schedule,
+            },
+            values: vec![0.0; offset],
+            scaled: vec![0.0; scaled_len],
+            workers: vec![worker; n_workers],
             d_block: Mat::zeros(pd, pd),
         })
     }
 
     pub fn n_supernodes(&self) -> usize {
-        self.begin.len() - 1
+        self.sym.n_supernodes()
     }
 
     /// Sizes of the symbolic structure (for benchmarks and tests).
     pub fn stats(&self) -> SupernodalStats {
-        let ns = self.n_supernodes();
-        let cols = |s: usize| self.begin[s + 1] - self.begin[s];
-        let largest_update = (0..ns)
-            .flat_map(|s| {
-                self.updates[self.upd_ptr[s]..self.upd_ptr[s + 1]]
-                    .iter()
-                    .map(move |u| (s, *u))
-            })
-            .map(|(_, u)| {
+        let sym = &self.sym;
+        let ns = sym.n_supernodes();
+        let largest_update = sym
+            .updates
+            .iter()
+            .map(|u| {
                 let d = u.d as usize;
-                let below = self.row_ptr[d + 1] - self.row_ptr[d] - u.start as usize;
-                cols(d) * below * u.len as usize
+                let below = sym.row_ptr[d + 1] - sym.row_ptr[d] - u.start as usize;
+                sym.cols(d) * below * u.len as usize
             })
             .max()
             .unwrap_or(0);
         SupernodalStats {
             n_supernodes: ns,
             n_values: self.values.len(),
-            largest_supernode: (0..ns).map(cols).max().unwrap_or(0),
-            n_updates: self.updates.len(),
+            largest_supernode: (0..ns).map(|s| sym.cols(s)).max().unwrap_or(0),
+            n_updates: sym.updates.len(),
             largest_update,
+            n_groups: sym.schedule.groups.len(),
+            n_top: sym.schedule.top.len(),
         }
     }
 
     /// The numeric step: L(theta) from A and the per-term lambda templates.
     pub fn update(&mut self, a: &CrossProducts, lambdas: &[Vec<f64>]) -> Result<()> {
-        scale_flat(a, lambdas, &self.layout, &mut self.scaled);
-        for s in 0..self.n_supernodes() {
-            self.factor_supernode(s)?;
+        let sym = &self.sym;
+        scale_flat(a, lambdas, &sym.layout, &mut self.scaled);
+        let scaled = &self.scaled;
+        let schedule = &sym.schedule;
+        let n_groups = schedule.groups.len();
+        let (grouped, _) = self.values.split_at_mut(schedule.region[n_groups]);
+        run_groups(
+            sym,
+            scaled,
+            0,
+            &schedule.groups,
+            grouped,
+            0,
+            &mut self.workers,
+        )
+        .map_err(|c| sym.pivot_error(c))?;
+        let threads = schedule.threads;
+        for &s in &schedule.top {
+            let s = s as usize;
+            let (head, tail) = self.values.split_at_mut(sym.val_ptr[s]);
+            let panel = &mut tail[..sym.height(s) * sym.cols(s)];
+            let mut bounds = [0usize; 17];
+            let n_chunks = sym.column_chunks(s, threads, &mut bounds);
+            run_chunks(
+                sym,
+                scaled,
+                s,
+                &bounds[..=n_chunks],
+                panel,
+                head,
+                0,
+                &mut self.workers,
+            );
+            let par = if threads > 1 && sym.cols(s) >= PAR_THRESHOLD {
+                Par::rayon(0)
+            } else {
+                Par::Seq
+            };
+            factor_panel(panel, sym.height(s), sym.cols(s), par, &mut self.workers[0])
+                .map_err(|j| sym.pivot_error(sym.begin[s] + j))?;
         }
-        let first = self.n_re;
-        for j in 0..self.pd {
-            for i in 0..self.pd {
-                self.d_block[(i, j)] = if i >= j {
+        let first = sym.n_re;
+        for j in 0..sym.pd {
+            for i in 0..sym.pd {
+                let v = if i >= j {
                     self.entry(first + i, first + j)
                 } else {
                     0.0
                 };
+                self.d_block[(i, j)] = v;
             }
         }
         Ok(())
     }
 
-    fn factor_supernode(&mut self, s: usize) -> Result<()> {
-        let (f, l) = (self.begin[s], self.begin[s + 1]);
-        let k = l - f;
-        let pat = &self.rows[self.row_ptr[s]..self.row_ptr[s + 1]];
-        let m = k + pat.len();
-        let (head, tail) = self.values.split_at_mut(self.val_ptr[s]);
-        let panel = &mut tail[..m * k];
-
-        // Assemble the scaled A.
-        panel.fill(0.0);
-        for &(src, off) in &self.assembly[self.asm_ptr[s]..self.asm_ptr[s + 1]] {
-            panel[off as usize] += self.scaled[src as usize];
-        }
-
-        // Subtract the descendants' products.
-        for (i, r) in (f..l).enumerate() {
-            self.local[r] = i as u32;
-        }
-        for (i, &r) in pat.iter().enumerate() {
-            self.local[r as usize] = (k + i) as u32;
-        }
-        for u in &self.updates[self.upd_ptr[s]..self.upd_ptr[s + 1]] {
-            let d = u.d as usize;
-            let kd = self.begin[d + 1] - self.begin[d];
-            let dpat = &self.rows[self.row_ptr[d]..self.row_ptr[d + 1]];
-            let md = kd + dpat.len();
-            let (start, len) = (u.start as usize, u.len as usize);
-            let drows = &dpat[start..];
-            let mp = drows.len();
-            let lrows = &mut self.update_rows[..mp];
-            for (lr, &r) in lrows.iter_mut().zip(drows) {
-                *lr = self.local[r as usize];
-            }
-            let ld = &head[self.val_ptr[d]..self.val_ptr[d + 1]];
-            let first_row = kd + start;
-            if kd == 1 {
-                let x = &ld[first_row..first_row + mp];
-                for j in 0..len {
-                    let xj = x[j];
-                    let col = &mut panel[(drows[j] as usize - f) * m..][..m];
-                    for (&lr, &xi) in lrows[j..].iter().zip(&x[j..]) {
-                        col[lr as usize] -= xi * xj;
-                    }
-                }
-            } else if kd * mp * len <= DIRECT_UPDATE {
-                for j in 0..len {
-                    let col = &mut panel[(drows[j] as usize - f) * m..][..m];
-                    for i in j..mp {
-                        let mut acc = 0.0;
-                        for t in 0..kd {
-                            acc += ld[first_row + i + t * md] * ld[first_row + j + t * md];
-                        }
-                        col[lrows[i] as usize] -= acc;
-                    }
-                }
-            } else {
-                let x = MatRef::from_column_major_slice_with_stride(&ld[first_row..], mp, kd, md);
-                let mut prod =
-                    MatMut::from_column_major_slice_mut(&mut self.product[..mp * len], mp, len);
-                let par = if mp >= PAR_THRESHOLD && len >= 32 {
-                    Par::rayon(0)
-                } else {
-                    Par::Seq
-                };
-                matmul(
-                    prod.as_mut(),
-                    Accum::Replace,
-                    x,
-                    x.subrows(0, len).transpose(),
-                    1.0,
-                    par,
-                );
-                let prod = &self.product[..mp * len];
-                for j in 0..len {
-                    let col = &mut panel[(drows[j] as usize - f) * m..][..m];
-                    let pcol = &prod[j * mp..(j + 1) * mp];
-                    for (&lr, &v) in lrows[j..].iter().zip(&pcol[j..]) {
-                        col[lr as usize] -= v;
-                    }
-                }
-            }
-        }
-
-        // Factor the diagonal block and solve the rows below it.
-        let result = if k <= SMALL_PANEL {
-            factor_panel_small(panel, m, k)
+    /// L[row, col] for row >= col inside the pattern (0 outside it).
+    fn entry(&self, row: usize, col: usize) -> f64 {
+        let sym = &self.sym;
+        let s = sym.begin.partition_point(|&b| b <= col) - 1;
+        let (f, l) = (sym.begin[s], sym.begin[s + 1]);
+        let pat = sym.pattern(s);
+        let local = if row < l {
+            row - f
         } else {
-            let par = if k >= PAR_THRESHOLD {
-                Par::rayon(0)
-            } else {
-                Par::Seq
-            };
-            let stack = MemStack::new(&mut self.llt_stack);
-            let mut pm = MatMut::from_column_major_slice_with_stride_mut(panel, m, k, m);
-            let (mut top, mut bottom) = pm.as_mut().split_at_row_mut(k);
-            let params: faer::Spec<LltParams, f64> = Default::default();
-            match cholesky_in_place(top.as_mut(), Default::default(), par, stack, params) {
-                Ok(_) => {
-                    // The strict upper triangle of the diagonal block still holds A.
-                    for j in 1..k {
-                        for i in 0..j {
-                            top[(i, j)] = 0.0;
-                        }
-                    }
-                    solve_lower_triangular_in_place(
-                        top.as_ref(),
-                        bottom.as_mut().transpose_mut(),
-                        par,
-                    );
-                    Ok(())
-                }
-                Err(LltError::NonPositivePivot { index }) => Err(index),
+            match pat.binary_search(&(row as u32)) {
+                Ok(i) => l - f + i,
+                Err(_) => return 0.0,
             }
         };
-        result.map_err(|j| self.pivot_error(f + j))
+        self.values[sym.val_ptr[s] + (col - f) * sym.height(s) + local]
+    }
+
+    /// The panel of supernode s.
+    fn panel(&self, s: usize) -> &[f64] {
+        let start = self.sym.val_ptr[s];
+        &self.values[start..start + self.sym.height(s) * self.sym.cols(s)]
+    }
+
+    /// log det(L_Z)^2 over the random-effects columns.
+    pub fn ld_l2(&self) -> f64 {
+        let sym = &self.sym;
+        let mut s = 0.0;
+        for sn in 0..sym.n_supernodes() {
+            let (f, l) = (sym.begin[sn], sym.begin[sn + 1].min(sym.n_re));
+            if f >= l {
+                break;
+            }
+            let m = sym.height(sn);
+            let panel = self.panel(sn);
+            for j in 0..l - f {
+                s += panel[j * m + j].ln();
+            }
+        }
+        2.0 * s
+    }
+
+    /// The lower-triangular (p + 1) x (p + 1) D block of L.
+    pub fn d_block(&self) -> &Mat<f64> {
+        &self.d_block
+    }
+
+    /// For each term, c_u - L_XZ' beta: the right-hand side of L_Z' u = ... (lme4's cu minus the
+    /// fixed effects' part), one vector per term in its own (level-major) order.
+    pub fn random_effects_rhs(&self, beta: &[f64]) -> Vec<Vec<f64>> {
+        let n_re = self.sym.n_re;
+        let p = self.sym.pd - 1;
+        let mut w = vec![0.0; n_re];
+        for (c, wc) in w.iter_mut().enumerate() {
+            let mut v = self.entry(n_re + p, c);
+            for (j, bj) in beta.iter().enumerate() {
+                v -= self.entry(n_re + j, c) * bj;
+            }
+            *wc = v;
+        }
+        self.scatter(&w)
+    }
+
+    fn gather(&self, x: &[Vec<f64>]) -> Vec<f64> {
+        let mut w = vec![0.0; self.sym.n_re];
+        for (xk, pk) in x.iter().zip(&self.sym.pos) {
+            for (v, &c) in xk.iter().zip(pk) {
+                w[c as usize] = *v;
+            }
+        }
+        w
+    }
+
+    fn scatter(&self, w: &[f64]) -> Vec<Vec<f64>> {
+        self.sym
+            .pos
+            .iter()
+            .map(|pk| pk.iter().map(|&c| w[c as usize]).collect())
+            .collect()
+    }
+
+    /// x <- L_Z^{-1} x for a blocked vector of random effects (one Vec per term).
+    pub fn solve_lz(&self, x: &mut [Vec<f64>]) {
+        let sym = &self.sym;
+        let n_re = sym.n_re;
+        let mut w = self.gather(x);
+        for s in 0..sym.n_supernodes() {
+            let (f, l) = (sym.begin[s], sym.begin[s + 1]);
+            if f >= n_re {
+                break;
+            }
+            let k = l - f;
+            let kz = l.min(n_re) - f;
+            let pat = sym.pattern(s);
+            let m = sym.height(s);
+            let panel = self.panel(s);
+            for j in 0..kz {
+                let col = &panel[j * m..(j + 1) * m];
+                let xj = w[f + j] / col[j];
+                w[f + j] = xj;
+                for i in j + 1..kz {
+                    w[f + i] -= col[i] * xj;
+                }
+                for (&r, v) in pat.iter().zip(&col[k..]) {
+                    if r as usize >= n_re {
+                        break;
+                    }
+                    w[r as usize] -= v * xj;
+                }
+            }
+        }
+        for (xk, wk) in x.iter_mut().zip(self.scatter(&w)) {
+            *xk = wk;
+        }
+    }
+
+    /// x <- L_Z^{-T} x for a blocked vector of random effects.
+    pub fn solve_lzt(&self, x: &mut [Vec<f64>]) {
+        let sym = &self.sym;
+        let n_re = sym.n_re;
+        let mut w = self.gather(x);
+        for s in (0..sym.n_supernodes()).rev() {
+            let (f, l) = (sym.begin[s], sym.begin[s + 1]);
+            if f >= n_re {
+                continue;
+            }
+            let k = l - f;
+            let kz = l.min(n_re) - f;
+            let pat = sym.pattern(s);
+            let m = sym.height(s);
+            let panel = self.panel(s);
+            for j in (0..kz).rev() {
+                let col = &panel[j * m..(j + 1) * m];
+                let mut acc = w[f + j];
+                for i in j + 1..kz {
+                    acc -= col[i] * w[f + i];
+                }
+                for (&r, v) in pat.iter().zip(&col[k..]) {
+                    if r as usize >= n_re {
+                        break;
+                    }
+                    acc -= v * w[r as usize];
+                }
+                w[f + j] = acc / col[j];
+            }
+        }
+        for (xk, wk) in x.iter_mut().zip(self.scatter(&w)) {
+            *xk = wk;
+        }
+    }
+}
+
+impl Symbolic {
+    fn n_supernodes(&self) -> usize {
+        self.begin.len() - 1
+    }
+
+    fn cols(&self, s: usize) -> usize {
+        self.begin[s + 1] - self.begin[s]
+    }
+
+    /// Rows of the panel of supernode s (its columns, then the pattern below).
+    fn height(&self, s: usize) -> usize {
+        self.cols(s) + self.row_ptr[s + 1] - self.row_ptr[s]
+    }
+
+    fn pattern(&self, s: usize) -> &[u32] {
+        &self.rows[self.row_ptr[s]..self.row_ptr[s + 1]]
     }
 
     fn pivot_error(&self, col: usize) -> LmmError {
@@ -504,146 +797,308 @@ impl SupernodalCholesky {
         }
     }
 
-    /// L[row, col] for row >= col inside the pattern (0 outside it).
-    fn entry(&self, row: usize, col: usize) -> f64 {
-        let s = self.supernode_of(col);
-        let (f, l) = (self.begin[s], self.begin[s + 1]);
-        let k = l - f;
-        let pat = &self.rows[self.row_ptr[s]..self.row_ptr[s + 1]];
-        let m = k + pat.len();
-        let local = if row < l {
-            row - f
+    /// Splits the columns of a top supernode into chunks of about equal estimated work; returns
+    /// the number of chunks, whose bounds are `bounds[..=n]`.
+    fn column_chunks(&self, s: usize, threads: usize, bounds: &mut [usize; 17]) -> usize {
+        let k = self.cols(s);
+        let n = if threads > 1 && k >= SPLIT_COLUMNS {
+            (4 * threads).min(k / (SPLIT_COLUMNS / 4)).min(16)
         } else {
-            match pat.binary_search(&(row as u32)) {
-                Ok(i) => k + i,
-                Err(_) => return 0.0,
-            }
+            1
         };
-        self.values[self.val_ptr[s] + (col - f) * m + local]
-    }
-
-    fn supernode_of(&self, col: usize) -> usize {
-        self.begin.partition_point(|&b| b <= col) - 1
-    }
-
-    /// log det(L_Z)^2 over the random-effects columns.
-    pub fn ld_l2(&self) -> f64 {
-        let mut s = 0.0;
-        for sn in 0..self.n_supernodes() {
-            let (f, l) = (self.begin[sn], self.begin[sn + 1].min(self.n_re));
-            if f >= l {
-                break;
-            }
-            let m = self.begin[sn + 1] - f + self.row_ptr[sn + 1] - self.row_ptr[sn];
-            let panel = &self.values[self.val_ptr[sn]..];
-            for j in 0..l - f {
-                s += panel[j * m + j].ln();
+        let work = &self.col_work[self.begin[s]..self.begin[s + 1]];
+        let total: f64 = work.iter().sum();
+        let mut acc = 0.0;
+        let mut c = 1;
+        bounds[0] = 0;
+        for (j, w) in work.iter().enumerate() {
+            acc += w;
+            if c < n && acc * n as f64 >= total * c as f64 && j + 1 > bounds[c - 1] {
+                bounds[c] = j + 1;
+                c += 1;
             }
         }
-        2.0 * s
+        // Fewer chunks if the work is concentrated in the last columns.
+        let n = if c < n { c } else { n };
+        bounds[n] = k;
+        n
     }
 
-    /// The lower-triangular (p + 1) x (p + 1) D block of L.
-    pub fn d_block(&self) -> &Mat<f64> {
-        &self.d_block
-    }
-
-    /// For each term, c_u - L_XZ' beta: the right-hand side of L_Z' u = ... (lme4's cu minus the
-    /// fixed effects' part), one vector per term in its own (level-major) order.
-    pub fn random_effects_rhs(&self, beta: &[f64]) -> Vec<Vec<f64>> {
-        let p = self.pd - 1;
-        let mut w = vec![0.0; self.n_re];
-        for (c, wc) in w.iter_mut().enumerate() {
-            let mut v = self.entry(self.n_re + p, c);
-            for (j, bj) in beta.iter().enumerate() {
-                v -= self.entry(self.n_re + j, c) * bj;
-            }
-            *wc = v;
+    /// Columns `c0..c1` of supernode s (`cols`, column-major with the panel's height) from the
+    /// scaled A minus the updates of the descendants, whose panels are in `head` from offset
+    /// `base` of the values.
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        &self,
+        s: usize,
+        c0: usize,
+        c1: usize,
+        cols: &mut [f64],
+        scaled: &[f64],
+        head: &[f64],
+        base: usize,
+        product: &mut [f64],
+    ) {
+        let f = self.begin[s];
+        let m = self.height(s);
+        cols.fill(0.0);
+        let asm = &self.assembly[self.asm_ptr[s]..self.asm_ptr[s + 1]];
+        let lo = asm.partition_point(|&(_, off)| (off as usize) < c0 * m);
+        let hi = asm.partition_point(|&(_, off)| (off as usize) < c1 * m);
+        for &(src, off) in &asm[lo..hi] {
+            cols[off as usize - c0 * m] += scaled[src as usize];
         }
-        self.scatter(&w)
-    }
 
-    fn gather(&self, x: &[Vec<f64>]) -> Vec<f64> {
-        let mut w = vec![0.0; self.n_re];
-        for (xk, pk) in x.iter().zip(&self.pos) {
-            for (v, &c) in xk.iter().zip(pk) {
-                w[c as usize] = *v;
+        // Small updates, column by column.
+        for j in c0..c1 {
+            let col = &mut cols[(j - c0) * m..(j - c0 + 1) * m];
+            let c = f + j;
+            for p in &self.pulls[self.pull_ptr[c]..self.pull_ptr[c + 1]] {
+                let count = p.count as usize;
+                let lr = &self.update_rows[p.rows as usize..p.rows as usize + count];
+                let x0 = p.x as usize - base;
+                if p.kd == 1 {
+                    let x = &head[x0..x0 + count];
+                    let xj = x[0];
+                    for (&r, &xi) in lr.iter().zip(x) {
+                        // SAFETY: the symbolic step made every entry of update_rows a row of
+                        // the target's panel, whose columns are m long.
+                        unsafe { *col.get_unchecked_mut(r as usize) -= xi * xj };
+                    }
+                } else {
+                    let (kd, md) = (p.kd as usize, p.md as usize);
+                    let x = &head[x0..x0 + (kd - 1) * md + count];
+                    for (i, &r) in lr.iter().enumerate() {
+                        let mut acc = 0.0;
+                        for t in 0..kd {
+                            acc += x[i + t * md] * x[t * md];
+                        }
+                        col[r as usize] -= acc;
+                    }
+                }
             }
         }
-        w
-    }
 
-    fn scatter(&self, w: &[f64]) -> Vec<Vec<f64>> {
-        self.pos
+        // Large updates as matrix products, a block of target columns at a time.
+        for &index in &self.products[self.prod_ptr[s]..self.prod_ptr[s + 1]] {
+            let u = self.updates[index as usize];
+            let d = u.d as usize;
+            let kd = self.cols(d);
+            let md = self.height(d);
+            let drows = &self.pattern(d)[u.start as usize..];
+            let mp = drows.len();
+            let lr = &self.update_rows[u.rows as usize..u.rows as usize + mp];
+            let reach = &drows[..u.len as usize];
+            let j0 = reach.partition_point(|&r| (r as usize) < f + c0);
+            let j1 = reach.partition_point(|&r| (r as usize) < f + c1);
+            let x = MatRef::from_column_major_slice_with_stride(
+                &head[self.val_ptr[d] - base + kd + u.start as usize..],
+                mp,
+                kd,
+                md,
+            );
+            let mut jb0 = j0;
+            while jb0 < j1 {
+                let jb1 = (jb0 + PRODUCT_COLUMNS).min(j1);
+                let (h, w) = (mp - jb0, jb1 - jb0);
+                let below = x.subrows(jb0, h);
+                let mut prod = MatMut::from_column_major_slice_mut(&mut product[..h * w], h, w);
+                matmul(
+                    prod.as_mut(),
+                    Accum::Replace,
+                    below,
+                    below.subrows(0, w).transpose(),
+                    1.0,
+                    Par::Seq,
+                );
+                for jj in 0..w {
+                    let tc = reach[jb0 + jj] as usize - f - c0;
+                    let col = &mut cols[tc * m..(tc + 1) * m];
+                    let pcol = &product[jj * h..(jj + 1) * h];
+                    for (&r, &v) in lr[jb0 + jj..].iter().zip(&pcol[jj..]) {
+                        // SAFETY: as for the small updates, every row is inside the panel.
+                        unsafe { *col.get_unchecked_mut(r as usize) -= v };
+                    }
+                }
+                jb0 = jb1;
+            }
+        }
+    }
+}
+
+/// Factors groups `first..first + groups.len()` of independent subtrees, in parallel; `values`
+/// holds their regions, starting at offset `base`. Returns the column of a failing pivot.
+fn run_groups(
+    sym: &Symbolic,
+    scaled: &[f64],
+    first: usize,
+    groups: &[Vec<u32>],
+    values: &mut [f64],
+    base: usize,
+    workers: &mut [Worker],
+) -> std::result::Result<(), usize> {
+    match groups {
+        [] => Ok(()),
+        [group] => {
+            let worker = &mut workers[0];
+            for &s in group {
+                let s = s as usize;
+                let (head, tail) = values.split_at_mut(sym.val_ptr[s] - base);
+                let (k, m) = (sym.cols(s), sym.height(s));
+                let panel = &mut tail[..m * k];
+                sym.assemble(s, 0, k, panel, scaled, head, base, &mut worker.product);
+                factor_panel(panel, m, k, Par::Seq, worker).map_err(|j| sym.begin[s] + j)?;
+            }
+            Ok(())
+        }
+        _ => {
+            let mid = groups.len() / 2;
+            let split = sym.schedule.region[first + mid];
+            let (left, right) = values.split_at_mut(split - base);
+            let (wl, wr) = workers.split_at_mut(mid);
+            let (a, b) = rayon::join(
+                || run_groups(sym, scaled, first, &groups[..mid], left, base, wl),
+                || run_groups(sym, scaled, first + mid, &groups[mid..], right, split, wr),
+            );
+            a.and(b)
+        }
+    }
+}
+
+/// Assembles the column chunks `bounds` of top supernode s in parallel.
+#[allow(clippy::too_many_arguments)]
+fn run_chunks(
+    sym: &Symbolic,
+    scaled: &[f64],
+    s: usize,
+    bounds: &[usize],
+    cols: &mut [f64],
+    head: &[f64],
+    base: usize,
+    workers: &mut [Worker],
+) {
+    let m = sym.height(s);
+    let n = bounds.len() - 1;
+    if n == 1 {
+        sym.assemble(
+            s,
+            bounds[0],
+            bounds[1],
+            cols,
+            scaled,
+            head,
+            base,
+            &mut workers[0].product,
+        );
+        return;
+    }
+    let mid = n / 2;
+    let (left, right) = cols.split_at_mut((bounds[mid] - bounds[0]) * m);
+    let (wl, wr) = workers.split_at_mut(mid);
+    rayon::join(
+        || run_chunks(sym, scaled, s, &bounds[..=mid], left, head, base, wl),
+        || run_chunks(sym, scaled, s, &bounds[mid..], right, head, base, wr),
+    );
+}
+
+/// Factors the diagonal block of an assembled m x k panel and solves the rows below it.
+/// Returns the failing column on a non-positive pivot.
+fn factor_panel(
+    panel: &mut [f64],
+    m: usize,
+    k: usize,
+    par: Par,
+    worker: &mut Worker,
+) -> std::result::Result<(), usize> {
+    if k <= SMALL_PANEL {
+        return factor_panel_small(panel, m, k);
+    }
+    let stack = MemStack::new(&mut worker.llt_stack);
+    let mut pm = MatMut::from_column_major_slice_with_stride_mut(panel, m, k, m);
+    let (mut top, mut bottom) = pm.as_mut().split_at_row_mut(k);
+    let params: faer::Spec<LltParams, f64> = Default::default();
+    match cholesky_in_place(top.as_mut(), Default::default(), par, stack, params) {
+        Ok(_) => {
+            // The strict upper triangle of the diagonal block still holds A.
+            for j in 1..k {
+                for i in 0..j {
+                    top[(i, j)] = 0.0;
+                }
+            }
+            solve_lower_triangular_in_place(top.as_ref(), bottom.as_mut().transpose_mut(), par);
+            Ok(())
+        }
+        Err(LltError::NonPositivePivot { index }) => Err(index),
+    }
+}
+
+/// Splits the supernodal elimination tree between `threads` threads: whole subtrees go to
+/// groups of about equal work, processed in parallel; the supernodes above them (the top) are
+/// processed afterwards one at a time. `parent[s]` is `usize::MAX` for a root; children come
+/// before their parents.
+fn make_schedule(parent: &[usize], work: &[f64], threads: usize) -> Schedule {
+    let ns = parent.len();
+    if threads <= 1 || ns < 2 * threads {
+        return Schedule {
+            groups: Vec::new(),
+            top: (0..ns as u32).collect(),
+            region: Vec::new(),
+            threads,
+        };
+    }
+    let mut subtree = work.to_vec();
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); ns];
+    for s in 0..ns {
+        if parent[s] != usize::MAX {
+            subtree[parent[s]] += subtree[s];
+            children[parent[s]].push(s);
+        }
+    }
+    // Open the heaviest subtree until none holds more than a quarter of a thread's share.
+    let mut open: Vec<usize> = (0..ns).filter(|&s| parent[s] == usize::MAX).collect();
+    let mut top = Vec::new();
+    loop {
+        let total: f64 = open.iter().map(|&s| subtree[s]).sum();
+        let Some((i, &heaviest)) = open
             .iter()
-            .map(|pk| pk.iter().map(|&c| w[c as usize]).collect())
-            .collect()
-    }
-
-    /// x <- L_Z^{-1} x for a blocked vector of random effects (one Vec per term).
-    pub fn solve_lz(&self, x: &mut [Vec<f64>]) {
-        let mut w = self.gather(x);
-        for s in 0..self.n_supernodes() {
-            let (f, l) = (self.begin[s], self.begin[s + 1]);
-            if f >= self.n_re {
-                break;
-            }
-            let k = l - f;
-            let kz = l.min(self.n_re) - f;
-            let pat = &self.rows[self.row_ptr[s]..self.row_ptr[s + 1]];
-            let m = k + pat.len();
-            let panel = &self.values[self.val_ptr[s]..self.val_ptr[s + 1]];
-            for j in 0..kz {
-                let col = &panel[j * m..(j + 1) * m];
-                let xj = w[f + j] / col[j];
-                w[f + j] = xj;
-                for i in j + 1..kz {
-                    w[f + i] -= col[i] * xj;
-                }
-                for (&r, v) in pat.iter().zip(&col[k..]) {
-                    if r as usize >= self.n_re {
-                        break;
-                    }
-                    w[r as usize] -= v * xj;
-                }
-            }
+            .enumerate()
+            .max_by(|a, b| subtree[*a.1].total_cmp(&subtree[*b.1]))
+        else {
+            break;
+        };
+        if subtree[heaviest] * (4 * threads) as f64 <= total || top.len() >= 256 {
+            break;
         }
-        for (xk, wk) in x.iter_mut().zip(self.scatter(&w)) {
-            *xk = wk;
+        open.swap_remove(i);
+        top.push(heaviest as u32);
+        open.extend(&children[heaviest]);
+    }
+    // Longest processing time first.
+    open.sort_by(|&a, &b| subtree[b].total_cmp(&subtree[a]));
+    let mut load = vec![0.0f64; threads];
+    let mut groups: Vec<Vec<u32>> = vec![Vec::new(); threads];
+    let mut stack = Vec::new();
+    for &root in &open {
+        let g = (0..threads)
+            .min_by(|&a, &b| load[a].total_cmp(&load[b]))
+            .unwrap_or(0);
+        load[g] += subtree[root];
+        stack.push(root);
+        while let Some(s) = stack.pop() {
+            groups[g].push(s as u32);
+            stack.extend(&children[s]);
         }
     }
-
-    /// x <- L_Z^{-T} x for a blocked vector of random effects.
-    pub fn solve_lzt(&self, x: &mut [Vec<f64>]) {
-        let mut w = self.gather(x);
-        for s in (0..self.n_supernodes()).rev() {
-            let (f, l) = (self.begin[s], self.begin[s + 1]);
-            if f >= self.n_re {
-                continue;
-            }
-            let k = l - f;
-            let kz = l.min(self.n_re) - f;
-            let pat = &self.rows[self.row_ptr[s]..self.row_ptr[s + 1]];
-            let m = k + pat.len();
-            let panel = &self.values[self.val_ptr[s]..self.val_ptr[s + 1]];
-            for j in (0..kz).rev() {
-                let col = &panel[j * m..(j + 1) * m];
-                let mut acc = w[f + j];
-                for i in j + 1..kz {
-                    acc -= col[i] * w[f + i];
-                }
-                for (&r, v) in pat.iter().zip(&col[k..]) {
-                    if r as usize >= self.n_re {
-                        break;
-                    }
-                    acc -= v * w[r as usize];
-                }
-                w[f + j] = acc / col[j];
-            }
-        }
-        for (xk, wk) in x.iter_mut().zip(self.scatter(&w)) {
-            *xk = wk;
-        }
+    for g in &mut groups {
+        g.sort_unstable();
+    }
+    groups.retain(|g| !g.is_empty());
+    top.sort_unstable();
+    Schedule {
+        groups,
+        top,
+        region: Vec::new(),
+        threads,
     }
 }
 
