@@ -280,6 +280,11 @@ fn two_crossed_scalar_terms() {
         },
         &[0.8, 0.5],
     );
+    assert_eq!(
+        data.problem().chol.method(),
+        FactorMethod::Supernodal,
+        "crossed terms are factored in the supernodal form by default"
+    );
     let mut problem = data.problem_with(FactorMethod::Blocked);
     assert!(
         matches!(problem.chol.blocks().unwrap()[1][1], Block::Dense(_)),
@@ -312,6 +317,11 @@ fn nested_terms_stay_block_diagonal() {
                 .add_term(rng, school, 12, 1, false);
         },
         &[0.6, 0.9],
+    );
+    assert_eq!(
+        data.problem().chol.method(),
+        FactorMethod::Blocked,
+        "nested terms keep the blocked form by default"
     );
     let problem = data.problem_with(FactorMethod::Blocked);
     assert!(
@@ -538,7 +548,7 @@ fn crossed_large_enough_for_dense_kernels() {
     assert_eq!(
         problem.chol.method(),
         FactorMethod::Supernodal,
-        "a 265-column filled block makes Auto choose the supernodal form"
+        "a filled block makes Auto choose the supernodal form"
     );
     let stats = problem.chol.supernodal().unwrap().stats();
     eprintln!("three crossed, large: {stats:?}");
