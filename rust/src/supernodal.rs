@@ -93,6 +93,14 @@ struct Pull {
     md: u32,
 }
 
+/// A large update, applied as matrix products: `updates[update]`, whose target rows split into
+/// runs of consecutive rows ending at `run_ends[runs.0..runs.1]` (positions in its rows).
+#[derive(Clone, Copy, Debug)]
+struct Product {
+    update: u32,
+    runs: (u32, u32),
+}
+
 /// Offsets of each block of A in the flattened copy that the numeric step scales.
 #[derive(Clone, Debug)]
 struct FlatLayout {
@@ -177,7 +185,8 @@ struct Symbolic {
     col_work: Vec<f64>,
     /// The matrix-product updates that supernode s receives: `products[prod_ptr[s]..]`.
     prod_ptr: Vec<usize>,
-    products: Vec<u32>,
+    products: Vec<Product>,
+    run_ends: Vec<u32>,
     /// (position in the flattened scaled A, offset in the panel) for supernode s, by offset:
     /// `assembly[asm_ptr[s]..asm_ptr[s + 1]]`.
     asm_ptr: Vec<usize>,
@@ -249,15 +258,9 @@ impl SupernodalCholesky {
                     .collect(),
             );
         }
-        let mut owner = vec![(0u32, 0u32); n_re];
-        for (k, pk) in pos.iter().enumerate() {
-            for (e, &c) in pk.iter().enumerate() {
-                owner[c as usize] = (k as u32, e as u32);
-            }
-        }
 
         // The permuted pattern of A (upper triangle by columns), then faer's symbolic step.
-        let entries = a_entries(a, &pos, n_re, pd);
+        let mut entries = a_entries(a, &pos, n_re, pd);
         let (col_ptr, row_idx) = upper_pattern(n, entries.iter().map(|e| (e.row, e.col)));
         let pattern = SymbolicSparseColMatRef::new_checked(n, n, &col_ptr, None, &row_idx);
         let params = CholeskySymbolicParams {
@@ -283,6 +286,33 @@ impl SupernodalCholesky {
             row_ptr.push(rows.len());
         }
         drop(symbolic);
+
+        // Within each wide supernode the column order is free (its diagonal block is dense):
+        // order it so that the rows of its largest descendants form long runs.
+        let map = order_wide_supernodes(&begin, &row_ptr, &rows, n_re);
+        if let Some(map) = map {
+            for r in rows.iter_mut() {
+                *r = map[*r as usize];
+            }
+            for s in 0..ns {
+                rows[row_ptr[s]..row_ptr[s + 1]].sort_unstable();
+            }
+            for pk in pos.iter_mut() {
+                for c in pk.iter_mut() {
+                    *c = map[*c as usize];
+                }
+            }
+            for e in entries.iter_mut() {
+                let (r, c) = (map[e.row as usize], map[e.col as usize]);
+                (e.row, e.col) = (r.min(c), r.max(c));
+            }
+        }
+        let mut owner = vec![(0u32, 0u32); n_re];
+        for (k, pk) in pos.iter().enumerate() {
+            for (e, &c) in pk.iter().enumerate() {
+                owner[c as usize] = (k as u32, e as u32);
+            }
+        }
         let cols = |s: usize| begin[s + 1] - begin[s];
         let height = |s: usize| cols(s) + row_ptr[s + 1] - row_ptr[s];
         for s in 0..ns {
@@ -326,7 +356,8 @@ impl SupernodalCholesky {
         let mut updates: Vec<Update> = Vec::with_capacity(by_target.len());
         let mut col_work = vec![0.0f64; n];
         let mut prod_ptr = vec![0usize; ns + 1];
-        let mut products: Vec<u32> = Vec::new();
+        let mut products: Vec<Product> = Vec::new();
+        let mut run_ends: Vec<u32> = Vec::new();
         let mut pull_count = vec![0usize; n + 1];
         let mut current = usize::MAX;
         for &(s, u) in &by_target {
@@ -364,7 +395,18 @@ impl SupernodalCholesky {
                 };
             }
             if product {
-                products.push(index);
+                let lr = &update_rows[rows_at..];
+                let lo = run_ends.len() as u32;
+                for i in 1..lr.len() {
+                    if lr[i] != lr[i - 1] + 1 {
+                        run_ends.push(i as u32);
+                    }
+                }
+                run_ends.push(lr.len() as u32);
+                products.push(Product {
+                    update: index,
+                    runs: (lo, run_ends.len() as u32),
+                });
                 prod_ptr[s + 1] += 1;
             } else {
                 for &r in &drows[..u.len as usize] {
@@ -483,8 +525,8 @@ impl SupernodalCholesky {
 
         // Workspaces: one per group and per column chunk of a top supernode.
         let mut max_product = 0;
-        for &index in &products {
-            let u = updates[index as usize];
+        for p in &products {
+            let u = updates[p.update as usize];
             let d = u.d as usize;
             let mp = row_ptr[d + 1] - row_ptr[d] - u.start as usize;
             max_product = max_product.max(mp * (u.len as usize).min(PRODUCT_COLUMNS));
@@ -515,6 +557,7 @@ impl SupernodalCholesky {
                 col_work,
                 prod_ptr,
                 products,
+                run_ends,
                 asm_ptr,
                 assembly,
                 layout,
@@ -880,8 +923,9 @@ impl Symbolic {
         }
 
         // Large updates as matrix products, a block of target columns at a time.
-        for &index in &self.products[self.prod_ptr[s]..self.prod_ptr[s + 1]] {
-            let u = self.updates[index as usize];
+        for prod in &self.products[self.prod_ptr[s]..self.prod_ptr[s + 1]] {
+            let u = self.updates[prod.update as usize];
+            let ends = &self.run_ends[prod.runs.0 as usize..prod.runs.1 as usize];
             let d = u.d as usize;
             let kd = self.cols(d);
             let md = self.height(d);
@@ -911,13 +955,32 @@ impl Symbolic {
                     1.0,
                     Par::Seq,
                 );
+                // Subtract column jj of the product (rows jb0 + jj.. of the update) run by run:
+                // runs of consecutive target rows as slices, the rest one by one.
+                let mut run = ends.partition_point(|&e| (e as usize) <= jb0);
                 for jj in 0..w {
                     let tc = reach[jb0 + jj] as usize - f - c0;
                     let col = &mut cols[tc * m..(tc + 1) * m];
                     let pcol = &product[jj * h..(jj + 1) * h];
-                    for (&r, &v) in lr[jb0 + jj..].iter().zip(&pcol[jj..]) {
-                        // SAFETY: as for the small updates, every row is inside the panel.
-                        unsafe { *col.get_unchecked_mut(r as usize) -= v };
+                    let mut i = jb0 + jj;
+                    while ends[run] as usize <= i {
+                        run += 1;
+                    }
+                    for &end in &ends[run..] {
+                        let end = end as usize;
+                        let src = &pcol[i - jb0..end - jb0];
+                        if end - i >= 4 {
+                            let t = lr[i] as usize;
+                            for (v, x) in col[t..t + (end - i)].iter_mut().zip(src) {
+                                *v -= x;
+                            }
+                        } else {
+                            for (&r, &x) in lr[i..end].iter().zip(src) {
+                                // SAFETY: as for the small updates, every row is inside the panel.
+                                unsafe { *col.get_unchecked_mut(r as usize) -= x };
+                            }
+                        }
+                        i = end;
                     }
                 }
                 jb0 = jb1;
@@ -1030,6 +1093,78 @@ fn factor_panel(
         }
         Err(LltError::NonPositivePivot { index }) => Err(index),
     }
+}
+
+/// For each supernode of at least `SPLIT_COLUMNS` random-effects columns, a new order of those
+/// columns: sorted by which of its (up to 16) largest descendants reach them, the largest first,
+/// so that each descendant's rows in it form few runs (the scatter of its product becomes
+/// mostly contiguous). Returns the map from old to new column, or None when nothing moves.
+fn order_wide_supernodes(
+    begin: &[usize],
+    row_ptr: &[usize],
+    rows: &[u32],
+    n_re: usize,
+) -> Option<Vec<u32>> {
+    let ns = begin.len() - 1;
+    let n = begin[ns];
+    let wide: Vec<usize> = (0..ns)
+        .filter(|&s| begin[s + 1].min(n_re).saturating_sub(begin[s]) >= SPLIT_COLUMNS)
+        .collect();
+    if wide.is_empty() {
+        return None;
+    }
+    let mut owner_sn = vec![usize::MAX; n];
+    for s in 0..ns {
+        owner_sn[begin[s]..begin[s + 1]].fill(s);
+    }
+    // Descendants' rows inside each wide supernode's random-effects columns, with their weight
+    // (columns x rows^2, the size of their product).
+    let mut reach: Vec<Vec<(f64, usize, usize)>> = vec![Vec::new(); ns];
+    for d in 0..ns {
+        let k = (begin[d + 1] - begin[d]) as f64;
+        let pat = &rows[row_ptr[d]..row_ptr[d + 1]];
+        let mut i = 0;
+        while i < pat.len() {
+            let s = owner_sn[pat[i] as usize];
+            let mut e = i + 1;
+            while e < pat.len() && owner_sn[pat[e] as usize] == s {
+                e += 1;
+            }
+            let end = begin[s + 1].min(n_re) as u32;
+            let re_end = i + pat[i..e].partition_point(|&r| r < end);
+            if re_end > i {
+                let below = (pat.len() - i) as f64;
+                reach[s].push((
+                    k * below * (re_end - i) as f64,
+                    row_ptr[d] + i,
+                    row_ptr[d] + re_end,
+                ));
+            }
+            i = e;
+        }
+    }
+    let mut map: Vec<u32> = (0..n as u32).collect();
+    let mut moved = false;
+    for &s in &wide {
+        let f = begin[s];
+        let k = begin[s + 1].min(n_re) - f;
+        let list = &mut reach[s];
+        list.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut signature = vec![0u16; k];
+        for (bit, &(_, lo, hi)) in list.iter().take(16).enumerate() {
+            for &r in &rows[lo..hi] {
+                signature[r as usize - f] |= 1 << (15 - bit);
+            }
+        }
+        let mut order: Vec<usize> = (0..k).collect();
+        // Columns reached by the largest descendant first, then by the next, and so on.
+        order.sort_by_key(|&c| (std::cmp::Reverse(signature[c]), c));
+        for (new, &old) in order.iter().enumerate() {
+            map[f + old] = (f + new) as u32;
+            moved |= new != old;
+        }
+    }
+    moved.then_some(map)
 }
 
 /// Splits the supernodal elimination tree between `threads` threads: whole subtrees go to
