@@ -70,6 +70,10 @@ const COST_FMA: f64 = 1.0 / 20.0;
 const COST_PULL: f64 = 4.0;
 const COST_ZERO: f64 = 1.0 / 8.0;
 
+/// Factors estimated to cost less than this (in the units above, about a millisecond) run on
+/// one thread: below it, waking and joining threads cost more than they save.
+const PARALLEL_MIN_WORK: f64 = 1.0e6;
+
 /// One update that supernode `d` sends to a later supernode: rows `start..` of d's below-diagonal
 /// pattern, of which the first `len` fall in the target's columns; their rows in the target's
 /// panel are `update_rows[rows..]`.
@@ -1173,12 +1177,12 @@ fn order_wide_supernodes(
 /// before their parents.
 fn make_schedule(parent: &[usize], work: &[f64], threads: usize) -> Schedule {
     let ns = parent.len();
-    if threads <= 1 || ns < 2 * threads {
+    if threads <= 1 || ns < 2 * threads || work.iter().sum::<f64>() < PARALLEL_MIN_WORK {
         return Schedule {
             groups: Vec::new(),
             top: (0..ns as u32).collect(),
             region: Vec::new(),
-            threads,
+            threads: 1,
         };
     }
     let mut subtree = work.to_vec();
