@@ -82,6 +82,14 @@ enum Form {
     Supernodal(Box<SupernodalCholesky>),
 }
 
+impl From<SupernodalCholesky> for BlockedCholesky {
+    fn from(s: SupernodalCholesky) -> Self {
+        BlockedCholesky {
+            form: Form::Supernodal(Box::new(s)),
+        }
+    }
+}
+
 impl BlockedCholesky {
     /// The symbolic step, choosing the form automatically.
     pub fn new(a: &CrossProducts) -> Result<Self> {

@@ -230,8 +230,19 @@ pub struct SupernodalCholesky {
 }
 
 impl SupernodalCholesky {
-    /// The symbolic step: ordering, supernodes, update lists, the assembly map and the schedule.
+    /// The symbolic step: ordering, supernodes, update lists, the assembly map and the schedule
+    /// (for the threads of the current rayon pool, or one thread for a small factor).
     pub fn new(a: &CrossProducts) -> Result<Self> {
+        Self::build(a, rayon::current_num_threads().max(1), PARALLEL_MIN_WORK)
+    }
+
+    /// The symbolic step with a schedule for `threads` threads whatever the size of the factor
+    /// (for tests and benchmarks of the parallel paths).
+    pub fn with_threads(a: &CrossProducts, threads: usize) -> Result<Self> {
+        Self::build(a, threads.max(1), 0.0)
+    }
+
+    fn build(a: &CrossProducts, threads: usize, parallel_min_work: f64) -> Result<Self> {
         let shapes = &a.shapes;
         let nt = shapes.len();
         let pd = a.p + 1;
@@ -448,8 +459,7 @@ impl SupernodalCholesky {
                     .map_or(usize::MAX, |&r| owner_sn[r as usize] as usize)
             })
             .collect();
-        let threads = rayon::current_num_threads().max(1);
-        let mut schedule = make_schedule(&parent, &work, threads);
+        let mut schedule = make_schedule(&parent, &work, threads, parallel_min_work);
         let mut val_ptr = vec![0usize; ns + 1];
         let mut offset = 0;
         schedule.region.clear();
@@ -1174,10 +1184,10 @@ fn order_wide_supernodes(
 /// Splits the supernodal elimination tree between `threads` threads: whole subtrees go to
 /// groups of about equal work, processed in parallel; the supernodes above them (the top) are
 /// processed afterwards one at a time. `parent[s]` is `usize::MAX` for a root; children come
-/// before their parents.
-fn make_schedule(parent: &[usize], work: &[f64], threads: usize) -> Schedule {
+/// before their parents. Factors of less than `min_work` get a one-thread schedule.
+fn make_schedule(parent: &[usize], work: &[f64], threads: usize, min_work: f64) -> Schedule {
     let ns = parent.len();
-    if threads <= 1 || ns < 2 * threads || work.iter().sum::<f64>() < PARALLEL_MIN_WORK {
+    if threads <= 1 || ns < 2 * threads || work.iter().sum::<f64>() < min_work {
         return Schedule {
             groups: Vec::new(),
             top: (0..ns as u32).collect(),

@@ -10,11 +10,11 @@
 
 mod common;
 
-use common::{dense_reference, random_codes, rel, rel1, rel_vec, Data, Rng};
+use common::{dense_reference, random_codes, rel, rel1, rel_vec, Data, DenseReference, Rng};
 use multilevel::blocks::Block;
 use multilevel::cholesky::{FactorMethod, DENSE_LIMIT};
 use multilevel::remat;
-use multilevel::supernodal::{DIRECT_UPDATE, SMALL_PANEL};
+use multilevel::supernodal::{SupernodalCholesky, DIRECT_UPDATE, SMALL_PANEL};
 
 const TOL_OBJ: f64 = 1e-10;
 const TOL_SOL: f64 = 1e-9;
@@ -32,35 +32,70 @@ struct MaxErr {
     condvar: f64,
 }
 
-/// Checks both forms of the factor (blocked and supernodal); returns the worst errors of both.
-fn check(name: &str, data: &Data, thetas: &[Vec<f64>]) -> MaxErr {
-    let blocked = check_form(name, data, thetas, FactorMethod::Blocked);
-    let sparse = check_form(name, data, thetas, FactorMethod::Supernodal);
-    MaxErr {
-        objective: blocked.objective.max(sparse.objective),
-        ld: blocked.ld.max(sparse.ld),
-        pwrss: blocked.pwrss.max(sparse.pwrss),
-        beta: blocked.beta.max(sparse.beta),
-        b: blocked.b.max(sparse.b),
-        sigma: blocked.sigma.max(sparse.sigma),
-        vcov: blocked.vcov.max(sparse.vcov),
-        condvar: blocked.condvar.max(sparse.condvar),
-    }
+/// The factors checked: both forms, the supernodal one also with a schedule for three threads
+/// whatever its size (so that the parallel paths run on these small structures too).
+#[derive(Clone, Copy, Debug)]
+enum Variant {
+    Blocked,
+    Supernodal,
+    SupernodalThreeThreads,
 }
 
-fn check_form(name: &str, data: &Data, thetas: &[Vec<f64>], method: FactorMethod) -> MaxErr {
-    let shapes = data.shapes();
-    let mut problem = data.problem_with(method);
-    assert_eq!(problem.chol.method(), method);
-    let name = &format!("{name} ({method:?})");
+/// Checks every variant of the factor; returns the worst errors over all of them.
+fn check(name: &str, data: &Data, thetas: &[Vec<f64>]) -> MaxErr {
+    let dense: Vec<DenseReference> = thetas.iter().map(|t| dense_reference(data, t)).collect();
     let mut worst = MaxErr::default();
-    for theta in thetas {
+    for variant in [
+        Variant::Blocked,
+        Variant::Supernodal,
+        Variant::SupernodalThreeThreads,
+    ] {
+        let e = check_variant(name, data, thetas, &dense, variant);
+        worst = MaxErr {
+            objective: worst.objective.max(e.objective),
+            ld: worst.ld.max(e.ld),
+            pwrss: worst.pwrss.max(e.pwrss),
+            beta: worst.beta.max(e.beta),
+            b: worst.b.max(e.b),
+            sigma: worst.sigma.max(e.sigma),
+            vcov: worst.vcov.max(e.vcov),
+            condvar: worst.condvar.max(e.condvar),
+        };
+    }
+    worst
+}
+
+fn check_variant(
+    name: &str,
+    data: &Data,
+    thetas: &[Vec<f64>],
+    dense: &[DenseReference],
+    variant: Variant,
+) -> MaxErr {
+    let shapes = data.shapes();
+    let mut problem = match variant {
+        Variant::Blocked => data.problem_with(FactorMethod::Blocked),
+        Variant::Supernodal => data.problem_with(FactorMethod::Supernodal),
+        Variant::SupernodalThreeThreads => {
+            let mut p = data.problem();
+            let s = SupernodalCholesky::with_threads(&p.a, 3).unwrap();
+            let stats = s.stats();
+            assert!(
+                stats.n_supernodes < 6 || stats.n_groups >= 2,
+                "{name}: the three-thread schedule has groups: {stats:?}"
+            );
+            p.chol = s.into();
+            p
+        }
+    };
+    let name = &format!("{name} ({variant:?})");
+    let mut worst = MaxErr::default();
+    for (theta, dense) in thetas.iter().zip(dense) {
         assert_eq!(
             theta.len(),
             remat::n_theta(&shapes),
             "{name}: bad test theta"
         );
-        let dense = dense_reference(data, theta);
         for reml in [false, true] {
             let ctx = format!("{name}, theta = {theta:?}, reml = {reml}");
             let obj = problem
