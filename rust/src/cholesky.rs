@@ -100,9 +100,9 @@ impl BlockedCholesky {
     pub fn with_method(a: &CrossProducts, method: FactorMethod) -> Result<Self> {
         let form = match method {
             FactorMethod::Supernodal => Form::Supernodal(Box::new(SupernodalCholesky::new(a)?)),
-            FactorMethod::Blocked => Form::Blocks(Blocks::new(a)?.allocated()?),
+            FactorMethod::Blocked => Form::Blocks(Blocks::new(a, usize::MAX)?.allocated()?),
             FactorMethod::Auto => {
-                let blocks = Blocks::new(a)?;
+                let blocks = Blocks::new(a, SUPERNODAL_MIN)?;
                 if blocks.dense_diagonal_size() >= SUPERNODAL_MIN {
                     Form::Supernodal(Box::new(SupernodalCholesky::new(a)?))
                 } else {
@@ -212,10 +212,11 @@ struct Blocks {
 
 impl Blocks {
     /// The symbolic step: choose every block's type and pattern from A. Dense blocks are left
-    /// empty until `allocated`.
+    /// empty until `allocated`. Stops early, with the blocks found so far, once the dense
+    /// diagonal blocks hold `stop_at` columns (the caller will not use this form).
     // Index loops mirror the block formulas (L[i][j] from L[i][k] and L[j][k]).
     #[allow(clippy::needless_range_loop)]
-    fn new(a: &CrossProducts) -> Result<Self> {
+    fn new(a: &CrossProducts, stop_at: usize) -> Result<Self> {
         let shapes = a.shapes.clone();
         let nt = shapes.len();
         let pd = a.p + 1;
@@ -267,6 +268,18 @@ impl Blocks {
                 row.push(Block::Dense(Mat::new()));
             }
             l.push(row);
+            let dense: usize = (1..=i)
+                .filter(|&k| l[k][k].is_dense())
+                .map(|k| shapes[k].size())
+                .sum();
+            if dense >= stop_at {
+                return Ok(Blocks {
+                    shapes,
+                    pd,
+                    l,
+                    a_to_l,
+                });
+            }
         }
         let mut last: Vec<Block> = shapes
             .iter()
@@ -284,7 +297,7 @@ impl Blocks {
 
     /// Total size of the term blocks on the diagonal that fill-in makes dense.
     fn dense_diagonal_size(&self) -> usize {
-        (0..self.shapes.len())
+        (0..self.shapes.len().min(self.l.len()))
             .filter(|&i| self.l[i][i].is_dense())
             .map(|i| self.shapes[i].size())
             .sum()

@@ -191,7 +191,7 @@ struct Symbolic {
     prod_ptr: Vec<usize>,
     products: Vec<Product>,
     run_ends: Vec<u32>,
-    /// (position in the flattened scaled A, offset in the panel) for supernode s, by offset:
+    /// (position in the flattened scaled A, offset in the panel) for supernode s, by column:
     /// `assembly[asm_ptr[s]..asm_ptr[s + 1]]`.
     asm_ptr: Vec<usize>,
     assembly: Vec<(u32, u32)>,
@@ -509,33 +509,34 @@ impl SupernodalCholesky {
 
         // Where each element of A goes: the supernode of its (lower) column and the offset.
         let layout = FlatLayout::new(a);
-        let mut placed: Vec<(u32, u32, u32)> = entries
-            .iter()
-            .map(|e| {
-                let (r, c) = (e.col as usize, e.row as usize); // lower triangle: r >= c
-                let s = owner_sn[c] as usize;
+        // Grouped by (lower) column, so that each supernode's entries are contiguous and a
+        // range of its columns is a range of its entries.
+        let mut col_start = vec![0usize; n + 1];
+        for e in &entries {
+            col_start[e.row as usize + 1] += 1;
+        }
+        for c in 0..n {
+            col_start[c + 1] += col_start[c];
+        }
+        let mut fill = col_start.clone();
+        let mut assembly = vec![(0u32, 0u32); entries.len()];
+        for e in &entries {
+            let (r, c) = (e.col as usize, e.row as usize); // lower triangle: r >= c
+            let s = owner_sn[c] as usize;
+            let local_row = if r < begin[s + 1] {
+                r - begin[s]
+            } else {
                 let pat = &rows[row_ptr[s]..row_ptr[s + 1]];
-                let local_row = if r < begin[s + 1] {
-                    r - begin[s]
-                } else {
-                    cols(s)
-                        + pat
-                            .binary_search(&(r as u32))
-                            .expect("A's pattern is inside L's")
-                };
-                let off = (c - begin[s]) * height(s) + local_row;
-                (s as u32, e.src, off as u32)
-            })
-            .collect();
-        placed.sort_unstable_by_key(|&(s, _, off)| (s, off));
-        let mut asm_ptr = vec![0usize; ns + 1];
-        for &(s, _, _) in &placed {
-            asm_ptr[s as usize + 1] += 1;
+                cols(s)
+                    + pat
+                        .binary_search(&(r as u32))
+                        .expect("A's pattern is inside L's")
+            };
+            let off = (c - begin[s]) * height(s) + local_row;
+            assembly[fill[c]] = (e.src, off as u32);
+            fill[c] += 1;
         }
-        for s in 0..ns {
-            asm_ptr[s + 1] += asm_ptr[s];
-        }
-        let assembly = placed.into_iter().map(|(_, src, off)| (src, off)).collect();
+        let asm_ptr: Vec<usize> = begin.iter().map(|&c| col_start[c]).collect();
 
         // Workspaces: one per group and per column chunk of a top supernode.
         let mut max_product = 0;
@@ -1408,6 +1409,9 @@ fn amd_order_after_first(a: &CrossProducts, off_t: &[usize], n_t: usize) -> Resu
             }
         }
     }
+    for cols in reach.iter_mut() {
+        cols.sort_unstable();
+    }
     // For each column t, the levels of term 0 that reach it.
     let mut by_col: Vec<Vec<u32>> = vec![Vec::new(); n_t];
     for (c, cols) in reach.iter().enumerate() {
@@ -1439,28 +1443,33 @@ fn amd_order_after_first(a: &CrossProducts, off_t: &[usize], n_t: usize) -> Resu
             }
         }
     }
-    // Upper pattern (rows < column) of the Schur complement, by a marker sweep per column.
+    // Upper pattern (rows < column) of the Schur complement, by a marker sweep per column
+    // (branch-free: every candidate is written, and kept only if its mark was not yet set; a
+    // column has fewer than n_t distinct rows, so `buf` never overflows).
     let mut mark = vec![u32::MAX; n_t];
+    let mut buf = vec![0u32; n_t];
     let mut col_ptr = vec![0u32];
     let mut row_idx: Vec<u32> = Vec::new();
     for t in 0..n_t {
-        let start = row_idx.len();
-        mark[t] = t as u32;
-        let mut add = |u: u32, row_idx: &mut Vec<u32>| {
-            if (u as usize) < t && mark[u as usize] != t as u32 {
-                mark[u as usize] = t as u32;
-                row_idx.push(u);
-            }
+        let tt = t as u32;
+        let mut len = 0;
+        let mut add = |u: u32| {
+            let fresh = mark[u as usize] != tt;
+            mark[u as usize] = tt;
+            buf[len] = u;
+            len += fresh as usize;
         };
-        for &u in &direct[t] {
-            add(u, &mut row_idx);
+        for &u in direct[t].iter().filter(|&&u| u < tt) {
+            add(u);
         }
         for &c in &by_col[t] {
-            for &u in &reach[c as usize] {
-                add(u, &mut row_idx);
+            for &u in reach[c as usize].iter().take_while(|&&u| u < tt) {
+                add(u);
             }
         }
-        row_idx[start..].sort_unstable();
+        let col = &mut buf[..len];
+        col.sort_unstable();
+        row_idx.extend_from_slice(col);
         if row_idx.len() >= u32::MAX as usize {
             return Err(LmmError::Shape(
                 "the fill-in pattern is too large for 32-bit indices".into(),
