@@ -93,6 +93,20 @@ fn main() {
         weights: None,
         offset: None,
     };
+    if std::env::var("ACC").is_ok() {
+        for _ in 0..3 {
+            let t = Instant::now();
+            let mut acc = multilevel::crossprod::CrossProdAccumulator::new(&shapes, p);
+            acc.add(&chunk).unwrap();
+            let t1 = t.elapsed().as_secs_f64() * 1e3;
+            let a = acc.finish();
+            eprintln!(
+                "one chunk: add {t1:.2} ms, finish {:.2} ms ({} pairs)",
+                t.elapsed().as_secs_f64() * 1e3 - t1,
+                a.pairs[1][0].nnz_blocks()
+            );
+        }
+    }
     let t = Instant::now();
     let acc = accumulate_parallel(&shapes, p, &chunk, 1 << 16).unwrap();
     let a = acc.finish();
