@@ -59,9 +59,13 @@ pub const DIRECT_UPDATE: usize = 4096;
 /// the diagonal and the size of the temporary product).
 const PRODUCT_COLUMNS: usize = 64;
 
-/// Supernodes above the independent subtrees are split between threads by columns when they
-/// have at least this many.
-const SPLIT_COLUMNS: usize = 64;
+/// Supernodes with at least this many random-effects columns get their columns reordered (see
+/// `order_wide_supernodes`).
+const WIDE_COLUMNS: usize = 64;
+
+/// Supernodes above the independent subtrees are split between threads by columns into chunks
+/// of at least this estimated work (see `COST_FMA`, about 25 microseconds).
+const CHUNK_WORK: f64 = 25_000.0;
 
 /// Estimated cost of the parts of the numeric step, in units of one scattered update (about a
 /// nanosecond): a multiply-add inside a dense kernel, the fixed cost of a column-by-column
@@ -859,13 +863,13 @@ impl Symbolic {
     /// the number of chunks, whose bounds are `bounds[..=n]`.
     fn column_chunks(&self, s: usize, threads: usize, bounds: &mut [usize; 17]) -> usize {
         let k = self.cols(s);
-        let n = if threads > 1 && k >= SPLIT_COLUMNS {
-            (4 * threads).min(k / (SPLIT_COLUMNS / 4)).min(16)
+        let work = &self.col_work[self.begin[s]..self.begin[s + 1]];
+        let total: f64 = work.iter().sum();
+        let n = if threads > 1 {
+            ((total / CHUNK_WORK) as usize).clamp(1, (4 * threads).min(k).min(16))
         } else {
             1
         };
-        let work = &self.col_work[self.begin[s]..self.begin[s + 1]];
-        let total: f64 = work.iter().sum();
         let mut acc = 0.0;
         let mut c = 1;
         bounds[0] = 0;
@@ -1110,7 +1114,7 @@ fn factor_panel(
     }
 }
 
-/// For each supernode of at least `SPLIT_COLUMNS` random-effects columns, a new order of those
+/// For each supernode of at least `WIDE_COLUMNS` random-effects columns, a new order of those
 /// columns: sorted by which of its (up to 16) largest descendants reach them, the largest first,
 /// so that each descendant's rows in it form few runs (the scatter of its product becomes
 /// mostly contiguous). Returns the map from old to new column, or None when nothing moves.
@@ -1123,7 +1127,7 @@ fn order_wide_supernodes(
     let ns = begin.len() - 1;
     let n = begin[ns];
     let wide: Vec<usize> = (0..ns)
-        .filter(|&s| begin[s + 1].min(n_re).saturating_sub(begin[s]) >= SPLIT_COLUMNS)
+        .filter(|&s| begin[s + 1].min(n_re).saturating_sub(begin[s]) >= WIDE_COLUMNS)
         .collect();
     if wide.is_empty() {
         return None;
