@@ -129,6 +129,9 @@ impl SparseBlocks {
 
     /// The union of this pattern with extra (row, col) keys; values of existing blocks kept.
     pub fn with_extra_pattern(&self, extra: &[(u32, u32)]) -> Self {
+        if extra.is_empty() {
+            return self.clone();
+        }
         let bs = self.block_size();
         let mut keys = Vec::with_capacity(self.nnz_blocks() + extra.len());
         let mut values = Vec::with_capacity((self.nnz_blocks() + extra.len()) * bs);

@@ -13,9 +13,10 @@
 //! - A[D][D] = D' W D: dense, (p + 1) x (p + 1).
 //!
 //! Prior weights w scale each row's contribution; an offset is subtracted from y.
-
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+//!
+//! A chunk's Z_i' W Z_j is formed by sorting its rows by (level j, level i) (a radix sort) and
+//! summing runs of equal keys; accumulators keep these blocks sorted by key, so that adding a
+//! chunk or merging another accumulator is a linear merge, without hashing.
 
 use crate::blocks::SparseBlocks;
 use crate::error::{LmmError, Result};
@@ -88,34 +89,79 @@ impl RowChunk<'_> {
     }
 }
 
-/// A cheap multiplicative hasher for (level, level) keys.
-#[derive(Default)]
-struct PairHasher(u64);
+/// Z_i' W Z_j for one pair of terms (i > j) while rows are still arriving: its blocks sorted by
+/// key = level_j * n_i + level_i (column-major order), each qi x qj column-major.
+#[derive(Clone, Default)]
+struct PairAccumulator {
+    keys: Vec<u64>,
+    values: Vec<f64>,
+}
 
-impl Hasher for PairHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+impl PairAccumulator {
+    /// Adds another sorted list of blocks of `bs` values each.
+    fn merge_sorted(&mut self, keys: &[u64], values: &[f64], bs: usize) {
+        if keys.is_empty() {
+            return;
         }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0 ^ v)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            .rotate_left(29);
+        if self.keys.is_empty() {
+            self.keys = keys.to_vec();
+            self.values = values.to_vec();
+            return;
+        }
+        let mut out_keys = Vec::with_capacity(self.keys.len() + keys.len());
+        let mut out_values = Vec::with_capacity(self.values.len() + values.len());
+        let (mut a, mut b) = (0, 0);
+        while a < self.keys.len() || b < keys.len() {
+            let take_a = b == keys.len() || (a < self.keys.len() && self.keys[a] <= keys[b]);
+            let take_b = a == self.keys.len() || (b < keys.len() && keys[b] <= self.keys[a]);
+            if take_a && take_b {
+                out_keys.push(keys[b]);
+                let start = out_values.len();
+                out_values.extend_from_slice(&self.values[a * bs..(a + 1) * bs]);
+                add_into(&mut out_values[start..], &values[b * bs..(b + 1) * bs]);
+                a += 1;
+                b += 1;
+            } else if take_a {
+                out_keys.push(self.keys[a]);
+                out_values.extend_from_slice(&self.values[a * bs..(a + 1) * bs]);
+                a += 1;
+            } else {
+                out_keys.push(keys[b]);
+                out_values.extend_from_slice(&values[b * bs..(b + 1) * bs]);
+                b += 1;
+            }
+        }
+        self.keys = out_keys;
+        self.values = out_values;
     }
 }
 
-type PairMap = HashMap<u64, usize, BuildHasherDefault<PairHasher>>;
-
-/// Z_i' W Z_j for one pair of terms while rows are still arriving.
-#[derive(Clone, Default)]
-struct PairAccumulator {
-    index: PairMap,
-    keys: Vec<(u32, u32)>,
-    values: Vec<f64>,
+/// Sorts (key, row) pairs by key, least significant digit first, 11 bits a pass, over the bits
+/// that `max_key` needs; `tmp` is scratch of the same length.
+fn radix_sort(items: &mut Vec<(u64, u32)>, tmp: &mut Vec<(u64, u32)>, max_key: u64) {
+    const BITS: u32 = 11;
+    let bits = 64 - max_key.leading_zeros();
+    tmp.resize(items.len(), (0, 0));
+    let mut shift = 0;
+    while shift < bits {
+        let mut count = [0usize; 1 << BITS];
+        for &(k, _) in items.iter() {
+            count[((k >> shift) as usize) & ((1 << BITS) - 1)] += 1;
+        }
+        let mut sum = 0;
+        for c in count.iter_mut() {
+            let v = *c;
+            *c = sum;
+            sum += v;
+        }
+        for &item in items.iter() {
+            let d = ((item.0 >> shift) as usize) & ((1 << BITS) - 1);
+            tmp[count[d]] = item;
+            count[d] += 1;
+        }
+        std::mem::swap(items, tmp);
+        shift += BITS;
+    }
 }
 
 /// The accumulator: feed it chunks, merge it with others, then `finish` it.
@@ -213,24 +259,51 @@ impl CrossProdAccumulator {
                         dz[col + i] += d[i] * wzb;
                     }
                 }
-                for j in 0..k {
-                    let qj = self.shapes[j].q;
-                    let key = ((level[k] as u64) << 32) | level[j] as u64;
-                    let acc = &mut self.pairs[k][j];
-                    let next = acc.keys.len();
-                    let slot = *acc.index.entry(key).or_insert(next);
-                    if slot == next {
-                        acc.keys.push((level[k] as u32, level[j] as u32));
-                        acc.values.extend(std::iter::repeat_n(0.0, q * qj));
+            }
+        }
+        self.add_pairs(chunk);
+    }
+
+    /// Z_i' W Z_j of a chunk for every pair of terms i > j, merged into the accumulator.
+    fn add_pairs(&mut self, chunk: &RowChunk) {
+        let n = chunk.nrows();
+        let nt = self.shapes.len();
+        let mut items: Vec<(u64, u32)> = Vec::with_capacity(n);
+        let mut tmp = Vec::new();
+        let mut keys = Vec::new();
+        let mut values = Vec::new();
+        for k in 1..nt {
+            let (nk, qk) = (self.shapes[k].n_levels as u64, self.shapes[k].q);
+            for j in 0..k {
+                let (nj, qj) = (self.shapes[j].n_levels as u64, self.shapes[j].q);
+                let bs = qk * qj;
+                items.clear();
+                for r in 0..n {
+                    if chunk.weights.is_some_and(|w| w[r] == 0.0) {
+                        continue;
                     }
-                    let blk = &mut acc.values[slot * q * qj..(slot + 1) * q * qj];
+                    let key = chunk.codes[j][r] as u64 * nk + chunk.codes[k][r] as u64;
+                    items.push((key, r as u32));
+                }
+                radix_sort(&mut items, &mut tmp, (nj * nk).saturating_sub(1));
+                keys.clear();
+                values.clear();
+                for &(key, r) in &items {
+                    let r = r as usize;
+                    if keys.last() != Some(&key) {
+                        keys.push(key);
+                        values.extend(std::iter::repeat_n(0.0, bs));
+                    }
+                    let w = chunk.weights.map_or(1.0, |w| w[r]);
+                    let blk = &mut values[(keys.len() - 1) * bs..];
                     for b in 0..qj {
-                        let wzb = w * zrow[j][b];
-                        for a in 0..q {
-                            blk[a + b * q] += zrow[k][a] * wzb;
+                        let wzb = w * chunk.z[j][r + b * n];
+                        for a in 0..qk {
+                            blk[a + b * qk] += chunk.z[k][r + a * n] * wzb;
                         }
                     }
                 }
+                self.pairs[k][j].merge_sorted(&keys, &values, bs);
             }
         }
     }
@@ -249,22 +322,9 @@ impl CrossProdAccumulator {
             add_into(&mut self.diag[k], &other.diag[k]);
             add_into(&mut self.dz[k], &other.dz[k]);
             for j in 0..k {
-                let qq = self.shapes[k].q * self.shapes[j].q;
-                let mine = &mut self.pairs[k][j];
+                let bs = self.shapes[k].q * self.shapes[j].q;
                 let theirs = &other.pairs[k][j];
-                for (t, &(lk, lj)) in theirs.keys.iter().enumerate() {
-                    let key = ((lk as u64) << 32) | lj as u64;
-                    let next = mine.keys.len();
-                    let slot = *mine.index.entry(key).or_insert(next);
-                    if slot == next {
-                        mine.keys.push((lk, lj));
-                        mine.values.extend(std::iter::repeat_n(0.0, qq));
-                    }
-                    add_into(
-                        &mut mine.values[slot * qq..(slot + 1) * qq],
-                        &theirs.values[t * qq..(t + 1) * qq],
-                    );
-                }
+                self.pairs[k][j].merge_sorted(&theirs.keys, &theirs.values, bs);
             }
         }
         Ok(())
@@ -288,12 +348,18 @@ impl CrossProdAccumulator {
                 row.into_iter()
                     .enumerate()
                     .map(|(j, acc)| {
+                        let nk = shapes[k].n_levels as u64;
+                        let triplets: Vec<(u32, u32)> = acc
+                            .keys
+                            .iter()
+                            .map(|&key| ((key % nk) as u32, (key / nk) as u32))
+                            .collect();
                         SparseBlocks::from_triplets(
                             shapes[k].n_levels,
                             shapes[j].n_levels,
                             shapes[k].q,
                             shapes[j].q,
-                            &acc.keys,
+                            &triplets,
                             &acc.values,
                         )
                     })

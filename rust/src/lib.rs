@@ -12,6 +12,7 @@ pub mod lmm;
 pub mod oneterm;
 pub mod optim;
 pub mod remat;
+pub mod supernodal;
 
 #[cfg(feature = "python")]
 mod py;

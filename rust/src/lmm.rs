@@ -210,7 +210,6 @@ impl LmmProblem {
         self.set_theta(theta)?;
         let objective = self.criterion(reml);
         let p = self.a.p;
-        let nt = self.a.shapes.len();
         let d = self.chol.d_block();
         // R_X' beta = c_beta, with R_X' the upper triangle of the transposed X block of L.
         let mut beta: Vec<f64> = (0..p).map(|j| d[(p, j)]).collect();
@@ -222,19 +221,7 @@ impl LmmProblem {
             beta[j] = s / d[(j, j)];
         }
         // L_Z' u = c_u - L_XZ' beta.
-        let mut u: Vec<Vec<f64>> = Vec::with_capacity(nt);
-        for k in 0..nt {
-            let crate::blocks::Block::Dense(m) = &self.chol.l[nt][k] else {
-                unreachable!("the D row is dense")
-            };
-            let v = (0..m.ncols())
-                .map(|c| {
-                    let col = m.col_as_slice(c);
-                    col[p] - (0..p).map(|j| col[j] * beta[j]).sum::<f64>()
-                })
-                .collect();
-            u.push(v);
-        }
+        let mut u = self.chol.random_effects_rhs(&beta);
         self.chol.solve_lzt(&mut u);
         let lambdas = remat::lambdas(&self.a.shapes, theta);
         let b = u

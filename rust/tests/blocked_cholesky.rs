@@ -10,9 +10,11 @@
 
 mod common;
 
-use common::{dense_reference, random_codes, rel, rel1, rel_vec, Data, Rng};
+use common::{dense_reference, random_codes, rel, rel1, rel_vec, Data, DenseReference, Rng};
 use multilevel::blocks::Block;
+use multilevel::cholesky::{FactorMethod, DENSE_LIMIT};
 use multilevel::remat;
+use multilevel::supernodal::{SupernodalCholesky, DIRECT_UPDATE, SMALL_PANEL};
 
 const TOL_OBJ: f64 = 1e-10;
 const TOL_SOL: f64 = 1e-9;
@@ -30,17 +32,70 @@ struct MaxErr {
     condvar: f64,
 }
 
+/// The factors checked: both forms, the supernodal one also with a schedule for three threads
+/// whatever its size (so that the parallel paths run on these small structures too).
+#[derive(Clone, Copy, Debug)]
+enum Variant {
+    Blocked,
+    Supernodal,
+    SupernodalThreeThreads,
+}
+
+/// Checks every variant of the factor; returns the worst errors over all of them.
 fn check(name: &str, data: &Data, thetas: &[Vec<f64>]) -> MaxErr {
-    let shapes = data.shapes();
-    let mut problem = data.problem();
+    let dense: Vec<DenseReference> = thetas.iter().map(|t| dense_reference(data, t)).collect();
     let mut worst = MaxErr::default();
-    for theta in thetas {
+    for variant in [
+        Variant::Blocked,
+        Variant::Supernodal,
+        Variant::SupernodalThreeThreads,
+    ] {
+        let e = check_variant(name, data, thetas, &dense, variant);
+        worst = MaxErr {
+            objective: worst.objective.max(e.objective),
+            ld: worst.ld.max(e.ld),
+            pwrss: worst.pwrss.max(e.pwrss),
+            beta: worst.beta.max(e.beta),
+            b: worst.b.max(e.b),
+            sigma: worst.sigma.max(e.sigma),
+            vcov: worst.vcov.max(e.vcov),
+            condvar: worst.condvar.max(e.condvar),
+        };
+    }
+    worst
+}
+
+fn check_variant(
+    name: &str,
+    data: &Data,
+    thetas: &[Vec<f64>],
+    dense: &[DenseReference],
+    variant: Variant,
+) -> MaxErr {
+    let shapes = data.shapes();
+    let mut problem = match variant {
+        Variant::Blocked => data.problem_with(FactorMethod::Blocked),
+        Variant::Supernodal => data.problem_with(FactorMethod::Supernodal),
+        Variant::SupernodalThreeThreads => {
+            let mut p = data.problem();
+            let s = SupernodalCholesky::with_threads(&p.a, 3).unwrap();
+            let stats = s.stats();
+            assert!(
+                stats.n_supernodes < 6 || stats.n_groups >= 2,
+                "{name}: the three-thread schedule has groups: {stats:?}"
+            );
+            p.chol = s.into();
+            p
+        }
+    };
+    let name = &format!("{name} ({variant:?})");
+    let mut worst = MaxErr::default();
+    for (theta, dense) in thetas.iter().zip(dense) {
         assert_eq!(
             theta.len(),
             remat::n_theta(&shapes),
             "{name}: bad test theta"
         );
-        let dense = dense_reference(data, theta);
         for reml in [false, true] {
             let ctx = format!("{name}, theta = {theta:?}, reml = {reml}");
             let obj = problem
@@ -260,9 +315,14 @@ fn two_crossed_scalar_terms() {
         },
         &[0.8, 0.5],
     );
-    let mut problem = data.problem();
+    assert_eq!(
+        data.problem().chol.method(),
+        FactorMethod::Supernodal,
+        "crossed terms are factored in the supernodal form by default"
+    );
+    let mut problem = data.problem_with(FactorMethod::Blocked);
     assert!(
-        matches!(problem.chol.l[1][1], Block::Dense(_)),
+        matches!(problem.chol.blocks().unwrap()[1][1], Block::Dense(_)),
         "crossed terms fill in L[1][1]"
     );
     problem.objective(&[1.0, 1.0], false).unwrap();
@@ -293,13 +353,18 @@ fn nested_terms_stay_block_diagonal() {
         },
         &[0.6, 0.9],
     );
-    let problem = data.problem();
+    assert_eq!(
+        data.problem().chol.method(),
+        FactorMethod::Blocked,
+        "nested terms keep the blocked form by default"
+    );
+    let problem = data.problem_with(FactorMethod::Blocked);
     assert!(
-        matches!(problem.chol.l[1][1], Block::Diag(_)),
+        matches!(problem.chol.blocks().unwrap()[1][1], Block::Diag(_)),
         "nested terms leave L[1][1] block diagonal"
     );
     assert!(
-        matches!(problem.chol.l[1][0], Block::Sparse(_)),
+        matches!(problem.chol.blocks().unwrap()[1][0], Block::Sparse(_)),
         "nested terms give a sparse L[1][0]"
     );
     check(
@@ -347,13 +412,13 @@ fn three_terms_crossed_and_nested() {
         },
         &[0.5, 0.9, 0.2, 0.4, 0.7],
     );
-    let problem = data.problem();
+    let problem = data.problem_with(FactorMethod::Blocked);
     assert!(
-        matches!(problem.chol.l[1][1], Block::Diag(_)),
+        matches!(problem.chol.blocks().unwrap()[1][1], Block::Diag(_)),
         "school stays block diagonal"
     );
     assert!(
-        matches!(problem.chol.l[2][2], Block::Dense(_)),
+        matches!(problem.chol.blocks().unwrap()[2][2], Block::Dense(_)),
         "rater is filled in"
     );
     check(
@@ -481,4 +546,147 @@ fn offset_is_subtracted() {
         rel(with_offset, plain) <= 1e-12,
         "offset: {with_offset} vs {plain}"
     );
+}
+
+#[test]
+fn crossed_large_enough_for_dense_kernels() {
+    // Three crossed terms, the second a correlated vector term whose levels meet only nearby
+    // levels of the first (a banded pattern, so that the fill-reducing order leaves several
+    // large supernodes): the supernodal form has supernodes wider than its small-panel loop and
+    // descendant updates large enough for the matrix-product path.
+    let n = 3000;
+    let data = simulated(
+        14,
+        n,
+        2,
+        |rng, d| {
+            let c1 = random_codes(rng, n, 300);
+            let c2 = c1
+                .iter()
+                .enumerate()
+                .map(|(r, &c)| {
+                    if r < 120 {
+                        r as i32
+                    } else {
+                        ((c as usize * 120 / 300 + rng.below(9) + 120 - 4) % 120) as i32
+                    }
+                })
+                .collect();
+            let c3 = random_codes(rng, n, 25);
+            d.add_term(rng, c1, 300, 1, false)
+                .add_term(rng, c2, 120, 2, false)
+                .add_term(rng, c3, 25, 1, false);
+        },
+        &[0.7, 0.5, -0.2, 0.4, 0.9],
+    );
+    let problem = data.problem();
+    assert_eq!(
+        problem.chol.method(),
+        FactorMethod::Supernodal,
+        "a filled block makes Auto choose the supernodal form"
+    );
+    let stats = problem.chol.supernodal().unwrap().stats();
+    eprintln!("three crossed, large: {stats:?}");
+    assert!(
+        stats.largest_supernode > SMALL_PANEL,
+        "a supernode wider than {SMALL_PANEL} columns: {stats:?}"
+    );
+    assert!(
+        stats.largest_update > DIRECT_UPDATE,
+        "an update larger than {DIRECT_UPDATE} multiply-adds: {stats:?}"
+    );
+    check(
+        "three crossed, large",
+        &data,
+        &[
+            vec![1.0, 1.0, 0.0, 1.0, 1.0],
+            vec![0.7, 0.5, -0.2, 0.4, 0.9],
+            vec![0.3, 0.0, 0.6, 0.2, 0.0],
+        ],
+    );
+}
+
+/// Two crossed factors of `n1` and `n2` levels whose levels meet only nearby levels of the
+/// other (a banded pattern), in the given term order.
+fn banded_crossed(seed: u64, n: usize, n1: usize, n2: usize, swap: bool) -> Data {
+    assert!(n >= n1 && n1 >= n2);
+    let mut rng = Rng::new(seed);
+    let mut data = Data::new(&mut rng, n, 2);
+    // The first n1 rows visit every level of both factors; the others are random, each meeting
+    // a level of the second factor within 3 of the first factor's level, rescaled.
+    let mut c1 = Vec::with_capacity(n);
+    let mut c2 = Vec::with_capacity(n);
+    for r in 0..n {
+        let (a, off) = if r < n1 {
+            (r, 3)
+        } else {
+            (rng.below(n1), rng.below(7))
+        };
+        c1.push(a as i32);
+        c2.push((a * n2 / n1 + off).saturating_sub(3).min(n2 - 1) as i32);
+    }
+    if swap {
+        data.add_term(&mut rng, c2, n2, 1, false)
+            .add_term(&mut rng, c1, n1, 1, false);
+    } else {
+        data.add_term(&mut rng, c1, n1, 1, false)
+            .add_term(&mut rng, c2, n2, 1, false);
+    }
+    data
+}
+
+#[test]
+fn crossed_beyond_the_dense_limit() {
+    // 30,000 x 21,000 crossed levels: the blocked form would need a dense 21,000-column block
+    // (over DENSE_LIMIT), so Auto must choose the supernodal form. No dense reference is
+    // possible at this size; instead the two term orders, which give different orderings and
+    // factors of the same matrix, must agree, and so must the fitted objective with the data
+    // simulated the same way.
+    let (n, n1, n2) = (70_000, 30_000, 21_000);
+    assert!(n2 > DENSE_LIMIT);
+    let theta = [0.8, 0.5];
+    let mut first = banded_crossed(15, n, n1, n2, false);
+    let mut rng = Rng::new(16);
+    first.simulate(&mut rng, &theta, &[1.0, 0.5], 1.2);
+    // The same rows with the terms swapped.
+    let mut second = first.clone();
+    second.terms.swap(0, 1);
+
+    let blocked = multilevel::cholesky::BlockedCholesky::with_method(
+        &first.problem_with(FactorMethod::Supernodal).a,
+        FactorMethod::Blocked,
+    );
+    assert!(
+        matches!(blocked, Err(multilevel::error::LmmError::TooLarge { .. })),
+        "the blocked form is too large here"
+    );
+    let mut p1 = first.problem();
+    let mut p2 = second.problem();
+    assert_eq!(p1.chol.method(), FactorMethod::Supernodal);
+    assert_eq!(p2.chol.method(), FactorMethod::Supernodal);
+    eprintln!(
+        "beyond the dense limit: {:?} / swapped {:?}",
+        p1.chol.supernodal().unwrap().stats(),
+        p2.chol.supernodal().unwrap().stats()
+    );
+    for t in [[1.0, 1.0], [0.8, 0.5], [0.3, 1.7], [1.1, 0.0]] {
+        for reml in [false, true] {
+            let o1 = p1.objective(&t, reml).unwrap();
+            let o2 = p2.objective(&[t[1], t[0]], reml).unwrap();
+            assert!(
+                rel(o1, o2) <= TOL_OBJ,
+                "theta {t:?}, reml {reml}: {o1} vs swapped {o2} (rel {:e})",
+                rel(o1, o2)
+            );
+        }
+        let s1 = p1.solution(&t, true).unwrap();
+        let s2 = p2.solution(&[t[1], t[0]], true).unwrap();
+        let e_beta = rel_vec(&s1.beta, &s2.beta);
+        let e_b0 = rel_vec(&s1.b[0], &s2.b[1]);
+        let e_b1 = rel_vec(&s1.b[1], &s2.b[0]);
+        assert!(
+            e_beta <= TOL_SOL && e_b0 <= TOL_SOL && e_b1 <= TOL_SOL,
+            "theta {t:?}: beta {e_beta:e}, b {e_b0:e} / {e_b1:e} between the term orders"
+        );
+    }
 }

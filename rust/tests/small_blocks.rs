@@ -6,9 +6,12 @@ mod common;
 
 use common::{dense_reference, random_codes, rel, rel_vec, Data, Rng};
 use multilevel::blocks::Block;
+use multilevel::cholesky::FactorMethod;
 
+/// The blocked form explicitly: `Auto` factors crossed structures in the supernodal form,
+/// and the small-block loops live in the blocked one.
 fn check(name: &str, data: &Data, thetas: &[Vec<f64>]) {
-    let mut problem = data.problem();
+    let mut problem = data.problem_with(FactorMethod::Blocked);
     for theta in thetas {
         let dense = dense_reference(data, theta);
         for reml in [false, true] {
@@ -42,9 +45,10 @@ fn crossed_with_a_small_factor() {
     d.add_term(&mut rng, plate, 24, 1, false)
         .add_term(&mut rng, sample, 6, 2, false);
     d.simulate(&mut rng, &[0.8, 1.2, 0.3, 0.5], &[3.0, -1.0], 0.7);
-    let problem = d.problem();
+    let problem = d.problem_with(FactorMethod::Blocked);
+    let l = problem.chol.blocks().expect("the blocked form");
     assert!(
-        matches!(problem.chol.l[1][1], Block::Dense(ref m) if m.nrows() == 12),
+        matches!(l[1][1], Block::Dense(ref m) if m.nrows() == 12),
         "the small factor's block fills in and is dense"
     );
     check(

@@ -14,6 +14,7 @@
 
 #![allow(dead_code)]
 
+use multilevel::cholesky::{BlockedCholesky, FactorMethod};
 use multilevel::crossprod::{CrossProdAccumulator, RowChunk};
 use multilevel::lmm::LmmProblem;
 use multilevel::remat::{self, ReTermShape};
@@ -241,6 +242,14 @@ impl Data {
 
     pub fn problem(&self) -> LmmProblem {
         LmmProblem::new(self.accumulator().finish()).expect("a valid problem")
+    }
+
+    /// The problem with its factor in the given form.
+    pub fn problem_with(&self, method: FactorMethod) -> LmmProblem {
+        let mut problem = self.problem();
+        problem.chol =
+            BlockedCholesky::with_method(&problem.a, method).expect("a valid symbolic factor");
+        problem
     }
 }
 

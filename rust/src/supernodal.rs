@@ -1,0 +1,1570 @@
+//! A supernodal sparse Cholesky factor of the whole penalised system
+//!
+//! ```text
+//!   P [ Lambda' Z'WZ Lambda + I   Lambda' Z'WD ] P' = L L',    D = [X y],
+//!     [ D'WZ Lambda               D'WD         ]
+//! ```
+//!
+//! for crossed structures whose fill-in would make the blocked factor dense and large (lme4
+//! factors the random-effects part with CHOLMOD in the same way; MixedModels.jl stays dense).
+//! The ordering P keeps the first (largest) term first, level by level, so that its block stays
+//! block diagonal; orders the other terms' columns by approximate minimum degree (AMD) on the
+//! pattern of their Schur complement after the first term is eliminated; and puts D last, in
+//! its own order, so that pwrss and log det(R_X)^2 are read off the last diagonal elements as in
+//! the blocked factor.
+//!
+//! The symbolic step (once per model) computes that ordering, the supernodes and their row
+//! patterns (faer's symbolic supernodal Cholesky), the updates each supernode receives from its
+//! descendants with their rows in the target, where each element of A lands in L, and a
+//! schedule for two or more threads. The numeric step (once per theta) is a left-looking
+//! supernodal factorisation: for each supernode, scatter the scaled cross-products into its
+//! dense panel, subtract the products of the descendant panels that reach it (small ones
+//! column by column, large ones as matrix products in column blocks), factor the diagonal block
+//! and solve the rows below. Independent subtrees of the elimination tree run on different
+//! threads; the supernodes above them run one at a time, their columns split between threads.
+//! Nothing is allocated per evaluation.
+
+use std::mem::MaybeUninit;
+
+use faer::dyn_stack::{MemBuffer, MemStack, StackReq};
+use faer::linalg::cholesky::llt::factor::{
+    cholesky_in_place, cholesky_in_place_scratch, LltError, LltParams,
+};
+use faer::linalg::matmul::matmul;
+use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
+use faer::sparse::linalg::amd;
+use faer::sparse::linalg::cholesky::{
+    factorize_symbolic_cholesky, CholeskySymbolicParams, SymbolicCholeskyRaw, SymmetricOrdering,
+};
+use faer::sparse::linalg::SupernodalThreshold;
+use faer::sparse::SymbolicSparseColMatRef;
+use faer::{Accum, Mat, MatMut, MatRef, Par, Side};
+
+use crate::blocks::scale_block;
+use crate::crossprod::CrossProducts;
+use crate::error::{LmmError, Result};
+
+/// Diagonal blocks up to this many columns are factored by a plain column loop; larger ones by
+/// faer's blocked dense Cholesky.
+pub const SMALL_PANEL: usize = 24;
+
+/// Dense kernels on at least this many columns run on the rayon pool.
+const PAR_THRESHOLD: usize = 192;
+
+/// Descendant updates with at most this many multiply-adds (and all rank-one updates) are
+/// applied column by column in place; larger ones as matrix products.
+pub const DIRECT_UPDATE: usize = 4096;
+
+/// Columns of the target per matrix product of a large update (bounds the work wasted above
+/// the diagonal and the size of the temporary product).
+const PRODUCT_COLUMNS: usize = 64;
+
+/// Supernodes with at least this many random-effects columns get their columns reordered (see
+/// `order_wide_supernodes`).
+const WIDE_COLUMNS: usize = 64;
+
+/// Supernodes above the independent subtrees are split between threads by columns into chunks
+/// of at least this estimated work (see `COST_FMA`, about 25 microseconds).
+const CHUNK_WORK: f64 = 25_000.0;
+
+/// Estimated cost of the parts of the numeric step, in units of one scattered update (about a
+/// nanosecond): a multiply-add inside a dense kernel, the fixed cost of a column-by-column
+/// update, and of zeroing or assembling one value.
+const COST_FMA: f64 = 1.0 / 20.0;
+const COST_PULL: f64 = 4.0;
+const COST_ZERO: f64 = 1.0 / 8.0;
+
+/// Factors estimated to cost less than this (in the units above, about a millisecond) run on
+/// one thread: below it, waking and joining threads cost more than they save.
+const PARALLEL_MIN_WORK: f64 = 1.0e6;
+
+/// One update that supernode `d` sends to a later supernode: rows `start..` of d's below-diagonal
+/// pattern, of which the first `len` fall in the target's columns; their rows in the target's
+/// panel are `update_rows[rows..]`.
+#[derive(Clone, Copy, Debug)]
+struct Update {
+    d: u32,
+    start: u32,
+    len: u32,
+    rows: u32,
+}
+
+/// One target column's share of a small update: `count` rows of the descendant's panel from
+/// value offset `x` (at the row that meets the target column; `kd` columns `md` apart) are
+/// multiplied by that row and subtracted at the target rows `update_rows[rows..rows + count]`.
+#[derive(Clone, Copy, Debug)]
+struct Pull {
+    x: u32,
+    rows: u32,
+    count: u32,
+    kd: u32,
+    md: u32,
+}
+
+/// A large update, applied as matrix products: `updates[update]`, whose target rows split into
+/// runs of consecutive rows ending at `run_ends[runs.0..runs.1]` (positions in its rows).
+#[derive(Clone, Copy, Debug)]
+struct Product {
+    update: u32,
+    runs: (u32, u32),
+}
+
+/// Offsets of each block of A in the flattened copy that the numeric step scales.
+#[derive(Clone, Debug)]
+struct FlatLayout {
+    diag: Vec<usize>,
+    /// pairs[i][j] for j < i.
+    pairs: Vec<Vec<usize>>,
+    dz: Vec<usize>,
+    dd: usize,
+    len: usize,
+}
+
+impl FlatLayout {
+    fn new(a: &CrossProducts) -> Self {
+        let mut len = 0;
+        let mut take = |n: usize| {
+            let o = len;
+            len += n;
+            o
+        };
+        let diag = a.diag.iter().map(|d| take(d.len())).collect();
+        let pairs = a
+            .pairs
+            .iter()
+            .map(|row| row.iter().map(|s| take(s.data.len())).collect())
+            .collect();
+        let dz = a.dz.iter().map(|d| take(d.len())).collect();
+        let dd = take(a.dd.len());
+        FlatLayout {
+            diag,
+            pairs,
+            dz,
+            dd,
+            len,
+        }
+    }
+}
+
+/// Sizes of a symbolic structure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SupernodalStats {
+    pub n_supernodes: usize,
+    /// Stored values of L (the supernodal panels, explicit zeros included).
+    pub n_values: usize,
+    /// Columns of the widest supernode.
+    pub largest_supernode: usize,
+    /// Descendant updates per factorisation.
+    pub n_updates: usize,
+    /// Multiply-adds of the largest descendant update.
+    pub largest_update: usize,
+    /// Groups of independent subtrees factored in parallel.
+    pub n_groups: usize,
+    /// Supernodes above those subtrees.
+    pub n_top: usize,
+}
+
+/// Everything the numeric step needs to know and never changes.
+#[derive(Clone, Debug)]
+struct Symbolic {
+    pd: usize,
+    /// Columns of the random-effects part (the first `n_re` columns of L).
+    n_re: usize,
+    /// For each term, the column of L of each of its random effects (level-major).
+    pos: Vec<Vec<u32>>,
+    /// For each column of the random-effects part, its term and its index within the term.
+    owner: Vec<(u32, u32)>,
+    /// Supernode s holds columns `begin[s]..begin[s + 1]`.
+    begin: Vec<usize>,
+    /// The rows below the diagonal block of supernode s: `rows[row_ptr[s]..row_ptr[s + 1]]`.
+    row_ptr: Vec<usize>,
+    rows: Vec<u32>,
+    /// Supernode s is a dense column-major panel of (columns + pattern rows) x columns starting
+    /// at `values[val_ptr[s]]` (panels are laid out group by group, see `Schedule`).
+    val_ptr: Vec<usize>,
+    updates: Vec<Update>,
+    update_rows: Vec<u32>,
+    /// The column-by-column updates that global column c receives:
+    /// `pulls[pull_ptr[c]..pull_ptr[c + 1]]`.
+    pull_ptr: Vec<usize>,
+    pulls: Vec<Pull>,
+    /// Estimated cost of assembling each column (see `COST_FMA`), to split top supernodes
+    /// evenly between threads.
+    col_work: Vec<f64>,
+    /// The matrix-product updates that supernode s receives: `products[prod_ptr[s]..]`.
+    prod_ptr: Vec<usize>,
+    products: Vec<Product>,
+    run_ends: Vec<u32>,
+    /// (position in the flattened scaled A, offset in the panel) for supernode s, by column:
+    /// `assembly[asm_ptr[s]..asm_ptr[s + 1]]`.
+    asm_ptr: Vec<usize>,
+    assembly: Vec<(u32, u32)>,
+    layout: FlatLayout,
+    schedule: Schedule,
+}
+
+/// Which supernodes run where. The panels of group g occupy `values[region[g]..region[g + 1]]`
+/// and those of the top supernodes `values[region[groups.len()]..]`.
+#[derive(Clone, Debug)]
+struct Schedule {
+    /// Supernodes of each group of independent subtrees, in increasing order.
+    groups: Vec<Vec<u32>>,
+    /// The supernodes above the groups, in increasing order.
+    top: Vec<u32>,
+    region: Vec<usize>,
+    /// Threads the schedule was made for.
+    threads: usize,
+}
+
+/// Scratch of one thread.
+#[derive(Clone, Debug)]
+struct Worker {
+    product: Vec<f64>,
+    llt_stack: Vec<MaybeUninit<u8>>,
+}
+
+/// The factor, its symbolic structure and the workspaces of the numeric step.
+#[derive(Clone, Debug)]
+pub struct SupernodalCholesky {
+    sym: Symbolic,
+    values: Vec<f64>,
+    scaled: Vec<f64>,
+    workers: Vec<Worker>,
+    d_block: Mat<f64>,
+}
+
+impl SupernodalCholesky {
+    /// The symbolic step: ordering, supernodes, update lists, the assembly map and the schedule
+    /// (for the threads of the current rayon pool, or one thread for a small factor).
+    pub fn new(a: &CrossProducts) -> Result<Self> {
+        Self::build(a, rayon::current_num_threads().max(1), PARALLEL_MIN_WORK)
+    }
+
+    /// The symbolic step with a schedule for `threads` threads whatever the size of the factor
+    /// (for tests and benchmarks of the parallel paths).
+    pub fn with_threads(a: &CrossProducts, threads: usize) -> Result<Self> {
+        Self::build(a, threads.max(1), 0.0)
+    }
+
+    fn build(a: &CrossProducts, threads: usize, parallel_min_work: f64) -> Result<Self> {
+        let shapes = &a.shapes;
+        let nt = shapes.len();
+        let pd = a.p + 1;
+        let sizes: Vec<usize> = shapes.iter().map(|s| s.size()).collect();
+        let n0 = sizes[0];
+        let n_re: usize = sizes.iter().sum();
+        let n = n_re + pd;
+        if n >= u32::MAX as usize / 2 {
+            return Err(LmmError::Shape(format!(
+                "{n} columns are too many for the sparse factor"
+            )));
+        }
+
+        // Columns of the other terms, numbered t = off_t[k] + level q_k + a, ordered by AMD on the
+        // pattern that eliminating term 0 leaves.
+        let mut off_t = vec![0usize; nt];
+        for k in 2..nt {
+            off_t[k] = off_t[k - 1] + sizes[k - 1];
+        }
+        let n_t = n_re - n0;
+        let perm_inv = amd_order_after_first(a, &off_t, n_t)?;
+        let mut pos: Vec<Vec<u32>> = Vec::with_capacity(nt);
+        pos.push((0..n0 as u32).collect());
+        for k in 1..nt {
+            pos.push(
+                (0..sizes[k])
+                    .map(|e| (n0 + perm_inv[off_t[k] + e]) as u32)
+                    .collect(),
+            );
+        }
+
+        // The permuted pattern of A (upper triangle by columns), then faer's symbolic step.
+        let mut entries = a_entries(a, &pos, n_re, pd);
+        let (col_ptr, row_idx) = upper_pattern(n, entries.iter().map(|e| (e.row, e.col)));
+        let pattern = SymbolicSparseColMatRef::new_checked(n, n, &col_ptr, None, &row_idx);
+        let params = CholeskySymbolicParams {
+            supernodal_flop_ratio_threshold: SupernodalThreshold::FORCE_SUPERNODAL,
+            ..Default::default()
+        };
+        let symbolic =
+            factorize_symbolic_cholesky(pattern, Side::Upper, SymmetricOrdering::Identity, params)
+                .map_err(|e| {
+                    LmmError::Shape(format!("sparse symbolic factorisation failed: {e:?}"))
+                })?;
+        let SymbolicCholeskyRaw::Supernodal(sn) = symbolic.raw() else {
+            return Err(internal("faer chose a simplicial factor"));
+        };
+        let ns = sn.n_supernodes();
+        let mut begin: Vec<usize> = sn.supernode_begin().iter().map(|&b| b as usize).collect();
+        begin.push(n);
+        let mut row_ptr = Vec::with_capacity(ns + 1);
+        let mut rows = Vec::new();
+        row_ptr.push(0);
+        for s in 0..ns {
+            rows.extend_from_slice(sn.supernode(s).pattern());
+            row_ptr.push(rows.len());
+        }
+        drop(symbolic);
+
+        // Within each wide supernode the column order is free (its diagonal block is dense):
+        // order it so that the rows of its largest descendants form long runs.
+        let map = order_wide_supernodes(&begin, &row_ptr, &rows, n_re);
+        if let Some(map) = map {
+            for r in rows.iter_mut() {
+                *r = map[*r as usize];
+            }
+            for s in 0..ns {
+                rows[row_ptr[s]..row_ptr[s + 1]].sort_unstable();
+            }
+            for pk in pos.iter_mut() {
+                for c in pk.iter_mut() {
+                    *c = map[*c as usize];
+                }
+            }
+            for e in entries.iter_mut() {
+                let (r, c) = (map[e.row as usize], map[e.col as usize]);
+                (e.row, e.col) = (r.min(c), r.max(c));
+            }
+        }
+        let mut owner = vec![(0u32, 0u32); n_re];
+        for (k, pk) in pos.iter().enumerate() {
+            for (e, &c) in pk.iter().enumerate() {
+                owner[c as usize] = (k as u32, e as u32);
+            }
+        }
+        let cols = |s: usize| begin[s + 1] - begin[s];
+        let height = |s: usize| cols(s) + row_ptr[s + 1] - row_ptr[s];
+        for s in 0..ns {
+            if height(s) * cols(s) >= u32::MAX as usize {
+                return Err(LmmError::Shape(format!(
+                    "a supernode of {} x {} values is too large for the sparse factor",
+                    height(s),
+                    cols(s)
+                )));
+            }
+        }
+        let mut owner_sn = vec![0u32; n];
+        for s in 0..ns {
+            owner_sn[begin[s]..begin[s + 1]].fill(s as u32);
+        }
+
+        // Updates, grouped by target, with their rows in the target's panel.
+        let mut by_target: Vec<(u32, Update)> = Vec::new();
+        for d in 0..ns {
+            let pat = &rows[row_ptr[d]..row_ptr[d + 1]];
+            let mut i = 0;
+            while i < pat.len() {
+                let s = owner_sn[pat[i] as usize];
+                let mut e = i + 1;
+                while e < pat.len() && owner_sn[pat[e] as usize] == s {
+                    e += 1;
+                }
+                let update = Update {
+                    d: d as u32,
+                    start: i as u32,
+                    len: (e - i) as u32,
+                    rows: 0,
+                };
+                by_target.push((s, update));
+                i = e;
+            }
+        }
+        by_target.sort_by_key(|&(s, u)| (s, u.d));
+        let mut local = vec![0u32; n];
+        let mut update_rows: Vec<u32> = Vec::new();
+        let mut updates: Vec<Update> = Vec::with_capacity(by_target.len());
+        let mut col_work = vec![0.0f64; n];
+        let mut prod_ptr = vec![0usize; ns + 1];
+        let mut products: Vec<Product> = Vec::new();
+        let mut run_ends: Vec<u32> = Vec::new();
+        let mut pull_count = vec![0usize; n + 1];
+        let mut current = usize::MAX;
+        for &(s, u) in &by_target {
+            let s = s as usize;
+            if s != current {
+                current = s;
+                let (f, l) = (begin[s], begin[s + 1]);
+                for (i, r) in (f..l).enumerate() {
+                    local[r] = i as u32;
+                }
+                for (i, &r) in rows[row_ptr[s]..row_ptr[s + 1]].iter().enumerate() {
+                    local[r as usize] = (cols(s) + i) as u32;
+                }
+            }
+            let d = u.d as usize;
+            let drows = &rows[row_ptr[d] + u.start as usize..row_ptr[d + 1]];
+            let rows_at = update_rows.len();
+            if rows_at + drows.len() >= u32::MAX as usize {
+                return Err(LmmError::Shape(
+                    "too many descendant updates for the sparse factor".into(),
+                ));
+            }
+            update_rows.extend(drows.iter().map(|&r| local[r as usize]));
+            let index = updates.len() as u32;
+            let kd = cols(d);
+            let mp = drows.len();
+            let size = kd * mp * u.len as usize;
+            let product = kd > 1 && size > DIRECT_UPDATE;
+            for (jj, &r) in drows[..u.len as usize].iter().enumerate() {
+                let below = (mp - jj) as f64;
+                col_work[r as usize] += if product {
+                    below * (1.0 + kd as f64 * COST_FMA)
+                } else {
+                    below * kd as f64 + COST_PULL
+                };
+            }
+            if product {
+                let lr = &update_rows[rows_at..];
+                let lo = run_ends.len() as u32;
+                for i in 1..lr.len() {
+                    if lr[i] != lr[i - 1] + 1 {
+                        run_ends.push(i as u32);
+                    }
+                }
+                run_ends.push(lr.len() as u32);
+                products.push(Product {
+                    update: index,
+                    runs: (lo, run_ends.len() as u32),
+                });
+                prod_ptr[s + 1] += 1;
+            } else {
+                for &r in &drows[..u.len as usize] {
+                    pull_count[r as usize + 1] += 1;
+                }
+            }
+            updates.push(Update {
+                rows: rows_at as u32,
+                ..u
+            });
+        }
+        for s in 0..ns {
+            prod_ptr[s + 1] += prod_ptr[s];
+        }
+        for c in 0..n {
+            pull_count[c + 1] += pull_count[c];
+        }
+        let pull_ptr = pull_count;
+
+        // The schedule, then the panels laid out group by group.
+        for e in &entries {
+            col_work[e.row as usize] += 1.0;
+        }
+        let work: Vec<f64> = (0..ns)
+            .map(|s| {
+                let (k, m) = (cols(s) as f64, height(s) as f64);
+                let assembly: f64 = col_work[begin[s]..begin[s + 1]].iter().sum();
+                assembly + m * k * COST_ZERO + (k * k * k / 3.0 + (m - k) * k * k) * COST_FMA
+            })
+            .collect();
+        let parent: Vec<usize> = (0..ns)
+            .map(|s| {
+                rows[row_ptr[s]..row_ptr[s + 1]]
+                    .first()
+                    .map_or(usize::MAX, |&r| owner_sn[r as usize] as usize)
+            })
+            .collect();
+        let mut schedule = make_schedule(&parent, &work, threads, parallel_min_work);
+        let mut val_ptr = vec![0usize; ns + 1];
+        let mut offset = 0;
+        schedule.region.clear();
+        for group in schedule.groups.iter().chain(std::iter::once(&schedule.top)) {
+            schedule.region.push(offset);
+            for &s in group {
+                val_ptr[s as usize] = offset;
+                offset += height(s as usize) * cols(s as usize);
+            }
+        }
+        val_ptr[ns] = offset;
+        if offset >= u32::MAX as usize {
+            return Err(LmmError::Shape(format!(
+                "{offset} values are too many for the sparse factor"
+            )));
+        }
+        let mut pulls = vec![
+            Pull {
+                x: 0,
+                rows: 0,
+                count: 0,
+                kd: 0,
+                md: 0,
+            };
+            pull_ptr[n]
+        ];
+        let mut fill = pull_ptr.clone();
+        for u in &updates {
+            let d = u.d as usize;
+            let (kd, md) = (cols(d), height(d));
+            let mp = md - kd - u.start as usize;
+            if kd > 1 && kd * mp * u.len as usize > DIRECT_UPDATE {
+                continue;
+            }
+            let drows = &rows[row_ptr[d] + u.start as usize..row_ptr[d + 1]];
+            for (idx, &r) in drows[..u.len as usize].iter().enumerate() {
+                pulls[fill[r as usize]] = Pull {
+                    x: (val_ptr[d] + kd + u.start as usize + idx) as u32,
+                    rows: u.rows + idx as u32,
+                    count: (mp - idx) as u32,
+                    kd: kd as u32,
+                    md: md as u32,
+                };
+                fill[r as usize] += 1;
+            }
+        }
+
+        // Where each element of A goes: the supernode of its (lower) column and the offset.
+        let layout = FlatLayout::new(a);
+        // Grouped by (lower) column, so that each supernode's entries are contiguous and a
+        // range of its columns is a range of its entries.
+        let mut col_start = vec![0usize; n + 1];
+        for e in &entries {
+            col_start[e.row as usize + 1] += 1;
+        }
+        for c in 0..n {
+            col_start[c + 1] += col_start[c];
+        }
+        let mut fill = col_start.clone();
+        let mut assembly = vec![(0u32, 0u32); entries.len()];
+        for e in &entries {
+            let (r, c) = (e.col as usize, e.row as usize); // lower triangle: r >= c
+            let s = owner_sn[c] as usize;
+            let local_row = if r < begin[s + 1] {
+                r - begin[s]
+            } else {
+                let pat = &rows[row_ptr[s]..row_ptr[s + 1]];
+                cols(s)
+                    + pat
+                        .binary_search(&(r as u32))
+                        .expect("A's pattern is inside L's")
+            };
+            let off = (c - begin[s]) * height(s) + local_row;
+            assembly[fill[c]] = (e.src, off as u32);
+            fill[c] += 1;
+        }
+        let asm_ptr: Vec<usize> = begin.iter().map(|&c| col_start[c]).collect();
+
+        // Workspaces: one per group and per column chunk of a top supernode.
+        let mut max_product = 0;
+        for p in &products {
+            let u = updates[p.update as usize];
+            let d = u.d as usize;
+            let mp = row_ptr[d + 1] - row_ptr[d] - u.start as usize;
+            max_product = max_product.max(mp * (u.len as usize).min(PRODUCT_COLUMNS));
+        }
+        let max_k = (0..ns).map(cols).max().unwrap_or(0);
+        let llt_req: StackReq =
+            cholesky_in_place_scratch::<f64>(max_k, Par::rayon(0), Default::default());
+        let worker = Worker {
+            product: vec![0.0; max_product],
+            llt_stack: vec![MaybeUninit::uninit(); llt_req.unaligned_bytes_required() + 64],
+        };
+        let n_workers = (4 * threads).max(schedule.groups.len()).max(1);
+        let scaled_len = layout.len;
+        Ok(SupernodalCholesky {
+            sym: Symbolic {
+                pd,
+                n_re,
+                pos,
+                owner,
+                begin,
+                row_ptr,
+                rows,
+                val_ptr,
+                updates,
+                update_rows,
+                pull_ptr,
+                pulls,
+                col_work,
+                prod_ptr,
+                products,
+                run_ends,
+                asm_ptr,
+                assembly,
+                layout,
+                schedule,
+            },
+            values: vec![0.0; offset],
+            scaled: vec![0.0; scaled_len],
+            workers: vec![worker; n_workers],
+            d_block: Mat::zeros(pd, pd),
+        })
+    }
+
+    pub fn n_supernodes(&self) -> usize {
+        self.sym.n_supernodes()
+    }
+
+    /// Sizes of the symbolic structure (for benchmarks and tests).
+    pub fn stats(&self) -> SupernodalStats {
+        let sym = &self.sym;
+        let ns = sym.n_supernodes();
+        let largest_update = sym
+            .updates
+            .iter()
+            .map(|u| {
+                let d = u.d as usize;
+                let below = sym.row_ptr[d + 1] - sym.row_ptr[d] - u.start as usize;
+                sym.cols(d) * below * u.len as usize
+            })
+            .max()
+            .unwrap_or(0);
+        SupernodalStats {
+            n_supernodes: ns,
+            n_values: self.values.len(),
+            largest_supernode: (0..ns).map(|s| sym.cols(s)).max().unwrap_or(0),
+            n_updates: sym.updates.len(),
+            largest_update,
+            n_groups: sym.schedule.groups.len(),
+            n_top: sym.schedule.top.len(),
+        }
+    }
+
+    /// The numeric step: L(theta) from A and the per-term lambda templates.
+    pub fn update(&mut self, a: &CrossProducts, lambdas: &[Vec<f64>]) -> Result<()> {
+        let sym = &self.sym;
+        scale_flat(a, lambdas, &sym.layout, &mut self.scaled);
+        let scaled = &self.scaled;
+        let schedule = &sym.schedule;
+        let n_groups = schedule.groups.len();
+        let (grouped, _) = self.values.split_at_mut(schedule.region[n_groups]);
+        run_groups(
+            sym,
+            scaled,
+            0,
+            &schedule.groups,
+            grouped,
+            0,
+            &mut self.workers,
+        )
+        .map_err(|c| sym.pivot_error(c))?;
+        let threads = schedule.threads;
+        for &s in &schedule.top {
+            let s = s as usize;
+            let (head, tail) = self.values.split_at_mut(sym.val_ptr[s]);
+            let panel = &mut tail[..sym.height(s) * sym.cols(s)];
+            let mut bounds = [0usize; 17];
+            let n_chunks = sym.column_chunks(s, threads, &mut bounds);
+            run_chunks(
+                sym,
+                scaled,
+                s,
+                &bounds[..=n_chunks],
+                panel,
+                head,
+                0,
+                &mut self.workers,
+            );
+            let par = if threads > 1 && sym.cols(s) >= PAR_THRESHOLD {
+                Par::rayon(0)
+            } else {
+                Par::Seq
+            };
+            factor_panel(panel, sym.height(s), sym.cols(s), par, &mut self.workers[0])
+                .map_err(|j| sym.pivot_error(sym.begin[s] + j))?;
+        }
+        let first = sym.n_re;
+        for j in 0..sym.pd {
+            for i in 0..sym.pd {
+                let v = if i >= j {
+                    self.entry(first + i, first + j)
+                } else {
+                    0.0
+                };
+                self.d_block[(i, j)] = v;
+            }
+        }
+        Ok(())
+    }
+
+    /// L[row, col] for row >= col inside the pattern (0 outside it).
+    fn entry(&self, row: usize, col: usize) -> f64 {
+        let sym = &self.sym;
+        let s = sym.begin.partition_point(|&b| b <= col) - 1;
+        let (f, l) = (sym.begin[s], sym.begin[s + 1]);
+        let pat = sym.pattern(s);
+        let local = if row < l {
+            row - f
+        } else {
+            match pat.binary_search(&(row as u32)) {
+                Ok(i) => l - f + i,
+                Err(_) => return 0.0,
+            }
+        };
+        self.values[sym.val_ptr[s] + (col - f) * sym.height(s) + local]
+    }
+
+    /// The panel of supernode s.
+    fn panel(&self, s: usize) -> &[f64] {
+        let start = self.sym.val_ptr[s];
+        &self.values[start..start + self.sym.height(s) * self.sym.cols(s)]
+    }
+
+    /// log det(L_Z)^2 over the random-effects columns.
+    pub fn ld_l2(&self) -> f64 {
+        let sym = &self.sym;
+        let mut s = 0.0;
+        for sn in 0..sym.n_supernodes() {
+            let (f, l) = (sym.begin[sn], sym.begin[sn + 1].min(sym.n_re));
+            if f >= l {
+                break;
+            }
+            let m = sym.height(sn);
+            let panel = self.panel(sn);
+            for j in 0..l - f {
+                s += panel[j * m + j].ln();
+            }
+        }
+        2.0 * s
+    }
+
+    /// The lower-triangular (p + 1) x (p + 1) D block of L.
+    pub fn d_block(&self) -> &Mat<f64> {
+        &self.d_block
+    }
+
+    /// For each term, c_u - L_XZ' beta: the right-hand side of L_Z' u = ... (lme4's cu minus the
+    /// fixed effects' part), one vector per term in its own (level-major) order.
+    pub fn random_effects_rhs(&self, beta: &[f64]) -> Vec<Vec<f64>> {
+        let n_re = self.sym.n_re;
+        let p = self.sym.pd - 1;
+        let mut w = vec![0.0; n_re];
+        for (c, wc) in w.iter_mut().enumerate() {
+            let mut v = self.entry(n_re + p, c);
+            for (j, bj) in beta.iter().enumerate() {
+                v -= self.entry(n_re + j, c) * bj;
+            }
+            *wc = v;
+        }
+        self.scatter(&w)
+    }
+
+    fn gather(&self, x: &[Vec<f64>]) -> Vec<f64> {
+        let mut w = vec![0.0; self.sym.n_re];
+        for (xk, pk) in x.iter().zip(&self.sym.pos) {
+            for (v, &c) in xk.iter().zip(pk) {
+                w[c as usize] = *v;
+            }
+        }
+        w
+    }
+
+    fn scatter(&self, w: &[f64]) -> Vec<Vec<f64>> {
+        self.sym
+            .pos
+            .iter()
+            .map(|pk| pk.iter().map(|&c| w[c as usize]).collect())
+            .collect()
+    }
+
+    /// x <- L_Z^{-1} x for a blocked vector of random effects (one Vec per term).
+    pub fn solve_lz(&self, x: &mut [Vec<f64>]) {
+        let sym = &self.sym;
+        let n_re = sym.n_re;
+        let mut w = self.gather(x);
+        for s in 0..sym.n_supernodes() {
+            let (f, l) = (sym.begin[s], sym.begin[s + 1]);
+            if f >= n_re {
+                break;
+            }
+            let k = l - f;
+            let kz = l.min(n_re) - f;
+            let pat = sym.pattern(s);
+            let m = sym.height(s);
+            let panel = self.panel(s);
+            for j in 0..kz {
+                let col = &panel[j * m..(j + 1) * m];
+                let xj = w[f + j] / col[j];
+                w[f + j] = xj;
+                for i in j + 1..kz {
+                    w[f + i] -= col[i] * xj;
+                }
+                for (&r, v) in pat.iter().zip(&col[k..]) {
+                    if r as usize >= n_re {
+                        break;
+                    }
+                    w[r as usize] -= v * xj;
+                }
+            }
+        }
+        for (xk, wk) in x.iter_mut().zip(self.scatter(&w)) {
+            *xk = wk;
+        }
+    }
+
+    /// x <- L_Z^{-T} x for a blocked vector of random effects.
+    pub fn solve_lzt(&self, x: &mut [Vec<f64>]) {
+        let sym = &self.sym;
+        let n_re = sym.n_re;
+        let mut w = self.gather(x);
+        for s in (0..sym.n_supernodes()).rev() {
+            let (f, l) = (sym.begin[s], sym.begin[s + 1]);
+            if f >= n_re {
+                continue;
+            }
+            let k = l - f;
+            let kz = l.min(n_re) - f;
+            let pat = sym.pattern(s);
+            let m = sym.height(s);
+            let panel = self.panel(s);
+            for j in (0..kz).rev() {
+                let col = &panel[j * m..(j + 1) * m];
+                let mut acc = w[f + j];
+                for i in j + 1..kz {
+                    acc -= col[i] * w[f + i];
+                }
+                for (&r, v) in pat.iter().zip(&col[k..]) {
+                    if r as usize >= n_re {
+                        break;
+                    }
+                    acc -= v * w[r as usize];
+                }
+                w[f + j] = acc / col[j];
+            }
+        }
+        for (xk, wk) in x.iter_mut().zip(self.scatter(&w)) {
+            *xk = wk;
+        }
+    }
+}
+
+impl Symbolic {
+    fn n_supernodes(&self) -> usize {
+        self.begin.len() - 1
+    }
+
+    fn cols(&self, s: usize) -> usize {
+        self.begin[s + 1] - self.begin[s]
+    }
+
+    /// Rows of the panel of supernode s (its columns, then the pattern below).
+    fn height(&self, s: usize) -> usize {
+        self.cols(s) + self.row_ptr[s + 1] - self.row_ptr[s]
+    }
+
+    fn pattern(&self, s: usize) -> &[u32] {
+        &self.rows[self.row_ptr[s]..self.row_ptr[s + 1]]
+    }
+
+    fn pivot_error(&self, col: usize) -> LmmError {
+        if col < self.n_re {
+            let (term, e) = self.owner[col];
+            LmmError::NotPositiveDefinite {
+                what: format!("block {term} of L"),
+                pivot: e as usize,
+            }
+        } else {
+            LmmError::NotPositiveDefinite {
+                what: "the fixed-effects block of L".into(),
+                pivot: col - self.n_re,
+            }
+        }
+    }
+
+    /// Splits the columns of a top supernode into chunks of about equal estimated work; returns
+    /// the number of chunks, whose bounds are `bounds[..=n]`.
+    fn column_chunks(&self, s: usize, threads: usize, bounds: &mut [usize; 17]) -> usize {
+        let k = self.cols(s);
+        let work = &self.col_work[self.begin[s]..self.begin[s + 1]];
+        let total: f64 = work.iter().sum();
+        let n = if threads > 1 {
+            ((total / CHUNK_WORK) as usize).clamp(1, (4 * threads).min(k).min(16))
+        } else {
+            1
+        };
+        let mut acc = 0.0;
+        let mut c = 1;
+        bounds[0] = 0;
+        for (j, w) in work.iter().enumerate() {
+            acc += w;
+            if c < n && acc * n as f64 >= total * c as f64 && j + 1 > bounds[c - 1] {
+                bounds[c] = j + 1;
+                c += 1;
+            }
+        }
+        // Fewer chunks if the work is concentrated in the last columns.
+        let n = if c < n { c } else { n };
+        bounds[n] = k;
+        n
+    }
+
+    /// Columns `c0..c1` of supernode s (`cols`, column-major with the panel's height) from the
+    /// scaled A minus the updates of the descendants, whose panels are in `head` from offset
+    /// `base` of the values.
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        &self,
+        s: usize,
+        c0: usize,
+        c1: usize,
+        cols: &mut [f64],
+        scaled: &[f64],
+        head: &[f64],
+        base: usize,
+        product: &mut [f64],
+    ) {
+        let f = self.begin[s];
+        let m = self.height(s);
+        cols.fill(0.0);
+        let asm = &self.assembly[self.asm_ptr[s]..self.asm_ptr[s + 1]];
+        let lo = asm.partition_point(|&(_, off)| (off as usize) < c0 * m);
+        let hi = asm.partition_point(|&(_, off)| (off as usize) < c1 * m);
+        for &(src, off) in &asm[lo..hi] {
+            cols[off as usize - c0 * m] += scaled[src as usize];
+        }
+
+        // Small updates, column by column.
+        for j in c0..c1 {
+            let col = &mut cols[(j - c0) * m..(j - c0 + 1) * m];
+            let c = f + j;
+            for p in &self.pulls[self.pull_ptr[c]..self.pull_ptr[c + 1]] {
+                let count = p.count as usize;
+                let lr = &self.update_rows[p.rows as usize..p.rows as usize + count];
+                let x0 = p.x as usize - base;
+                if p.kd == 1 {
+                    let x = &head[x0..x0 + count];
+                    let xj = x[0];
+                    for (&r, &xi) in lr.iter().zip(x) {
+                        // SAFETY: the symbolic step made every entry of update_rows a row of
+                        // the target's panel, whose columns are m long.
+                        unsafe { *col.get_unchecked_mut(r as usize) -= xi * xj };
+                    }
+                } else {
+                    let (kd, md) = (p.kd as usize, p.md as usize);
+                    let x = &head[x0..x0 + (kd - 1) * md + count];
+                    for (i, &r) in lr.iter().enumerate() {
+                        let mut acc = 0.0;
+                        for t in 0..kd {
+                            acc += x[i + t * md] * x[t * md];
+                        }
+                        col[r as usize] -= acc;
+                    }
+                }
+            }
+        }
+
+        // Large updates as matrix products, a block of target columns at a time.
+        for prod in &self.products[self.prod_ptr[s]..self.prod_ptr[s + 1]] {
+            let u = self.updates[prod.update as usize];
+            let ends = &self.run_ends[prod.runs.0 as usize..prod.runs.1 as usize];
+            let d = u.d as usize;
+            let kd = self.cols(d);
+            let md = self.height(d);
+            let drows = &self.pattern(d)[u.start as usize..];
+            let mp = drows.len();
+            let lr = &self.update_rows[u.rows as usize..u.rows as usize + mp];
+            let reach = &drows[..u.len as usize];
+            let j0 = reach.partition_point(|&r| (r as usize) < f + c0);
+            let j1 = reach.partition_point(|&r| (r as usize) < f + c1);
+            let x = MatRef::from_column_major_slice_with_stride(
+                &head[self.val_ptr[d] - base + kd + u.start as usize..],
+                mp,
+                kd,
+                md,
+            );
+            let mut jb0 = j0;
+            while jb0 < j1 {
+                let jb1 = (jb0 + PRODUCT_COLUMNS).min(j1);
+                let (h, w) = (mp - jb0, jb1 - jb0);
+                let below = x.subrows(jb0, h);
+                let mut prod = MatMut::from_column_major_slice_mut(&mut product[..h * w], h, w);
+                matmul(
+                    prod.as_mut(),
+                    Accum::Replace,
+                    below,
+                    below.subrows(0, w).transpose(),
+                    1.0,
+                    Par::Seq,
+                );
+                // Subtract column jj of the product (rows jb0 + jj.. of the update) run by run:
+                // runs of consecutive target rows as slices, the rest one by one.
+                let mut run = ends.partition_point(|&e| (e as usize) <= jb0);
+                for jj in 0..w {
+                    let tc = reach[jb0 + jj] as usize - f - c0;
+                    let col = &mut cols[tc * m..(tc + 1) * m];
+                    let pcol = &product[jj * h..(jj + 1) * h];
+                    let mut i = jb0 + jj;
+                    while ends[run] as usize <= i {
+                        run += 1;
+                    }
+                    for &end in &ends[run..] {
+                        let end = end as usize;
+                        let src = &pcol[i - jb0..end - jb0];
+                        if end - i >= 4 {
+                            let t = lr[i] as usize;
+                            for (v, x) in col[t..t + (end - i)].iter_mut().zip(src) {
+                                *v -= x;
+                            }
+                        } else {
+                            for (&r, &x) in lr[i..end].iter().zip(src) {
+                                // SAFETY: as for the small updates, every row is inside the panel.
+                                unsafe { *col.get_unchecked_mut(r as usize) -= x };
+                            }
+                        }
+                        i = end;
+                    }
+                }
+                jb0 = jb1;
+            }
+        }
+    }
+}
+
+/// Factors groups `first..first + groups.len()` of independent subtrees, in parallel; `values`
+/// holds their regions, starting at offset `base`. Returns the column of a failing pivot.
+fn run_groups(
+    sym: &Symbolic,
+    scaled: &[f64],
+    first: usize,
+    groups: &[Vec<u32>],
+    values: &mut [f64],
+    base: usize,
+    workers: &mut [Worker],
+) -> std::result::Result<(), usize> {
+    match groups {
+        [] => Ok(()),
+        [group] => {
+            let worker = &mut workers[0];
+            for &s in group {
+                let s = s as usize;
+                let (head, tail) = values.split_at_mut(sym.val_ptr[s] - base);
+                let (k, m) = (sym.cols(s), sym.height(s));
+                let panel = &mut tail[..m * k];
+                sym.assemble(s, 0, k, panel, scaled, head, base, &mut worker.product);
+                factor_panel(panel, m, k, Par::Seq, worker).map_err(|j| sym.begin[s] + j)?;
+            }
+            Ok(())
+        }
+        _ => {
+            let mid = groups.len() / 2;
+            let split = sym.schedule.region[first + mid];
+            let (left, right) = values.split_at_mut(split - base);
+            let (wl, wr) = workers.split_at_mut(mid);
+            let (a, b) = rayon::join(
+                || run_groups(sym, scaled, first, &groups[..mid], left, base, wl),
+                || run_groups(sym, scaled, first + mid, &groups[mid..], right, split, wr),
+            );
+            a.and(b)
+        }
+    }
+}
+
+/// Assembles the column chunks `bounds` of top supernode s in parallel.
+#[allow(clippy::too_many_arguments)]
+fn run_chunks(
+    sym: &Symbolic,
+    scaled: &[f64],
+    s: usize,
+    bounds: &[usize],
+    cols: &mut [f64],
+    head: &[f64],
+    base: usize,
+    workers: &mut [Worker],
+) {
+    let m = sym.height(s);
+    let n = bounds.len() - 1;
+    if n == 1 {
+        sym.assemble(
+            s,
+            bounds[0],
+            bounds[1],
+            cols,
+            scaled,
+            head,
+            base,
+            &mut workers[0].product,
+        );
+        return;
+    }
+    let mid = n / 2;
+    let (left, right) = cols.split_at_mut((bounds[mid] - bounds[0]) * m);
+    let (wl, wr) = workers.split_at_mut(mid);
+    rayon::join(
+        || run_chunks(sym, scaled, s, &bounds[..=mid], left, head, base, wl),
+        || run_chunks(sym, scaled, s, &bounds[mid..], right, head, base, wr),
+    );
+}
+
+/// Factors the diagonal block of an assembled m x k panel and solves the rows below it.
+/// Returns the failing column on a non-positive pivot.
+fn factor_panel(
+    panel: &mut [f64],
+    m: usize,
+    k: usize,
+    par: Par,
+    worker: &mut Worker,
+) -> std::result::Result<(), usize> {
+    if k <= SMALL_PANEL {
+        return factor_panel_small(panel, m, k);
+    }
+    let stack = MemStack::new(&mut worker.llt_stack);
+    let mut pm = MatMut::from_column_major_slice_with_stride_mut(panel, m, k, m);
+    let (mut top, mut bottom) = pm.as_mut().split_at_row_mut(k);
+    let params: faer::Spec<LltParams, f64> = Default::default();
+    match cholesky_in_place(top.as_mut(), Default::default(), par, stack, params) {
+        Ok(_) => {
+            // The strict upper triangle of the diagonal block still holds A.
+            for j in 1..k {
+                for i in 0..j {
+                    top[(i, j)] = 0.0;
+                }
+            }
+            solve_lower_triangular_in_place(top.as_ref(), bottom.as_mut().transpose_mut(), par);
+            Ok(())
+        }
+        Err(LltError::NonPositivePivot { index }) => Err(index),
+    }
+}
+
+/// For each supernode of at least `WIDE_COLUMNS` random-effects columns, a new order of those
+/// columns: sorted by which of its (up to 16) largest descendants reach them, the largest first,
+/// so that each descendant's rows in it form few runs (the scatter of its product becomes
+/// mostly contiguous). Returns the map from old to new column, or None when nothing moves.
+fn order_wide_supernodes(
+    begin: &[usize],
+    row_ptr: &[usize],
+    rows: &[u32],
+    n_re: usize,
+) -> Option<Vec<u32>> {
+    let ns = begin.len() - 1;
+    let n = begin[ns];
+    let wide: Vec<usize> = (0..ns)
+        .filter(|&s| begin[s + 1].min(n_re).saturating_sub(begin[s]) >= WIDE_COLUMNS)
+        .collect();
+    if wide.is_empty() {
+        return None;
+    }
+    let mut owner_sn = vec![usize::MAX; n];
+    for s in 0..ns {
+        owner_sn[begin[s]..begin[s + 1]].fill(s);
+    }
+    // Descendants' rows inside each wide supernode's random-effects columns, with their weight
+    // (columns x rows^2, the size of their product).
+    let mut reach: Vec<Vec<(f64, usize, usize)>> = vec![Vec::new(); ns];
+    for d in 0..ns {
+        let k = (begin[d + 1] - begin[d]) as f64;
+        let pat = &rows[row_ptr[d]..row_ptr[d + 1]];
+        let mut i = 0;
+        while i < pat.len() {
+            let s = owner_sn[pat[i] as usize];
+            let mut e = i + 1;
+            while e < pat.len() && owner_sn[pat[e] as usize] == s {
+                e += 1;
+            }
+            let end = begin[s + 1].min(n_re) as u32;
+            let re_end = i + pat[i..e].partition_point(|&r| r < end);
+            if re_end > i {
+                let below = (pat.len() - i) as f64;
+                reach[s].push((
+                    k * below * (re_end - i) as f64,
+                    row_ptr[d] + i,
+                    row_ptr[d] + re_end,
+                ));
+            }
+            i = e;
+        }
+    }
+    let mut map: Vec<u32> = (0..n as u32).collect();
+    let mut moved = false;
+    for &s in &wide {
+        let f = begin[s];
+        let k = begin[s + 1].min(n_re) - f;
+        let list = &mut reach[s];
+        list.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut signature = vec![0u16; k];
+        for (bit, &(_, lo, hi)) in list.iter().take(16).enumerate() {
+            for &r in &rows[lo..hi] {
+                signature[r as usize - f] |= 1 << (15 - bit);
+            }
+        }
+        let mut order: Vec<usize> = (0..k).collect();
+        // Columns reached by the largest descendant first, then by the next, and so on.
+        order.sort_by_key(|&c| (std::cmp::Reverse(signature[c]), c));
+        for (new, &old) in order.iter().enumerate() {
+            map[f + old] = (f + new) as u32;
+            moved |= new != old;
+        }
+    }
+    moved.then_some(map)
+}
+
+/// Splits the supernodal elimination tree between `threads` threads: whole subtrees go to
+/// groups of about equal work, processed in parallel; the supernodes above them (the top) are
+/// processed afterwards one at a time. `parent[s]` is `usize::MAX` for a root; children come
+/// before their parents. Factors of less than `min_work` get a one-thread schedule.
+fn make_schedule(parent: &[usize], work: &[f64], threads: usize, min_work: f64) -> Schedule {
+    let ns = parent.len();
+    if threads <= 1 || ns < 2 * threads || work.iter().sum::<f64>() < min_work {
+        return Schedule {
+            groups: Vec::new(),
+            top: (0..ns as u32).collect(),
+            region: Vec::new(),
+            threads: 1,
+        };
+    }
+    let mut subtree = work.to_vec();
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); ns];
+    for s in 0..ns {
+        if parent[s] != usize::MAX {
+            subtree[parent[s]] += subtree[s];
+            children[parent[s]].push(s);
+        }
+    }
+    // Open the heaviest subtree until none holds more than a quarter of a thread's share.
+    let mut open: Vec<usize> = (0..ns).filter(|&s| parent[s] == usize::MAX).collect();
+    let mut top = Vec::new();
+    loop {
+        let total: f64 = open.iter().map(|&s| subtree[s]).sum();
+        let Some((i, &heaviest)) = open
+            .iter()
+            .enumerate()
+            .max_by(|a, b| subtree[*a.1].total_cmp(&subtree[*b.1]))
+        else {
+            break;
+        };
+        if subtree[heaviest] * (4 * threads) as f64 <= total || top.len() >= 256 {
+            break;
+        }
+        open.swap_remove(i);
+        top.push(heaviest as u32);
+        open.extend(&children[heaviest]);
+    }
+    // Longest processing time first.
+    open.sort_by(|&a, &b| subtree[b].total_cmp(&subtree[a]));
+    let mut load = vec![0.0f64; threads];
+    let mut groups: Vec<Vec<u32>> = vec![Vec::new(); threads];
+    let mut stack = Vec::new();
+    for &root in &open {
+        let g = (0..threads)
+            .min_by(|&a, &b| load[a].total_cmp(&load[b]))
+            .unwrap_or(0);
+        load[g] += subtree[root];
+        stack.push(root);
+        while let Some(s) = stack.pop() {
+            groups[g].push(s as u32);
+            stack.extend(&children[s]);
+        }
+    }
+    for g in &mut groups {
+        g.sort_unstable();
+    }
+    groups.retain(|g| !g.is_empty());
+    top.sort_unstable();
+    Schedule {
+        groups,
+        top,
+        region: Vec::new(),
+        threads,
+    }
+}
+
+/// Left-looking column Cholesky of a small m x k panel in place: the top k x k block becomes L,
+/// the rows below become B L^{-T}. Returns the failing column on a non-positive pivot.
+fn factor_panel_small(panel: &mut [f64], m: usize, k: usize) -> std::result::Result<(), usize> {
+    for j in 0..k {
+        let (done, rest) = panel.split_at_mut(j * m);
+        let col = &mut rest[..m];
+        for t in 0..j {
+            let src = &done[t * m..(t + 1) * m];
+            let coef = src[j];
+            if coef != 0.0 {
+                for (v, x) in col[j..].iter_mut().zip(&src[j..]) {
+                    *v -= coef * x;
+                }
+            }
+        }
+        let d = col[j];
+        if d <= 0.0 || !d.is_finite() {
+            return Err(j);
+        }
+        let d = d.sqrt();
+        col[j] = d;
+        let inv = 1.0 / d;
+        col[j + 1..].iter_mut().for_each(|v| *v *= inv);
+        col[..j].iter_mut().for_each(|v| *v = 0.0);
+    }
+    Ok(())
+}
+
+/// One element of A (lower triangle of the symmetric matrix, each pair once) with its place in
+/// the permuted matrix (`row <= col`) and in the flattened scaled copy.
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    row: u32,
+    col: u32,
+    src: u32,
+}
+
+/// Every element of A that the factor needs, in permuted coordinates.
+fn a_entries(a: &CrossProducts, pos: &[Vec<u32>], n_re: usize, pd: usize) -> Vec<Entry> {
+    let layout = FlatLayout::new(a);
+    let mut out = Vec::new();
+    let mut push = |r: usize, c: usize, src: usize| {
+        let (row, col) = if r <= c { (r, c) } else { (c, r) };
+        out.push(Entry {
+            row: row as u32,
+            col: col as u32,
+            src: src as u32,
+        });
+    };
+    for (k, s) in a.shapes.iter().enumerate() {
+        let q = s.q;
+        for lev in 0..s.n_levels {
+            for b in 0..q {
+                for e in b..q {
+                    let src = layout.diag[k] + lev * q * q + e + b * q;
+                    push(
+                        pos[k][lev * q + e] as usize,
+                        pos[k][lev * q + b] as usize,
+                        src,
+                    );
+                }
+            }
+        }
+        for j in 0..k {
+            let pair = &a.pairs[k][j];
+            let (qi, qj) = (pair.qr, pair.qc);
+            for (t, (r, c, _)) in pair.blocks().enumerate() {
+                for b in 0..qj {
+                    for e in 0..qi {
+                        let src = layout.pairs[k][j] + t * qi * qj + e + b * qi;
+                        push(
+                            pos[k][r * qi + e] as usize,
+                            pos[j][c * qj + b] as usize,
+                            src,
+                        );
+                    }
+                }
+            }
+        }
+        for (c, &col) in pos[k].iter().enumerate() {
+            for i in 0..pd {
+                push(n_re + i, col as usize, layout.dz[k] + c * pd + i);
+            }
+        }
+    }
+    for j in 0..pd {
+        for i in j..pd {
+            push(n_re + i, n_re + j, layout.dd + i + j * pd);
+        }
+    }
+    out
+}
+
+/// Column pointers and sorted, deduplicated row indices of an upper-triangular pattern given as
+/// (row <= col) pairs, the diagonal always included.
+fn upper_pattern(
+    n: usize,
+    pairs: impl Iterator<Item = (u32, u32)> + Clone,
+) -> (Vec<u32>, Vec<u32>) {
+    let mut counts = vec![1usize; n];
+    for (_, c) in pairs.clone() {
+        counts[c as usize] += 1;
+    }
+    let mut ptr = vec![0usize; n + 1];
+    for c in 0..n {
+        ptr[c + 1] = ptr[c] + counts[c];
+    }
+    let mut fill = ptr.clone();
+    let mut idx = vec![0u32; ptr[n]];
+    for c in 0..n {
+        idx[fill[c]] = c as u32;
+        fill[c] += 1;
+    }
+    for (r, c) in pairs {
+        idx[fill[c as usize]] = r;
+        fill[c as usize] += 1;
+    }
+    let mut col_ptr = Vec::with_capacity(n + 1);
+    let mut row_idx = Vec::with_capacity(ptr[n]);
+    col_ptr.push(0u32);
+    for c in 0..n {
+        let col = &mut idx[ptr[c]..ptr[c + 1]];
+        col.sort_unstable();
+        let mut last = u32::MAX;
+        for &r in col.iter() {
+            if r != last {
+                row_idx.push(r);
+                last = r;
+            }
+        }
+        col_ptr.push(row_idx.len() as u32);
+    }
+    (col_ptr, row_idx)
+}
+
+/// AMD on the pattern of the Schur complement of term 0 in the random-effects part (the other
+/// terms' own blocks, their cross blocks, and the cliques that each level of term 0 leaves).
+/// Returns the new position of each of those columns.
+fn amd_order_after_first(a: &CrossProducts, off_t: &[usize], n_t: usize) -> Result<Vec<usize>> {
+    if n_t == 0 {
+        return Ok(Vec::new());
+    }
+    let shapes = &a.shapes;
+    let nt = shapes.len();
+    let idx = |k: usize, lev: usize, e: usize| off_t[k] + lev * shapes[k].q + e;
+    // Columns of the other terms that each level of term 0 reaches.
+    let n0_levels = shapes[0].n_levels;
+    let mut reach: Vec<Vec<u32>> = vec![Vec::new(); n0_levels];
+    for (k, row) in a.pairs.iter().enumerate().skip(1) {
+        let pair = &row[0];
+        let qk = shapes[k].q;
+        for (r, c, _) in pair.blocks() {
+            for e in 0..qk {
+                reach[c].push(idx(k, r, e) as u32);
+            }
+        }
+    }
+    for cols in reach.iter_mut() {
+        cols.sort_unstable();
+    }
+    // For each column t, the levels of term 0 that reach it.
+    let mut by_col: Vec<Vec<u32>> = vec![Vec::new(); n_t];
+    for (c, cols) in reach.iter().enumerate() {
+        for &t in cols {
+            by_col[t as usize].push(c as u32);
+        }
+    }
+    // Direct neighbours among the other terms.
+    let mut direct: Vec<Vec<u32>> = vec![Vec::new(); n_t];
+    for k in 1..nt {
+        let q = shapes[k].q;
+        for lev in 0..shapes[k].n_levels {
+            for e in 0..q {
+                for b in 0..q {
+                    direct[idx(k, lev, e)].push(idx(k, lev, b) as u32);
+                }
+            }
+        }
+        for j in 1..k {
+            let pair = &a.pairs[k][j];
+            for (r, c, _) in pair.blocks() {
+                for e in 0..pair.qr {
+                    for b in 0..pair.qc {
+                        let (u, v) = (idx(k, r, e), idx(j, c, b));
+                        direct[u].push(v as u32);
+                        direct[v].push(u as u32);
+                    }
+                }
+            }
+        }
+    }
+    // Upper pattern (rows < column) of the Schur complement, by a marker sweep per column
+    // (branch-free: every candidate is written, and kept only if its mark was not yet set; a
+    // column has fewer than n_t distinct rows, so `buf` never overflows).
+    let mut mark = vec![u32::MAX; n_t];
+    let mut buf = vec![0u32; n_t];
+    let mut col_ptr = vec![0u32];
+    let mut row_idx: Vec<u32> = Vec::new();
+    for t in 0..n_t {
+        let tt = t as u32;
+        let mut len = 0;
+        let mut add = |u: u32| {
+            let fresh = mark[u as usize] != tt;
+            mark[u as usize] = tt;
+            buf[len] = u;
+            len += fresh as usize;
+        };
+        for &u in direct[t].iter().filter(|&&u| u < tt) {
+            add(u);
+        }
+        for &c in &by_col[t] {
+            for &u in reach[c as usize].iter().take_while(|&&u| u < tt) {
+                add(u);
+            }
+        }
+        let col = &mut buf[..len];
+        col.sort_unstable();
+        row_idx.extend_from_slice(col);
+        if row_idx.len() >= u32::MAX as usize {
+            return Err(LmmError::Shape(
+                "the fill-in pattern is too large for 32-bit indices".into(),
+            ));
+        }
+        col_ptr.push(row_idx.len() as u32);
+    }
+    let pattern = SymbolicSparseColMatRef::new_checked(n_t, n_t, &col_ptr, None, &row_idx);
+    let mut perm = vec![0u32; n_t];
+    let mut perm_inv = vec![0u32; n_t];
+    let mut mem = MemBuffer::new(amd::order_scratch::<u32>(n_t, row_idx.len()));
+    amd::order(
+        &mut perm,
+        &mut perm_inv,
+        pattern,
+        amd::Control::default(),
+        MemStack::new(&mut mem),
+    )
+    .map_err(|e| LmmError::Shape(format!("AMD ordering failed: {e:?}")))?;
+    Ok(perm_inv.into_iter().map(|p| p as usize).collect())
+}
+
+/// Writes Lambda' A Lambda (+ I on the random-effects diagonal) into the flattened layout.
+fn scale_flat(a: &CrossProducts, lambdas: &[Vec<f64>], layout: &FlatLayout, out: &mut [f64]) {
+    let pd = a.p + 1;
+    for (k, s) in a.shapes.iter().enumerate() {
+        let q = s.q;
+        let lam = &lambdas[k];
+        let dst = &mut out[layout.diag[k]..layout.diag[k] + a.diag[k].len()];
+        if q == 1 {
+            let l2 = lam[0] * lam[0];
+            for (o, v) in dst.iter_mut().zip(&a.diag[k]) {
+                *o = l2 * v + 1.0;
+            }
+        } else {
+            for (o, blk) in dst
+                .chunks_exact_mut(q * q)
+                .zip(a.diag[k].chunks_exact(q * q))
+            {
+                scale_block(blk, lam, q, lam, q, o);
+                for e in 0..q {
+                    o[e + e * q] += 1.0;
+                }
+            }
+        }
+        for j in 0..k {
+            let pair = &a.pairs[k][j];
+            let (qi, qj) = (pair.qr, pair.qc);
+            let dst = &mut out[layout.pairs[k][j]..layout.pairs[k][j] + pair.data.len()];
+            if qi == 1 && qj == 1 {
+                let f = lam[0] * lambdas[j][0];
+                for (o, v) in dst.iter_mut().zip(&pair.data) {
+                    *o = f * v;
+                }
+            } else {
+                for (o, blk) in dst
+                    .chunks_exact_mut(qi * qj)
+                    .zip(pair.data.chunks_exact(qi * qj))
+                {
+                    scale_block(blk, lam, qi, &lambdas[j], qj, o);
+                }
+            }
+        }
+        // D'WZ_k Lambda_k: each level's pd x q slab times lambda_k.
+        let dz = &a.dz[k];
+        let dst = &mut out[layout.dz[k]..layout.dz[k] + dz.len()];
+        if q == 1 {
+            let f = lam[0];
+            for (o, v) in dst.iter_mut().zip(dz) {
+                *o = f * v;
+            }
+        } else {
+            for (o, slab) in dst.chunks_exact_mut(pd * q).zip(dz.chunks_exact(pd * q)) {
+                for b in 0..q {
+                    let col = &mut o[b * pd..(b + 1) * pd];
+                    col.fill(0.0);
+                    for e in b..q {
+                        let coef = lam[e + b * q];
+                        if coef != 0.0 {
+                            for (v, x) in col.iter_mut().zip(&slab[e * pd..(e + 1) * pd]) {
+                                *v += coef * x;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out[layout.dd..layout.dd + a.dd.len()].copy_from_slice(&a.dd);
+}
+
+fn internal(msg: &str) -> LmmError {
+    LmmError::Shape(format!("internal error in the sparse Cholesky: {msg}"))
+}
