@@ -17,10 +17,12 @@
 //!   sparse (its pattern is A's plus the fill-in), otherwise dense;
 //! - the D row is dense.
 //!
-//! When the fill-in would make a large dense block (crossed factors with many levels), the
-//! factor is kept instead as a supernodal sparse Cholesky with a fill-reducing ordering
-//! (`supernodal.rs`); `BlockedCholesky` chooses one of the two forms once, in its symbolic step,
-//! and offers the same accessors for both.
+//! When fill-in would make a diagonal block dense (crossed factors), the factor is kept instead
+//! as a supernodal sparse Cholesky with a fill-reducing ordering (`supernodal.rs`, as lme4 does
+//! with CHOLMOD): on InstEval the dense 1128 x 1128 block's factor alone cost more than the whole
+//! supernodal factor, and structures too large for a dense block fit. `BlockedCholesky` chooses
+//! the form once, in its symbolic step (`FactorMethod`), and offers the same accessors for both;
+//! nested and single-term structures keep the blocked form.
 //!
 //! `ldL2` is log det of the random-effects part squared, `ldRX2` that of the X part, and
 //! `pwrss` the square of the last diagonal element of L (the penalised weighted residual sum
