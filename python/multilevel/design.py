@@ -440,8 +440,8 @@ def _missing(v, name: str) -> np.ndarray | None:
             )
         return np.isnan(v)
     if isinstance(v, pd.Categorical):
-        m = _cat_codes(v) < 0
-        return m if m.any() else None
+        codes = _cat_codes(v)
+        return codes < 0 if _codes_seen(codes, len(v.dtype.categories))[-1] else None
     m = np.asarray(pd.isna(v), dtype=bool)
     if _is_float_like(v):
         inf = np.isinf(v.to_numpy(dtype=float, na_value=np.nan))
@@ -556,11 +556,15 @@ def _all_categories_used(s) -> bool:
     """True when every category of a categorical (Series or Categorical) occurs in it."""
     codes = _cat_codes(s.array if isinstance(s, pd.Series) else s)
     k = len(s.dtype.categories)
-    if k > len(codes):
-        return False
+    return k <= len(codes) and bool(_codes_seen(codes, k)[:-1].all())
+
+
+def _codes_seen(codes: np.ndarray, k: int) -> np.ndarray:
+    """Which of k categories occur among ``codes``; the extra last entry: a missing value
+    (code -1)."""
     seen = np.zeros(k + 1, dtype=bool)
-    seen[codes] = True  # a missing value (code -1) marks the extra last slot
-    return bool(seen[:k].all())
+    seen[codes] = True
+    return seen
 
 
 # --------------------------------------------------------------------------------------------
