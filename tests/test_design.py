@@ -259,6 +259,35 @@ def test_pandas_polars_dict_identical(df):
             assert list(map(str, a.levels)) == list(map(str, b.levels))
 
 
+def test_frames_reused_reordered_renamed_give_the_same_design(df):
+    # column positions are remembered per columns Index: a frame whose columns changed
+    # (reordered, renamed, reassigned in place, a duplicate name elsewhere) is read afresh
+    ref = build("y ~ x + (1 + x | g)", df)
+    swapped = df.copy()
+    build("y ~ x + (1 + x | g)", swapped)
+    swapped.columns = ["x", "y", "z", "g", "h", "f"]  # in place: the names x and y swapped
+    cases = [
+        ("y ~ x + (1 + x | g)", df),
+        ("y ~ x + (1 + x | g)", df[["g", "z", "x", "y"]]),
+        ("y ~ w + (1 + w | g)", df.rename(columns={"x": "w", "y": "x"}).assign(y=df["y"])),
+        ("x ~ y + (1 + y | g)", swapped),
+        ("y ~ x + (1 + x | g)", pd.concat([df, df[["z"]].rename(columns={"z": "h"})], axis=1)),
+    ]
+    for formula, data in cases:
+        d = build(formula, data)
+        np.testing.assert_array_equal(d.y, ref.y)
+        np.testing.assert_array_equal(d.X, ref.X)
+        np.testing.assert_array_equal(d.terms[0].Z, ref.terms[0].Z)
+        np.testing.assert_array_equal(d.terms[0].codes, ref.terms[0].codes)
+
+
+def test_design_does_not_alias_the_input(df):
+    d = build("y ~ x + (1 | g)", df)
+    y0 = df["y"].to_numpy().copy()
+    d.y[:] = 0.0  # the design's own copy
+    np.testing.assert_array_equal(df["y"].to_numpy(), y0)
+
+
 def test_missing_values_dropped_and_counted(df):
     df = df.astype({"h": "Int64"})
     df.loc[2, "x"] = np.nan

@@ -14,7 +14,9 @@ Pipeline (every conversion is here, visible; the Rust core borrows the results):
    polars null) in any of them are dropped with a ``MissingValuesWarning`` and counted in
    ``n_dropped``; ``rows`` holds the positions of the kept rows. Infinite values raise
    ``DataError`` naming the column and rows. Unused categories of pandas categoricals are
-   dropped (R's ``drop.unused.levels``).
+   dropped (R's ``drop.unused.levels``). Numeric and categorical columns are read as NumPy
+   arrays / Categoricals without making Series (``_Frame``); a DataFrame of the used columns
+   is built only for formulaic.
 3. formulaic builds ``X`` (``ModelSpec`` kept for new data) and, for each bar, the bar's left
    side ``Z`` (n x q). Both are float64, Fortran order; ``Intercept`` is renamed
    ``(Intercept)`` as lme4 names it. Rows where a transformation yields NaN (``np.log`` of a
@@ -23,7 +25,9 @@ Pipeline (every conversion is here, visible; the Rust core borrows the results):
    pivoting). A column whose residual, after projection on the earlier kept columns, has a
    norm below ``1e-7`` times its own norm is dropped; earlier columns are always kept. It is
    computed on the triangular factor of an unpivoted QR of ``X`` taken in row blocks
-   (``multilevel._tallqr``: same column geometry, one pass over the rows). Dropped columns are named in a ``RankDeficiencyWarning``.
+   (``multilevel._tallqr``: same column geometry, one pass over the rows), unless ``X'X``
+   shows every column clearly independent (``_clearly_full_rank``). Dropped columns are named
+   in a ``RankDeficiencyWarning``.
 5. Grouping factors -> ``codes`` (int32, 0-based) and ``levels``: pandas categorical order
    (observed levels only); otherwise sorted (numbers numerically, strings by code point, as R's
    ``factor()`` in the C locale). An interaction ``a:b`` has the observed combinations in R's
@@ -318,7 +322,7 @@ class _Frame:
 
     A light stand-in for a pandas DataFrame. Each column is held as a NumPy array (numeric and
     boolean columns), a ``pd.Categorical``, or, for any other dtype, a cleaned pandas Series;
-    without dropped rows these are the input's own data (no copy; read-only views).
+    without dropped rows these are the input's own data (no copy: read, never write).
     ``frame.values(name)`` gives the array (what the NumPy fast paths use), ``frame[name]`` a
     Series with a RangeIndex (made on first use), ``frame.columns`` the names, ``len(frame)``
     the rows. formulaic needs a real DataFrame: :meth:`pandas` builds it on first use, and any
@@ -346,6 +350,9 @@ class _Frame:
             if isinstance(v, pd.Series):
                 s = v.reset_index(drop=True)
             else:
+                if isinstance(v, np.ndarray):  # it may be the input's memory
+                    v = v.view()
+                    v.flags.writeable = False
                 s = pd.Series(v, index=pd.RangeIndex(self._n), name=name, copy=False)
             self._series[name] = s
         return s
@@ -441,8 +448,8 @@ def _missing(v, name: str) -> np.ndarray | None:
             )
         return np.isnan(v)
     if isinstance(v, pd.Categorical):
-        m = _cat_codes(v) < 0
-        return m if m.any() else None
+        codes = _cat_codes(v)
+        return codes < 0 if _codes_seen(codes, len(v.dtype.categories))[-1] else None
     m = np.asarray(pd.isna(v), dtype=bool)
     if _is_float_like(v):
         inf = np.isinf(v.to_numpy(dtype=float, na_value=np.nan))
@@ -557,11 +564,15 @@ def _all_categories_used(s) -> bool:
     """True when every category of a categorical (Series or Categorical) occurs in it."""
     codes = _cat_codes(s.array if isinstance(s, pd.Series) else s)
     k = len(s.dtype.categories)
-    if k > len(codes):
-        return False
+    return k <= len(codes) and bool(_codes_seen(codes, k)[:-1].all())
+
+
+def _codes_seen(codes: np.ndarray, k: int) -> np.ndarray:
+    """Which of k categories occur among ``codes``; the extra last entry: a missing value
+    (code -1)."""
     seen = np.zeros(k + 1, dtype=bool)
-    seen[codes] = True  # a missing value (code -1) marks the extra last slot
-    return bool(seen[:k].all())
+    seen[codes] = True
+    return seen
 
 
 # --------------------------------------------------------------------------------------------
