@@ -635,25 +635,11 @@ impl Bobyqa {
                     } else {
                         // The point to replace: a large denominator, weighted towards points
                         // far from xopt.
-                        let delsq = delta * delta;
-                        let mut scaden = 0.0;
-                        let mut biglsq = 0.0f64;
-                        knew = NONE;
-                        for k in 0..npt {
-                            if k == kopt {
-                                continue;
-                            }
-                            let hdiag = self.zmat_row_sq(k);
-                            let vk = self.vlag[k];
-                            let den = beta * hdiag + vk * vk;
-                            let dist = self.dist_sq_to(k, false);
-                            let temp = (dist / delsq * (dist / delsq)).max(1.0);
-                            if temp * den > scaden {
-                                scaden = temp * den;
-                                knew = k;
-                                denom = den;
-                            }
-                            biglsq = biglsq.max(temp * (vk * vk));
+                        let (k, den, scaden, biglsq) =
+                            self.point_to_replace(beta, delta * delta, kopt, false);
+                        knew = k;
+                        if k != NONE {
+                            denom = den;
                         }
                         if scaden <= 0.5 * biglsq {
                             if nf > nresc {
@@ -741,22 +727,11 @@ impl Bobyqa {
                             // Choose the point to replace again, with xnew as the centre.
                             let ksav = knew;
                             let densav = denom;
-                            let delsq = delta * delta;
-                            let mut scaden = 0.0;
-                            let mut biglsq = 0.0f64;
-                            knew = NONE;
-                            for k in 0..npt {
-                                let hdiag = self.zmat_row_sq(k);
-                                let vk = self.vlag[k];
-                                let den = beta * hdiag + vk * vk;
-                                let dist = self.dist_sq_to(k, true);
-                                let temp = (dist / delsq * (dist / delsq)).max(1.0);
-                                if temp * den > scaden {
-                                    scaden = temp * den;
-                                    knew = k;
-                                    denom = den;
-                                }
-                                biglsq = biglsq.max(temp * (vk * vk));
+                            let (k, den, scaden, biglsq) =
+                                self.point_to_replace(beta, delta * delta, NONE, true);
+                            knew = k;
+                            if k != NONE {
+                                denom = den;
                             }
                             if scaden <= 0.5 * biglsq {
                                 knew = ksav;
@@ -1019,6 +994,38 @@ impl Bobyqa {
                 }
             }
         }
+    }
+
+    /// Powell's choice of the interpolation point to drop for the new one: the largest
+    /// denominator `beta * H_kk + vlag_k^2` of the updating formula, weighted by
+    /// `max(1, (|xpt_k - centre|^2 / delsq)^2)` so that far points go first; the centre is
+    /// xopt or, with `to_xnew`, xnew, and point `skip` is not considered. Returns (the point or
+    /// NONE, its denominator, the largest weighted denominator, the largest weighted vlag_k^2).
+    fn point_to_replace(
+        &self,
+        beta: f64,
+        delsq: f64,
+        skip: usize,
+        to_xnew: bool,
+    ) -> (usize, f64, f64, f64) {
+        let (mut knew, mut denom, mut scaden, mut biglsq) = (NONE, 0.0, 0.0, 0.0f64);
+        for k in 0..self.npt {
+            if k == skip {
+                continue;
+            }
+            let hdiag = self.zmat_row_sq(k);
+            let vk = self.vlag[k];
+            let den = beta * hdiag + vk * vk;
+            let dist = self.dist_sq_to(k, to_xnew);
+            let temp = (dist / delsq * (dist / delsq)).max(1.0);
+            if temp * den > scaden {
+                scaden = temp * den;
+                knew = k;
+                denom = den;
+            }
+            biglsq = biglsq.max(temp * (vk * vk));
+        }
+        (knew, denom, scaden, biglsq)
     }
 
     /// sum_j zmat[k, j]^2: the diagonal element of the leading block of H for point k.
