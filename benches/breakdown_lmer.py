@@ -13,14 +13,18 @@ stages, timed in the same loop so that each repetition sees the same machine loa
 then, outside that loop, the steps of design.build one by one (same data, isolated loops,
 so they read lower than inside ``build``). Prints medians in ms and the load average.
 
+``--gc`` runs ``gc.collect()`` before the stages and before the whole call, as bench_lmm.py
+does before each timed fit: caches are then cold, and every distinct code path costs more.
+
 Usage::
 
-    PYTHONPATH=python python benches/breakdown_lmer.py [--reps 500]
+    PYTHONPATH=python python benches/breakdown_lmer.py [--reps 500] [--gc]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import time
@@ -37,6 +41,7 @@ FORMULA = "Reaction ~ Days + (Days | Subject)"
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reps", type=int, default=500)
+    ap.add_argument("--gc", action="store_true", help="gc.collect() before each timed call")
     args = ap.parse_args()
     df = ml.datasets.load("sleepstudy")
     for _ in range(30):
@@ -47,7 +52,9 @@ def main() -> None:
         k: [] for k in ("parse", "build", "make_problem", "fit", "LmerFit", "lmer")
     }
     py = []
+    collect = gc.collect if args.gc else (lambda: None)
     for _ in range(args.reps):
+        collect()
         t0 = pc()
         F.parse(FORMULA)
         t1 = pc()
@@ -59,13 +66,16 @@ def main() -> None:
         t4 = pc()
         LmerFit(d, prob, res, True, data=df)._warn()
         t5 = pc()
-        ml.lmer(FORMULA, data=df)
+        collect()
         t6 = pc()
-        for k, v in zip(t, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5)):
+        ml.lmer(FORMULA, data=df)
+        t7 = pc()
+        for k, v in zip(t, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t7 - t6)):
             t[k].append(v)
-        py.append((t6 - t5) - (t4 - t3))
+        py.append((t7 - t6) - (t4 - t3))
     print(
-        f"ml.lmer on sleepstudy, {args.reps} repetitions, medians in ms "
+        f"ml.lmer on sleepstudy, {args.reps} repetitions{' after gc' if args.gc else ''}, "
+        "medians in ms "
         f"(load average {load0:.2f} -> {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores)"
     )
     for k, v in t.items():
@@ -90,6 +100,7 @@ def main() -> None:
     for k, fn in steps.items():
         ts = []
         for _ in range(args.reps):
+            collect()
             s = pc()
             fn()
             ts.append(pc() - s)

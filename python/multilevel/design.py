@@ -285,9 +285,13 @@ def _column_positions(cols: pd.Index) -> dict | None:
         if _COLUMN_POSITIONS.get(key, (None,))[0] is ref:
             del _COLUMN_POSITIONS[key]
 
+    try:
+        ref = weakref.ref(cols, forget)
+    except TypeError:  # not weakly referenceable: not kept
+        return pos
     if len(_COLUMN_POSITIONS) >= 64:
         _COLUMN_POSITIONS.clear()
-    _COLUMN_POSITIONS[key] = (weakref.ref(cols, forget), pos)
+    _COLUMN_POSITIONS[key] = (ref, pos)
     return pos
 
 
