@@ -219,10 +219,10 @@ def worker_sm(case: str, reps: int, csv: str | None) -> dict:
 
     data = load_case(case, csv)
     if case == "sleepstudy":
-        args = dict(formula="Reaction ~ Days", groups="Subject", re_formula="~Days")
+        args = {"formula": "Reaction ~ Days", "groups": "Subject", "re_formula": "~Days"}
         reml = True
     elif case == "panel1m":
-        args = dict(formula="y ~ x1 + x2 + x3", groups="g", re_formula="~x1")
+        args = {"formula": "y ~ x1 + x2 + x3", "groups": "g", "re_formula": "~x1"}
         reml = False
     else:
         raise ValueError(f"statsmodels is not run on {case}")
@@ -263,7 +263,9 @@ def _last_json(text: str) -> dict:
 def run_sub(cmd: list[str], timeout: float | None) -> dict:
     t0 = time.perf_counter()
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+        p = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False
+        )
     except subprocess.TimeoutExpired:
         return {"error": "timeout", "timeout_s": timeout, "wall_s": time.perf_counter() - t0}
     if p.returncode != 0:
@@ -328,10 +330,11 @@ def agreement(a: dict, b: dict) -> dict:
 def machine_info() -> dict:
     cpu = "unknown"
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
     except OSError:
         pass
     mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
@@ -355,9 +358,9 @@ def versions() -> dict:
     try:
         r = subprocess.run(
             ["Rscript", "-e",
-             'si <- sessionInfo(); cat(paste(R.version$major, R.version$minor, sep="."), '
-             'as.character(packageVersion("lme4")), basename(si$BLAS), "\\n")'],
-            capture_output=True, text=True, timeout=60)
+             ('si <- sessionInfo(); cat(paste(R.version$major, R.version$minor, sep="."), '
+              'as.character(packageVersion("lme4")), basename(si$BLAS), "\\n")')],
+            capture_output=True, text=True, timeout=60, check=False)
         rv, lme4v, blas = r.stdout.split()
         v.update(R=rv, lme4=lme4v, R_BLAS=blas)
     except Exception:  # noqa: BLE001
@@ -368,9 +371,9 @@ def versions() -> dict:
 def git_rev() -> str:
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                             capture_output=True, text=True).stdout.strip()
+                             capture_output=True, text=True, check=False).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--", "rust", "python"],
-                               cwd=ROOT, capture_output=True, text=True).stdout.strip()
+                               cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
         return rev + (" (with uncommitted changes under rust/ or python/)" if dirty else "")
     except OSError:
         return "unknown"
@@ -415,8 +418,8 @@ def _timeof(r: dict) -> str:
 def render(results: dict, meta: dict) -> tuple[str, str]:
     """Returns (results table as markdown, detail markdown)."""
     rows = [
-        "| case | multilevel | lme4 | lme4 / multilevel | statsmodels | statsmodels / multilevel "
-        "| peak RSS during fit: multilevel | peak RSS during fit: lme4 |",
+        ("| case | multilevel | lme4 | lme4 / multilevel | statsmodels | statsmodels / multilevel "
+         "| peak RSS during fit: multilevel | peak RSS during fit: lme4 |"),
         "|---|---|---|---|---|---|---|---|",
     ]
     detail = []
