@@ -332,6 +332,24 @@ def test_transformation_nan_rows_dropped(df):
     assert np.isfinite(d.X).all()
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_transformation_nan_in_z_drops_weights_and_offset_rows_too(df):
+    # NaN made by a transformation in a random term's Z: the row leaves y, X, Z, the weights
+    # and the offset alike, exactly as if it had not been in the data.
+    rng = np.random.default_rng(3)
+    df = df.assign(z=df["z"] - 1.5, w=rng.uniform(1, 2, len(df)), off=rng.normal(size=len(df)))
+    with pytest.warns(MissingValuesWarning, match="transformation"):
+        d = build("y ~ x + (1 + np.log(z) | g)", df, weights="w", offset="off")
+    keep = np.flatnonzero(df["z"] > 0)
+    clean = build("y ~ x + (1 + np.log(z) | g)", df.iloc[keep], weights="w", offset="off")
+    assert d.n_dropped == len(df) - len(keep)
+    np.testing.assert_array_equal(d.rows, keep)
+    for got, want in [(d.y, clean.y), (d.X, clean.X), (d.weights, clean.weights),
+                      (d.offset, clean.offset), (d.terms[0].Z, clean.terms[0].Z)]:
+        np.testing.assert_array_equal(got, want)
+    assert d.X.flags.f_contiguous and d.terms[0].Z.flags.f_contiguous
+
+
 # ---------------------------------------------------------------- new data
 
 

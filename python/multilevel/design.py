@@ -859,12 +859,7 @@ def build_fixed(formula: str, data, weights=None, extra: Sequence[str] = ()) -> 
     w = next(iter(vecs.values()))
     y = _response(parsed, frame, df.columns, formula)
     X, spec, cols = _fixed(parsed, frame, formula)
-    bad = _nan_rows(y, X)
-    if bad is not None and bad.any():
-        n_dropped, rows, sel = _drop_transform_nan(bad, rows, n_dropped)
-        y, X = y[sel], np.asfortranarray(X[sel])
-        w = w[sel] if w is not None else None
-        frame = frame.take(sel)
+    (y, X), (w,), rows, n_dropped, frame = _drop_transform_nan([y, X], [w], rows, n_dropped, frame)
     _check_inf(y, "response", rows)
     _check_inf(X, "fixed-effects model matrix", rows)
     _check_weights(w)
@@ -888,7 +883,14 @@ def build_fixed(formula: str, data, weights=None, extra: Sequence[str] = ()) -> 
     )
 
 
-def _drop_transform_nan(bad: np.ndarray, rows: np.ndarray, n_dropped: int):
+def _drop_transform_nan(checked: list, carried: list, rows: np.ndarray, n_dropped: int, frame):
+    """Drop, with a warning, the rows where a transformation in the formula made one of the
+    ``checked`` arrays (y, X, each Z) NaN: from those arrays (matrices stay Fortran-ordered),
+    from the ``carried`` ones (weights, offset; None stays None), from ``rows`` and from the
+    frame. Returns them all, with ``n_dropped`` updated."""
+    bad = _nan_rows(*checked)
+    if bad is None or not bad.any():
+        return checked, carried, rows, n_dropped, frame
     k = int(bad.sum())
     warnings.warn(
         f"dropped {k} row{'s' if k != 1 else ''} where a transformation in the formula gave "
@@ -899,7 +901,9 @@ def _drop_transform_nan(bad: np.ndarray, rows: np.ndarray, n_dropped: int):
     sel = np.flatnonzero(~bad)
     if sel.size == 0:
         raise DataError("no rows left after dropping rows with missing values")
-    return n_dropped + k, rows[sel], sel
+    checked = [np.asfortranarray(a[sel]) if a.ndim == 2 else a[sel] for a in checked]
+    carried = [None if a is None else a[sel] for a in carried]
+    return checked, carried, rows[sel], n_dropped + k, frame.take(sel)
 
 
 def _check_weights(w: np.ndarray | None) -> None:
@@ -1113,14 +1117,10 @@ def build(
                 _lme4_names(mm.columns),
             )
         )
-    bad = _nan_rows(y, X, *[z for z, _, _ in Zs])
-    if bad is not None and bad.any():
-        n_dropped, rows, sel = _drop_transform_nan(bad, rows, n_dropped)
-        y, X = y[sel], np.asfortranarray(X[sel])
-        Zs = [(np.asfortranarray(z[sel]), s, nm) for z, s, nm in Zs]
-        w = w[sel] if w is not None else None
-        o = o[sel] if o is not None else None
-        frame = frame.take(sel)
+    (y, X, *Z_arrays), (w, o), rows, n_dropped, frame = _drop_transform_nan(
+        [y, X, *(z for z, _, _ in Zs)], [w, o], rows, n_dropped, frame
+    )
+    Zs = [(z, s, nm) for z, (_, s, nm) in zip(Z_arrays, Zs)]
     _check_inf(y, "response", rows)
     _check_inf(X, "fixed-effects model matrix", rows)
     _check_weights(w)
