@@ -55,19 +55,7 @@ ref_versions <- function(pkgs = c("lme4", "Matrix")) {
 ref_bundled_dir <- file.path("python", "multilevel", "datasets")
 ref_data_dir <- file.path("tests", "reference", "data")
 
-# Shortest decimal (15, 16 or 17 significant digits) that reads back to the same double in R;
-# the Python side is checked bit for bit against R's values (tests/test_datasets.py).
-ref_format_exact <- function(x) {
-  out <- sprintf("%.15g", x)
-  for (d in 16:17) {
-    bad <- !is.na(x) & suppressWarnings(as.numeric(out)) != x
-    if (!any(bad)) break
-    out[bad] <- sprintf(paste0("%.", d, "g"), x[bad])
-  }
-  out[is.na(x)] <- ""
-  stopifnot(all(is.na(x) | suppressWarnings(as.numeric(out)) == x))
-  out
-}
+source(file.path("tests", "reference", "exact_format.R"))  # ref_format_exact
 
 ref_read_csv_sidecar <- function(csv_path, meta) {
   types <- unlist(meta$columns)

@@ -29,18 +29,7 @@ stopifnot(dir.exists(out_dir))
 
 ver <- function(pkg) as.character(packageVersion(pkg))
 
-format_exact <- function(x) {
-  # Shortest decimal (15, 16 or 17 significant digits) that reads back to the same double.
-  out <- sprintf("%.15g", x)
-  for (d in 16:17) {
-    bad <- !is.na(x) & suppressWarnings(as.numeric(out)) != x
-    if (!any(bad)) break
-    out[bad] <- sprintf(paste0("%.", d, "g"), x[bad])
-  }
-  out[is.na(x)] <- ""
-  stopifnot(all(is.na(x) | suppressWarnings(as.numeric(out)) == x))
-  out
-}
+source(file.path("tests", "reference", "exact_format.R"))  # ref_format_exact
 
 column_type <- function(v) {
   if (is.factor(v)) "category"
@@ -63,7 +52,7 @@ write_dataset <- function(df, name, source, description, gzip = FALSE) {
       s[is.na(s)] <- ""
       s
     } else {
-      format_exact(v)
+      ref_format_exact(v)
     }
   })
   lines <- c(paste(names(df), collapse = ","), do.call(paste, c(cols, sep = ",")))
