@@ -17,6 +17,7 @@
 //! per evaluation. This is the evaluation that the optimiser repeats; the blocked factor is still
 //! used for the solution at the optimum.
 
+use crate::blocks::chol_small;
 use crate::crossprod::CrossProducts;
 use crate::error::{LmmError, Result};
 
@@ -322,27 +323,10 @@ impl OneTerm {
     fn finish(&mut self, log_det: f64) -> Result<Determinants> {
         let pd = self.pd;
         let s = &mut self.s;
-        for j in 0..pd {
-            let mut d = s[j + j * pd];
-            for k in 0..j {
-                d -= s[j + k * pd] * s[j + k * pd];
-            }
-            if !(d > 0.0 && d.is_finite()) {
-                return Err(LmmError::NotPositiveDefinite {
-                    what: "the fixed-effects block of L".into(),
-                    pivot: j,
-                });
-            }
-            let d = d.sqrt();
-            s[j + j * pd] = d;
-            for i in j + 1..pd {
-                let mut v = s[i + j * pd];
-                for k in 0..j {
-                    v -= s[i + k * pd] * s[j + k * pd];
-                }
-                s[i + j * pd] = v / d;
-            }
-        }
+        chol_small(s, pd).map_err(|pivot| LmmError::NotPositiveDefinite {
+            what: "the fixed-effects block of L".into(),
+            pivot,
+        })?;
         let p = pd - 1;
         let ld_rx2 = 2.0 * (0..p).map(|a| s[a + a * pd].ln()).sum::<f64>();
         let r = s[p + p * pd];
