@@ -52,7 +52,7 @@ import pandas as pd
 import scipy.linalg
 
 from multilevel._tallqr import kept_columns, tall_r
-from multilevel.design import RANK_TOL, _rank_keep
+from multilevel.design import RANK_TOL, _factor, _rank_keep
 from multilevel.exceptions import DataError, MultilevelWarning
 from multilevel.robust import (
     OlsFit,
@@ -134,19 +134,13 @@ class PanelFit(OlsFit):
         return _summary_text(self, self._header(), level)
 
 
-def _factor(values: np.ndarray) -> tuple[np.ndarray, pd.Index]:
-    """Codes (int64) and sorted levels: one hash pass, then only the levels are sorted."""
-    codes, uniques = pd.factorize(values, sort=False)
-    levels = pd.Index(uniques)
-    perm = levels.argsort()
-    rank = np.empty(len(perm), dtype=np.int64)
-    rank[perm] = np.arange(len(perm))
-    return rank[codes], levels[perm]
-
-
 def _check_duplicates(
-    ent: np.ndarray, ent_levels: pd.Index, tim: np.ndarray, tim_levels: pd.Index,
-    entity: str, time: str,
+    ent: np.ndarray,
+    ent_levels: pd.Index,
+    tim: np.ndarray,
+    tim_levels: pd.Index,
+    entity: str,
+    time: str,
 ) -> None:
     """Each (entity, time) pair must occur once; the codes are 0-based."""
     T = len(tim_levels)
@@ -265,7 +259,7 @@ def panel(
     ent_raw = prep.extras[0]
     tim_raw = prep.extras[1] if time is not None else None
     clus = prep.extras[(2 if time is not None else 1):]
-    codes, ent_levels = _factor(ent_raw)
+    codes, ent_levels = _factor(ent_raw)  # one hash pass, then only the levels are sorted
     if tim_raw is not None:
         tcodes, tim_levels = _factor(tim_raw)
         _check_duplicates(codes, ent_levels, tcodes, tim_levels, entity, time)
