@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.linalg
 
-__all__ = ["kept_columns", "least_squares", "tall_r"]
+__all__ = ["kept_columns", "tall_r"]
 
 #: Rows per block: 8,192 rows of a few columns stay in the L2 cache.
 BLOCK_ROWS = 8_192
@@ -76,15 +76,3 @@ def kept_columns(R: np.ndarray, tol: float) -> np.ndarray:
         keep.append(j)
         Q = np.column_stack([Q, r / nr])
     return np.asarray(keep, dtype=np.intp)
-
-
-def least_squares(y: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, float]:
-    """Coefficients minimising ``|y - X b|`` and that minimum squared, from R of ``[X y]``.
-
-    X must have full column rank (check it first with :func:`kept_columns`)."""
-    p = X.shape[1]
-    R = tall_r([X, y])
-    if R.shape[0] <= p:
-        raise np.linalg.LinAlgError("fewer rows than columns")
-    beta = scipy.linalg.solve_triangular(R[:p, :p], R[:p, p], check_finite=False)
-    return beta, float(R[p, p] ** 2)
