@@ -7,12 +7,14 @@ pub mod blocks;
 pub mod bobyqa;
 pub mod cholesky;
 pub mod crossprod;
+pub mod dense_llt;
 pub mod error;
 pub mod lmm;
 pub mod oneterm;
 pub mod optim;
 pub mod remat;
 pub mod supernodal;
+pub mod team;
 
 #[cfg(feature = "python")]
 mod py;

@@ -21,10 +21,13 @@
 //! dense panel, subtract the products of the descendant panels that reach it (small ones
 //! column by column, large ones as matrix products in column blocks), factor the diagonal block
 //! and solve the rows below. Independent subtrees of the elimination tree run on different
-//! threads; the supernodes above them run one at a time, their columns split between threads.
-//! Nothing is allocated per evaluation.
+//! threads; the supernodes above them run one at a time, their columns split between threads,
+//! and the widest are factored by all threads (`dense_llt`). The threads are a `team.rs` team,
+//! awake for the whole numeric step, so the many short steps cost no wake-ups. Nothing is
+//! allocated per evaluation.
 
 use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use faer::dyn_stack::{MemBuffer, MemStack, StackReq};
 use faer::linalg::cholesky::llt::factor::{
@@ -42,14 +45,17 @@ use faer::{Accum, Mat, MatMut, MatRef, Par, Side};
 
 use crate::blocks::scale_block;
 use crate::crossprod::CrossProducts;
+use crate::dense_llt::{self, SharedPanel};
 use crate::error::{LmmError, Result};
+use crate::team::{Ctx, Team};
 
 /// Diagonal blocks up to this many columns are factored by a plain column loop; larger ones by
 /// faer's blocked dense Cholesky.
 pub const SMALL_PANEL: usize = 24;
 
-/// Dense kernels on at least this many columns run on the rayon pool.
-const PAR_THRESHOLD: usize = 192;
+/// Diagonal blocks of at least this many columns are factored by the whole team
+/// (`dense_llt`); smaller ones by one thread while the others wait.
+pub const TEAM_FACTOR_MIN: usize = 192;
 
 /// Descendant updates with at most this many multiply-adds (and all rank-one updates) are
 /// applied column by column in place; larger ones as matrix products.
@@ -552,7 +558,7 @@ impl SupernodalCholesky {
         }
         let max_k = (0..ns).map(cols).max().unwrap_or(0);
         let llt_req: StackReq =
-            cholesky_in_place_scratch::<f64>(max_k, Par::rayon(0), Default::default());
+            cholesky_in_place_scratch::<f64>(max_k, Par::Seq, Default::default());
         let worker = Worker {
             product: vec![0.0; max_product],
             llt_stack: vec![MaybeUninit::uninit(); llt_req.unaligned_bytes_required() + 64],
@@ -620,46 +626,91 @@ impl SupernodalCholesky {
 
     /// The numeric step: L(theta) from A and the per-term lambda templates.
     pub fn update(&mut self, a: &CrossProducts, lambdas: &[Vec<f64>]) -> Result<()> {
+        scale_flat(a, lambdas, &self.sym.layout, &mut self.scaled);
+        let team = Team::global();
+        let parallel = self.sym.schedule.threads > 1 && team.n_threads() > 1;
+        if parallel && self.workers.len() < team.n_threads() {
+            let w = self.workers[0].clone();
+            self.workers.resize(team.n_threads(), w);
+        }
         let sym = &self.sym;
-        scale_flat(a, lambdas, &sym.layout, &mut self.scaled);
-        let scaled = &self.scaled;
-        let schedule = &sym.schedule;
-        let n_groups = schedule.groups.len();
-        let (grouped, _) = self.values.split_at_mut(schedule.region[n_groups]);
-        run_groups(
-            sym,
-            scaled,
-            0,
-            &schedule.groups,
-            grouped,
-            0,
-            &mut self.workers,
-        )
-        .map_err(|c| sym.pivot_error(c))?;
-        let threads = schedule.threads;
-        for &s in &schedule.top {
-            let s = s as usize;
-            let (head, tail) = self.values.split_at_mut(sym.val_ptr[s]);
-            let panel = &mut tail[..sym.height(s) * sym.cols(s)];
-            let mut bounds = [0usize; 17];
-            let n_chunks = sym.column_chunks(s, threads, &mut bounds);
-            run_chunks(
-                sym,
-                scaled,
-                s,
-                &bounds[..=n_chunks],
-                panel,
-                head,
-                0,
-                &mut self.workers,
-            );
-            let par = if threads > 1 && sym.cols(s) >= PAR_THRESHOLD {
-                Par::rayon(0)
-            } else {
-                Par::Seq
-            };
-            factor_panel(panel, sym.height(s), sym.cols(s), par, &mut self.workers[0])
-                .map_err(|j| sym.pivot_error(sym.begin[s] + j))?;
+        let scaled = &self.scaled[..];
+        let values = SharedSlice::new(&mut self.values);
+        let workers = SharedSlice::new(&mut self.workers);
+        let failed = AtomicUsize::new(usize::MAX);
+        // SAFETY (of every use of `values` and `workers` in the job): thread t uses only
+        // workers[t]; a group's panels are written only by the thread that took the group, a
+        // column chunk of a top supernode only by the thread that took the chunk, and the
+        // panels left of a top supernode are read-only while it is assembled and factored.
+        let job = |ctx: &Ctx| {
+            let tid = ctx.tid();
+            let schedule = &sym.schedule;
+            ctx.for_each_dynamic(schedule.groups.len(), |g| {
+                if failed.load(Ordering::Relaxed) != usize::MAX {
+                    return;
+                }
+                let (base, end) = (schedule.region[g], schedule.region[g + 1]);
+                let region = unsafe { values.slice_mut(base, end) };
+                let worker = unsafe { workers.item_mut(tid) };
+                if let Err(c) = sym.factor_group(&schedule.groups[g], region, base, scaled, worker)
+                {
+                    failed.fetch_min(c, Ordering::Relaxed);
+                }
+            });
+            for &s in &schedule.top {
+                if failed.load(Ordering::Relaxed) != usize::MAX {
+                    // Read after a barrier: every thread leaves here together.
+                    return;
+                }
+                let s = s as usize;
+                let (k, m, start) = (sym.cols(s), sym.height(s), sym.val_ptr[s]);
+                let mut bounds = [0usize; 17];
+                let n_chunks = sym.column_chunks(s, ctx.n_threads(), &mut bounds);
+                ctx.for_each_dynamic(n_chunks, |c| {
+                    let (c0, c1) = (bounds[c], bounds[c + 1]);
+                    let head = unsafe { values.slice(0, start) };
+                    let cols = unsafe { values.slice_mut(start + c0 * m, start + c1 * m) };
+                    let worker = unsafe { workers.item_mut(tid) };
+                    sym.assemble(s, c0, c1, cols, scaled, head, 0, &mut worker.product);
+                });
+                let result = if ctx.n_threads() > 1 && k >= TEAM_FACTOR_MIN {
+                    let panel =
+                        SharedPanel::new(unsafe { values.slice_mut(start, start + m * k) }, m, k);
+                    let stack = (tid == 0)
+                        .then(|| MemStack::new(unsafe { &mut workers.item_mut(0).llt_stack }));
+                    dense_llt::factor(ctx, panel, &failed, stack)
+                } else {
+                    if tid == 0 {
+                        let panel = unsafe { values.slice_mut(start, start + m * k) };
+                        let worker = unsafe { workers.item_mut(0) };
+                        if let Err(j) = factor_panel(panel, m, k, worker) {
+                            failed.fetch_min(j, Ordering::Relaxed);
+                        }
+                    }
+                    ctx.barrier();
+                    match failed.load(Ordering::Relaxed) {
+                        usize::MAX => Ok(()),
+                        j => Err(j),
+                    }
+                };
+                if let Err(j) = result {
+                    // The column within the supernode; make it global once.
+                    if tid == 0 {
+                        failed.store(sym.begin[s] + j, Ordering::Relaxed);
+                    }
+                    ctx.barrier();
+                    return;
+                }
+            }
+        };
+        if parallel {
+            team.run(job);
+        } else {
+            job(&Ctx::single());
+        }
+        match failed.load(Ordering::Relaxed) {
+            usize::MAX => {}
+            c => return Err(sym.pivot_error(c)),
         }
         let first = sym.n_re;
         for j in 0..sym.pd {
@@ -859,6 +910,28 @@ impl Symbolic {
         }
     }
 
+    /// Factors one group of independent subtrees (its supernodes in increasing order), whose
+    /// panels are `region`, from offset `base` of the values. Returns the column of a failing
+    /// pivot.
+    fn factor_group(
+        &self,
+        group: &[u32],
+        region: &mut [f64],
+        base: usize,
+        scaled: &[f64],
+        worker: &mut Worker,
+    ) -> std::result::Result<(), usize> {
+        for &s in group {
+            let s = s as usize;
+            let (head, tail) = region.split_at_mut(self.val_ptr[s] - base);
+            let (k, m) = (self.cols(s), self.height(s));
+            let panel = &mut tail[..m * k];
+            self.assemble(s, 0, k, panel, scaled, head, base, &mut worker.product);
+            factor_panel(panel, m, k, worker).map_err(|j| self.begin[s] + j)?;
+        }
+        Ok(())
+    }
+
     /// Splits the columns of a top supernode into chunks of about equal estimated work; returns
     /// the number of chunks, whose bounds are `bounds[..=n]`.
     fn column_chunks(&self, s: usize, threads: usize, bounds: &mut [usize; 17]) -> usize {
@@ -921,12 +994,10 @@ impl Symbolic {
                 let x0 = p.x as usize - base;
                 if p.kd == 1 {
                     let x = &head[x0..x0 + count];
-                    let xj = x[0];
-                    for (&r, &xi) in lr.iter().zip(x) {
-                        // SAFETY: the symbolic step made every entry of update_rows a row of
-                        // the target's panel, whose columns are m long.
-                        unsafe { *col.get_unchecked_mut(r as usize) -= xi * xj };
-                    }
+                    // SAFETY: the symbolic step made every entry of update_rows a row of the
+                    // target's panel, whose columns are m long, and the rows of one update are
+                    // distinct.
+                    unsafe { scatter_sub(col, lr, x, x[0]) };
                 } else {
                     let (kd, md) = (p.kd as usize, p.md as usize);
                     let x = &head[x0..x0 + (kd - 1) * md + count];
@@ -1008,79 +1079,104 @@ impl Symbolic {
     }
 }
 
-/// Factors groups `first..first + groups.len()` of independent subtrees, in parallel; `values`
-/// holds their regions, starting at offset `base`. Returns the column of a failing pivot.
-fn run_groups(
-    sym: &Symbolic,
-    scaled: &[f64],
-    first: usize,
-    groups: &[Vec<u32>],
-    values: &mut [f64],
-    base: usize,
-    workers: &mut [Worker],
-) -> std::result::Result<(), usize> {
-    match groups {
-        [] => Ok(()),
-        [group] => {
-            let worker = &mut workers[0];
-            for &s in group {
-                let s = s as usize;
-                let (head, tail) = values.split_at_mut(sym.val_ptr[s] - base);
-                let (k, m) = (sym.cols(s), sym.height(s));
-                let panel = &mut tail[..m * k];
-                sym.assemble(s, 0, k, panel, scaled, head, base, &mut worker.product);
-                factor_panel(panel, m, k, Par::Seq, worker).map_err(|j| sym.begin[s] + j)?;
-            }
-            Ok(())
+/// col[rows[i]] -= x[i] * a for every i.
+///
+/// # Safety
+/// Every entry of `rows` is below `col.len()`, the entries are distinct, and
+/// `x.len() >= rows.len()`.
+#[inline]
+unsafe fn scatter_sub(col: &mut [f64], rows: &[u32], x: &[f64], a: f64) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if rows.len() >= 8 && has_avx512() {
+            return scatter_sub_avx512(col, rows, x, a);
         }
-        _ => {
-            let mid = groups.len() / 2;
-            let split = sym.schedule.region[first + mid];
-            let (left, right) = values.split_at_mut(split - base);
-            let (wl, wr) = workers.split_at_mut(mid);
-            let (a, b) = rayon::join(
-                || run_groups(sym, scaled, first, &groups[..mid], left, base, wl),
-                || run_groups(sym, scaled, first + mid, &groups[mid..], right, split, wr),
-            );
-            a.and(b)
-        }
+    }
+    for (&r, &xi) in rows.iter().zip(x) {
+        *col.get_unchecked_mut(r as usize) -= xi * a;
     }
 }
 
-/// Assembles the column chunks `bounds` of top supernode s in parallel.
-#[allow(clippy::too_many_arguments)]
-fn run_chunks(
-    sym: &Symbolic,
-    scaled: &[f64],
-    s: usize,
-    bounds: &[usize],
-    cols: &mut [f64],
-    head: &[f64],
-    base: usize,
-    workers: &mut [Worker],
-) {
-    let m = sym.height(s);
-    let n = bounds.len() - 1;
-    if n == 1 {
-        sym.assemble(
-            s,
-            bounds[0],
-            bounds[1],
-            cols,
-            scaled,
-            head,
-            base,
-            &mut workers[0].product,
-        );
-        return;
+#[cfg(target_arch = "x86_64")]
+fn has_avx512() -> bool {
+    use std::sync::OnceLock;
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| std::is_x86_feature_detected!("avx512f"))
+}
+
+/// `scatter_sub` eight rows at a time with AVX-512 gathers and scatters (the rows of one update
+/// are distinct, so the lanes of a scatter never collide).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn scatter_sub_avx512(col: &mut [f64], rows: &[u32], x: &[f64], a: f64) {
+    use std::arch::x86_64::*;
+    let n = rows.len();
+    let base = col.as_mut_ptr();
+    let av = _mm512_set1_pd(a);
+    let mut i = 0;
+    while i + 8 <= n {
+        let idx = _mm256_loadu_si256(rows.as_ptr().add(i) as *const __m256i);
+        let xv = _mm512_loadu_pd(x.as_ptr().add(i));
+        let cv = _mm512_i32gather_pd::<8>(idx, base as *const f64);
+        _mm512_i32scatter_pd::<8>(base, idx, _mm512_fnmadd_pd(xv, av, cv));
+        i += 8;
     }
-    let mid = n / 2;
-    let (left, right) = cols.split_at_mut((bounds[mid] - bounds[0]) * m);
-    let (wl, wr) = workers.split_at_mut(mid);
-    rayon::join(
-        || run_chunks(sym, scaled, s, &bounds[..=mid], left, head, base, wl),
-        || run_chunks(sym, scaled, s, &bounds[mid..], right, head, base, wr),
-    );
+    if i < n {
+        let mask: __mmask8 = (1u8 << (n - i)) - 1;
+        let idx = _mm256_maskz_loadu_epi32(mask, rows.as_ptr().add(i) as *const i32);
+        let xv = _mm512_maskz_loadu_pd(mask, x.as_ptr().add(i));
+        let cv = _mm512_mask_i32gather_pd::<8>(_mm512_setzero_pd(), mask, idx, base as *const f64);
+        _mm512_mask_i32scatter_pd::<8>(base, mask, idx, _mm512_fnmadd_pd(xv, av, cv));
+    }
+}
+
+/// A slice that the threads of a team job share, each using parts no other thread uses at the
+/// same time (the job says which).
+struct SharedSlice<T> {
+    ptr: *mut T,
+    len: usize,
+}
+
+// SAFETY: the accessors are unsafe; their callers keep the parts of different threads apart.
+unsafe impl<T: Send> Send for SharedSlice<T> {}
+unsafe impl<T: Send> Sync for SharedSlice<T> {}
+
+impl<T> SharedSlice<T> {
+    fn new(v: &mut [T]) -> Self {
+        SharedSlice {
+            ptr: v.as_mut_ptr(),
+            len: v.len(),
+        }
+    }
+
+    /// Elements a..b, to read.
+    ///
+    /// # Safety
+    /// No thread may write them while the slice lives.
+    unsafe fn slice(&self, a: usize, b: usize) -> &[T] {
+        assert!(a <= b && b <= self.len);
+        std::slice::from_raw_parts(self.ptr.add(a), b - a)
+    }
+
+    /// Elements a..b, to write.
+    ///
+    /// # Safety
+    /// No other thread may use them while the slice lives.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slice_mut(&self, a: usize, b: usize) -> &mut [T] {
+        assert!(a <= b && b <= self.len);
+        std::slice::from_raw_parts_mut(self.ptr.add(a), b - a)
+    }
+
+    /// Element i, to write.
+    ///
+    /// # Safety
+    /// As for `slice_mut`.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn item_mut(&self, i: usize) -> &mut T {
+        assert!(i < self.len);
+        &mut *self.ptr.add(i)
+    }
 }
 
 /// Factors the diagonal block of an assembled m x k panel and solves the rows below it.
@@ -1089,7 +1185,6 @@ fn factor_panel(
     panel: &mut [f64],
     m: usize,
     k: usize,
-    par: Par,
     worker: &mut Worker,
 ) -> std::result::Result<(), usize> {
     if k <= SMALL_PANEL {
@@ -1099,7 +1194,7 @@ fn factor_panel(
     let mut pm = MatMut::from_column_major_slice_with_stride_mut(panel, m, k, m);
     let (mut top, mut bottom) = pm.as_mut().split_at_row_mut(k);
     let params: faer::Spec<LltParams, f64> = Default::default();
-    match cholesky_in_place(top.as_mut(), Default::default(), par, stack, params) {
+    match cholesky_in_place(top.as_mut(), Default::default(), Par::Seq, stack, params) {
         Ok(_) => {
             // The strict upper triangle of the diagonal block still holds A.
             for j in 1..k {
@@ -1107,7 +1202,11 @@ fn factor_panel(
                     top[(i, j)] = 0.0;
                 }
             }
-            solve_lower_triangular_in_place(top.as_ref(), bottom.as_mut().transpose_mut(), par);
+            solve_lower_triangular_in_place(
+                top.as_ref(),
+                bottom.as_mut().transpose_mut(),
+                Par::Seq,
+            );
             Ok(())
         }
         Err(LltError::NonPositivePivot { index }) => Err(index),

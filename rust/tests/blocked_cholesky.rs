@@ -14,7 +14,7 @@ use common::{dense_reference, random_codes, rel, rel1, rel_vec, Data, DenseRefer
 use multilevel::blocks::Block;
 use multilevel::cholesky::{FactorMethod, DENSE_LIMIT};
 use multilevel::remat;
-use multilevel::supernodal::{SupernodalCholesky, DIRECT_UPDATE, SMALL_PANEL};
+use multilevel::supernodal::{SupernodalCholesky, DIRECT_UPDATE, SMALL_PANEL, TEAM_FACTOR_MIN};
 
 const TOL_OBJ: f64 = 1e-10;
 const TOL_SOL: f64 = 1e-9;
@@ -602,6 +602,44 @@ fn crossed_large_enough_for_dense_kernels() {
             vec![1.0, 1.0, 0.0, 1.0, 1.0],
             vec![0.7, 0.5, -0.2, 0.4, 0.9],
             vec![0.3, 0.0, 0.6, 0.2, 0.0],
+        ],
+    );
+}
+
+#[test]
+fn crossed_with_a_dense_root_factored_by_the_team() {
+    // Students x lecturers as in InstEval, smaller: every student meets 10 random lecturers, so
+    // eliminating the students fills the lecturers' block and the last supernode is dense and
+    // wide enough for the team's blocked factor (`dense_llt`), next to the columns chunks and
+    // independent subtrees that the other tests reach.
+    let (students, lecturers, n) = (500, 240, 5_000);
+    let data = simulated(
+        21,
+        n,
+        2,
+        |rng, d| {
+            let s: Vec<i32> = (0..n).map(|r| (r % students) as i32).collect();
+            let l = random_codes(rng, n, lecturers);
+            let g = random_codes(rng, n, 20);
+            d.add_term(rng, s, students, 1, false)
+                .add_term(rng, l, lecturers, 1, false)
+                .add_term(rng, g, 20, 1, false);
+        },
+        &[0.6, 0.9, 0.3],
+    );
+    let stats = data.problem().chol.supernodal().unwrap().stats();
+    eprintln!("students x lecturers: {stats:?}");
+    assert!(
+        stats.largest_supernode >= TEAM_FACTOR_MIN,
+        "a supernode of {TEAM_FACTOR_MIN} or more columns: {stats:?}"
+    );
+    check(
+        "students x lecturers",
+        &data,
+        &[
+            vec![1.0, 1.0, 1.0],
+            vec![0.6, 0.9, 0.3],
+            vec![0.2, 1.5, 0.0],
         ],
     );
 }

@@ -1,0 +1,106 @@
+//! Cost of the dense Cholesky of an n x n panel: faer sequential, faer on rayon, and
+//! `dense_llt::factor` on the team (`cargo bench --profile fast --bench dense_cost -- 579`).
+
+use std::sync::atomic::AtomicUsize;
+use std::time::Instant;
+
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::linalg::cholesky::llt::factor::{cholesky_in_place, cholesky_in_place_scratch};
+use faer::{Mat, Par};
+use multilevel::dense_llt::{self, SharedPanel};
+use multilevel::team::Team;
+
+fn spd(n: usize) -> Mat<f64> {
+    let mut state = 12345u64;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 11) as f64) / ((1u64 << 53) as f64) - 0.5
+    };
+    let b = Mat::<f64>::from_fn(n, n, |_, _| next());
+    let mut a = &b * b.transpose();
+    for i in 0..n {
+        a[(i, i)] += n as f64;
+    }
+    a
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with("--"))
+        .map_or(579, |s| s.parse().unwrap());
+    let reps = 200;
+    let a = spd(n);
+    let mut work = a.clone();
+    let mut buf = MemBuffer::new(cholesky_in_place_scratch::<f64>(
+        n,
+        Par::rayon(0),
+        Default::default(),
+    ));
+    for (name, par) in [("faer seq", Par::Seq), ("faer rayon", Par::rayon(0))] {
+        let mut t = Vec::new();
+        for _ in 0..reps {
+            work.copy_from(&a);
+            let t0 = Instant::now();
+            cholesky_in_place(
+                work.as_mut(),
+                Default::default(),
+                par,
+                MemStack::new(&mut buf),
+                Default::default(),
+            )
+            .unwrap();
+            t.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+        println!("{name:12} {:.3} ms", median(t));
+    }
+    let team = Team::global();
+    let mut t = Vec::new();
+    let mut vals = vec![0.0; n * n];
+    for _ in 0..reps {
+        for j in 0..n {
+            for i in 0..n {
+                vals[j * n + i] = a[(i, j)];
+            }
+        }
+        let failed = AtomicUsize::new(usize::MAX);
+        let panel = SharedPanel::new(&mut vals, n, n);
+        let t0 = Instant::now();
+        let stack = std::sync::Mutex::new(&mut buf);
+        team.run(|ctx| {
+            let mut guard = (ctx.tid() == 0).then(|| stack.lock().unwrap());
+            let st = guard.as_mut().map(|g| MemStack::new(g));
+            dense_llt::factor(ctx, panel, &failed, st).unwrap();
+        });
+        t.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    println!(
+        "{:12} {:.3} ms ({} threads)",
+        "team",
+        median(t),
+        team.n_threads()
+    );
+    let mut err = 0.0f64;
+    work.copy_from(&a);
+    cholesky_in_place(
+        work.as_mut(),
+        Default::default(),
+        Par::Seq,
+        MemStack::new(&mut buf),
+        Default::default(),
+    )
+    .unwrap();
+    for j in 0..n {
+        for i in j..n {
+            err = err.max((vals[j * n + i] - work[(i, j)]).abs());
+        }
+    }
+    println!("max difference from faer: {err:.2e}");
+}

@@ -1,0 +1,281 @@
+//! The Cholesky factorisation of a dense m x k panel, split between the threads of a team:
+//!
+//! ```text
+//!   [ A11 ]      [ L11       ]
+//!   [ A21 ]  ->  [ A21 L11^-T ],    A11 = L11 L11'  (k x k),
+//! ```
+//!
+//! in place, column-major with leading dimension m; only the lower triangle of A11 is read, and
+//! its strict upper triangle is zeroed at the end. This is the diagonal-block step of a
+//! supernodal factor (`supernodal.rs`) for its widest supernodes.
+//!
+//! Right-looking by blocks of `BLOCK` columns, as LAPACK's dpotrf: one thread factors the
+//! diagonal block; all solve row blocks of the panel below it; all update the trailing columns
+//! in blocks of `BLOCK` columns, handed out dynamically, largest first; a barrier separates the
+//! steps. (LAPACK parallelises the same algorithm through a threaded BLAS; faer's own parallel
+//! Cholesky goes through rayon, whose workers fall asleep between the steps, see `team.rs`.)
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use faer::dyn_stack::MemStack;
+use faer::linalg::cholesky::llt::factor::{cholesky_in_place, LltError, LltParams};
+use faer::linalg::matmul::matmul;
+use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
+use faer::{Accum, MatMut, MatRef, Par};
+
+use crate::team::Ctx;
+
+/// Columns per block step (and per trailing-update block).
+pub const BLOCK: usize = 64;
+
+/// Rows per block of the triangular solve below the diagonal block.
+const SOLVE_ROWS: usize = 128;
+
+/// A panel shared by the threads of a job. Each step writes parts no other thread touches in
+/// that step (see `factor`), so the pointer may be used from every thread.
+#[derive(Clone, Copy)]
+pub struct SharedPanel {
+    ptr: *mut f64,
+    m: usize,
+    k: usize,
+}
+
+// SAFETY: the threads write disjoint parts between barriers (see `factor`).
+unsafe impl Send for SharedPanel {}
+unsafe impl Sync for SharedPanel {}
+
+impl SharedPanel {
+    /// The m x k panel in `values` (column-major, m >= k, `values.len() >= m * k`).
+    pub fn new(values: &mut [f64], m: usize, k: usize) -> Self {
+        assert!(
+            m >= k && values.len() >= m * k,
+            "panel larger than its values"
+        );
+        SharedPanel {
+            ptr: values.as_mut_ptr(),
+            m,
+            k,
+        }
+    }
+
+    /// Rows r0..r1, columns c0..c1.
+    ///
+    /// # Safety
+    /// No other thread may write these elements while the view lives.
+    unsafe fn view(&self, r0: usize, r1: usize, c0: usize, c1: usize) -> MatRef<'_, f64> {
+        debug_assert!(r0 <= r1 && r1 <= self.m && c0 <= c1 && c1 <= self.k);
+        MatRef::from_raw_parts(
+            self.ptr.add(c0 * self.m + r0),
+            r1 - r0,
+            c1 - c0,
+            1,
+            self.m as isize,
+        )
+    }
+
+    /// Rows r0..r1, columns c0..c1, to write.
+    ///
+    /// # Safety
+    /// No other thread may read or write these elements while the view lives.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn view_mut(&self, r0: usize, r1: usize, c0: usize, c1: usize) -> MatMut<'_, f64> {
+        debug_assert!(r0 <= r1 && r1 <= self.m && c0 <= c1 && c1 <= self.k);
+        MatMut::from_raw_parts_mut(
+            self.ptr.add(c0 * self.m + r0),
+            r1 - r0,
+            c1 - c0,
+            1,
+            self.m as isize,
+        )
+    }
+}
+
+/// Factors `panel` with every thread of the job (all must call it with the same arguments but
+/// `stack`). `stack` is the scratch of faer's Cholesky for a `BLOCK` x `BLOCK` block, used by
+/// thread 0 only. `failed`, shared by the threads, holds `usize::MAX` on entry; on a
+/// non-positive pivot it receives the pivot's column, which every thread returns.
+pub fn factor(
+    ctx: &Ctx,
+    panel: SharedPanel,
+    failed: &AtomicUsize,
+    stack: Option<&mut MemStack>,
+) -> std::result::Result<(), usize> {
+    let (m, k) = (panel.m, panel.k);
+    let mut stack = stack;
+    let mut j0 = 0;
+    while j0 < k {
+        let j1 = (j0 + BLOCK).min(k);
+        if ctx.tid() == 0 {
+            let stack = stack.as_deref_mut().expect("thread 0 passes the scratch");
+            // SAFETY: only thread 0 touches the diagonal block in this step.
+            let diag = unsafe { panel.view_mut(j0, j1, j0, j1) };
+            let params: faer::Spec<LltParams, f64> = Default::default();
+            if let Err(LltError::NonPositivePivot { index }) =
+                cholesky_in_place(diag, Default::default(), Par::Seq, stack, params)
+            {
+                failed.store(j0 + index, Ordering::Relaxed);
+            }
+        }
+        ctx.barrier();
+        let f = failed.load(Ordering::Relaxed);
+        if f != usize::MAX {
+            // Every thread reads the same value after the barrier and returns here.
+            ctx.barrier();
+            return Err(f);
+        }
+        // SAFETY: the diagonal block is read-only from here to the end of the step.
+        let l11 = unsafe { panel.view(j0, j1, j0, j1) };
+        let below = m - j1;
+        ctx.for_each_dynamic(below.div_ceil(SOLVE_ROWS), |b| {
+            let r0 = j1 + b * SOLVE_ROWS;
+            let r1 = (r0 + SOLVE_ROWS).min(m);
+            // SAFETY: row block b of these columns belongs to this call only.
+            let rows = unsafe { panel.view_mut(r0, r1, j0, j1) };
+            solve_lower_triangular_in_place(l11, rows.transpose_mut(), Par::Seq);
+        });
+        let trailing = k - j1;
+        ctx.for_each_dynamic(trailing.div_ceil(BLOCK), |b| {
+            let c0 = j1 + b * BLOCK;
+            let c1 = (c0 + BLOCK).min(k);
+            // SAFETY: columns c0..c1 (rows c0..) belong to this call; the columns j0..j1 that
+            // it reads were finished in the solve above.
+            let (target, left, top) = unsafe {
+                (
+                    panel.view_mut(c0, m, c0, c1),
+                    panel.view(c0, m, j0, j1),
+                    panel.view(c0, c1, j0, j1),
+                )
+            };
+            matmul(target, Accum::Add, left, top.transpose(), -1.0, Par::Seq);
+        });
+        j0 = j1;
+    }
+    // The trailing updates wrote above the diagonal too; L is lower triangular.
+    ctx.for_each_dynamic(k.div_ceil(BLOCK), |b| {
+        let c0 = b * BLOCK;
+        for c in c0..(c0 + BLOCK).min(k) {
+            // SAFETY: column c belongs to this call.
+            let mut col = unsafe { panel.view_mut(0, c, c, c + 1) };
+            col.fill(0.0);
+        }
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::team::Team;
+    use faer::dyn_stack::MemBuffer;
+    use faer::linalg::cholesky::llt::factor::cholesky_in_place_scratch;
+    use faer::Mat;
+    use std::sync::Mutex;
+
+    /// A random m x k panel whose top k x k block is symmetric positive definite.
+    fn panel(m: usize, k: usize, seed: u64) -> Mat<f64> {
+        let mut state = seed;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 11) as f64) / ((1u64 << 53) as f64) - 0.5
+        };
+        let b = Mat::<f64>::from_fn(m, k, |_, _| next());
+        let mut a = &b * b.transpose().subcols(0, k);
+        for i in 0..k {
+            a[(i, i)] += k as f64;
+        }
+        a
+    }
+
+    /// Factors `a` on a team of `threads` threads; returns the values or the failing column.
+    fn factor_on(a: &Mat<f64>, threads: usize) -> (Vec<f64>, std::result::Result<(), usize>) {
+        let (m, k) = (a.nrows(), a.ncols());
+        let mut values: Vec<f64> = (0..k)
+            .flat_map(|j| (0..m).map(move |i| (i, j)))
+            .map(|(i, j)| a[(i, j)])
+            .collect();
+        let team = Team::new(threads);
+        let failed = AtomicUsize::new(usize::MAX);
+        let shared = SharedPanel::new(&mut values, m, k);
+        let mut buf = MemBuffer::new(cholesky_in_place_scratch::<f64>(
+            BLOCK,
+            Par::Seq,
+            Default::default(),
+        ));
+        let buf = Mutex::new(&mut buf);
+        let results = Mutex::new(Vec::new());
+        team.run(|ctx| {
+            let mut guard = (ctx.tid() == 0).then(|| buf.lock().unwrap());
+            let stack = guard.as_mut().map(|g| MemStack::new(g));
+            let r = factor(ctx, shared, &failed, stack);
+            results.lock().unwrap().push(r);
+        });
+        let results = results.into_inner().unwrap();
+        assert_eq!(results.len(), threads);
+        assert!(
+            results.iter().all(|r| *r == results[0]),
+            "threads disagree: {results:?}"
+        );
+        (values, results[0])
+    }
+
+    #[test]
+    fn matches_a_sequential_factor_for_any_team() {
+        for (m, k) in [(300, 300), (411, 257), (130, 64), (70, 1)] {
+            let a = panel(m, k, 7 + m as u64);
+            // Reference: faer's sequential Cholesky of the top, then the solve below.
+            let mut want = a.clone();
+            let mut buf = MemBuffer::new(cholesky_in_place_scratch::<f64>(
+                k,
+                Par::Seq,
+                Default::default(),
+            ));
+            {
+                let (mut top, mut bottom) = want.as_mut().split_at_row_mut(k);
+                cholesky_in_place(
+                    top.as_mut(),
+                    Default::default(),
+                    Par::Seq,
+                    MemStack::new(&mut buf),
+                    Default::default(),
+                )
+                .unwrap();
+                solve_lower_triangular_in_place(
+                    top.as_ref(),
+                    bottom.as_mut().transpose_mut(),
+                    Par::Seq,
+                );
+            }
+            for threads in [1, 2, 3] {
+                let (got, result) = factor_on(&a, threads);
+                assert_eq!(result, Ok(()));
+                let mut worst = 0.0f64;
+                for j in 0..k {
+                    for i in 0..m {
+                        let w = if i >= j { want[(i, j)] } else { 0.0 };
+                        let scale = want[(j, j)].abs().max(1.0);
+                        worst = worst.max((got[j * m + i] - w).abs() / scale);
+                    }
+                }
+                assert!(
+                    worst < 1e-12,
+                    "{m} x {k} on {threads} threads: error {worst:e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn reports_the_first_non_positive_pivot_on_every_thread() {
+        let (m, k) = (260, 200);
+        let mut a = panel(m, k, 3);
+        // Make the leading minor of order 131 singular-negative: column 130's pivot fails.
+        let d = a[(130, 130)];
+        a[(130, 130)] = d - 1e6;
+        for threads in [1, 2, 3] {
+            let (_, result) = factor_on(&a, threads);
+            assert_eq!(result, Err(130), "{threads} threads");
+        }
+    }
+}

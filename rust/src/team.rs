@@ -1,0 +1,398 @@
+//! A team of threads that stay awake through the many short parallel steps of one numeric
+//! factorisation.
+//!
+//! The supernodal factor of a crossed model (`supernodal.rs`) splits every evaluation into a few
+//! dozen steps of tens to hundreds of microseconds each (independent subtrees, the column chunks
+//! of each top supernode, the blocks of its dense factor), separated by barriers. Through rayon,
+//! every step costs a wake-up of a sleeping worker, and on this project's two-core machine a
+//! `rayon::join` of two 20-microsecond tasks took 80 to 180 microseconds once the other worker
+//! had been idle for 50 microseconds or more. So the team's helpers, once started, spin between
+//! steps; they park only after `IDLE_SPIN` without work (between fits, not between the
+//! evaluations of one fit, which follow each other within microseconds).
+//!
+//! `Team::run(job)` runs `job(&ctx)` on the calling thread (`ctx.tid() == 0`) and on every
+//! helper at once and returns when all have finished. Inside a job, `ctx.barrier()` waits for
+//! the others and `ctx.for_each_dynamic(n, f)` hands out `f(0)..f(n - 1)` one at a time to
+//! whichever thread is free, then waits for the others. A job must reach the same sequence of
+//! barriers on every thread. A second caller while the team is busy (two fits at once from
+//! different Python threads) gets a one-thread context instead of waiting.
+//!
+//! MixedModels.jl stays single-threaded here; CHOLMOD (lme4) parallelises only inside BLAS.
+
+use std::cell::UnsafeCell;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long a helper spins for the next job before it parks.
+const IDLE_SPIN: Duration = Duration::from_millis(2);
+
+/// Spins of a waiting thread between checks of the clock (or yields, at a barrier).
+const SPINS_PER_CHECK: u32 = 256;
+
+type Job = dyn Fn(&Ctx) + Sync;
+
+/// A job's pointer with its lifetime erased. `run` does not return before every helper has
+/// finished with it, so the pointer never outlives the closure.
+#[derive(Clone, Copy)]
+struct JobPtr(*const Job);
+
+// SAFETY: the job is `Sync`, and the pointer is only read while `run` keeps the job alive.
+unsafe impl Send for JobPtr {}
+unsafe impl Sync for JobPtr {}
+
+struct Shared {
+    n_threads: usize,
+    /// Incremented by `run` to publish a job.
+    epoch: AtomicUsize,
+    job: UnsafeCell<Option<JobPtr>>,
+    /// Helpers that have finished the current job.
+    finished: AtomicUsize,
+    /// A thread of the current job panicked: barriers stop waiting, `run` re-raises.
+    panicked: AtomicBool,
+    /// Threads arrived at the current barrier, and the number of barriers passed.
+    arrived: AtomicUsize,
+    generation: AtomicUsize,
+    /// Counters of `for_each_dynamic`, used alternately (see there).
+    counters: [AtomicUsize; 2],
+    /// Helpers parked on `wake` (they re-check `epoch` under the lock).
+    parked: Mutex<usize>,
+    wake: Condvar,
+}
+
+// SAFETY: `job` is written only by the thread holding `Team::busy`, before the epoch is
+// published (Release), and read by helpers after they observe the new epoch (Acquire).
+unsafe impl Sync for Shared {}
+
+/// The context of one thread inside a job.
+pub struct Ctx<'a> {
+    shared: Option<&'a Shared>,
+    tid: usize,
+    n_threads: usize,
+    /// Calls of `for_each_dynamic` so far (the same on every thread).
+    rounds: std::cell::Cell<usize>,
+}
+
+impl Ctx<'_> {
+    /// The context of a job run on the calling thread alone.
+    pub fn single() -> Ctx<'static> {
+        Ctx {
+            shared: None,
+            tid: 0,
+            n_threads: 1,
+            rounds: std::cell::Cell::new(0),
+        }
+    }
+
+    /// This thread's index, 0 for the caller of `run`.
+    pub fn tid(&self) -> usize {
+        self.tid
+    }
+
+    /// Threads in the job.
+    pub fn n_threads(&self) -> usize {
+        self.n_threads
+    }
+
+    /// Waits until every thread of the job has reached this barrier.
+    pub fn barrier(&self) {
+        let Some(sh) = self.shared else { return };
+        if self.n_threads == 1 {
+            return;
+        }
+        let generation = sh.generation.load(Ordering::Acquire);
+        if sh.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.n_threads {
+            sh.arrived.store(0, Ordering::Relaxed);
+            sh.generation.store(generation + 1, Ordering::Release);
+            return;
+        }
+        let mut spins = 0u32;
+        while sh.generation.load(Ordering::Acquire) == generation {
+            if sh.panicked.load(Ordering::Relaxed) {
+                panic!("another thread of the team panicked");
+            }
+            spins += 1;
+            if spins.is_multiple_of(SPINS_PER_CHECK) {
+                // Another thread may have been descheduled (more runnable threads than cores).
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
+    /// Calls `f(i)` for every i in `0..n`, each once, on whichever thread takes it first; then
+    /// waits for the other threads (a barrier).
+    pub fn for_each_dynamic(&self, n: usize, mut f: impl FnMut(usize)) {
+        let Some(sh) = self.shared.filter(|_| self.n_threads > 1) else {
+            (0..n).for_each(f);
+            return;
+        };
+        // Counter r % 2 serves this round; the other one was last used in the previous round,
+        // which every thread has left (its closing barrier), so it can be reset for the next.
+        let r = self.rounds.get();
+        self.rounds.set(r + 1);
+        let counter = &sh.counters[r % 2];
+        loop {
+            let i = counter.fetch_add(1, Ordering::Relaxed);
+            if i >= n {
+                break;
+            }
+            f(i);
+        }
+        if self.tid == 0 {
+            sh.counters[(r + 1) % 2].store(0, Ordering::Relaxed);
+        }
+        self.barrier();
+    }
+}
+
+/// The helpers and the lock that lets one job run at a time.
+pub struct Team {
+    shared: Arc<Shared>,
+    busy: Mutex<()>,
+}
+
+impl Team {
+    /// The process-wide team: as many threads as rayon's global pool (so `RAYON_NUM_THREADS`
+    /// sets both), started on first use.
+    pub fn global() -> &'static Team {
+        static TEAM: OnceLock<Team> = OnceLock::new();
+        TEAM.get_or_init(|| Team::new(rayon::current_num_threads().max(1)))
+    }
+
+    /// A team of `n_threads` threads: the caller of `run` and `n_threads - 1` helpers.
+    pub fn new(n_threads: usize) -> Team {
+        let n_threads = n_threads.max(1);
+        let shared = Arc::new(Shared {
+            n_threads,
+            epoch: AtomicUsize::new(0),
+            job: UnsafeCell::new(None),
+            finished: AtomicUsize::new(0),
+            panicked: AtomicBool::new(false),
+            arrived: AtomicUsize::new(0),
+            generation: AtomicUsize::new(0),
+            counters: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            parked: Mutex::new(0),
+            wake: Condvar::new(),
+        });
+        let mut n_started = 1;
+        for tid in 1..n_threads {
+            let sh = Arc::clone(&shared);
+            let spawned = std::thread::Builder::new()
+                .name(format!("multilevel-team-{tid}"))
+                .spawn(move || helper(&sh, tid));
+            if spawned.is_err() {
+                break;
+            }
+            n_started += 1;
+        }
+        if n_started < n_threads {
+            // Threads that could not start: the team would wait for them forever.
+            return Team::new_single();
+        }
+        Team {
+            shared,
+            busy: Mutex::new(()),
+        }
+    }
+
+    fn new_single() -> Team {
+        Team {
+            shared: Arc::new(Shared {
+                n_threads: 1,
+                epoch: AtomicUsize::new(0),
+                job: UnsafeCell::new(None),
+                finished: AtomicUsize::new(0),
+                panicked: AtomicBool::new(false),
+                arrived: AtomicUsize::new(0),
+                generation: AtomicUsize::new(0),
+                counters: [AtomicUsize::new(0), AtomicUsize::new(0)],
+                parked: Mutex::new(0),
+                wake: Condvar::new(),
+            }),
+            busy: Mutex::new(()),
+        }
+    }
+
+    /// Threads of the team.
+    pub fn n_threads(&self) -> usize {
+        self.shared.n_threads
+    }
+
+    /// Runs `job` on every thread of the team (see the module's documentation); a panic in any
+    /// thread is raised again here once all have stopped.
+    pub fn run<F: Fn(&Ctx) + Sync>(&self, job: F) {
+        let sh = &*self.shared;
+        let guard = match self.busy.try_lock() {
+            Ok(g) if sh.n_threads > 1 => g,
+            _ => {
+                job(&Ctx::single());
+                return;
+            }
+        };
+        let dyn_job: &(dyn Fn(&Ctx) + Sync + '_) = &job;
+        // SAFETY: the lifetime is erased only for the helpers, which finish with the job before
+        // this function returns (it waits for `finished` below, even after a panic).
+        let ptr: *const Job =
+            unsafe { std::mem::transmute::<&(dyn Fn(&Ctx) + Sync + '_), &'static Job>(dyn_job) };
+        // SAFETY: no helper reads `job` until the new epoch is published below.
+        unsafe { *sh.job.get() = Some(JobPtr(ptr)) };
+        sh.finished.store(0, Ordering::Relaxed);
+        sh.panicked.store(false, Ordering::Relaxed);
+        // A job that panicked may have left a barrier or a counter half used.
+        sh.arrived.store(0, Ordering::Relaxed);
+        for c in &sh.counters {
+            c.store(0, Ordering::Relaxed);
+        }
+        sh.epoch.fetch_add(1, Ordering::SeqCst);
+        {
+            let parked = sh.parked.lock().unwrap_or_else(|e| e.into_inner());
+            if *parked > 0 {
+                sh.wake.notify_all();
+            }
+        }
+        let ctx = Ctx {
+            shared: Some(sh),
+            tid: 0,
+            n_threads: sh.n_threads,
+            rounds: std::cell::Cell::new(0),
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| job(&ctx)));
+        if result.is_err() {
+            sh.panicked.store(true, Ordering::Relaxed);
+        }
+        let mut spins = 0u32;
+        while sh.finished.load(Ordering::Acquire) < sh.n_threads - 1 {
+            spins += 1;
+            if spins.is_multiple_of(SPINS_PER_CHECK) {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        // SAFETY: every helper has finished with the job.
+        unsafe { *sh.job.get() = None };
+        let panicked = sh.panicked.load(Ordering::Relaxed);
+        drop(guard);
+        if let Err(payload) = result {
+            resume_unwind(payload);
+        }
+        if panicked {
+            panic!("a thread of the team panicked");
+        }
+    }
+}
+
+/// A helper's loop: wait for a new epoch (spinning, then parked), run the job, report.
+fn helper(sh: &Shared, tid: usize) {
+    let mut seen = 0usize;
+    loop {
+        let mut idle = Instant::now();
+        let mut spins = 0u32;
+        loop {
+            let epoch = sh.epoch.load(Ordering::Acquire);
+            if epoch != seen {
+                seen = epoch;
+                break;
+            }
+            spins += 1;
+            if !spins.is_multiple_of(SPINS_PER_CHECK) {
+                std::hint::spin_loop();
+                continue;
+            }
+            if idle.elapsed() < IDLE_SPIN {
+                continue;
+            }
+            let mut parked = sh.parked.lock().unwrap_or_else(|e| e.into_inner());
+            *parked += 1;
+            while sh.epoch.load(Ordering::SeqCst) == seen {
+                parked = sh.wake.wait(parked).unwrap_or_else(|e| e.into_inner());
+            }
+            *parked -= 1;
+            idle = Instant::now();
+        }
+        // SAFETY: `run` wrote the job before publishing this epoch and keeps it alive until
+        // `finished` counts this helper.
+        let job = unsafe { *sh.job.get() };
+        if let Some(JobPtr(ptr)) = job {
+            let ctx = Ctx {
+                shared: Some(sh),
+                tid,
+                n_threads: sh.n_threads,
+                rounds: std::cell::Cell::new(0),
+            };
+            // SAFETY: see above.
+            let job = unsafe { &*ptr };
+            if catch_unwind(AssertUnwindSafe(|| job(&ctx))).is_err() {
+                sh.panicked.store(true, Ordering::Relaxed);
+            }
+        }
+        sh.finished.fetch_add(1, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+
+    #[test]
+    fn every_item_once_and_barriers_order_the_phases() {
+        let team = Team::new(3);
+        for _ in 0..50 {
+            let hits: Vec<AtomicU64> = (0..1000).map(|_| AtomicU64::new(0)).collect();
+            let sum = AtomicU64::new(0);
+            team.run(|ctx| {
+                ctx.for_each_dynamic(1000, |i| {
+                    hits[i].fetch_add(1, Ordering::Relaxed);
+                });
+                // After the closing barrier every item is done, on every thread.
+                let done: u64 = hits.iter().map(|h| h.load(Ordering::Relaxed)).sum();
+                assert_eq!(done, 1000);
+                ctx.for_each_dynamic(10, |i| {
+                    sum.fetch_add(i as u64, Ordering::Relaxed);
+                });
+                ctx.barrier();
+            });
+            assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+            assert_eq!(sum.load(Ordering::Relaxed), 45);
+        }
+    }
+
+    #[test]
+    fn helpers_wake_after_parking() {
+        let team = Team::new(2);
+        let count = AtomicUsize::new(0);
+        team.run(|_| {
+            count.fetch_add(1, Ordering::Relaxed);
+        });
+        std::thread::sleep(IDLE_SPIN * 3);
+        team.run(|_| {
+            count.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(count.load(Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn a_panic_in_a_helper_reaches_the_caller() {
+        let team = Team::new(2);
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            team.run(|ctx| {
+                if ctx.tid() == 1 {
+                    panic!("helper fails");
+                }
+                ctx.barrier();
+            })
+        }));
+        assert!(result.is_err());
+        // The team still works afterwards.
+        let count = AtomicUsize::new(0);
+        team.run(|ctx| {
+            ctx.barrier();
+            count.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(count.load(Ordering::Relaxed), 2);
+    }
+}
