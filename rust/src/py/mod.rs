@@ -13,13 +13,14 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::bobyqa::Tolerances;
-use crate::crossprod::{accumulate_parallel, RowChunk};
+use crate::crossprod::{accumulate_parallel, balanced_piece_rows, RowChunk};
 use crate::lmm::{LmmProblem, Solution};
 use crate::optim::{self, FitOptions};
 use crate::remat::ReTermShape;
 use errors::to_py;
 
-/// Rows per piece when the cross-products are accumulated in parallel.
+/// Most rows per piece when the cross-products are accumulated in parallel
+/// (`balanced_piece_rows`).
 const PIECE_ROWS: usize = 1 << 16;
 
 type TermArg<'py> = (
@@ -118,8 +119,13 @@ impl PyLmmProblem {
         };
         let inner = py
             .detach(|| {
-                let mut problem = accumulate_parallel(&shapes, p, &chunk, PIECE_ROWS)
-                    .and_then(|acc| LmmProblem::new(acc.finish()))?;
+                let mut problem = accumulate_parallel(
+                    &shapes,
+                    p,
+                    &chunk,
+                    balanced_piece_rows(chunk.nrows(), PIECE_ROWS),
+                )
+                .and_then(|acc| LmmProblem::new(acc.finish()))?;
                 problem.set_start(optim::lme4_start(&chunk, &shapes))?;
                 Ok(problem)
             })
