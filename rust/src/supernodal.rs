@@ -548,7 +548,7 @@ impl SupernodalCholesky {
         }
         let asm_ptr: Vec<usize> = begin.iter().map(|&c| col_start[c]).collect();
 
-        // Workspaces: one per group and per column chunk of a top supernode.
+        // Workspaces: one per thread.
         let mut max_product = 0;
         for p in &products {
             let u = updates[p.update as usize];
@@ -563,7 +563,8 @@ impl SupernodalCholesky {
             product: vec![0.0; max_product],
             llt_stack: vec![MaybeUninit::uninit(); llt_req.unaligned_bytes_required() + 64],
         };
-        let n_workers = (4 * threads).max(schedule.groups.len()).max(1);
+        // One per thread of the team (`update` adds more if the team is larger).
+        let n_workers = threads.max(1);
         let scaled_len = layout.len;
         Ok(SupernodalCholesky {
             sym: Symbolic {
