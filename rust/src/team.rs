@@ -61,6 +61,23 @@ struct Shared {
     wake: Condvar,
 }
 
+impl Shared {
+    fn new(n_threads: usize) -> Self {
+        Shared {
+            n_threads,
+            epoch: AtomicUsize::new(0),
+            job: UnsafeCell::new(None),
+            finished: AtomicUsize::new(0),
+            panicked: AtomicBool::new(false),
+            arrived: AtomicUsize::new(0),
+            generation: AtomicUsize::new(0),
+            counters: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            parked: Mutex::new(0),
+            wake: Condvar::new(),
+        }
+    }
+}
+
 // SAFETY: `job` is written only by the thread holding `Team::busy`, before the epoch is
 // published (Release), and read by helpers after they observe the new epoch (Acquire).
 unsafe impl Sync for Shared {}
@@ -165,18 +182,7 @@ impl Team {
     /// A team of `n_threads` threads: the caller of `run` and `n_threads - 1` helpers.
     pub fn new(n_threads: usize) -> Team {
         let n_threads = n_threads.max(1);
-        let shared = Arc::new(Shared {
-            n_threads,
-            epoch: AtomicUsize::new(0),
-            job: UnsafeCell::new(None),
-            finished: AtomicUsize::new(0),
-            panicked: AtomicBool::new(false),
-            arrived: AtomicUsize::new(0),
-            generation: AtomicUsize::new(0),
-            counters: [AtomicUsize::new(0), AtomicUsize::new(0)],
-            parked: Mutex::new(0),
-            wake: Condvar::new(),
-        });
+        let shared = Arc::new(Shared::new(n_threads));
         let mut n_started = 1;
         for tid in 1..n_threads {
             let sh = Arc::clone(&shared);
@@ -200,18 +206,7 @@ impl Team {
 
     fn new_single() -> Team {
         Team {
-            shared: Arc::new(Shared {
-                n_threads: 1,
-                epoch: AtomicUsize::new(0),
-                job: UnsafeCell::new(None),
-                finished: AtomicUsize::new(0),
-                panicked: AtomicBool::new(false),
-                arrived: AtomicUsize::new(0),
-                generation: AtomicUsize::new(0),
-                counters: [AtomicUsize::new(0), AtomicUsize::new(0)],
-                parked: Mutex::new(0),
-                wake: Condvar::new(),
-            }),
+            shared: Arc::new(Shared::new(1)),
             busy: Mutex::new(()),
         }
     }
