@@ -13,7 +13,7 @@ use std::fs;
 use std::time::Instant;
 
 use multilevel::cholesky::{BlockedCholesky, FactorMethod};
-use multilevel::crossprod::{accumulate_parallel, balanced_piece_rows, RowChunk};
+use multilevel::crossprod::{accumulate_parallel, balanced_piece_rows, RowChunk, PIECE_ROWS};
 use multilevel::lmm::LmmProblem;
 use multilevel::remat::ReTermShape;
 
@@ -108,7 +108,7 @@ fn main() {
         }
     }
     let t = Instant::now();
-    let acc = accumulate_parallel(&shapes, p, &chunk, balanced_piece_rows(n, 1 << 16)).unwrap();
+    let acc = accumulate_parallel(&shapes, p, &chunk, balanced_piece_rows(n, PIECE_ROWS)).unwrap();
     let a = acc.finish();
     let t_acc = t.elapsed().as_secs_f64() * 1e3;
     let mut prob = LmmProblem::new(a).unwrap();

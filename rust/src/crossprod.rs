@@ -405,6 +405,10 @@ pub struct CrossProducts {
     pub dd: Vec<f64>,
 }
 
+/// Most rows per piece when a chunk's cross-products are accumulated in parallel (see
+/// `balanced_piece_rows`).
+pub const PIECE_ROWS: usize = 1 << 16;
+
 /// Rows per piece for `accumulate_parallel` on `n` rows: pieces of at most `max_rows` rows, in
 /// an even number (both of two threads get the same share), of equal size. It depends on n
 /// only, so the result does not depend on the machine. With fixed pieces of `max_rows`, the

@@ -13,15 +13,11 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::bobyqa::Tolerances;
-use crate::crossprod::{accumulate_parallel, balanced_piece_rows, RowChunk};
+use crate::crossprod::{accumulate_parallel, balanced_piece_rows, RowChunk, PIECE_ROWS};
 use crate::lmm::{LmmProblem, Solution};
 use crate::optim::{self, FitOptions};
 use crate::remat::ReTermShape;
 use errors::to_py;
-
-/// Most rows per piece when the cross-products are accumulated in parallel
-/// (`balanced_piece_rows`).
-const PIECE_ROWS: usize = 1 << 16;
 
 type TermArg<'py> = (
     PyReadonlyArray1<'py, i32>,
