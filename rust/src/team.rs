@@ -102,6 +102,16 @@ impl Ctx<'_> {
         }
     }
 
+    /// The context of thread `tid` of the team's current job.
+    fn member(sh: &Shared, tid: usize) -> Ctx<'_> {
+        Ctx {
+            shared: Some(sh),
+            tid,
+            n_threads: sh.n_threads,
+            rounds: std::cell::Cell::new(0),
+        }
+    }
+
     /// This thread's index, 0 for the caller of `run`.
     pub fn tid(&self) -> usize {
         self.tid
@@ -124,19 +134,12 @@ impl Ctx<'_> {
             sh.generation.store(generation + 1, Ordering::Release);
             return;
         }
-        let mut spins = 0u32;
-        while sh.generation.load(Ordering::Acquire) == generation {
+        spin_until(|| {
             if sh.panicked.load(Ordering::Relaxed) {
                 panic!("another thread of the team panicked");
             }
-            spins += 1;
-            if spins.is_multiple_of(SPINS_PER_CHECK) {
-                // Another thread may have been descheduled (more runnable threads than cores).
-                std::thread::yield_now();
-            } else {
-                std::hint::spin_loop();
-            }
-        }
+            sh.generation.load(Ordering::Acquire) != generation
+        });
     }
 
     /// Calls `f(i)` for every i in `0..n`, each once, on whichever thread takes it first; then
@@ -248,25 +251,12 @@ impl Team {
                 sh.wake.notify_all();
             }
         }
-        let ctx = Ctx {
-            shared: Some(sh),
-            tid: 0,
-            n_threads: sh.n_threads,
-            rounds: std::cell::Cell::new(0),
-        };
+        let ctx = Ctx::member(sh, 0);
         let result = catch_unwind(AssertUnwindSafe(|| job(&ctx)));
         if result.is_err() {
             sh.panicked.store(true, Ordering::Relaxed);
         }
-        let mut spins = 0u32;
-        while sh.finished.load(Ordering::Acquire) < sh.n_threads - 1 {
-            spins += 1;
-            if spins.is_multiple_of(SPINS_PER_CHECK) {
-                std::thread::yield_now();
-            } else {
-                std::hint::spin_loop();
-            }
-        }
+        spin_until(|| sh.finished.load(Ordering::Acquire) >= sh.n_threads - 1);
         // SAFETY: every helper has finished with the job.
         unsafe { *sh.job.get() = None };
         let panicked = sh.panicked.load(Ordering::Relaxed);
@@ -276,6 +266,20 @@ impl Team {
         }
         if panicked {
             panic!("a thread of the team panicked");
+        }
+    }
+}
+
+/// Spins until `done()`, yielding now and then: another thread of the job may have been
+/// descheduled (more runnable threads than cores).
+fn spin_until(mut done: impl FnMut() -> bool) {
+    let mut spins = 0u32;
+    while !done() {
+        spins += 1;
+        if spins.is_multiple_of(SPINS_PER_CHECK) {
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
         }
     }
 }
@@ -312,12 +316,7 @@ fn helper(sh: &Shared, tid: usize) {
         // `finished` counts this helper.
         let job = unsafe { *sh.job.get() };
         if let Some(JobPtr(ptr)) = job {
-            let ctx = Ctx {
-                shared: Some(sh),
-                tid,
-                n_threads: sh.n_threads,
-                rounds: std::cell::Cell::new(0),
-            };
+            let ctx = Ctx::member(sh, tid);
             // SAFETY: see above.
             let job = unsafe { &*ptr };
             if catch_unwind(AssertUnwindSafe(|| job(&ctx))).is_err() {
