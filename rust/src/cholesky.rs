@@ -143,6 +143,22 @@ impl BlockedCholesky {
         }
     }
 
+    /// Whether the numeric step uses the thread team (see `set_serial`).
+    pub fn is_parallel(&self) -> bool {
+        match &self.form {
+            Form::Blocks(_) => false,
+            Form::Supernodal(s) => s.is_parallel(),
+        }
+    }
+
+    /// Run the numeric step on the calling thread only (`SupernodalCholesky::set_serial`); the
+    /// blocked form always does.
+    pub fn set_serial(&mut self, serial: bool) {
+        if let Form::Supernodal(s) = &mut self.form {
+            s.set_serial(serial);
+        }
+    }
+
     /// The numeric step: L(theta) from A and the per-term lambda templates.
     pub fn update(&mut self, a: &CrossProducts, lambdas: &[Vec<f64>]) -> Result<()> {
         match &mut self.form {

@@ -205,6 +205,51 @@ impl LmmProblem {
         Ok(self.criterion_of(d.ld_l2, d.ld_rx2, d.pwrss, reml))
     }
 
+    /// The objective at each of `thetas`, as `objective_value` one by one would give them (to
+    /// the last bit). When the factor splits each evaluation between the threads of the team,
+    /// two evaluations run at a time instead, each on one thread (on this problem and on a
+    /// copy): on two cores that takes about two thirds of the time, as a single evaluation
+    /// does not keep both busy.
+    pub fn objective_values(&mut self, thetas: &[Vec<f64>], reml: bool) -> Result<Vec<f64>> {
+        let threads = rayon::current_num_threads();
+        if thetas.len() < 4 || threads < 2 || !self.chol.is_parallel() {
+            return thetas
+                .iter()
+                .map(|t| self.objective_value(t, reml))
+                .collect();
+        }
+        let mut other = self.clone();
+        self.chol.set_serial(true);
+        other.chol.set_serial(true);
+        let (mine, theirs): (Vec<_>, Vec<_>) =
+            thetas.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+        let (a, b) = std::thread::scope(|scope| {
+            let helper = scope.spawn(move || {
+                theirs
+                    .iter()
+                    .map(|(_, t)| other.objective_value(t, reml))
+                    .collect::<Vec<_>>()
+            });
+            let a: Vec<_> = mine
+                .iter()
+                .map(|(_, t)| self.objective_value(t, reml))
+                .collect();
+            (a, helper.join())
+        });
+        self.chol.set_serial(false);
+        let b = match b {
+            Ok(b) => b,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        let mut out = Vec::with_capacity(thetas.len());
+        let (mut a, mut b) = (a.into_iter(), b.into_iter());
+        for i in 0..thetas.len() {
+            let v = if i % 2 == 0 { a.next() } else { b.next() };
+            out.push(v.expect("one value per theta")?);
+        }
+        Ok(out)
+    }
+
     /// beta, u, b, sigma and the unscaled covariance of beta at theta.
     pub fn solution(&mut self, theta: &[f64], reml: bool) -> Result<Solution> {
         self.set_theta(theta)?;

@@ -226,29 +226,37 @@ pub fn convergence_check(
         Some(v) => v,
         None => f(theta)?,
     };
-    let mut fp = vec![0.0; n];
-    let mut fm = vec![0.0; n];
-    let mut x = theta.to_vec();
+    // The points, evaluated together (two at a time where that is faster): theta +- h e_i for
+    // each i, then theta +- h (e_i + e_j) for each pair j < i.
+    let shifted = |steps: &[(usize, f64)]| {
+        let mut x = theta.to_vec();
+        for &(i, d) in steps {
+            x[i] = theta[i] + d;
+        }
+        x
+    };
+    let mut points = Vec::with_capacity(n * n + n);
     for i in 0..n {
-        x[i] = theta[i] + h;
-        fp[i] = f(&x)?;
-        x[i] = theta[i] - h;
-        fm[i] = f(&x)?;
-        x[i] = theta[i];
+        points.push(shifted(&[(i, h)]));
+        points.push(shifted(&[(i, -h)]));
     }
+    for i in 0..n {
+        for j in 0..i {
+            points.push(shifted(&[(i, h), (j, h)]));
+            points.push(shifted(&[(i, -h), (j, -h)]));
+        }
+    }
+    let values = problem.objective_values(&points, reml)?;
+    let fp: Vec<f64> = (0..n).map(|i| values[2 * i]).collect();
+    let fm: Vec<f64> = (0..n).map(|i| values[2 * i + 1]).collect();
+    let mut mixed = values[2 * n..].chunks_exact(2);
     let gradient: Vec<f64> = (0..n).map(|i| (fp[i] - fm[i]) / (2.0 * h)).collect();
     let mut hessian = vec![0.0; n * n];
     for i in 0..n {
         hessian[i + i * n] = (fp[i] - 2.0 * f0 + fm[i]) / (h * h);
         for j in 0..i {
-            x[i] = theta[i] + h;
-            x[j] = theta[j] + h;
-            let fpp = f(&x)?;
-            x[i] = theta[i] - h;
-            x[j] = theta[j] - h;
-            let fmm = f(&x)?;
-            x[i] = theta[i];
-            x[j] = theta[j];
+            let pair = mixed.next().expect("two values per pair");
+            let (fpp, fmm) = (pair[0], pair[1]);
             let v = (fpp - fp[i] - fp[j] + 2.0 * f0 - fm[i] - fm[j] + fmm) / (2.0 * h * h);
             hessian[i + j * n] = v;
             hessian[j + i * n] = v;

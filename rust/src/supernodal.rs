@@ -21,8 +21,12 @@
 //! dense panel, subtract the products of the descendant panels that reach it (small ones
 //! column by column, large ones as matrix products in column blocks), factor the diagonal block
 //! and solve the rows below. Independent subtrees of the elimination tree run on different
-//! threads; the supernodes above them run one at a time, their columns split between threads,
-//! and the widest are factored by all threads (`dense_llt`). The threads are a `team.rs` team,
+//! threads. The supernodes above them are assembled in two passes: first, all at once and split
+//! between the threads by column chunks, everything the subtrees made ready (A's entries and the
+//! subtrees' updates, most of the work: in InstEval, all 1.4 million column-by-column updates
+//! of the root); then one at a time, the updates from the supernodes above the subtrees, each
+//! followed by its factor, the widest factored by all threads (`dense_llt`). The threads are a
+//! `team.rs` team,
 //! awake for the whole numeric step, so the many short steps cost no wake-ups. Nothing is
 //! allocated per evaluation.
 
@@ -34,6 +38,7 @@ use faer::linalg::cholesky::llt::factor::{
     cholesky_in_place, cholesky_in_place_scratch, LltError, LltParams,
 };
 use faer::linalg::matmul::matmul;
+use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
 use faer::sparse::linalg::amd;
 use faer::sparse::linalg::cholesky::{
@@ -65,6 +70,10 @@ pub const DIRECT_UPDATE: usize = 4096;
 /// the diagonal and the size of the temporary product).
 const PRODUCT_COLUMNS: usize = 64;
 
+/// Large updates whose target rows form at most this many runs of consecutive rows are
+/// subtracted in place, a matrix product per pair of runs (`subtract_by_runs`).
+const DIRECT_RUNS: usize = 8;
+
 /// Supernodes with at least this many random-effects columns get their columns reordered (see
 /// `order_wide_supernodes`).
 const WIDE_COLUMNS: usize = 64;
@@ -83,6 +92,15 @@ const COST_ZERO: f64 = 1.0 / 8.0;
 /// Factors estimated to cost less than this (in the units above, about a millisecond) run on
 /// one thread: below it, waking and joining threads cost more than they save.
 const PARALLEL_MIN_WORK: f64 = 1.0e6;
+
+/// The two passes that assemble a top supernode: what is ready once the groups are factored
+/// (A's entries and the updates from the groups' supernodes; all of a group supernode's
+/// assembly), and the updates from the top supernodes before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    Ready,
+    Late,
+}
 
 /// One update that supernode `d` sends to a later supernode: rows `start..` of d's below-diagonal
 /// pattern, of which the first `len` fall in the target's columns; their rows in the target's
@@ -194,12 +212,17 @@ struct Symbolic {
     /// `pulls[pull_ptr[c]..pull_ptr[c + 1]]`.
     pull_ptr: Vec<usize>,
     pulls: Vec<Pull>,
+    /// The pulls of column c from supernodes of the groups come first; those from top
+    /// supernodes start at `pull_late[c]` (see `Part`).
+    pull_late: Vec<usize>,
     /// Estimated cost of assembling each column (see `COST_FMA`), to split top supernodes
     /// evenly between threads.
     col_work: Vec<f64>,
     /// The matrix-product updates that supernode s receives: `products[prod_ptr[s]..]`.
     prod_ptr: Vec<usize>,
     products: Vec<Product>,
+    /// As `pull_late` for the products of supernode s.
+    prod_late: Vec<usize>,
     run_ends: Vec<u32>,
     /// (position in the flattened scaled A, offset in the panel) for supernode s, by column:
     /// `assembly[asm_ptr[s]..asm_ptr[s + 1]]`.
@@ -220,6 +243,15 @@ struct Schedule {
     region: Vec<usize>,
     /// Threads the schedule was made for.
     threads: usize,
+    /// Column chunks of top supernode `top[i]`: their bounds are `chunks[chunk_ptr[i]..
+    /// chunk_ptr[i + 1]]` (from 0 to its width), from `Symbolic::column_chunks`.
+    chunk_ptr: Vec<usize>,
+    chunks: Vec<u32>,
+    /// The (index in `top`, chunk) pairs of the first pass over the top supernodes, heaviest
+    /// supernode first.
+    ready_items: Vec<(u32, u32)>,
+    /// Whether top supernode `top[i]` receives updates from top supernodes (a second pass).
+    late: Vec<bool>,
 }
 
 /// Scratch of one thread.
@@ -237,6 +269,8 @@ pub struct SupernodalCholesky {
     scaled: Vec<f64>,
     workers: Vec<Worker>,
     d_block: Mat<f64>,
+    /// Factor on the calling thread alone (see `set_serial`).
+    serial: bool,
 }
 
 impl SupernodalCholesky {
@@ -496,25 +530,48 @@ impl SupernodalCholesky {
             };
             pull_ptr[n]
         ];
+        // Each column's pulls from the groups first, then those from top supernodes; the
+        // products of each supernode likewise.
+        let mut is_top = vec![false; ns];
+        for &t in &schedule.top {
+            is_top[t as usize] = true;
+        }
         let mut fill = pull_ptr.clone();
-        for u in &updates {
-            let d = u.d as usize;
-            let (kd, md) = (cols(d), height(d));
-            let mp = md - kd - u.start as usize;
-            if kd > 1 && kd * mp * u.len as usize > DIRECT_UPDATE {
-                continue;
+        let mut pull_late = Vec::new();
+        for late in [false, true] {
+            if late {
+                pull_late.clone_from(&fill);
             }
-            let drows = &rows[row_ptr[d] + u.start as usize..row_ptr[d + 1]];
-            for (idx, &r) in drows[..u.len as usize].iter().enumerate() {
-                pulls[fill[r as usize]] = Pull {
-                    x: (val_ptr[d] + kd + u.start as usize + idx) as u32,
-                    rows: u.rows + idx as u32,
-                    count: (mp - idx) as u32,
-                    kd: kd as u32,
-                    md: md as u32,
-                };
-                fill[r as usize] += 1;
+            for u in &updates {
+                let d = u.d as usize;
+                let (kd, md) = (cols(d), height(d));
+                let mp = md - kd - u.start as usize;
+                if is_top[d] != late || (kd > 1 && kd * mp * u.len as usize > DIRECT_UPDATE) {
+                    continue;
+                }
+                let drows = &rows[row_ptr[d] + u.start as usize..row_ptr[d + 1]];
+                for (idx, &r) in drows[..u.len as usize].iter().enumerate() {
+                    pulls[fill[r as usize]] = Pull {
+                        x: (val_ptr[d] + kd + u.start as usize + idx) as u32,
+                        rows: u.rows + idx as u32,
+                        count: (mp - idx) as u32,
+                        kd: kd as u32,
+                        md: md as u32,
+                    };
+                    fill[r as usize] += 1;
+                }
             }
+        }
+        pull_late.truncate(n);
+        let mut prod_late = vec![0usize; ns];
+        for s in 0..ns {
+            let mine = &mut products[prod_ptr[s]..prod_ptr[s + 1]];
+            mine.sort_by_key(|p| is_top[updates[p.update as usize].d as usize]);
+            prod_late[s] = prod_ptr[s]
+                + mine
+                    .iter()
+                    .take_while(|p| !is_top[updates[p.update as usize].d as usize])
+                    .count();
         }
 
         // Where each element of A goes: the supernode of its (lower) column and the offset.
@@ -566,38 +623,55 @@ impl SupernodalCholesky {
         // One per thread of the team (`update` adds more if the team is larger).
         let n_workers = threads.max(1);
         let scaled_len = layout.len;
+        let mut sym = Symbolic {
+            pd,
+            n_re,
+            pos,
+            owner,
+            begin,
+            row_ptr,
+            rows,
+            val_ptr,
+            updates,
+            update_rows,
+            pull_ptr,
+            pulls,
+            pull_late,
+            col_work,
+            prod_ptr,
+            products,
+            prod_late,
+            run_ends,
+            asm_ptr,
+            assembly,
+            layout,
+            schedule,
+        };
+        sym.plan_top_chunks();
         Ok(SupernodalCholesky {
-            sym: Symbolic {
-                pd,
-                n_re,
-                pos,
-                owner,
-                begin,
-                row_ptr,
-                rows,
-                val_ptr,
-                updates,
-                update_rows,
-                pull_ptr,
-                pulls,
-                col_work,
-                prod_ptr,
-                products,
-                run_ends,
-                asm_ptr,
-                assembly,
-                layout,
-                schedule,
-            },
+            sym,
             values: vec![0.0; offset],
             scaled: vec![0.0; scaled_len],
             workers: vec![worker; n_workers],
             d_block: Mat::zeros(pd, pd),
+            serial: false,
         })
     }
 
     pub fn n_supernodes(&self) -> usize {
         self.sym.n_supernodes()
+    }
+
+    /// Whether the numeric step splits its work between the threads of the team.
+    pub fn is_parallel(&self) -> bool {
+        self.sym.schedule.threads > 1
+    }
+
+    /// With `serial`, the numeric step runs on the calling thread only, so that two factors can
+    /// be updated at the same time on different threads. It follows the same schedule and
+    /// gives the same values, to the last bit, as on the team.
+    pub fn set_serial(&mut self, serial: bool) {
+        self.serial = serial;
     }
 
     /// Sizes of the symbolic structure (for benchmarks and tests).
@@ -629,7 +703,7 @@ impl SupernodalCholesky {
     pub fn update(&mut self, a: &CrossProducts, lambdas: &[Vec<f64>]) -> Result<()> {
         scale_flat(a, lambdas, &self.sym.layout, &mut self.scaled);
         let team = Team::global();
-        let parallel = self.sym.schedule.threads > 1 && team.n_threads() > 1;
+        let parallel = !self.serial && self.sym.schedule.threads > 1 && team.n_threads() > 1;
         if parallel && self.workers.len() < team.n_threads() {
             let w = self.workers[0].clone();
             self.workers.resize(team.n_threads(), w);
@@ -641,8 +715,9 @@ impl SupernodalCholesky {
         let failed = AtomicUsize::new(usize::MAX);
         // SAFETY (of every use of `values` and `workers` in the job): thread t uses only
         // workers[t]; a group's panels are written only by the thread that took the group, a
-        // column chunk of a top supernode only by the thread that took the chunk, and the
-        // panels left of a top supernode are read-only while it is assembled and factored.
+        // column chunk of a top supernode only by the thread that took the chunk; the groups'
+        // panels (left of `top_start`) are read-only after the groups, and the panels left of
+        // a top supernode are read-only while its second pass and factor run.
         let job = |ctx: &Ctx| {
             let tid = ctx.tid();
             let schedule = &sym.schedule;
@@ -658,23 +733,63 @@ impl SupernodalCholesky {
                     failed.fetch_min(c, Ordering::Relaxed);
                 }
             });
-            for &s in &schedule.top {
+            // First pass over the top supernodes: what the groups made ready, all at once.
+            let top_start = schedule.region[schedule.groups.len()];
+            ctx.for_each_dynamic(schedule.ready_items.len(), |item| {
+                if failed.load(Ordering::Relaxed) != usize::MAX {
+                    return;
+                }
+                let (i, c) = schedule.ready_items[item];
+                let s = schedule.top[i as usize] as usize;
+                let bounds = sym.top_chunks(i as usize);
+                let (c0, c1) = (bounds[c as usize] as usize, bounds[c as usize + 1] as usize);
+                let (m, start) = (sym.height(s), sym.val_ptr[s]);
+                let head = unsafe { values.slice(0, top_start) };
+                let cols = unsafe { values.slice_mut(start + c0 * m, start + c1 * m) };
+                let worker = unsafe { workers.item_mut(tid) };
+                sym.assemble(
+                    s,
+                    c0,
+                    c1,
+                    cols,
+                    scaled,
+                    head,
+                    0,
+                    &mut worker.product,
+                    Part::Ready,
+                );
+            });
+            // Then one by one: the updates from the top supernodes before, and the factor.
+            for (i, &s) in schedule.top.iter().enumerate() {
                 if failed.load(Ordering::Relaxed) != usize::MAX {
                     // Read after a barrier: every thread leaves here together.
                     return;
                 }
                 let s = s as usize;
                 let (k, m, start) = (sym.cols(s), sym.height(s), sym.val_ptr[s]);
-                let mut bounds = [0usize; 17];
-                let n_chunks = sym.column_chunks(s, ctx.n_threads(), &mut bounds);
-                ctx.for_each_dynamic(n_chunks, |c| {
-                    let (c0, c1) = (bounds[c], bounds[c + 1]);
-                    let head = unsafe { values.slice(0, start) };
-                    let cols = unsafe { values.slice_mut(start + c0 * m, start + c1 * m) };
-                    let worker = unsafe { workers.item_mut(tid) };
-                    sym.assemble(s, c0, c1, cols, scaled, head, 0, &mut worker.product);
-                });
-                let result = if ctx.n_threads() > 1 && k >= TEAM_FACTOR_MIN {
+                if schedule.late[i] {
+                    let bounds = sym.top_chunks(i);
+                    ctx.for_each_dynamic(bounds.len() - 1, |c| {
+                        let (c0, c1) = (bounds[c] as usize, bounds[c + 1] as usize);
+                        let head = unsafe { values.slice(0, start) };
+                        let cols = unsafe { values.slice_mut(start + c0 * m, start + c1 * m) };
+                        let worker = unsafe { workers.item_mut(tid) };
+                        sym.assemble(
+                            s,
+                            c0,
+                            c1,
+                            cols,
+                            scaled,
+                            head,
+                            0,
+                            &mut worker.product,
+                            Part::Late,
+                        );
+                    });
+                }
+                // By the schedule, not by the threads at hand: a serial update must give the
+                // same values (see `set_serial`).
+                let result = if schedule.threads > 1 && k >= TEAM_FACTOR_MIN {
                     let panel =
                         SharedPanel::new(unsafe { values.slice_mut(start, start + m * k) }, m, k);
                     let stack = (tid == 0)
@@ -927,10 +1042,59 @@ impl Symbolic {
             let (head, tail) = region.split_at_mut(self.val_ptr[s] - base);
             let (k, m) = (self.cols(s), self.height(s));
             let panel = &mut tail[..m * k];
-            self.assemble(s, 0, k, panel, scaled, head, base, &mut worker.product);
+            // Every descendant of a group's supernode is in the group.
+            self.assemble(
+                s,
+                0,
+                k,
+                panel,
+                scaled,
+                head,
+                base,
+                &mut worker.product,
+                Part::Ready,
+            );
             factor_panel(panel, m, k, worker).map_err(|j| self.begin[s] + j)?;
         }
         Ok(())
+    }
+
+    /// The column chunks of every top supernode, and the items of the first pass over them.
+    fn plan_top_chunks(&mut self) {
+        let threads = self.schedule.threads;
+        let mut chunk_ptr = vec![0];
+        let mut chunks = Vec::new();
+        let mut bounds = [0usize; 17];
+        for &s in &self.schedule.top {
+            let n = self.column_chunks(s as usize, threads, &mut bounds);
+            chunks.extend(bounds[..=n].iter().map(|&b| b as u32));
+            chunk_ptr.push(chunks.len());
+        }
+        // Heaviest supernode (the last, the root of the tree) first, so that the short items
+        // of the small ones fill in at the end.
+        let ready_items = (0..self.schedule.top.len())
+            .rev()
+            .flat_map(|i| {
+                let n = chunk_ptr[i + 1] - chunk_ptr[i] - 1;
+                (0..n).map(move |c| (i as u32, c as u32))
+            })
+            .collect();
+        self.schedule.chunk_ptr = chunk_ptr;
+        self.schedule.chunks = chunks;
+        self.schedule.ready_items = ready_items;
+        self.schedule.late = (self.schedule.top.iter())
+            .map(|&s| {
+                let s = s as usize;
+                self.prod_late[s] < self.prod_ptr[s + 1]
+                    || (self.begin[s]..self.begin[s + 1])
+                        .any(|c| self.pull_late[c] < self.pull_ptr[c + 1])
+            })
+            .collect();
+    }
+
+    /// Bounds of the column chunks of the i-th top supernode.
+    fn top_chunks(&self, i: usize) -> &[u32] {
+        &self.schedule.chunks[self.schedule.chunk_ptr[i]..self.schedule.chunk_ptr[i + 1]]
     }
 
     /// Splits the columns of a top supernode into chunks of about equal estimated work; returns
@@ -960,9 +1124,10 @@ impl Symbolic {
         n
     }
 
-    /// Columns `c0..c1` of supernode s (`cols`, column-major with the panel's height) from the
-    /// scaled A minus the updates of the descendants, whose panels are in `head` from offset
-    /// `base` of the values.
+    /// Columns `c0..c1` of supernode s (`cols`, column-major with the panel's height): with
+    /// `Part::Ready`, the scaled A minus the updates of the descendants in the groups; with
+    /// `Part::Late`, minus those of the top supernodes. The descendants' panels are in `head`
+    /// from offset `base` of the values.
     #[allow(clippy::too_many_arguments)]
     fn assemble(
         &self,
@@ -974,22 +1139,37 @@ impl Symbolic {
         head: &[f64],
         base: usize,
         product: &mut [f64],
+        part: Part,
     ) {
         let f = self.begin[s];
         let m = self.height(s);
-        cols.fill(0.0);
-        let asm = &self.assembly[self.asm_ptr[s]..self.asm_ptr[s + 1]];
-        let lo = asm.partition_point(|&(_, off)| (off as usize) < c0 * m);
-        let hi = asm.partition_point(|&(_, off)| (off as usize) < c1 * m);
-        for &(src, off) in &asm[lo..hi] {
-            cols[off as usize - c0 * m] += scaled[src as usize];
+        if part == Part::Ready {
+            cols.fill(0.0);
+            let asm = &self.assembly[self.asm_ptr[s]..self.asm_ptr[s + 1]];
+            let lo = asm.partition_point(|&(_, off)| (off as usize) < c0 * m);
+            let hi = asm.partition_point(|&(_, off)| (off as usize) < c1 * m);
+            for &(src, off) in &asm[lo..hi] {
+                cols[off as usize - c0 * m] += scaled[src as usize];
+            }
         }
 
         // Small updates, column by column.
         for j in c0..c1 {
             let col = &mut cols[(j - c0) * m..(j - c0 + 1) * m];
             let c = f + j;
-            for p in &self.pulls[self.pull_ptr[c]..self.pull_ptr[c + 1]] {
+            let (lo, hi) = match part {
+                Part::Ready => (self.pull_ptr[c], self.pull_late[c]),
+                Part::Late => (self.pull_late[c], self.pull_ptr[c + 1]),
+            };
+            let pulls = &self.pulls[lo..hi];
+            for (ip, p) in pulls.iter().enumerate() {
+                if let Some(q) = pulls.get(ip + PREFETCH_PULLS) {
+                    prefetch(
+                        head.as_ptr()
+                            .wrapping_add((q.x as usize).wrapping_sub(base)),
+                    );
+                    prefetch(self.update_rows[q.rows as usize..].as_ptr() as *const f64);
+                }
                 let count = p.count as usize;
                 let lr = &self.update_rows[p.rows as usize..p.rows as usize + count];
                 let x0 = p.x as usize - base;
@@ -1014,7 +1194,11 @@ impl Symbolic {
         }
 
         // Large updates as matrix products, a block of target columns at a time.
-        for prod in &self.products[self.prod_ptr[s]..self.prod_ptr[s + 1]] {
+        let (lo, hi) = match part {
+            Part::Ready => (self.prod_ptr[s], self.prod_late[s]),
+            Part::Late => (self.prod_late[s], self.prod_ptr[s + 1]),
+        };
+        for prod in &self.products[lo..hi] {
             let u = self.updates[prod.update as usize];
             let ends = &self.run_ends[prod.runs.0 as usize..prod.runs.1 as usize];
             let d = u.d as usize;
@@ -1032,6 +1216,10 @@ impl Symbolic {
                 kd,
                 md,
             );
+            if ends.len() <= DIRECT_RUNS {
+                subtract_by_runs(x, lr, ends, j0, j1, c0, cols, m);
+                continue;
+            }
             let mut jb0 = j0;
             while jb0 < j1 {
                 let jb1 = (jb0 + PRODUCT_COLUMNS).min(j1);
@@ -1078,6 +1266,86 @@ impl Symbolic {
             }
         }
     }
+}
+
+/// Column-by-column updates ahead of the current one whose values and rows are prefetched: each
+/// comes from another descendant's panel, where the hardware prefetcher cannot guess it.
+const PREFETCH_PULLS: usize = 4;
+
+/// A hint to bring the cache line at `p` into the first-level cache (no effect elsewhere than
+/// on x86-64; `p` need not be a valid address).
+#[inline(always)]
+fn prefetch(p: *const f64) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults, whatever the address.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(p as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// Columns `j0..j1` of the update X X' (X: the update's rows of the descendant's panel) subtracted
+/// straight from the target's columns, one matrix product per pair of runs of consecutive target
+/// rows (`ends`, see `Product`): with few runs, this saves writing the product and reading it
+/// back. Column chunk `cols` starts at the target's column `c0` and has height m.
+#[allow(clippy::too_many_arguments)]
+fn subtract_by_runs(
+    x: MatRef<'_, f64>,
+    lr: &[u32],
+    ends: &[u32],
+    j0: usize,
+    j1: usize,
+    c0: usize,
+    cols: &mut [f64],
+    m: usize,
+) {
+    let mp = x.nrows();
+    let mut start = 0;
+    for (r, &end) in ends.iter().enumerate() {
+        let end = end as usize;
+        let (ca, cb) = (start.max(j0), end.min(j1));
+        start = end;
+        if ca >= cb {
+            continue;
+        }
+        // Target columns tc..tc + w (their local rows are their columns).
+        let (w, tc) = (cb - ca, lr[ca] as usize - c0);
+        let right = x.subrows(ca, w).transpose();
+        // Target rows of update rows i0..i1 (one run) in columns tc..tc + w.
+        let block = |i0: usize, i1: usize| (tc * m + lr[i0] as usize, i1 - i0);
+        // The diagonal block (its lower half), the rest of this run, then the later runs.
+        let (at, h) = block(ca, cb);
+        triangular::matmul(
+            panel_block(cols, at, h, w, m),
+            BlockStructure::TriangularLower,
+            Accum::Add,
+            x.subrows(ca, w),
+            BlockStructure::Rectangular,
+            right,
+            BlockStructure::Rectangular,
+            -1.0,
+            Par::Seq,
+        );
+        let mut i0 = cb;
+        for &e in &ends[r..] {
+            let i1 = e as usize;
+            if i1 > i0 {
+                let (at, h) = block(i0, i1);
+                let dst = panel_block(cols, at, h, w, m);
+                matmul(dst, Accum::Add, x.subrows(i0, h), right, -1.0, Par::Seq);
+            }
+            i0 = i1;
+        }
+        debug_assert_eq!(i0, mp);
+    }
+}
+
+/// The h x w block of a column-major panel of height m whose first entry is at `at`.
+fn panel_block(cols: &mut [f64], at: usize, h: usize, w: usize, m: usize) -> MatMut<'_, f64> {
+    let len = (w - 1) * m + h;
+    MatMut::from_column_major_slice_with_stride_mut(&mut cols[at..at + len], h, w, m)
 }
 
 /// col[rows[i]] -= x[i] * a for every i.
@@ -1298,6 +1566,10 @@ fn make_schedule(parent: &[usize], work: &[f64], threads: usize, min_work: f64) 
             top: (0..ns as u32).collect(),
             region: Vec::new(),
             threads: 1,
+            chunk_ptr: Vec::new(),
+            chunks: Vec::new(),
+            ready_items: Vec::new(),
+            late: Vec::new(),
         };
     }
     let mut subtree = work.to_vec();
@@ -1353,6 +1625,10 @@ fn make_schedule(parent: &[usize], work: &[f64], threads: usize, min_work: f64) 
         top,
         region: Vec::new(),
         threads,
+        chunk_ptr: Vec::new(),
+        chunks: Vec::new(),
+        ready_items: Vec::new(),
+        late: Vec::new(),
     }
 }
 

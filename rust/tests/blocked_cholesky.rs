@@ -644,6 +644,66 @@ fn crossed_with_a_dense_root_factored_by_the_team() {
     );
 }
 
+#[test]
+fn serial_updates_and_evaluations_in_pairs_match_the_team_bit_for_bit() {
+    // The convergence check evaluates its points two at a time, each on one thread
+    // (`LmmProblem::objective_values`); its finite differences need the very values that the
+    // team gives, not values within rounding.
+    let (students, lecturers, n) = (500, 240, 5_000);
+    let data = simulated(
+        23,
+        n,
+        2,
+        |rng, d| {
+            let s: Vec<i32> = (0..n).map(|r| (r % students) as i32).collect();
+            let l = random_codes(rng, n, lecturers);
+            let g = random_codes(rng, n, 20);
+            d.add_term(rng, s, students, 1, false)
+                .add_term(rng, l, lecturers, 1, false)
+                .add_term(rng, g, 20, 1, false);
+        },
+        &[0.6, 0.9, 0.3],
+    );
+    let mut problem = data.problem();
+    problem.chol = SupernodalCholesky::with_threads(&problem.a, 2)
+        .unwrap()
+        .into();
+    assert!(problem.chol.is_parallel());
+    let thetas: Vec<Vec<f64>> = (0..7)
+        .map(|i| {
+            vec![
+                0.5 + 0.1 * i as f64,
+                0.9 - 0.05 * i as f64,
+                0.2 + 0.03 * i as f64,
+            ]
+        })
+        .collect();
+    for reml in [false, true] {
+        let team: Vec<f64> = thetas
+            .iter()
+            .map(|t| problem.objective_value(t, reml).unwrap())
+            .collect();
+        problem.chol.set_serial(true);
+        for (t, want) in thetas.iter().zip(&team) {
+            let got = problem.objective_value(t, reml).unwrap();
+            assert_eq!(
+                got.to_bits(),
+                want.to_bits(),
+                "serial at {t:?}: {got} vs {want}"
+            );
+        }
+        problem.chol.set_serial(false);
+        let pairs = problem.objective_values(&thetas, reml).unwrap();
+        for ((t, got), want) in thetas.iter().zip(&pairs).zip(&team) {
+            assert_eq!(
+                got.to_bits(),
+                want.to_bits(),
+                "in pairs at {t:?}: {got} vs {want}"
+            );
+        }
+    }
+}
+
 /// Two crossed factors of `n1` and `n2` levels whose levels meet only nearby levels of the
 /// other (a banded pattern), in the given term order.
 fn banded_crossed(seed: u64, n: usize, n1: usize, n2: usize, swap: bool) -> Data {
