@@ -235,6 +235,11 @@ struct Symbolic {
     products: Vec<Product>,
     /// As `pull_late` for the products of supernode s.
     prod_late: Vec<usize>,
+    /// The column-by-column updates of each item of the first pass (`Schedule::ready_items`),
+    /// with their column in the item, ordered by descendant:
+    /// `item_pulls[item_pull_ptr[i]..item_pull_ptr[i + 1]]`.
+    item_pull_ptr: Vec<usize>,
+    item_pulls: Vec<(u32, Pull)>,
     run_ends: Vec<u32>,
     /// (position in the flattened scaled A, offset in the panel) for supernode s, by column:
     /// `assembly[asm_ptr[s]..asm_ptr[s + 1]]`.
@@ -653,6 +658,8 @@ impl SupernodalCholesky {
             prod_ptr,
             products,
             prod_late,
+            item_pull_ptr: Vec::new(),
+            item_pulls: Vec::new(),
             run_ends,
             asm_ptr,
             assembly,
@@ -769,6 +776,7 @@ impl SupernodalCholesky {
                     0,
                     &mut worker.product,
                     Part::Ready,
+                    Some(item),
                 );
             });
             // Then one by one: the updates from the top supernodes before, and the factor.
@@ -796,6 +804,7 @@ impl SupernodalCholesky {
                             0,
                             &mut worker.product,
                             Part::Late,
+                            None,
                         );
                     });
                 }
@@ -1065,6 +1074,7 @@ impl Symbolic {
                 base,
                 &mut worker.product,
                 Part::Ready,
+                None,
             );
             factor_panel(panel, m, k, worker).map_err(|j| self.begin[s] + j)?;
         }
@@ -1091,6 +1101,26 @@ impl Symbolic {
                 (0..n).map(move |c| (i as u32, c as u32))
             })
             .collect();
+        // Each item's pulls by update (then by column): the target columns of one descendant
+        // one after the other, so that its values and rows are still in cache (the order of
+        // the subtractions at each target entry stays the same, so do the values).
+        let mut item_pull_ptr = vec![0];
+        let mut item_pulls = Vec::new();
+        for &(i, c) in &ready_items {
+            let s = self.schedule.top[i as usize] as usize;
+            let b = &chunks[chunk_ptr[i as usize]..chunk_ptr[i as usize + 1]];
+            let (c0, c1) = (b[c as usize] as usize, b[c as usize + 1] as usize);
+            let at = item_pulls.len();
+            for j in c0..c1 {
+                let col = self.begin[s] + j;
+                let ready = &self.pulls[self.pull_ptr[col]..self.pull_late[col]];
+                item_pulls.extend(ready.iter().map(|&p| ((j - c0) as u32, p)));
+            }
+            item_pulls[at..].sort_by_key(|&(_, p)| p.rows);
+            item_pull_ptr.push(item_pulls.len());
+        }
+        self.item_pull_ptr = item_pull_ptr;
+        self.item_pulls = item_pulls;
         self.schedule.chunk_ptr = chunk_ptr;
         self.schedule.chunks = chunks;
         self.schedule.ready_items = ready_items;
@@ -1136,6 +1166,41 @@ impl Symbolic {
         n
     }
 
+    /// Prefetches the values and rows of a coming pull.
+    #[inline(always)]
+    fn prefetch_pull(&self, head: &[f64], base: usize, q: Pull) {
+        prefetch(
+            head.as_ptr()
+                .wrapping_add((q.x as usize).wrapping_sub(base)),
+        );
+        prefetch(self.update_rows[q.rows as usize..].as_ptr() as *const f64);
+    }
+
+    /// Subtracts one column-by-column update from target column `col`.
+    #[inline(always)]
+    fn apply_pull(&self, col: &mut [f64], head: &[f64], base: usize, p: Pull) {
+        let count = p.count as usize;
+        let lr = &self.update_rows[p.rows as usize..p.rows as usize + count];
+        let x0 = p.x as usize - base;
+        if p.kd == 1 {
+            let x = &head[x0..x0 + count];
+            // SAFETY: the symbolic step made every entry of update_rows a row of the
+            // target's panel, whose columns are m long, and the rows of one update are
+            // distinct.
+            unsafe { scatter_sub(col, lr, x, x[0]) };
+        } else {
+            let (kd, md) = (p.kd as usize, p.md as usize);
+            let x = &head[x0..x0 + (kd - 1) * md + count];
+            for (i, &r) in lr.iter().enumerate() {
+                let mut acc = 0.0;
+                for t in 0..kd {
+                    acc += x[i + t * md] * x[t * md];
+                }
+                col[r as usize] -= acc;
+            }
+        }
+    }
+
     /// Columns `c0..c1` of supernode s (`cols`, column-major with the panel's height): with
     /// `Part::Ready`, the scaled A minus the updates of the descendants in the groups; with
     /// `Part::Late`, minus those of the top supernodes. The descendants' panels are in `head`
@@ -1152,6 +1217,7 @@ impl Symbolic {
         base: usize,
         product: &mut [f64],
         part: Part,
+        item: Option<usize>,
     ) {
         let f = self.begin[s];
         let m = self.height(s);
@@ -1165,41 +1231,33 @@ impl Symbolic {
             }
         }
 
-        // Small updates, column by column.
-        for j in c0..c1 {
-            let col = &mut cols[(j - c0) * m..(j - c0 + 1) * m];
-            let c = f + j;
-            let (lo, hi) = match part {
-                Part::Ready => (self.pull_ptr[c], self.pull_late[c]),
-                Part::Late => (self.pull_late[c], self.pull_ptr[c + 1]),
-            };
-            let pulls = &self.pulls[lo..hi];
-            for (ip, p) in pulls.iter().enumerate() {
-                if let Some(q) = pulls.get(ip + PREFETCH_PULLS) {
-                    prefetch(
-                        head.as_ptr()
-                            .wrapping_add((q.x as usize).wrapping_sub(base)),
-                    );
-                    prefetch(self.update_rows[q.rows as usize..].as_ptr() as *const f64);
+        // Small updates: in the first pass of a top supernode, in the order of their
+        // descendants (`item_pulls`); otherwise column by column.
+        match (part, item) {
+            (Part::Ready, Some(it)) => {
+                let list = &self.item_pulls[self.item_pull_ptr[it]..self.item_pull_ptr[it + 1]];
+                for (ip, &(jc, p)) in list.iter().enumerate() {
+                    if let Some(&(_, q)) = list.get(ip + PREFETCH_PULLS) {
+                        self.prefetch_pull(head, base, q);
+                    }
+                    let col = &mut cols[jc as usize * m..(jc as usize + 1) * m];
+                    self.apply_pull(col, head, base, p);
                 }
-                let count = p.count as usize;
-                let lr = &self.update_rows[p.rows as usize..p.rows as usize + count];
-                let x0 = p.x as usize - base;
-                if p.kd == 1 {
-                    let x = &head[x0..x0 + count];
-                    // SAFETY: the symbolic step made every entry of update_rows a row of the
-                    // target's panel, whose columns are m long, and the rows of one update are
-                    // distinct.
-                    unsafe { scatter_sub(col, lr, x, x[0]) };
-                } else {
-                    let (kd, md) = (p.kd as usize, p.md as usize);
-                    let x = &head[x0..x0 + (kd - 1) * md + count];
-                    for (i, &r) in lr.iter().enumerate() {
-                        let mut acc = 0.0;
-                        for t in 0..kd {
-                            acc += x[i + t * md] * x[t * md];
+            }
+            _ => {
+                for j in c0..c1 {
+                    let col = &mut cols[(j - c0) * m..(j - c0 + 1) * m];
+                    let c = f + j;
+                    let (lo, hi) = match part {
+                        Part::Ready => (self.pull_ptr[c], self.pull_late[c]),
+                        Part::Late => (self.pull_late[c], self.pull_ptr[c + 1]),
+                    };
+                    let pulls = &self.pulls[lo..hi];
+                    for (ip, &p) in pulls.iter().enumerate() {
+                        if let Some(&q) = pulls.get(ip + PREFETCH_PULLS) {
+                            self.prefetch_pull(head, base, q);
                         }
-                        col[r as usize] -= acc;
+                        self.apply_pull(col, head, base, p);
                     }
                 }
             }
