@@ -752,32 +752,26 @@ impl SupernodalCholesky {
                     failed.fetch_min(c, Ordering::Relaxed);
                 }
             });
+            // Columns c0..c1 of top supernode `top[i]`, one pass: the panels before `head_end`
+            // are read, those columns written.
+            let assemble_chunk = |i: usize, c: usize, head_end: usize, part: Part, item| {
+                let s = schedule.top[i] as usize;
+                let bounds = sym.top_chunks(i);
+                let (c0, c1) = (bounds[c] as usize, bounds[c + 1] as usize);
+                let (m, start) = (sym.height(s), sym.val_ptr[s]);
+                let head = unsafe { values.slice(0, head_end) };
+                let cols = unsafe { values.slice_mut(start + c0 * m, start + c1 * m) };
+                let worker = unsafe { workers.item_mut(tid) };
+                let product = &mut worker.product;
+                sym.assemble(s, c0, c1, cols, scaled, head, 0, product, part, item);
+            };
             // First pass over the top supernodes: what the groups made ready, all at once.
             let top_start = schedule.region[schedule.groups.len()];
             ctx.for_each_dynamic(schedule.ready_items.len(), |item| {
-                if failed.load(Ordering::Relaxed) != usize::MAX {
-                    return;
+                if failed.load(Ordering::Relaxed) == usize::MAX {
+                    let (i, c) = schedule.ready_items[item];
+                    assemble_chunk(i as usize, c as usize, top_start, Part::Ready, Some(item));
                 }
-                let (i, c) = schedule.ready_items[item];
-                let s = schedule.top[i as usize] as usize;
-                let bounds = sym.top_chunks(i as usize);
-                let (c0, c1) = (bounds[c as usize] as usize, bounds[c as usize + 1] as usize);
-                let (m, start) = (sym.height(s), sym.val_ptr[s]);
-                let head = unsafe { values.slice(0, top_start) };
-                let cols = unsafe { values.slice_mut(start + c0 * m, start + c1 * m) };
-                let worker = unsafe { workers.item_mut(tid) };
-                sym.assemble(
-                    s,
-                    c0,
-                    c1,
-                    cols,
-                    scaled,
-                    head,
-                    0,
-                    &mut worker.product,
-                    Part::Ready,
-                    Some(item),
-                );
             });
             // Then one by one: the updates from the top supernodes before, and the factor.
             for (i, &s) in schedule.top.iter().enumerate() {
@@ -788,24 +782,9 @@ impl SupernodalCholesky {
                 let s = s as usize;
                 let (k, m, start) = (sym.cols(s), sym.height(s), sym.val_ptr[s]);
                 if schedule.late[i] {
-                    let bounds = sym.top_chunks(i);
-                    ctx.for_each_dynamic(bounds.len() - 1, |c| {
-                        let (c0, c1) = (bounds[c] as usize, bounds[c + 1] as usize);
-                        let head = unsafe { values.slice(0, start) };
-                        let cols = unsafe { values.slice_mut(start + c0 * m, start + c1 * m) };
-                        let worker = unsafe { workers.item_mut(tid) };
-                        sym.assemble(
-                            s,
-                            c0,
-                            c1,
-                            cols,
-                            scaled,
-                            head,
-                            0,
-                            &mut worker.product,
-                            Part::Late,
-                            None,
-                        );
+                    let n_chunks = sym.top_chunks(i).len() - 1;
+                    ctx.for_each_dynamic(n_chunks, |c| {
+                        assemble_chunk(i, c, start, Part::Late, None);
                     });
                 }
                 // By the schedule, not by the threads at hand: a serial update must give the

@@ -606,15 +606,12 @@ fn crossed_large_enough_for_dense_kernels() {
     );
 }
 
-#[test]
-fn crossed_with_a_dense_root_factored_by_the_team() {
-    // Students x lecturers as in InstEval, smaller: every student meets 10 random lecturers, so
-    // eliminating the students fills the lecturers' block and the last supernode is dense and
-    // wide enough for the team's blocked factor (`dense_llt`), next to the columns chunks and
-    // independent subtrees that the other tests reach.
+/// 500 students, each meeting 10 of 240 lecturers at random (5,000 rows), and a third term
+/// of 20 levels: InstEval's shape, smaller.
+fn students_by_lecturers(seed: u64) -> Data {
     let (students, lecturers, n) = (500, 240, 5_000);
-    let data = simulated(
-        21,
+    simulated(
+        seed,
         n,
         2,
         |rng, d| {
@@ -626,7 +623,16 @@ fn crossed_with_a_dense_root_factored_by_the_team() {
                 .add_term(rng, g, 20, 1, false);
         },
         &[0.6, 0.9, 0.3],
-    );
+    )
+}
+
+#[test]
+fn crossed_with_a_dense_root_factored_by_the_team() {
+    // Students x lecturers as in InstEval, smaller: every student meets 10 random lecturers, so
+    // eliminating the students fills the lecturers' block and the last supernode is dense and
+    // wide enough for the team's blocked factor (`dense_llt`), next to the columns chunks and
+    // independent subtrees that the other tests reach.
+    let data = students_by_lecturers(21);
     let stats = data.problem().chol.supernodal().unwrap().stats();
     eprintln!("students x lecturers: {stats:?}");
     assert!(
@@ -649,21 +655,7 @@ fn serial_updates_and_evaluations_in_pairs_match_the_team_bit_for_bit() {
     // The convergence check evaluates its points two at a time, each on one thread
     // (`LmmProblem::objective_values`); its finite differences need the very values that the
     // team gives, not values within rounding.
-    let (students, lecturers, n) = (500, 240, 5_000);
-    let data = simulated(
-        23,
-        n,
-        2,
-        |rng, d| {
-            let s: Vec<i32> = (0..n).map(|r| (r % students) as i32).collect();
-            let l = random_codes(rng, n, lecturers);
-            let g = random_codes(rng, n, 20);
-            d.add_term(rng, s, students, 1, false)
-                .add_term(rng, l, lecturers, 1, false)
-                .add_term(rng, g, 20, 1, false);
-        },
-        &[0.6, 0.9, 0.3],
-    );
+    let data = students_by_lecturers(23);
     let mut problem = data.problem();
     problem.chol = SupernodalCholesky::with_threads(&problem.a, 2)
         .unwrap()
