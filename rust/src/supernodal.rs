@@ -868,19 +868,26 @@ impl SupernodalCholesky {
     /// log det(L_Z)^2 over the random-effects columns.
     pub fn ld_l2(&self) -> f64 {
         let sym = &self.sym;
-        let mut s = 0.0;
+        // The log of products: one logarithm per many pivots instead of one each. The pivots
+        // of I + Lambda'Z'Z Lambda are at least 1, so the product only grows; it is folded
+        // into the sum before it could overflow.
+        let (mut s, mut prod) = (0.0, 1.0f64);
         for sn in 0..sym.n_supernodes() {
             let (f, l) = (sym.begin[sn], sym.begin[sn + 1].min(sym.n_re));
             if f >= l {
                 break;
             }
             let m = sym.height(sn);
-            let panel = self.panel(sn);
+            let start = sym.val_ptr[sn];
             for j in 0..l - f {
-                s += panel[j * m + j].ln();
+                prod *= self.values[start + j * m + j];
+                if prod >= 1e250 {
+                    s += prod.ln();
+                    prod = 1.0;
+                }
             }
         }
-        2.0 * s
+        2.0 * (s + prod.ln())
     }
 
     /// The lower-triangular (p + 1) x (p + 1) D block of L.
@@ -1201,7 +1208,11 @@ impl Symbolic {
         let f = self.begin[s];
         let m = self.height(s);
         if part == Part::Ready {
-            cols.fill(0.0);
+            // Rows j.. of each column j: nothing ever writes above the diagonal (the dense
+            // factors that do zero it again), so that part is still zero.
+            for j in c0..c1 {
+                cols[(j - c0) * m + j..(j - c0 + 1) * m].fill(0.0);
+            }
             let asm = &self.assembly[self.asm_ptr[s]..self.asm_ptr[s + 1]];
             let lo = asm.partition_point(|&(_, off)| (off as usize) < c0 * m);
             let hi = asm.partition_point(|&(_, off)| (off as usize) < c1 * m);
