@@ -32,6 +32,7 @@
 
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use faer::dyn_stack::{MemBuffer, MemStack, StackReq};
 use faer::linalg::cholesky::llt::factor::{
@@ -281,7 +282,8 @@ struct Worker {
 /// The factor, its symbolic structure and the workspaces of the numeric step.
 #[derive(Clone, Debug)]
 pub struct SupernodalCholesky {
-    sym: Symbolic,
+    /// Shared by the copies of a factor (`LmmProblem::objective_values` makes one per fit).
+    sym: Arc<Symbolic>,
     values: Vec<f64>,
     scaled: Vec<f64>,
     workers: Vec<Worker>,
@@ -668,7 +670,7 @@ impl SupernodalCholesky {
         };
         sym.plan_top_chunks();
         Ok(SupernodalCholesky {
-            sym,
+            sym: Arc::new(sym),
             values: vec![0.0; offset],
             scaled: vec![0.0; scaled_len],
             workers: vec![worker; n_workers],
