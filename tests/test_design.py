@@ -409,3 +409,26 @@ def test_new_matrices_drops_missing_rows(df):
         nm = new_matrices(d, new)
     np.testing.assert_array_equal(nm.rows, [0, 2])
     assert nm.X.shape == (2, 2)
+
+
+@pytest.mark.parametrize("n_keys", [7, 300, 10**7])
+def test_unique_keys_is_numpys_unique(n_keys):
+    # By counting when the key range is small, by sorting when it is large: the same levels
+    # (sorted) and the same inverse as np.unique, whichever way.
+    from multilevel.design import _unique_keys
+
+    rng = np.random.default_rng(n_keys)
+    key = rng.integers(0, n_keys, size=500)
+    key[key % 3 == 0] = key.min()  # repeated keys and gaps in the range
+    want_uniq, want_codes = np.unique(key, return_inverse=True)
+    uniq, codes = _unique_keys(key, n_keys)
+    np.testing.assert_array_equal(uniq, want_uniq)
+    np.testing.assert_array_equal(codes, want_codes)
+
+
+def test_codes_seen_flags_categories_and_missing():
+    from multilevel.design import _codes_seen
+
+    codes = np.array([2, 0, 2, -1], dtype=np.int8)
+    assert _codes_seen(codes, 4).tolist() == [True, False, True, False, True]
+    assert _codes_seen(codes[:3], 4).tolist() == [True, False, True, False, False]

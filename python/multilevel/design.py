@@ -574,8 +574,12 @@ def _all_categories_used(s) -> bool:
 def _codes_seen(codes: np.ndarray, k: int) -> np.ndarray:
     """Which of k categories occur among ``codes``; the extra last entry: a missing value
     (code -1)."""
-    seen = np.zeros(k + 1, dtype=bool)
-    seen[codes] = True
+    # A count per code (shifted by one for the -1 of a missing value): twice as fast as
+    # setting flags by fancy indexing, which converts the small integer codes first.
+    counts = np.bincount(codes.astype(np.intp, copy=False) + 1, minlength=k + 1)
+    seen = np.empty(k + 1, dtype=bool)
+    np.greater(counts[1:], 0, out=seen[:-1])
+    seen[-1] = counts[0] > 0
     return seen
 
 
@@ -1009,6 +1013,17 @@ def _mixed_key(codes: Sequence[np.ndarray], sizes: Sequence[int]) -> np.ndarray:
     return key
 
 
+def _unique_keys(key: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(key, return_inverse=True)`` for keys in ``0..n_keys``: by counting when
+    that range is not much larger than the data (no sort; 8 times faster on InstEval's
+    dept:service)."""
+    if n_keys > max(4 * len(key), 1 << 16):
+        return np.unique(key, return_inverse=True)
+    present = np.bincount(key, minlength=n_keys) > 0
+    position = np.cumsum(present) - 1
+    return np.flatnonzero(present), position[key]
+
+
 def _group_codes(frame: pd.DataFrame, factors: tuple[str, ...]):
     """codes (int32), levels (pd.Index), per-factor levels and level keys (interactions) of
     a grouping factor."""
@@ -1019,7 +1034,7 @@ def _group_codes(frame: pd.DataFrame, factors: tuple[str, ...]):
         return codes.astype(np.int32), levels, factor_levels, None
     sizes = [len(lv) for lv in factor_levels]
     key = _mixed_key([c for c, _ in per], sizes)
-    uniq, codes = np.unique(key, return_inverse=True)
+    uniq, codes = _unique_keys(key, math.prod(sizes))
     parts = []
     rem = uniq.copy()
     for size in reversed(sizes):
