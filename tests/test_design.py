@@ -432,3 +432,61 @@ def test_codes_seen_flags_categories_and_missing():
     codes = np.array([2, 0, 2, -1], dtype=np.int8)
     assert _codes_seen(codes, 4).tolist() == [True, False, True, False, True]
     assert _codes_seen(codes[:3], 4).tolist() == [True, False, True, False, False]
+
+
+def _formulaic_matrix(expr, frame):
+    import formulaic
+
+    mm = formulaic.model_matrix(expr, frame, na_action="ignore", output="pandas")
+    return np.asarray(mm, dtype=float), [str(c) for c in mm.columns], mm.model_spec
+
+
+@pytest.mark.parametrize(
+    "expr",
+    ["1 + f", "1 + f + x", "1 + x + f + k", "k + x"],
+)
+def test_fast_path_with_categoricals_is_formulaics_matrix(expr):
+    # Categoricals after an intercept skip formulaic: the same columns, names and values,
+    # for the fit's data and for new data whose categories come in another order.
+    from multilevel.design import _numeric_spec
+
+    rng = np.random.default_rng(5)
+    n = 60
+    frame = pd.DataFrame(
+        {
+            "f": pd.Categorical(rng.choice(["b", "a", "c"], n), categories=["c", "a", "b"]),
+            "k": pd.Categorical(rng.choice([3, 1], n)),
+            "x": rng.normal(size=n),
+        }
+    )
+    spec = _numeric_spec(expr, frame)
+    assert spec is not None
+    got = spec.get_model_matrix(frame)
+    want, names, fspec = _formulaic_matrix(expr, frame)
+    assert got.columns == names
+    np.testing.assert_array_equal(np.asarray(got), want)
+    new = pd.DataFrame(
+        {
+            "f": pd.Categorical(["a", "b", "c"], categories=["b", "a", "c"]),
+            "k": pd.Categorical([1, 3, 1]),
+            "x": [0.5, 1.5, -1.0],
+        }
+    )
+    want_new = np.asarray(fspec.get_model_matrix(new), dtype=float)
+    np.testing.assert_array_equal(np.asarray(spec.get_model_matrix(new)), want_new)
+
+
+def test_fast_path_leaves_other_factors_to_formulaic():
+    from multilevel.design import _numeric_spec
+
+    frame = pd.DataFrame(
+        {
+            "f": pd.Categorical(["a", "b", "a"]),
+            "s": ["u", "v", "u"],  # object strings: formulaic's levels
+            "x": [1.0, 2.0, 3.0],
+        }
+    )
+    assert _numeric_spec("0 + f", frame) is None  # no intercept: full dummy coding
+    assert _numeric_spec("1 + s", frame) is None
+    assert _numeric_spec("1 + f:x", frame) is None
+    assert _numeric_spec("1 + f", frame) is not None

@@ -617,17 +617,28 @@ class _NumericMatrix:
 
 
 class _NumericSpec:
-    """An intercept and plain numeric columns (``1 + Days``, ``0 + x``): built with NumPy.
+    """An intercept and plain columns (``1 + Days``, ``0 + x``, ``1 + service``): built with
+    NumPy.
 
-    formulaic spends several milliseconds parsing and materialising even the simplest formula;
-    for the common case of numeric columns only, this gives the same columns and names
-    directly. Anything else (factors, transforms, interactions) goes through formulaic.
+    formulaic spends several milliseconds parsing and materialising even the simplest formula
+    (12 ms for InstEval's ``1 + service``); for the common case of numeric columns, and of
+    pandas categoricals after an intercept, this gives the same columns and names directly:
+    a categorical by treatment contrasts against its first category, ``f[T.level]``, as
+    formulaic. Anything else (object columns, no intercept with a factor, transforms,
+    interactions) goes through formulaic.
     """
 
-    def __init__(self, intercept: bool, columns: list[str]):
+    def __init__(self, intercept: bool, columns: list[str], levels: dict | None = None):
         self.intercept = intercept
         self.columns = columns
-        self.names = (["Intercept"] if intercept else []) + columns
+        # The categories of each categorical column at fit time.
+        self.levels = levels or {}
+        self.names = ["Intercept"] if intercept else []
+        for c in columns:
+            if c in self.levels:
+                self.names += [f"{c}[T.{lv}]" for lv in self.levels[c][1:]]
+            else:
+                self.names.append(c)
 
     def get_model_matrix(
         self, frame: pd.DataFrame, na_action: str = "ignore", context=None
@@ -638,9 +649,34 @@ class _NumericSpec:
         if self.intercept:
             out[:, 0] = 1.0
             j = 1
-        for k, c in enumerate(self.columns):
-            out[:, j + k] = np.asarray(_col(frame, c), dtype=np.float64)
+        for c in self.columns:
+            values = _col(frame, c)
+            levels = self.levels.get(c)
+            if levels is None:
+                out[:, j] = np.asarray(values, dtype=np.float64)
+                j += 1
+                continue
+            # Codes against the fit's categories (new data may order or subset them).
+            codes = np.asarray(pd.Categorical(values, categories=levels).codes)
+            for k in range(1, len(levels)):
+                np.equal(codes, k, out=out[:, j])
+                j += 1
         return _NumericMatrix(out, list(self.names), self)
+
+
+def _fast_categories(values) -> tuple | None:
+    """The categories of a pandas categorical column whose names formulaic would spell as
+    ``str`` does (strings, integers), else None."""
+    dtype = getattr(values, "dtype", None)
+    if not isinstance(dtype, pd.CategoricalDtype):
+        return None
+    cats = dtype.categories
+    if not (pd.api.types.is_integer_dtype(cats.dtype) or pd.api.types.is_string_dtype(cats.dtype)):
+        return None
+    levels = tuple(cats.tolist())
+    if len(levels) < 2 or not all(isinstance(v, (str, int)) for v in levels):
+        return None
+    return levels
 
 
 _SIGNED_TERM = re.compile(r"([+-]?)([^+-]+)")
@@ -672,11 +708,23 @@ def _numeric_terms(expr: str) -> tuple[bool, tuple[str, ...]] | None:
 
 
 def _numeric_spec(expr: str, frame: pd.DataFrame) -> _NumericSpec | None:
-    """The fast-path spec of ``expr`` when it is only 1/0/-1 and numeric columns, else None."""
+    """The fast-path spec of ``expr`` when it is only 1/0/-1 and numeric columns, or pandas
+    categoricals after an intercept, else None."""
     terms = _numeric_terms(expr)
-    if terms is None or not all(_fast_column(c, frame) for c in terms[1]):
+    if terms is None:
         return None
-    return _NumericSpec(terms[0], list(terms[1]))
+    intercept, columns = terms
+    levels = {}
+    for c in columns:
+        if c not in frame.columns:
+            return None
+        if _fast_column(c, frame):
+            continue
+        cats = _fast_categories(_col(frame, c)) if intercept else None
+        if cats is None:
+            return None
+        levels[c] = cats
+    return _NumericSpec(intercept, list(columns), levels)
 
 
 def _spec_frame(model_spec, frame):
