@@ -557,6 +557,8 @@ impl SupernodalCholesky {
         }
         let mut fill = pull_ptr.clone();
         let mut pull_late = Vec::new();
+        // (column, index in `pulls`) of the pulls from the groups, in the order of the updates.
+        let mut ready_order: Vec<(u32, u32)> = Vec::new();
         for late in [false, true] {
             if late {
                 pull_late.clone_from(&fill);
@@ -577,6 +579,9 @@ impl SupernodalCholesky {
                         kd: kd as u32,
                         md: md as u32,
                     };
+                    if !late {
+                        ready_order.push((r, fill[r as usize] as u32));
+                    }
                     fill[r as usize] += 1;
                 }
             }
@@ -668,7 +673,7 @@ impl SupernodalCholesky {
             layout,
             schedule,
         };
-        sym.plan_top_chunks();
+        sym.plan_top_chunks(&ready_order);
         Ok(SupernodalCholesky {
             sym: Arc::new(sym),
             values: vec![0.0; offset],
@@ -1070,7 +1075,9 @@ impl Symbolic {
     }
 
     /// The column chunks of every top supernode, and the items of the first pass over them.
-    fn plan_top_chunks(&mut self) {
+    /// `ready_order` lists the pulls from the groups as (column, index in `pulls`), in the
+    /// order of the updates.
+    fn plan_top_chunks(&mut self, ready_order: &[(u32, u32)]) {
         let threads = self.schedule.threads;
         let mut chunk_ptr = vec![0];
         let mut chunks = Vec::new();
@@ -1082,7 +1089,7 @@ impl Symbolic {
         }
         // Heaviest supernode (the last, the root of the tree) first, so that the short items
         // of the small ones fill in at the end.
-        let ready_items = (0..self.schedule.top.len())
+        let ready_items: Vec<(u32, u32)> = (0..self.schedule.top.len())
             .rev()
             .flat_map(|i| {
                 let n = chunk_ptr[i + 1] - chunk_ptr[i] - 1;
@@ -1091,21 +1098,43 @@ impl Symbolic {
             .collect();
         // Each item's pulls by update (then by column): the target columns of one descendant
         // one after the other, so that its values and rows are still in cache (the order of
-        // the subtractions at each target entry stays the same, so do the values).
-        let mut item_pull_ptr = vec![0];
-        let mut item_pulls = Vec::new();
-        for &(i, c) in &ready_items {
+        // the subtractions at each target entry stays the same, so do the values). Bucketed
+        // from `ready_order`, which is in that order already.
+        let n = self.begin[self.n_supernodes()];
+        let mut item_of = vec![u32::MAX; n];
+        let mut item_c0 = Vec::with_capacity(ready_items.len());
+        let mut item_pull_ptr = vec![0usize; ready_items.len() + 1];
+        for (it, &(i, c)) in ready_items.iter().enumerate() {
             let s = self.schedule.top[i as usize] as usize;
             let b = &chunks[chunk_ptr[i as usize]..chunk_ptr[i as usize + 1]];
             let (c0, c1) = (b[c as usize] as usize, b[c as usize + 1] as usize);
-            let at = item_pulls.len();
-            for j in c0..c1 {
-                let col = self.begin[s] + j;
-                let ready = &self.pulls[self.pull_ptr[col]..self.pull_late[col]];
-                item_pulls.extend(ready.iter().map(|&p| ((j - c0) as u32, p)));
+            let f = self.begin[s];
+            item_of[f + c0..f + c1].fill(it as u32);
+            item_c0.push(f + c0);
+            item_pull_ptr[it + 1] = (f + c0..f + c1)
+                .map(|col| self.pull_late[col] - self.pull_ptr[col])
+                .sum();
+        }
+        for it in 0..ready_items.len() {
+            item_pull_ptr[it + 1] += item_pull_ptr[it];
+        }
+        let mut fill = item_pull_ptr.clone();
+        let none = Pull {
+            x: 0,
+            rows: 0,
+            count: 0,
+            kd: 0,
+            md: 0,
+        };
+        let mut item_pulls = vec![(0, none); item_pull_ptr[ready_items.len()]];
+        for &(col, q) in ready_order {
+            let it = item_of[col as usize];
+            if it != u32::MAX {
+                let it = it as usize;
+                item_pulls[fill[it]] =
+                    ((col as usize - item_c0[it]) as u32, self.pulls[q as usize]);
+                fill[it] += 1;
             }
-            item_pulls[at..].sort_by_key(|&(_, p)| p.rows);
-            item_pull_ptr.push(item_pulls.len());
         }
         self.item_pull_ptr = item_pull_ptr;
         self.item_pulls = item_pulls;
