@@ -696,6 +696,38 @@ fn serial_updates_and_evaluations_in_pairs_match_the_team_bit_for_bit() {
     }
 }
 
+#[test]
+fn a_failed_factor_leaves_nothing_behind() {
+    // The numeric step zeroes only the lower part of each panel: nothing may read the part
+    // above the diagonal, where a factor that stops at a bad pivot can leave values behind
+    // (here theta overflows the third term, whose columns are in the dense root: "block 2 of
+    // L"). The next evaluation must not see them: the same objective, to the last bit.
+    let data = students_by_lecturers(29);
+    let fresh = |threads: usize| {
+        let mut p = data.problem();
+        p.chol = SupernodalCholesky::with_threads(&p.a, threads)
+            .unwrap()
+            .into();
+        p
+    };
+    let theta = vec![0.7, 1.1, 0.4];
+    for threads in [1, 2, 3] {
+        let want = fresh(threads).objective(&theta, true).unwrap();
+        let mut problem = fresh(threads);
+        let bad = problem.objective(&[0.7, 1.1, 1e160], true);
+        assert!(
+            bad.as_ref().map_or(true, |v| !v.is_finite()),
+            "{threads} threads: an overflowing theta gave {bad:?}"
+        );
+        let got = problem.objective(&theta, true).unwrap();
+        assert_eq!(
+            got.to_bits(),
+            want.to_bits(),
+            "{threads} threads: {got} vs {want}"
+        );
+    }
+}
+
 /// Two crossed factors of `n1` and `n2` levels whose levels meet only nearby levels of the
 /// other (a banded pattern), in the given term order.
 fn banded_crossed(seed: u64, n: usize, n1: usize, n2: usize, swap: bool) -> Data {
