@@ -25,8 +25,8 @@
 //! between the threads by column chunks, everything the subtrees made ready (A's entries and the
 //! subtrees' updates, most of the work: in InstEval, all 1.4 million column-by-column updates
 //! of the root); then one at a time, the updates from the supernodes above the subtrees, each
-//! followed by its factor, the widest factored by all threads (`dense_llt`). The threads are a
-//! `team.rs` team,
+//! followed by its factor, the widest (and narrower ones with many rows below, `team_factors`)
+//! factored by all threads (`dense_llt`). The threads are a `team.rs` team,
 //! awake for the whole numeric step, so the many short steps cost no wake-ups. Nothing is
 //! allocated per evaluation.
 
@@ -252,7 +252,7 @@ struct Symbolic {
 
 /// Which supernodes run where. The panels of group g occupy `values[region[g]..region[g + 1]]`
 /// and those of the top supernodes `values[region[groups.len()]..]`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 struct Schedule {
     /// Supernodes of each group of independent subtrees, in increasing order.
     groups: Vec<Vec<u32>>,
@@ -590,12 +590,9 @@ impl SupernodalCholesky {
         let mut prod_late = vec![0usize; ns];
         for s in 0..ns {
             let mine = &mut products[prod_ptr[s]..prod_ptr[s + 1]];
-            mine.sort_by_key(|p| is_top[updates[p.update as usize].d as usize]);
-            prod_late[s] = prod_ptr[s]
-                + mine
-                    .iter()
-                    .take_while(|p| !is_top[updates[p.update as usize].d as usize])
-                    .count();
+            let from_top = |p: &Product| is_top[updates[p.update as usize].d as usize];
+            mine.sort_by_key(from_top);
+            prod_late[s] = prod_ptr[s] + mine.partition_point(|p| !from_top(p));
         }
 
         // Where each element of A goes: the supernode of its (lower) column and the offset.
@@ -729,7 +726,7 @@ impl SupernodalCholesky {
     pub fn update(&mut self, a: &CrossProducts, lambdas: &[Vec<f64>]) -> Result<()> {
         scale_flat(a, lambdas, &self.sym.layout, &mut self.scaled);
         let team = Team::global();
-        let parallel = !self.serial && self.sym.schedule.threads > 1 && team.n_threads() > 1;
+        let parallel = !self.serial && self.is_parallel() && team.n_threads() > 1;
         if parallel && self.workers.len() < team.n_threads() {
             let w = self.workers[0].clone();
             self.workers.resize(team.n_threads(), w);
@@ -1653,14 +1650,9 @@ fn make_schedule(parent: &[usize], work: &[f64], threads: usize, min_work: f64) 
     let ns = parent.len();
     if threads <= 1 || ns < 2 * threads || work.iter().sum::<f64>() < min_work {
         return Schedule {
-            groups: Vec::new(),
             top: (0..ns as u32).collect(),
-            region: Vec::new(),
             threads: 1,
-            chunk_ptr: Vec::new(),
-            chunks: Vec::new(),
-            ready_items: Vec::new(),
-            late: Vec::new(),
+            ..Default::default()
         };
     }
     let mut subtree = work.to_vec();
@@ -1714,12 +1706,8 @@ fn make_schedule(parent: &[usize], work: &[f64], threads: usize, min_work: f64) 
     Schedule {
         groups,
         top,
-        region: Vec::new(),
         threads,
-        chunk_ptr: Vec::new(),
-        chunks: Vec::new(),
-        ready_items: Vec::new(),
-        late: Vec::new(),
+        ..Default::default()
     }
 }
 
