@@ -44,9 +44,14 @@ fn main() {
         Par::rayon(0),
         Default::default(),
     ));
-    for (name, par) in [("faer seq", Par::Seq), ("faer rayon", Par::rayon(0))] {
-        let mut t = Vec::new();
-        for _ in 0..reps {
+    // The variants take turns, rep by rep, so that the drift of a shared machine hits all alike.
+    let global = Team::global();
+    let one = Team::new(1);
+    let teams = [("team", global), ("team of 1", &one)];
+    let mut times = vec![Vec::new(); 2 + teams.len()];
+    let mut vals = vec![0.0; n * n];
+    for _ in 0..reps {
+        for (v, par) in [Par::Seq, Par::rayon(0)].into_iter().enumerate() {
             work.copy_from(&a);
             let t0 = Instant::now();
             cholesky_in_place(
@@ -57,36 +62,37 @@ fn main() {
                 Default::default(),
             )
             .unwrap();
-            t.push(t0.elapsed().as_secs_f64() * 1e3);
+            times[v].push(t0.elapsed().as_secs_f64() * 1e3);
         }
-        println!("{name:12} {:.3} ms", median(t));
-    }
-    let team = Team::global();
-    let mut t = Vec::new();
-    let mut vals = vec![0.0; n * n];
-    for _ in 0..reps {
-        for j in 0..n {
-            for i in 0..n {
-                vals[j * n + i] = a[(i, j)];
+        for (v, (_, team)) in teams.iter().enumerate() {
+            for j in 0..n {
+                for i in 0..n {
+                    vals[j * n + i] = a[(i, j)];
+                }
             }
+            let failed = AtomicUsize::new(usize::MAX);
+            let panel = SharedPanel::new(&mut vals, n, n);
+            let t0 = Instant::now();
+            let stack = std::sync::Mutex::new(&mut buf);
+            team.run(|ctx| {
+                let mut guard = (ctx.tid() == 0).then(|| stack.lock().unwrap());
+                let st = guard.as_mut().map(|g| MemStack::new(g));
+                dense_llt::factor(ctx, panel, &failed, st).unwrap();
+            });
+            times[2 + v].push(t0.elapsed().as_secs_f64() * 1e3);
         }
-        let failed = AtomicUsize::new(usize::MAX);
-        let panel = SharedPanel::new(&mut vals, n, n);
-        let t0 = Instant::now();
-        let stack = std::sync::Mutex::new(&mut buf);
-        team.run(|ctx| {
-            let mut guard = (ctx.tid() == 0).then(|| stack.lock().unwrap());
-            let st = guard.as_mut().map(|g| MemStack::new(g));
-            dense_llt::factor(ctx, panel, &failed, st).unwrap();
-        });
-        t.push(t0.elapsed().as_secs_f64() * 1e3);
     }
-    println!(
-        "{:12} {:.3} ms ({} threads)",
-        "team",
-        median(t),
-        team.n_threads()
-    );
+    let mut times = times.into_iter();
+    for name in ["faer seq", "faer rayon"] {
+        println!("{name:12} {:.3} ms", median(times.next().unwrap()));
+    }
+    for (name, team) in teams {
+        println!(
+            "{name:12} {:.3} ms ({} threads)",
+            median(times.next().unwrap()),
+            team.n_threads()
+        );
+    }
     let mut err = 0.0f64;
     work.copy_from(&a);
     cholesky_in_place(
