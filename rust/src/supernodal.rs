@@ -242,9 +242,10 @@ struct Symbolic {
     item_pull_ptr: Vec<usize>,
     item_pulls: Vec<(u32, Pull)>,
     run_ends: Vec<u32>,
-    /// (position in the flattened scaled A, offset in the panel) for supernode s, by column:
-    /// `assembly[asm_ptr[s]..asm_ptr[s + 1]]`.
-    asm_ptr: Vec<usize>,
+    /// (position in the flattened scaled A, offset in its supernode's panel) for global column
+    /// c: `assembly[asm_col[c]..asm_col[c + 1]]` (so a supernode's, or a range of its columns',
+    /// are contiguous).
+    asm_col: Vec<usize>,
     assembly: Vec<(u32, u32)>,
     layout: FlatLayout,
     schedule: Schedule,
@@ -624,7 +625,6 @@ impl SupernodalCholesky {
             assembly[fill[c]] = (e.src, off as u32);
             fill[c] += 1;
         }
-        let asm_ptr: Vec<usize> = begin.iter().map(|&c| col_start[c]).collect();
 
         // Workspaces: one per thread.
         let mut max_product = 0;
@@ -665,7 +665,7 @@ impl SupernodalCholesky {
             item_pull_ptr: Vec::new(),
             item_pulls: Vec::new(),
             run_ends,
-            asm_ptr,
+            asm_col: col_start,
             assembly,
             layout,
             schedule,
@@ -1241,10 +1241,8 @@ impl Symbolic {
             for j in c0..c1 {
                 cols[(j - c0) * m + j..(j - c0 + 1) * m].fill(0.0);
             }
-            let asm = &self.assembly[self.asm_ptr[s]..self.asm_ptr[s + 1]];
-            let lo = asm.partition_point(|&(_, off)| (off as usize) < c0 * m);
-            let hi = asm.partition_point(|&(_, off)| (off as usize) < c1 * m);
-            for &(src, off) in &asm[lo..hi] {
+            let asm = &self.assembly[self.asm_col[f + c0]..self.asm_col[f + c1]];
+            for &(src, off) in asm {
                 cols[off as usize - c0 * m] += scaled[src as usize];
             }
         }
