@@ -14,14 +14,17 @@ What is timed:
 * multilevel: the whole ``ml.lmer(formula, data, reml=...)`` call from a pandas DataFrame,
   formula parsing and design construction included. Runs in a fresh worker subprocess that
   first loads the data and makes one untimed fit of sleepstudy (module imports, lazy
-  initialisation; the memory workers do the same before their baseline), then times ``reps``
-  fits of the case.
+  initialisation; the memory workers do the same before their baseline), then times its
+  share of the fits of the case.
 * lme4: ``lmer(...)`` only, with ``proc.time()`` around it, in ``Rscript
   benches/lme4_fit.R`` (lme4 loaded, data loaded and factors set before timing).
 * statsmodels: ``MixedLM.from_formula(...).fit(...)`` (model construction included, as for
   multilevel), in a worker subprocess killed after ``--sm-timeout`` seconds.
 
-Every time reported is the median over the timed fits. Peak memory is measured in separate
+The engines alternate: each case runs in rounds (``--rounds``), each round a multilevel
+process and then an lme4 process sharing the timed fits, so that a shared machine whose
+speed drifts over minutes slows both engines alike. Every time reported is the median over
+all timed fits of all rounds; each round's ratio is reported too. Peak memory is measured in separate
 subprocesses that load the data and fit once: on Linux, the resident set size (VmRSS) after
 loading the data, then the peak RSS high-water mark (VmHWM, reset through
 ``/proc/self/clear_refs`` after loading, so that the peak belongs to the fit) after the fit,
@@ -31,7 +34,8 @@ Usage::
 
     python benches/bench_lmm.py                      # everything, writes BENCHMARKS.md
     python benches/bench_lmm.py --quick              # smoke test (small panel, few reps)
-    python benches/bench_lmm.py --case sleepstudy --reps 5
+    python benches/bench_lmm.py --case sleepstudy --small-reps 50
+    python benches/bench_lmm.py --case insteval --rounds 9
 """
 
 from __future__ import annotations
@@ -74,6 +78,9 @@ CASES = {
 }
 
 PANEL_SEED = 20240601
+
+# Rounds of the full run: each round is one multilevel process, then one lme4 process.
+DEFAULT_ROUNDS = {"insteval": 5, "sleepstudy": 5, "panel1m": 3}
 
 
 # --------------------------------------------------------------------------------------
@@ -296,6 +303,24 @@ def r_worker(case: str, reps: int, csv: str | None, mode: str = "time",
     return run_sub(cmd, timeout)
 
 
+def _share(total: int, parts: int, k: int) -> int:
+    """The k-th of `parts` nearly equal shares of `total`."""
+    return total // parts + (1 if k < total % parts else 0)
+
+
+def pool_rounds(runs: list[dict]) -> dict:
+    """One engine's rounds as one result: all timed fits pooled, their median, and the
+    estimates of the last round (every round fits the same model). A failed round fails it."""
+    for x in runs:
+        if "error" in x:
+            return x
+    out = dict(runs[-1])
+    out["times"] = [t for x in runs for t in x["times"]]
+    out["median"] = statistics.median(out["times"])
+    out["round_medians"] = [x["median"] for x in runs]
+    return out
+
+
 def agreement(a: dict, b: dict) -> dict:
     """a: multilevel (or statsmodels), b: lme4 (reference; its SEs scale the differences)."""
     if "error" in a or "error" in b:
@@ -467,6 +492,11 @@ def render(results: dict, meta: dict) -> tuple[str, str]:
                 d.append(line)
             elif key in r and "error" in r[key]:
                 d.append(f"- memory, {label}: {r[key]['error']}")
+        if r.get("round_ratios"):
+            rr = r["round_ratios"]
+            d.append(f"- lme4 / multilevel round by round (the engines alternate, a fresh process "
+                     f"each): {', '.join(f'{x:.1f}x' for x in rr)} (min {min(rr):.1f}x, median "
+                     f"{statistics.median(rr):.1f}x, max {max(rr):.1f}x)")
         if "loadavg_before" in r:
             d.append(f"- 1-minute load average before / after this case: "
                      f"{r['loadavg_before']:.1f} / {r.get('loadavg_after', float('nan')):.1f} "
@@ -531,7 +561,9 @@ pandas {v['pandas']}, statsmodels {v['statsmodels']}, R {v.get('R')}, lme4 {v.ge
 (R BLAS: {v.get('R_BLAS')}).
 
 Times are medians over repeated fits of the fit call only, data already loaded on every side
-(counts below). multilevel: the whole `ml.lmer(formula, data, reml=...)` call from a pandas
+(counts below). multilevel and lme4 alternate, round by round, each round a fresh process of
+each engine, so that a shared machine's drift slows both alike; each round's ratio is listed
+below the table. multilevel: the whole `ml.lmer(formula, data, reml=...)` call from a pandas
 DataFrame, formula parsing and design construction included. lme4: `lmer(...)` only, with
 `proc.time()` around it, in an `Rscript benches/lme4_fit.R` subprocess. statsmodels:
 `smf.mixedlm(...).fit(...)`, model construction included. Ratios are time of the other
@@ -567,7 +599,12 @@ def main() -> None:
     ap.add_argument("--case", action="append", choices=list(CASES),
                     help="case to run (repeatable); default all")
     ap.add_argument("--reps", type=int, default=None,
-                    help="timed fits per engine for insteval and panel1m (default 3; quick 1)")
+                    help="timed fits per engine for insteval and panel1m (default: one per "
+                         "round; quick 1)")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="alternating rounds per case, each a multilevel process then an lme4 "
+                         "process sharing the fits (default 5 for insteval and sleepstudy, 3 "
+                         "for panel1m; quick 1)")
     ap.add_argument("--small-reps", type=int, default=None,
                     help="timed fits per engine for sleepstudy (default 200 multilevel, 50 "
                          "lme4, 20 statsmodels; quick 20/10/5)")
@@ -598,7 +635,7 @@ def main() -> None:
         return
 
     quick = args.quick
-    reps = args.reps or (1 if quick else 3)
+    reps = args.reps
     if args.small_reps:
         sreps = {"ml": args.small_reps, "lme4": args.small_reps, "sm": args.small_reps}
     else:
@@ -637,20 +674,39 @@ def main() -> None:
             what = what.format(rows=rows, groups=groups)
             print(f"[{case}] data: {csv} ({time.perf_counter() - t0:.1f} s)")
         r = {"what": what, "formula": spec["formula"], "loadavg_before": os.getloadavg()[0]}
-        n_ml = sreps["ml"] if case == "sleepstudy" else reps
-        n_r = sreps["lme4"] if case == "sleepstudy" else reps
+        big_reps = reps or (1 if quick else DEFAULT_ROUNDS[case])
+        n_ml = sreps["ml"] if case == "sleepstudy" else big_reps
+        n_r = sreps["lme4"] if case == "sleepstudy" else big_reps
         n_sm = sreps["sm"] if case == "sleepstudy" else 1
 
-        print(f"[{case}] multilevel: {n_ml} timed fits ...", flush=True)
-        r["ml"] = py_worker("ml", case, n_ml, csv)
-        print(f"[{case}]   {_timeof(r['ml'])}  {r['ml'].get('error', '')}", flush=True)
-
+        # The engines alternate, round by round (a fresh process each), so that a machine whose
+        # speed drifts over minutes slows both alike; each round's ratio is kept too.
+        rounds = max(1, min(args.rounds or (1 if quick else DEFAULT_ROUNDS[case]), n_ml))
+        ml_runs: list[dict] = []
+        r_runs: list[dict] = []
+        for k in range(rounds):
+            n_ml_k = _share(n_ml, rounds, k)
+            print(f"[{case}] round {k + 1}/{rounds}: multilevel, {n_ml_k} timed fits ...",
+                  flush=True)
+            ml_runs.append(py_worker("ml", case, n_ml_k, csv))
+            print(f"[{case}]   {_timeof(ml_runs[-1])}  {ml_runs[-1].get('error', '')}",
+                  flush=True)
+            if not args.skip_lme4:
+                n_r_k = max(1, _share(n_r, rounds, k))
+                print(f"[{case}] round {k + 1}/{rounds}: lme4, {n_r_k} timed fits ...",
+                      flush=True)
+                r_runs.append(r_worker(case, n_r_k, csv, timeout=r_timeout))
+                print(f"[{case}]   {_timeof(r_runs[-1])}  {r_runs[-1].get('error', '')}",
+                      flush=True)
+        r["ml"] = pool_rounds(ml_runs)
         if args.skip_lme4:
             r["lme4"] = {"error": "not attempted", "why": "--skip-lme4"}
         else:
-            print(f"[{case}] lme4: {n_r} timed fits ...", flush=True)
-            r["lme4"] = r_worker(case, n_r, csv, timeout=r_timeout)
-            print(f"[{case}]   {_timeof(r['lme4'])}  {r['lme4'].get('error', '')}", flush=True)
+            r["lme4"] = pool_rounds(r_runs)
+            r["round_ratios"] = [
+                lr["median"] / mr["median"] for mr, lr in zip(ml_runs, r_runs)
+                if "median" in mr and "median" in lr and mr["median"] > 0
+            ]
 
         if case == "insteval":
             r["sm"] = {"error": "not attempted",
