@@ -14,7 +14,7 @@
 //! factors it (its diagonal block, then the rows below), while the other threads update the
 //! columns after it in blocks of `BLOCK` columns, handed out dynamically, largest first (thread
 //! 0 joins them when done); a barrier separates the steps. So the factor of each diagonal block
-//! and its solve no longer leave the other threads waiting (13 to 16% less time than the same
+//! and its solve no longer leave the other threads waiting (10 to 18% less time than the same
 //! steps without the lookahead, for 579 columns on two threads, `benches/dense_cost.rs`). The
 //! first block column is the exception: all threads solve its rows, the bulk of the work of a
 //! narrow panel. Every element sees the same operations in the same order, however many
@@ -31,8 +31,11 @@ use faer::{Accum, MatMut, MatRef, Par};
 
 use crate::team::Ctx;
 
-/// Columns per block step (and per trailing-update block).
-pub const BLOCK: usize = 48;
+/// Columns per block step (and per trailing-update block). Blocks of 32 to 56 columns were 2 to
+/// 5% faster in `benches/dense_cost.rs`, but they round differently: InstEval's fit then took 72
+/// evaluations instead of lme4's 68 (its last steps are decided by differences of 1e-8 in an
+/// objective of 2e5), which cost more than the blocks saved.
+pub const BLOCK: usize = 64;
 
 /// Rows per block of the triangular solve below the diagonal block.
 const SOLVE_ROWS: usize = 128;
