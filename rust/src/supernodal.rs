@@ -24,9 +24,10 @@
 //! threads. The supernodes above them are assembled in two passes: first, all at once and split
 //! between the threads by column chunks, everything the subtrees made ready (A's entries and the
 //! subtrees' updates, most of the work: in InstEval, all 1.4 million column-by-column updates
-//! of the root); then one at a time, the updates from the supernodes above the subtrees, each
-//! followed by its factor, the widest (and narrower ones with many rows below, `team_factors`)
-//! factored by all threads (`dense_llt`). The threads are a `team.rs` team,
+//! of the root); then the updates from the supernodes above the subtrees, each followed by its
+//! factor: independent subtrees of narrow ones side by side, one thread each
+//! (`group_narrow_tops`), then the others one at a time, the widest (and narrower ones with
+//! many rows below, `team_factors`) factored by all threads (`dense_llt`). The threads are a `team.rs` team,
 //! awake for the whole numeric step, so the many short steps cost no wake-ups. Nothing is
 //! allocated per evaluation.
 
@@ -199,6 +200,8 @@ pub struct SupernodalStats {
     pub n_groups: usize,
     /// Supernodes above those subtrees.
     pub n_top: usize,
+    /// Subtrees of narrow top supernodes finished side by side, one thread each.
+    pub n_top_groups: usize,
 }
 
 /// Everything the numeric step needs to know and never changes.
@@ -271,6 +274,13 @@ struct Schedule {
     ready_items: Vec<(u32, u32)>,
     /// Whether top supernode `top[i]` receives updates from top supernodes (a second pass).
     late: Vec<bool>,
+    /// Independent subtrees of narrow top supernodes (indices into `top`, increasing, heaviest
+    /// subtree first): after the first pass, each is finished (second pass and factor) by one
+    /// thread, while the others finish the other subtrees (see `group_narrow_tops`).
+    top_groups: Vec<Vec<u32>>,
+    /// The other top supernodes (indices into `top`, increasing), finished one at a time by
+    /// the whole team after the groups.
+    sequential: Vec<u32>,
 }
 
 /// Scratch of one thread.
@@ -524,15 +534,27 @@ impl SupernodalCholesky {
             })
             .collect();
         let mut schedule = make_schedule(&parent, &work, threads, parallel_min_work);
+        group_narrow_tops(&mut schedule, &parent, &work, |s| cols(s) < TEAM_FACTOR_MIN);
         let mut val_ptr = vec![0usize; ns + 1];
         let mut offset = 0;
         schedule.region.clear();
-        for group in schedule.groups.iter().chain(std::iter::once(&schedule.top)) {
+        for group in &schedule.groups {
             schedule.region.push(offset);
             for &s in group {
                 val_ptr[s as usize] = offset;
                 offset += height(s as usize) * cols(s as usize);
             }
+        }
+        // The top supernodes: each group of narrow ones contiguous (a thread that factors one
+        // reads the panels of that group only), then the others.
+        schedule.region.push(offset);
+        let top_order: Vec<u32> = (schedule.top_groups.iter().flatten())
+            .chain(&schedule.sequential)
+            .map(|&i| schedule.top[i as usize])
+            .collect();
+        for &s in &top_order {
+            val_ptr[s as usize] = offset;
+            offset += height(s as usize) * cols(s as usize);
         }
         val_ptr[ns] = offset;
         if offset >= u32::MAX as usize {
@@ -719,6 +741,7 @@ impl SupernodalCholesky {
             largest_update,
             n_groups: sym.schedule.groups.len(),
             n_top: sym.schedule.top.len(),
+            n_top_groups: sym.schedule.top_groups.len(),
         }
     }
 
@@ -777,13 +800,59 @@ impl SupernodalCholesky {
                     assemble_chunk(i as usize, c as usize, top_start, Part::Ready, Some(item));
                 }
             });
-            // Then one by one: the updates from the top supernodes before, and the factor.
-            for (i, &s) in schedule.top.iter().enumerate() {
+            // The subtrees of narrow top supernodes side by side, each on one thread: for each
+            // supernode, the updates from the top supernodes before it (all in its subtree, whose
+            // panels are contiguous from `base`), then its factor, with the kernel that the
+            // team would use, so that the values do not depend on who does it.
+            ctx.for_each_dynamic(schedule.top_groups.len(), |g| {
+                let group = &schedule.top_groups[g];
+                let base = sym.val_ptr[schedule.top[group[0] as usize] as usize];
+                let worker = unsafe { workers.item_mut(tid) };
+                for &i in group {
+                    if failed.load(Ordering::Relaxed) != usize::MAX {
+                        return;
+                    }
+                    let i = i as usize;
+                    let s = schedule.top[i] as usize;
+                    let (k, m, start) = (sym.cols(s), sym.height(s), sym.val_ptr[s]);
+                    let panel = unsafe { values.slice_mut(start, start + m * k) };
+                    if schedule.late[i] {
+                        let head = unsafe { values.slice(base, start) };
+                        sym.assemble(
+                            s,
+                            0,
+                            k,
+                            panel,
+                            scaled,
+                            head,
+                            base,
+                            &mut worker.product,
+                            Part::Late,
+                            None,
+                        );
+                    }
+                    let result = if team_factors(k, m) {
+                        let alone = AtomicUsize::new(usize::MAX);
+                        let stack = MemStack::new(&mut worker.llt_stack);
+                        let panel = SharedPanel::new(panel, m, k);
+                        dense_llt::factor(&Ctx::single(), panel, &alone, Some(stack))
+                    } else {
+                        factor_panel(panel, m, k, worker)
+                    };
+                    if let Err(j) = result {
+                        failed.fetch_min(sym.begin[s] + j, Ordering::Relaxed);
+                    }
+                }
+            });
+            // Then the others one by one, on the whole team: the updates from the top
+            // supernodes before, and the factor.
+            for &i in &schedule.sequential {
                 if failed.load(Ordering::Relaxed) != usize::MAX {
                     // Read after a barrier: every thread leaves here together.
                     return;
                 }
-                let s = s as usize;
+                let i = i as usize;
+                let s = schedule.top[i] as usize;
                 let (k, m, start) = (sym.cols(s), sym.height(s), sym.val_ptr[s]);
                 if schedule.late[i] {
                     let n_chunks = sym.top_chunks(i).len() - 1;
@@ -1644,6 +1713,87 @@ fn order_wide_supernodes(
 /// groups of about equal work, processed in parallel; the supernodes above them (the top) are
 /// processed afterwards one at a time. `parent[s]` is `usize::MAX` for a root; children come
 /// before their parents. Factors of less than `min_work` get a one-thread schedule.
+/// Splits the top supernodes of a parallel schedule into independent subtrees of narrow ones,
+/// which the threads finish side by side, one subtree each at a time, and the rest (the wide
+/// ones, whose factors need the team, and those above them), finished one at a time by the
+/// team. In InstEval the 15 top supernodes below the root form three subtrees: finished one
+/// by one, each of their factors kept one thread waiting for the other. A serial schedule
+/// keeps every top supernode sequential.
+fn group_narrow_tops(
+    schedule: &mut Schedule,
+    parent: &[usize],
+    work: &[f64],
+    narrow: impl Fn(usize) -> bool,
+) {
+    let top = &schedule.top;
+    schedule.top_groups.clear();
+    schedule.sequential = (0..top.len() as u32).collect();
+    if schedule.threads <= 1 {
+        return;
+    }
+    let mut index = vec![u32::MAX; parent.len()];
+    for (i, &s) in top.iter().enumerate() {
+        index[s as usize] = i as u32;
+    }
+    // A top supernode joins a group when it and all its top descendants are narrow (children
+    // come before their parents, and the parent of a top supernode is a top one).
+    let mut groupable: Vec<bool> = top.iter().map(|&s| narrow(s as usize)).collect();
+    for (i, &s) in top.iter().enumerate() {
+        let p = parent[s as usize];
+        if !groupable[i] && p != usize::MAX {
+            groupable[index[p] as usize] = false;
+        }
+    }
+    // Each group is the subtree of a groupable supernode whose parent is not groupable. While
+    // the heaviest group holds more than a thread's share of them all, its root is left to the
+    // team and its children's subtrees become groups (in InstEval, the root of the heaviest of
+    // the three subtrees has 62 columns and most of that subtree's work).
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); top.len()];
+    let mut subtree: Vec<f64> = top.iter().map(|&s| work[s as usize]).collect();
+    let mut roots = Vec::new();
+    for (i, &s) in top.iter().enumerate() {
+        let p = parent[s as usize];
+        match (p != usize::MAX).then(|| index[p] as usize) {
+            Some(pi) if groupable[i] && groupable[pi] => {
+                children[pi].push(i);
+                subtree[pi] += subtree[i];
+            }
+            _ if groupable[i] => roots.push(i),
+            _ => {}
+        }
+    }
+    loop {
+        let total: f64 = roots.iter().map(|&r| subtree[r]).sum();
+        let Some((at, &h)) =
+            (roots.iter().enumerate()).max_by(|a, b| subtree[*a.1].total_cmp(&subtree[*b.1]))
+        else {
+            break;
+        };
+        if subtree[h] * schedule.threads as f64 <= total || children[h].is_empty() {
+            break;
+        }
+        roots.swap_remove(at);
+        groupable[h] = false;
+        roots.extend(&children[h]);
+    }
+    roots.sort_by(|&a, &b| subtree[b].total_cmp(&subtree[a]));
+    let mut groups: Vec<(f64, Vec<u32>)> = Vec::new();
+    for &r in &roots {
+        let mut members = Vec::new();
+        let mut stack = vec![r];
+        while let Some(i) = stack.pop() {
+            members.push(i as u32);
+            stack.extend(&children[i]);
+        }
+        members.sort_unstable();
+        groups.push((subtree[r], members));
+    }
+    schedule.sequential = (0..top.len() as u32)
+        .filter(|&i| !groupable[i as usize])
+        .collect();
+    schedule.top_groups = groups.into_iter().map(|(_, g)| g).collect();
+}
+
 fn make_schedule(parent: &[usize], work: &[f64], threads: usize, min_work: f64) -> Schedule {
     let ns = parent.len();
     if threads <= 1 || ns < 2 * threads || work.iter().sum::<f64>() < min_work {

@@ -661,6 +661,10 @@ fn serial_updates_and_evaluations_in_pairs_match_the_team_bit_for_bit() {
         .unwrap()
         .into();
     assert!(problem.chol.is_parallel());
+    // Including the top supernodes that one thread finishes alone (`dense_llt` on one thread
+    // where the team would use it).
+    let stats = problem.chol.supernodal().unwrap().stats();
+    assert!(stats.n_top_groups >= 1, "{stats:?}");
     let thetas: Vec<Vec<f64>> = (0..7)
         .map(|i| {
             vec![
@@ -711,20 +715,29 @@ fn a_failed_factor_leaves_nothing_behind() {
         p
     };
     let theta = vec![0.7, 1.1, 0.4];
-    for threads in [1, 2, 3] {
-        let want = fresh(threads).objective(&theta, true).unwrap();
-        let mut problem = fresh(threads);
-        let bad = problem.objective(&[0.7, 1.1, 1e160], true);
-        assert!(
-            bad.as_ref().map_or(true, |v| !v.is_finite()),
-            "{threads} threads: an overflowing theta gave {bad:?}"
-        );
-        let got = problem.objective(&theta, true).unwrap();
-        assert_eq!(
-            got.to_bits(),
-            want.to_bits(),
-            "{threads} threads: {got} vs {want}"
-        );
+    // The lecturers' columns are spread over the subtrees, the narrow top supernodes (finished
+    // side by side, one thread each) and the root.
+    for threads in [2, 3] {
+        let p = fresh(threads);
+        let stats = p.chol.supernodal().unwrap().stats();
+        assert!(stats.n_top_groups >= 2, "{threads} threads: {stats:?}");
+    }
+    for bad_theta in [[0.7, 1.1, 1e160], [0.7, 1e160, 0.4]] {
+        for threads in [1, 2, 3] {
+            let want = fresh(threads).objective(&theta, true).unwrap();
+            let mut problem = fresh(threads);
+            let bad = problem.objective(&bad_theta, true);
+            assert!(
+                bad.as_ref().map_or(true, |v| !v.is_finite()),
+                "{threads} threads: an overflowing theta {bad_theta:?} gave {bad:?}"
+            );
+            let got = problem.objective(&theta, true).unwrap();
+            assert_eq!(
+                got.to_bits(),
+                want.to_bits(),
+                "{threads} threads, after {bad_theta:?}: {got} vs {want}"
+            );
+        }
     }
 }
 
