@@ -39,7 +39,11 @@ use crate::blocks::{chol_small, scale_block, Block, BlockDiag, SparseBlocks};
 use crate::crossprod::CrossProducts;
 use crate::error::{LmmError, Result};
 use crate::remat::ReTermShape;
-use crate::supernodal::SupernodalCholesky;
+use crate::supernodal::{KeptValues, SupernodalCholesky};
+
+/// The largest supernodal factor (in values, 64 MB) of which a second copy is kept aside
+/// (`BlockedCholesky::swap_values`).
+pub const KEEP_MAX_VALUES: usize = 1 << 23;
 
 /// Largest dense diagonal block (rows) the fill-in fallback may create: 20000^2 doubles = 3.2 GB.
 pub const DENSE_LIMIT: usize = 20_000;
@@ -156,6 +160,19 @@ impl BlockedCholesky {
     pub fn set_serial(&mut self, serial: bool) {
         if let Form::Supernodal(s) = &mut self.form {
             s.set_serial(serial);
+        }
+    }
+
+    /// Exchanges the factor's values with `kept` (see `LmmProblem::keep_factor`), in the
+    /// supernodal form with at most `KEEP_MAX_VALUES` values; false (and nothing done)
+    /// otherwise. The blocked form is cheap to refactor; a very large factor is not copied.
+    pub fn swap_values(&mut self, kept: &mut KeptValues) -> bool {
+        match &mut self.form {
+            Form::Supernodal(s) if s.n_values() <= KEEP_MAX_VALUES => {
+                s.swap_values(kept);
+                true
+            }
+            _ => false,
         }
     }
 

@@ -18,6 +18,7 @@ use crate::crossprod::CrossProducts;
 use crate::error::{LmmError, Result};
 use crate::oneterm::OneTerm;
 use crate::remat::{self, ReTermShape};
+use crate::supernodal::KeptValues;
 
 /// A model ready to be evaluated: the cross-products and the factor they determine.
 #[derive(Clone, Debug)]
@@ -33,6 +34,9 @@ pub struct LmmProblem {
     one_term: Option<OneTerm>,
     /// lme4's data-based start, when it has one (see `optim::lme4_start`).
     start: Option<Vec<f64>>,
+    /// A factor kept aside by `keep_factor`, and its theta.
+    kept: KeptValues,
+    kept_theta: Option<Vec<f64>>,
 }
 
 /// Everything the model gives at one theta.
@@ -73,6 +77,8 @@ impl LmmProblem {
             lambdas,
             one_term,
             start: None,
+            kept: KeptValues::default(),
+            kept_theta: None,
         })
     }
 
@@ -153,6 +159,13 @@ impl LmmProblem {
         if self.current_valid && self.current == theta {
             return Ok(());
         }
+        if self.kept_theta.as_deref() == Some(theta) && self.chol.swap_values(&mut self.kept) {
+            self.kept_theta = None;
+            self.current.clear();
+            self.current.extend_from_slice(theta);
+            self.current_valid = true;
+            return Ok(());
+        }
         self.current_valid = false;
         self.fill_lambdas(theta);
         self.chol.update(&self.a, &self.lambdas)?;
@@ -160,6 +173,19 @@ impl LmmProblem {
         self.current.extend_from_slice(theta);
         self.current_valid = true;
         Ok(())
+    }
+
+    /// Sets aside the factor at the current theta (in constant time, by exchanging it with a
+    /// second set of values), so that a later `set_theta` there takes it back instead of
+    /// factoring again: the optimiser keeps its best point's factor this way, and the solution
+    /// after the fit (and the convergence check in between) costs one evaluation less. Does
+    /// nothing for a one-term model (its objective does not factor), the blocked form or a
+    /// very large factor.
+    pub fn keep_factor(&mut self) {
+        if self.current_valid && self.chol.swap_values(&mut self.kept) {
+            self.kept_theta = Some(std::mem::take(&mut self.current));
+            self.current_valid = false;
+        }
     }
 
     fn criterion_of(&self, ld_l2: f64, ld_rx2: f64, pwrss: f64, reml: bool) -> f64 {
@@ -218,6 +244,9 @@ impl LmmProblem {
                 .map(|t| self.objective_value(t, reml))
                 .collect();
         }
+        // The kept factor stays out of the way (and out of the copy) meanwhile.
+        let kept = std::mem::take(&mut self.kept);
+        let kept_theta = self.kept_theta.take();
         let mut other = self.clone();
         self.chol.set_serial(true);
         other.chol.set_serial(true);
@@ -237,6 +266,8 @@ impl LmmProblem {
             (a, helper.join())
         });
         self.chol.set_serial(false);
+        self.kept = kept;
+        self.kept_theta = kept_theta;
         let b = match b {
             Ok(b) => b,
             Err(panic) => std::panic::resume_unwind(panic),

@@ -110,8 +110,17 @@ pub fn fit(problem: &mut LmmProblem, options: &FitOptions) -> Result<Fit> {
     let mut steps = vec![0.0; n];
     default_initial_steps(&theta, &lower, &upper, &mut steps);
     let mut solver = Bobyqa::new(n);
+    // The factor at the best point so far is kept aside: the solution is computed there.
+    let mut best = f64::INFINITY;
     let outcome = solver.minimize_scaled(
-        |t| problem.objective_value(t, reml).unwrap_or(f64::INFINITY),
+        |t| {
+            let f = problem.objective_value(t, reml).unwrap_or(f64::INFINITY);
+            if f < best {
+                best = f;
+                problem.keep_factor();
+            }
+            f
+        },
         &mut theta,
         &lower,
         &upper,
@@ -171,6 +180,7 @@ pub fn fit(problem: &mut LmmProblem, options: &FitOptions) -> Result<Fit> {
         if f_trial >= f_best {
             break;
         }
+        problem.keep_factor();
         theta = trial;
         f_best = f_trial;
         newton += 1;

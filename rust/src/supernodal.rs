@@ -290,6 +290,23 @@ struct Worker {
     llt_stack: Vec<MaybeUninit<u8>>,
 }
 
+/// A second set of numeric values of a supernodal factor, to keep one factor aside while others
+/// are computed (`SupernodalCholesky::swap_values`).
+#[derive(Clone, Debug)]
+pub struct KeptValues {
+    values: Vec<f64>,
+    d_block: Mat<f64>,
+}
+
+impl Default for KeptValues {
+    fn default() -> Self {
+        KeptValues {
+            values: Vec::new(),
+            d_block: Mat::zeros(0, 0),
+        }
+    }
+}
+
 /// The factor, its symbolic structure and the workspaces of the numeric step.
 #[derive(Clone, Debug)]
 pub struct SupernodalCholesky {
@@ -961,6 +978,23 @@ impl SupernodalCholesky {
             }
         }
         2.0 * (s + prod.ln())
+    }
+
+    /// Exchanges the numeric values of the factor with `kept`, in constant time (the first
+    /// time, `kept` receives zeros of the factor's size: a valid start for the numeric step,
+    /// which relies on the parts of the panels above their diagonals being zero).
+    pub fn swap_values(&mut self, kept: &mut KeptValues) {
+        if kept.values.len() != self.values.len() {
+            kept.values = vec![0.0; self.values.len()];
+            kept.d_block = Mat::zeros(self.d_block.nrows(), self.d_block.ncols());
+        }
+        std::mem::swap(&mut self.values, &mut kept.values);
+        std::mem::swap(&mut self.d_block, &mut kept.d_block);
+    }
+
+    /// Numeric values of the factor (the supernodal panels).
+    pub fn n_values(&self) -> usize {
+        self.values.len()
     }
 
     /// The lower-triangular (p + 1) x (p + 1) D block of L.

@@ -825,3 +825,48 @@ fn crossed_beyond_the_dense_limit() {
         );
     }
 }
+
+#[test]
+fn a_kept_factor_gives_the_solution_of_a_fresh_one() {
+    // The optimiser keeps its best point's factor aside (`keep_factor`), evaluates elsewhere
+    // (one at a time and in pairs), then takes it back for the solution: the same numbers, to
+    // the last bit, as factoring there afresh.
+    let data = students_by_lecturers(31);
+    let fresh = || {
+        let mut p = data.problem();
+        p.chol = SupernodalCholesky::with_threads(&p.a, 2).unwrap().into();
+        p
+    };
+    let best = vec![0.6, 0.9, 0.3];
+    let others: Vec<Vec<f64>> = (1..6)
+        .map(|i| vec![0.6 + 0.05 * i as f64, 0.9, 0.3 - 0.02 * i as f64])
+        .collect();
+    for reml in [false, true] {
+        let want = fresh().solution(&best, reml).unwrap();
+        let mut problem = fresh();
+        let f = problem.objective_value(&best, reml).unwrap();
+        problem.keep_factor();
+        let one_by_one: Vec<f64> = others
+            .iter()
+            .map(|t| problem.objective_value(t, reml).unwrap())
+            .collect();
+        let mut with_best = others.clone();
+        with_best.push(best.clone());
+        let in_pairs = problem.objective_values(&with_best, reml).unwrap();
+        for (a, b) in one_by_one.iter().zip(&in_pairs) {
+            assert_eq!(a.to_bits(), b.to_bits(), "{a} vs {b}");
+        }
+        assert_eq!(in_pairs[others.len()].to_bits(), f.to_bits());
+        // The pairs factored `best` again in passing; move elsewhere before taking it back.
+        problem.objective_value(&others[0], reml).unwrap();
+        let got = problem.solution(&best, reml).unwrap();
+        assert_eq!(got.objective.to_bits(), want.objective.to_bits());
+        assert_eq!(got.sigma.to_bits(), want.sigma.to_bits());
+        for (a, b) in got.beta.iter().zip(&want.beta) {
+            assert_eq!(a.to_bits(), b.to_bits(), "beta {a} vs {b}");
+        }
+        for (a, b) in got.u.iter().flatten().zip(want.u.iter().flatten()) {
+            assert_eq!(a.to_bits(), b.to_bits(), "u {a} vs {b}");
+        }
+    }
+}
