@@ -221,7 +221,10 @@ impl CrossProdAccumulator {
                 continue;
             }
             self.nobs += 1;
-            self.sum_log_w += w.ln();
+            // log 1 = 0 exactly: unweighted rows add nothing (and cost no logarithm).
+            if w != 1.0 {
+                self.sum_log_w += w.ln();
+            }
             for (j, dj) in d.iter_mut().take(p).enumerate() {
                 *dj = chunk.x[r + j * n];
             }
@@ -288,6 +291,25 @@ impl CrossProdAccumulator {
                 radix_sort(&mut items, &mut tmp, (nj * nk).saturating_sub(1));
                 keys.clear();
                 values.clear();
+                if bs == 1 {
+                    // Scalar blocks (two scalar terms, as in crossed intercepts): the same
+                    // operations as below, without the block loops.
+                    let (zj, zk) = (chunk.z[j], chunk.z[k]);
+                    for &(key, r) in &items {
+                        let r = r as usize;
+                        let w = chunk.weights.map_or(1.0, |w| w[r]);
+                        let v = zk[r] * (w * zj[r]);
+                        match values.last_mut() {
+                            Some(last) if keys.last() == Some(&key) => *last += v,
+                            _ => {
+                                keys.push(key);
+                                values.push(0.0 + v);
+                            }
+                        }
+                    }
+                    self.pairs[k][j].merge_sorted(&keys, &values, bs);
+                    continue;
+                }
                 for &(key, r) in &items {
                     let r = r as usize;
                     if keys.last() != Some(&key) {
