@@ -674,7 +674,8 @@ def main() -> None:
             what = what.format(rows=rows, groups=groups)
             print(f"[{case}] data: {csv} ({time.perf_counter() - t0:.1f} s)")
         r = {"what": what, "formula": spec["formula"], "loadavg_before": os.getloadavg()[0]}
-        big_reps = reps or (1 if quick else DEFAULT_ROUNDS[case])
+        # one timed fit per round unless --reps says otherwise
+        big_reps = reps or args.rounds or (1 if quick else DEFAULT_ROUNDS[case])
         n_ml = sreps["ml"] if case == "sleepstudy" else big_reps
         n_r = sreps["lme4"] if case == "sleepstudy" else big_reps
         n_sm = sreps["sm"] if case == "sleepstudy" else 1
