@@ -293,7 +293,8 @@ impl CrossProdAccumulator {
                 values.clear();
                 if bs == 1 {
                     // Scalar blocks (two scalar terms, as in crossed intercepts): the same
-                    // operations as below, without the block loops.
+                    // operations as below, without the block loops (a new block starts from
+                    // 0.0, hence `0.0 + v`).
                     let (zj, zk) = (chunk.z[j], chunk.z[k]);
                     for &(key, r) in &items {
                         let r = r as usize;
@@ -307,21 +308,20 @@ impl CrossProdAccumulator {
                             }
                         }
                     }
-                    self.pairs[k][j].merge_sorted(&keys, &values, bs);
-                    continue;
-                }
-                for &(key, r) in &items {
-                    let r = r as usize;
-                    if keys.last() != Some(&key) {
-                        keys.push(key);
-                        values.extend(std::iter::repeat_n(0.0, bs));
-                    }
-                    let w = chunk.weights.map_or(1.0, |w| w[r]);
-                    let blk = &mut values[(keys.len() - 1) * bs..];
-                    for b in 0..qj {
-                        let wzb = w * chunk.z[j][r + b * n];
-                        for a in 0..qk {
-                            blk[a + b * qk] += chunk.z[k][r + a * n] * wzb;
+                } else {
+                    for &(key, r) in &items {
+                        let r = r as usize;
+                        if keys.last() != Some(&key) {
+                            keys.push(key);
+                            values.extend(std::iter::repeat_n(0.0, bs));
+                        }
+                        let w = chunk.weights.map_or(1.0, |w| w[r]);
+                        let blk = &mut values[(keys.len() - 1) * bs..];
+                        for b in 0..qj {
+                            let wzb = w * chunk.z[j][r + b * n];
+                            for a in 0..qk {
+                                blk[a + b * qk] += chunk.z[k][r + a * n] * wzb;
+                            }
                         }
                     }
                 }

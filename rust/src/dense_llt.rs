@@ -9,9 +9,8 @@
 //! strict upper triangle must be zero outside the diagonal `BLOCK` x `BLOCK` blocks, where the
 //! updates write; those are zeroed at the end, so that the whole strict upper triangle is zero
 //! again (zeroing all of it took about 5% of the factor of 579 columns; a caller that keeps the
-//! upper triangle zero, as `supernodal.rs` does, need not pay for it). This is the diagonal-block
-//! step of a
-//! supernodal factor (`supernodal.rs`) for its widest supernodes.
+//! upper triangle zero, as `supernodal.rs` does, need not pay for it). This is the
+//! diagonal-block step of a supernodal factor (`supernodal.rs`) for its widest supernodes.
 //!
 //! Right-looking by blocks of `BLOCK` columns, as LAPACK's dpotrf, with a lookahead of one block
 //! column: in each step, thread 0 updates the next block column with the one just finished and

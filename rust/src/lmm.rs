@@ -160,15 +160,13 @@ impl LmmProblem {
             return Ok(());
         }
         if self.kept_theta.as_deref() == Some(theta) && self.chol.swap_values(&mut self.kept) {
+            // The factor kept aside by `keep_factor` is the one at theta.
             self.kept_theta = None;
-            self.current.clear();
-            self.current.extend_from_slice(theta);
-            self.current_valid = true;
-            return Ok(());
+        } else {
+            self.current_valid = false;
+            self.fill_lambdas(theta);
+            self.chol.update(&self.a, &self.lambdas)?;
         }
-        self.current_valid = false;
-        self.fill_lambdas(theta);
-        self.chol.update(&self.a, &self.lambdas)?;
         self.current.clear();
         self.current.extend_from_slice(theta);
         self.current_valid = true;

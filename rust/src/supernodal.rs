@@ -27,9 +27,9 @@
 //! of the root); then the updates from the supernodes above the subtrees, each followed by its
 //! factor: independent subtrees of narrow ones side by side, one thread each
 //! (`group_narrow_tops`), then the others one at a time, the widest (and narrower ones with
-//! many rows below, `team_factors`) factored by all threads (`dense_llt`). The threads are a `team.rs` team,
-//! awake for the whole numeric step, so the many short steps cost no wake-ups. Nothing is
-//! allocated per evaluation.
+//! many rows below, `team_factors`) factored by all threads (`dense_llt`). The threads are a
+//! `team.rs` team, awake for the whole numeric step, so the many short steps cost no wake-ups.
+//! Nothing is allocated per evaluation.
 
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -1754,8 +1754,74 @@ fn order_wide_supernodes(
 
 /// Splits the supernodal elimination tree between `threads` threads: whole subtrees go to
 /// groups of about equal work, processed in parallel; the supernodes above them (the top) are
-/// processed afterwards one at a time. `parent[s]` is `usize::MAX` for a root; children come
-/// before their parents. Factors of less than `min_work` get a one-thread schedule.
+/// processed afterwards (see `group_narrow_tops`). `parent[s]` is `usize::MAX` for a root;
+/// children come before their parents. Factors of less than `min_work` get a one-thread
+/// schedule.
+fn make_schedule(parent: &[usize], work: &[f64], threads: usize, min_work: f64) -> Schedule {
+    let ns = parent.len();
+    if threads <= 1 || ns < 2 * threads || work.iter().sum::<f64>() < min_work {
+        return Schedule {
+            top: (0..ns as u32).collect(),
+            threads: 1,
+            ..Default::default()
+        };
+    }
+    let mut subtree = work.to_vec();
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); ns];
+    for s in 0..ns {
+        if parent[s] != usize::MAX {
+            subtree[parent[s]] += subtree[s];
+            children[parent[s]].push(s);
+        }
+    }
+    // Open the heaviest subtree until none holds more than a quarter of a thread's share.
+    let mut open: Vec<usize> = (0..ns).filter(|&s| parent[s] == usize::MAX).collect();
+    let mut top = Vec::new();
+    loop {
+        let total: f64 = open.iter().map(|&s| subtree[s]).sum();
+        let Some((i, &heaviest)) = open
+            .iter()
+            .enumerate()
+            .max_by(|a, b| subtree[*a.1].total_cmp(&subtree[*b.1]))
+        else {
+            break;
+        };
+        if subtree[heaviest] * (4 * threads) as f64 <= total || top.len() >= 256 {
+            break;
+        }
+        open.swap_remove(i);
+        top.push(heaviest as u32);
+        open.extend(&children[heaviest]);
+    }
+    // Longest processing time first.
+    open.sort_by(|&a, &b| subtree[b].total_cmp(&subtree[a]));
+    let mut load = vec![0.0f64; threads];
+    let mut groups: Vec<Vec<u32>> = vec![Vec::new(); threads];
+    let mut stack = Vec::new();
+    for &root in &open {
+        let g = (0..threads)
+            .min_by(|&a, &b| load[a].total_cmp(&load[b]))
+            .unwrap_or(0);
+        load[g] += subtree[root];
+        stack.push(root);
+        while let Some(s) = stack.pop() {
+            groups[g].push(s as u32);
+            stack.extend(&children[s]);
+        }
+    }
+    for g in &mut groups {
+        g.sort_unstable();
+    }
+    groups.retain(|g| !g.is_empty());
+    top.sort_unstable();
+    Schedule {
+        groups,
+        top,
+        threads,
+        ..Default::default()
+    }
+}
+
 /// Splits the top supernodes of a parallel schedule into independent subtrees of narrow ones,
 /// which the threads finish side by side, one subtree each at a time, and the rest (the wide
 /// ones, whose factors need the team, and those above them), finished one at a time by the
@@ -1820,86 +1886,22 @@ fn group_narrow_tops(
         roots.extend(&children[h]);
     }
     roots.sort_by(|&a, &b| subtree[b].total_cmp(&subtree[a]));
-    let mut groups: Vec<(f64, Vec<u32>)> = Vec::new();
-    for &r in &roots {
-        let mut members = Vec::new();
-        let mut stack = vec![r];
-        while let Some(i) = stack.pop() {
-            members.push(i as u32);
-            stack.extend(&children[i]);
-        }
-        members.sort_unstable();
-        groups.push((subtree[r], members));
-    }
+    schedule.top_groups = roots
+        .iter()
+        .map(|&r| {
+            let mut members = Vec::new();
+            let mut stack = vec![r];
+            while let Some(i) = stack.pop() {
+                members.push(i as u32);
+                stack.extend(&children[i]);
+            }
+            members.sort_unstable();
+            members
+        })
+        .collect();
     schedule.sequential = (0..top.len() as u32)
         .filter(|&i| !groupable[i as usize])
         .collect();
-    schedule.top_groups = groups.into_iter().map(|(_, g)| g).collect();
-}
-
-fn make_schedule(parent: &[usize], work: &[f64], threads: usize, min_work: f64) -> Schedule {
-    let ns = parent.len();
-    if threads <= 1 || ns < 2 * threads || work.iter().sum::<f64>() < min_work {
-        return Schedule {
-            top: (0..ns as u32).collect(),
-            threads: 1,
-            ..Default::default()
-        };
-    }
-    let mut subtree = work.to_vec();
-    let mut children: Vec<Vec<usize>> = vec![Vec::new(); ns];
-    for s in 0..ns {
-        if parent[s] != usize::MAX {
-            subtree[parent[s]] += subtree[s];
-            children[parent[s]].push(s);
-        }
-    }
-    // Open the heaviest subtree until none holds more than a quarter of a thread's share.
-    let mut open: Vec<usize> = (0..ns).filter(|&s| parent[s] == usize::MAX).collect();
-    let mut top = Vec::new();
-    loop {
-        let total: f64 = open.iter().map(|&s| subtree[s]).sum();
-        let Some((i, &heaviest)) = open
-            .iter()
-            .enumerate()
-            .max_by(|a, b| subtree[*a.1].total_cmp(&subtree[*b.1]))
-        else {
-            break;
-        };
-        if subtree[heaviest] * (4 * threads) as f64 <= total || top.len() >= 256 {
-            break;
-        }
-        open.swap_remove(i);
-        top.push(heaviest as u32);
-        open.extend(&children[heaviest]);
-    }
-    // Longest processing time first.
-    open.sort_by(|&a, &b| subtree[b].total_cmp(&subtree[a]));
-    let mut load = vec![0.0f64; threads];
-    let mut groups: Vec<Vec<u32>> = vec![Vec::new(); threads];
-    let mut stack = Vec::new();
-    for &root in &open {
-        let g = (0..threads)
-            .min_by(|&a, &b| load[a].total_cmp(&load[b]))
-            .unwrap_or(0);
-        load[g] += subtree[root];
-        stack.push(root);
-        while let Some(s) = stack.pop() {
-            groups[g].push(s as u32);
-            stack.extend(&children[s]);
-        }
-    }
-    for g in &mut groups {
-        g.sort_unstable();
-    }
-    groups.retain(|g| !g.is_empty());
-    top.sort_unstable();
-    Schedule {
-        groups,
-        top,
-        threads,
-        ..Default::default()
-    }
 }
 
 /// Left-looking column Cholesky of a small m x k panel in place: the top k x k block becomes L,
