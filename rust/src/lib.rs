@@ -9,6 +9,7 @@ pub mod cholesky;
 pub mod crossprod;
 pub mod dense_llt;
 pub mod error;
+pub mod exec;
 pub mod lmm;
 pub mod oneterm;
 pub mod optim;
