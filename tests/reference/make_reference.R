@@ -5,6 +5,7 @@
 #   Rscript tests/reference/make_reference.R econ         # only tests/reference/cases_econ.R
 #   Rscript tests/reference/make_reference.R contextual   # only tests/reference/cases_contextual.R
 #   Rscript tests/reference/make_reference.R lmer_robust  # only tests/reference/cases_lmer_robust.R
+#   Rscript tests/reference/make_reference.R inference    # only tests/reference/cases_inference.R
 #   Rscript tests/reference/make_reference.R dyestuff_reml pastes_reml   # some lmm cases
 #
 # Tests never need R; regenerating the references does (R 4.2 with lme4, nlme, lmerTest,
@@ -205,7 +206,7 @@ ref_write_json <- function(x, path) {
 
 # ------------------------------------------------------------------------------ the cases
 
-if (length(ref_args) == 0 || !all(ref_args %in% c("econ", "lmer_robust"))) {
+if (length(ref_args) == 0 || !all(ref_args %in% c("econ", "lmer_robust", "inference"))) {
   source(file.path("tests", "reference", "cases_lmm.R"))
 }
 econ <- file.path("tests", "reference", "cases_econ.R")
@@ -220,4 +221,9 @@ if (file.exists(contextual) && (length(ref_args) == 0 || "contextual" %in% ref_a
 lmer_robust <- file.path("tests", "reference", "cases_lmer_robust.R")
 if (file.exists(lmer_robust) && (length(ref_args) == 0 || "lmer_robust" %in% ref_args)) {
   source(lmer_robust)
+}
+inference <- file.path("tests", "reference", "cases_inference.R")
+if (file.exists(inference) && (length(ref_args) == 0 || "inference" %in% ref_args ||
+                               any(startsWith(ref_args, "nlme_")))) {
+  source(inference)
 }
