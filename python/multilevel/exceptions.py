@@ -97,3 +97,7 @@ class TooLargeError(FitError, MemoryError):
 
 class OptimizerError(FitError):
     """The optimiser could not run or found no finite objective."""
+
+
+class HypothesisError(MultilevelError, ValueError):
+    """A linear hypothesis that names an unknown coefficient or cannot be tested."""
