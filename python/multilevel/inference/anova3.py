@@ -50,13 +50,16 @@ def contrasts(fit: Any) -> dict[str, np.ndarray]:
     if getattr(fit.design, "dropped_columns", None):
         raise HypothesisError(
             "type III tests need full-rank fixed effects; these columns were dropped as "
-            f"rank-deficient: {', '.join(fit.design.dropped_columns)}")
+            f"rank-deficient: {', '.join(fit.design.dropped_columns)}"
+        )
     X = np.asarray(fit.design.X, dtype=float)
     Xs, cols = _sum_coded(fit)
     T, *_ = np.linalg.lstsq(Xs, X, rcond=None)
     if not np.allclose(Xs @ T, X, rtol=1e-8, atol=1e-8 * max(1.0, np.abs(X).max())):
-        raise HypothesisError("could not express the model's columns in sum-to-zero coding "
-                              "(a formula function that type III tests do not support)")
+        raise HypothesisError(
+            "could not express the model's columns in sum-to-zero coding "
+            "(a formula function that type III tests do not support)"
+        )
     return {name: T[idx] for name, idx in cols.items()}
 
 
@@ -64,9 +67,13 @@ def anova(fit: Any, ddf: str | None = "satterthwaite") -> pd.DataFrame:
     """lmerTest's type III table: Sum Sq, Mean Sq, NumDF, DenDF, F value, Pr(>F) per term."""
     rows = []
     s2 = float(fit.sigma) ** 2
-    for name, L in contrasts(fit).items():
+    hyps = contrasts(fit)
+    for L in hyps.values():
         t = wald.wald(fit, L, ddf=ddf)
         F = t.statistic / t.numdf if t.kind == "chi2" else t.statistic
         rows.append((F * s2 * t.numdf, F * s2, t.numdf, t.dendf, F, t.p_value))
-    return pd.DataFrame(rows, index=pd.Index(list(contrasts(fit)), name="term"),
-                        columns=["Sum Sq", "Mean Sq", "NumDF", "DenDF", "F value", "Pr(>F)"])
+    return pd.DataFrame(
+        rows,
+        index=pd.Index(list(hyps), name="term"),
+        columns=["Sum Sq", "Mean Sq", "NumDF", "DenDF", "F value", "Pr(>F)"],
+    )

@@ -31,8 +31,10 @@ def _conditional(re_form: Any) -> bool:
         return False
     if isinstance(re_form, str) and re_form.replace(" ", "") in ("~0", "NA", "~1-1"):
         return False
-    raise ValueError(f"re_form must be None (condition on the random effects) or '~0' / "
-                     f"np.nan (simulate them anew); got {re_form!r}")
+    raise ValueError(
+        f"re_form must be None (condition on the random effects) or '~0' / "
+        f"np.nan (simulate them anew); got {re_form!r}"
+    )
 
 
 def _simulate_one(fit: Any, rng: np.random.Generator, conditional: bool) -> np.ndarray:
@@ -116,8 +118,14 @@ def refit_response(fit: Any, y: np.ndarray, threads: int = 1) -> Any:
     return problem.fit(bool(fit.reml), theta0=np.asarray(fit.theta, dtype=float))
 
 
-def bootstrap(fit: Any, nsim: int, seed: Any = None, threads: int | None = None,
-              progress: bool = True, re_form: Any = "~0") -> BootResult:
+def bootstrap(
+    fit: Any,
+    nsim: int,
+    seed: Any = None,
+    threads: int | None = None,
+    progress: bool = True,
+    re_form: Any = "~0",
+) -> BootResult:
     """Parametric bootstrap: simulate from the fit, refit, collect the parameters."""
     nsim = int(nsim)
     if nsim < 1:
@@ -158,8 +166,14 @@ def _progress(total: int) -> Any:
     return tqdm(total=total, desc="bootstrap", unit="fit")
 
 
-def lrt_pvalue(fit0: Any, fit1: Any, nsim: int, seed: Any = None, threads: int | None = None,
-               progress: bool = True) -> tuple[float, np.ndarray]:
+def lrt_pvalue(
+    fit0: Any,
+    fit1: Any,
+    nsim: int,
+    seed: Any = None,
+    threads: int | None = None,
+    progress: bool = True,
+) -> tuple[float, np.ndarray]:
     """Parametric-bootstrap p-value of the LR test of fit0 (null) within fit1 (pbkrtest's
     ``PBmodcomp``): responses simulated from fit0, both models refitted by ML to each,
     p = (1 + #{LR* >= LR}) / (1 + nsim). Returns the p-value and the LR* replicates."""

@@ -90,8 +90,11 @@ def parse(text: str, names: Sequence[str]) -> tuple[np.ndarray, float]:
         raise _fail(text, text.index("=", text.index("=") + 1), "more than one '='")
     eq = text.index("=") if len(parts) == 2 else len(text)
     left, lc = _read_side(text, 0, eq, names)
-    right, rc = (_read_side(text, eq + 1, len(text), names) if len(parts) == 2
-                 else (np.zeros(len(names)), 0.0))
+    right, rc = (
+        _read_side(text, eq + 1, len(text), names)
+        if len(parts) == 2
+        else (np.zeros(len(names)), 0.0)
+    )
     row = left - right
     if not np.any(row):
         raise _fail(text, 0, "the hypothesis involves no coefficient")
@@ -117,8 +120,11 @@ def build(hypothesis, names: Sequence[str], rhs=None) -> Hypotheses:
             rows.append(row)
             labels.append(str(label))
         L, r = np.array(rows), np.zeros(len(rows))
-    elif isinstance(hypothesis, Sequence) and hypothesis and all(
-            isinstance(h, str) for h in hypothesis):
+    elif (
+        isinstance(hypothesis, Sequence)
+        and hypothesis
+        and all(isinstance(h, str) for h in hypothesis)
+    ):
         parsed = [parse(h, names) for h in hypothesis]
         L = np.array([row for row, _ in parsed])
         r = np.array([c for _, c in parsed])
@@ -128,7 +134,8 @@ def build(hypothesis, names: Sequence[str], rhs=None) -> Hypotheses:
         if L.ndim != 2 or L.shape[1] != p:
             raise HypothesisError(
                 f"L must have one column per coefficient ({p}: {', '.join(names)}); "
-                f"got shape {np.shape(hypothesis)}")
+                f"got shape {np.shape(hypothesis)}"
+            )
         r = np.zeros(L.shape[0])
         labels = [_label(row, names) for row in L]
     if rhs is not None:
@@ -140,7 +147,8 @@ def build(hypothesis, names: Sequence[str], rhs=None) -> Hypotheses:
     if np.linalg.matrix_rank(L) < L.shape[0]:
         raise HypothesisError(
             f"the {L.shape[0]} rows of L are linearly dependent (rank "
-            f"{np.linalg.matrix_rank(L)}): drop the redundant ones")
+            f"{np.linalg.matrix_rank(L)}): drop the redundant ones"
+        )
     return Hypotheses(L, r, labels)
 
 
@@ -152,4 +160,4 @@ def _label(row: np.ndarray, names: list[str]) -> str:
         coef = "" if abs(v) == 1 else f"{abs(v):g}*"
         terms.append(("- " if v < 0 else "+ ") + coef + n)
     s = " ".join(terms)
-    return s[2:] if s.startswith("+ ") else s
+    return s.removeprefix("+ ")

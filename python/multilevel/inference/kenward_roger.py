@@ -43,8 +43,9 @@ def _z_matrix(terms: list[Any]) -> tuple[sparse.csc_matrix, list[tuple[int, int,
         rows = np.repeat(np.arange(n), q)
         cols = (codes[:, None] * q + np.arange(q)[None, :]).ravel()
         keep = np.repeat(codes >= 0, q)
-        blocks.append(sparse.csc_matrix((Zt.ravel()[keep], (rows[keep], cols[keep])),
-                                        shape=(n, nlev * q)))
+        blocks.append(
+            sparse.csc_matrix((Zt.ravel()[keep], (rows[keep], cols[keep])), shape=(n, nlev * q))
+        )
         layout.append((offset, nlev, q))
         offset += nlev * q
     return sparse.hstack(blocks, format="csc"), layout
@@ -71,23 +72,32 @@ class KenwardRoger:
 
     def __init__(self, fit: Any):
         if not fit.reml:
-            raise FitError("Kenward-Roger's method is defined for REML fits only: refit with "
-                           "reml=True (as pbkrtest and lmerTest require)")
+            raise FitError(
+                "Kenward-Roger's method is defined for REML fits only: refit with "
+                "reml=True (as pbkrtest and lmerTest require)"
+            )
         X = np.asarray(fit.design.X, dtype=float)
         Z, layout = _z_matrix(list(fit.design.terms))
         qtot, p = Z.shape[1], X.shape[1]
         if qtot + p > MAX_DENSE:
             raise FitError(
                 f"Kenward-Roger needs dense matrices of order {qtot + p} (random effects plus "
-                f"fixed effects), above the limit {MAX_DENSE}: use ddf='satterthwaite'")
+                f"fixed effects), above the limit {MAX_DENSE}: use ddf='satterthwaite'"
+            )
         if getattr(fit.design, "weights", None) is not None:
-            raise FitError("Kenward-Roger with prior weights is not supported (pbkrtest does "
-                           "not support them either): use ddf='satterthwaite'")
+            raise FitError(
+                "Kenward-Roger with prior weights is not supported (pbkrtest does "
+                "not support them either): use ddf='satterthwaite'"
+            )
         self.p = p
         s2 = float(fit.sigma) ** 2
-        lam = sparse.block_diag([sparse.kron(sparse.identity(nlev), lt)
-                                 for (_, nlev, _), lt in zip(layout, fit.lambda_)],
-                                format="csr").toarray()
+        lam = sparse.block_diag(
+            [
+                sparse.kron(sparse.identity(nlev), lt)
+                for (_, nlev, _), lt in zip(layout, fit.lambda_)
+            ],
+            format="csr",
+        ).toarray()
         ZZ = (Z.T @ Z).toarray()
         ZX = np.asarray(Z.T @ X)
         M = lam.T @ ZZ @ lam + np.eye(qtot)
@@ -146,8 +156,9 @@ class KenwardRoger:
         info = np.empty((m, m))
         for i in range(m):
             for j in range(i, m):
-                info[i, j] = info[j, i] = (Kt[i, j] - 2.0 * np.sum(phi * Q[i, j])
-                                           + np.sum((phi @ P[i]) * (P[j] @ phi)))
+                info[i, j] = info[j, i] = (
+                    Kt[i, j] - 2.0 * np.sum(phi * Q[i, j]) + np.sum((phi @ P[i]) * (P[j] @ phi))
+                )
         w = np.linalg.eigvalsh(info)
         inv = np.linalg.inv(info) if np.min(np.abs(w)) > 1e-10 else np.linalg.pinv(info)
         return 2.0 * inv
@@ -196,5 +207,10 @@ class KenwardRoger:
         d = L @ self.beta - (0.0 if rhs is None else np.asarray(rhs, dtype=float))
         wald = float(d @ np.linalg.solve(L @ self.vcov_adjusted @ L.T, d))
         F = scale * wald / q
-        return {"f": F, "numdf": float(q), "dendf": ddf, "scaling": scale,
-                "p": float(stats.f.sf(F, q, ddf))}
+        return {
+            "f": F,
+            "numdf": float(q),
+            "dendf": ddf,
+            "scaling": scale,
+            "p": float(stats.f.sf(F, q, ddf)),
+        }

@@ -50,8 +50,9 @@ class InferenceMixin:
         """
         return wald.coef_table(self, ddf, level)
 
-    def wald(self, L: Any, rhs: Any = None, ddf: str | None = "satterthwaite",
-             level: float = 0.95) -> wald.WaldTest:
+    def wald(
+        self, L: Any, rhs: Any = None, ddf: str | None = "satterthwaite", level: float = 0.95
+    ) -> wald.WaldTest:
         """Tests of linear hypotheses L beta = rhs, row by row and jointly.
 
         ``L`` is a matrix (one column per fixed effect), a dict of named rows
@@ -118,9 +119,15 @@ class InferenceMixin:
         prof.model.restore()
         return out
 
-    def confint(self, parm: list[str] | None = None, level: float = 0.95,
-                method: str = "profile", nsim: int = 500, seed: Any = None,
-                boot_type: str = "perc") -> pd.DataFrame:
+    def confint(
+        self,
+        parm: list[str] | None = None,
+        level: float = 0.95,
+        method: str = "profile",
+        nsim: int = 500,
+        seed: Any = None,
+        boot_type: str = "perc",
+    ) -> pd.DataFrame:
         """Confidence intervals of the variance parameters and fixed effects (lme4's ``confint``).
 
         ``method="profile"`` (likelihood profiles, lme4's default), ``"wald"`` (fixed effects
@@ -134,8 +141,9 @@ class InferenceMixin:
             t = wald.coef_table(self, None, level)
             names = [p.name for p in varcomp.params(self)]
             pct = [f"{100 * (0.5 - level / 2):.3g} %", f"{100 * (0.5 + level / 2):.3g} %"]
-            out = pd.DataFrame(np.nan, index=pd.Index(names + list(t.index), name="parameter"),
-                               columns=pct)
+            out = pd.DataFrame(
+                np.nan, index=pd.Index(names + list(t.index), name="parameter"), columns=pct
+            )
             out.loc[t.index, pct[0]] = t.ci_lower.to_numpy()
             out.loc[t.index, pct[1]] = t.ci_upper.to_numpy()
             return out if parm is None else out.loc[list(parm)]
@@ -153,8 +161,9 @@ class InferenceMixin:
         """
         return _bootstrap.simulate(self, nsim, seed, re_form)
 
-    def tidy(self, ddf: str | None = "satterthwaite", conf_int: bool = False,
-             level: float = 0.95) -> pd.DataFrame:
+    def tidy(
+        self, ddf: str | None = "satterthwaite", conf_int: bool = False, level: float = 0.95
+    ) -> pd.DataFrame:
         """One row per fixed effect and per variance parameter, as broom.mixed's ``tidy``.
 
         Columns effect ("fixed" / "ran_pars"), group, term, estimate, std.error, statistic,
@@ -163,11 +172,18 @@ class InferenceMixin:
         ``sd__Observation`` (group "Residual").
         """
         t = wald.coef_table(self, ddf, level)
-        fixed = pd.DataFrame({
-            "effect": "fixed", "group": None, "term": list(t.index),
-            "estimate": t["estimate"].to_numpy(), "std.error": t["std_error"].to_numpy(),
-            "statistic": t["statistic"].to_numpy(), "df": t["df"].to_numpy(),
-            "p.value": t["p_value"].to_numpy()})
+        fixed = pd.DataFrame(
+            {
+                "effect": "fixed",
+                "group": None,
+                "term": list(t.index),
+                "estimate": t["estimate"].to_numpy(),
+                "std.error": t["std_error"].to_numpy(),
+                "statistic": t["statistic"].to_numpy(),
+                "df": t["df"].to_numpy(),
+                "p.value": t["p_value"].to_numpy(),
+            }
+        )
         if conf_int:
             fixed["conf.low"] = t["ci_lower"].to_numpy()
             fixed["conf.high"] = t["ci_upper"].to_numpy()
@@ -180,6 +196,12 @@ class InferenceMixin:
                 terms.append(f"sd__{r['var1']}")
             else:
                 terms.append(f"cor__{r['var1']}.{r['var2']}")
-        ran = pd.DataFrame({"effect": "ran_pars", "group": vc["grp"].to_numpy(), "term": terms,
-                            "estimate": vc["sdcor"].to_numpy()})
+        ran = pd.DataFrame(
+            {
+                "effect": "ran_pars",
+                "group": vc["grp"].to_numpy(),
+                "term": terms,
+                "estimate": vc["sdcor"].to_numpy(),
+            }
+        )
         return pd.concat([fixed, ran], ignore_index=True)

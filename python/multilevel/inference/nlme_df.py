@@ -13,6 +13,7 @@ largest of these. This is what ``summary(lme)`` reports (1937 DF for the interce
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -26,13 +27,14 @@ def nested_levels(terms: list[Any]) -> list[np.ndarray]:
     for t in terms:
         seen.setdefault(t.group, t)
     levels = sorted(seen.values(), key=lambda t: len(t.levels))
-    for outer, inner in zip(levels, levels[1:]):
+    for outer, inner in itertools.pairwise(levels):
         pairs = np.unique(np.column_stack([inner.codes, outer.codes]), axis=0)
         if len(np.unique(pairs[:, 0])) != len(pairs):
             raise DataError(
                 f"ddf='nlme' needs nested grouping factors, as nlme's lme: {inner.group!r} "
                 f"is not nested in {outer.group!r} (crossed factors: use 'satterthwaite' or "
-                "'kenward-roger')")
+                "'kenward-roger')"
+            )
     return [np.asarray(t.codes) for t in levels]
 
 

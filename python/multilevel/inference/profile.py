@@ -30,7 +30,7 @@ from scipy import optimize, stats
 
 from multilevel.exceptions import FitError
 from multilevel.inference import varcomp
-from multilevel.inference.varpar import VarparModel, _solution
+from multilevel.inference.varpar import VarparModel
 
 
 def _chol_psd(S: np.ndarray) -> np.ndarray:
@@ -82,10 +82,10 @@ class Profiler:
             q = len(t.names)
             S = np.zeros((q, q))
             sds = {}
-            for (i, j), x in zip(layout, v[pos:pos + len(layout)]):
+            for (i, j), x in zip(layout, v[pos : pos + len(layout)]):
                 if i == j:
                     sds[i] = x
-            for (i, j), x in zip(layout, v[pos:pos + len(layout)]):
+            for (i, j), x in zip(layout, v[pos : pos + len(layout)]):
                 S[i, j] = S[j, i] = sds[i] ** 2 if i == j else x * sds[i] * sds[j]
             L = _chol_psd(S) / sigma
             theta.extend(L[i, j] for i, j in layout)
@@ -112,8 +112,13 @@ class Profiler:
             except FitError:  # a factor that fails far from the optimum: not a minimum
                 return self.d_hat + 1e6
 
-        r = optimize.minimize(dev, start[free], method="L-BFGS-B", bounds=bounds,
-                              options={"ftol": 1e-12, "gtol": 1e-8, "maxiter": 500})
+        r = optimize.minimize(
+            dev,
+            start[free],
+            method="L-BFGS-B",
+            bounds=bounds,
+            options={"ftol": 1e-12, "gtol": 1e-8, "maxiter": 500},
+        )
         v = np.empty(len(self.hat))
         v[free] = r.x
         v[k] = value
@@ -134,13 +139,22 @@ class Profiler:
             pw = float(s.pwrss) + (b - beta[j]) ** 2 / V[j, j]
             if reml:
                 nmp = n - p + 1
-                return (float(s.ld_l2) + float(s.ld_rx2) + math.log(V[j, j])
-                        + nmp * (1.0 + math.log(2.0 * math.pi * pw / nmp)))
+                return (
+                    float(s.ld_l2)
+                    + float(s.ld_rx2)
+                    + math.log(V[j, j])
+                    + nmp * (1.0 + math.log(2.0 * math.pi * pw / nmp))
+                )
             return float(s.ld_l2) + n * (1.0 + math.log(2.0 * math.pi * pw / n))
 
         bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
-        r = optimize.minimize(dev, start, method="L-BFGS-B", bounds=bounds,
-                              options={"ftol": 1e-12, "gtol": 1e-8, "maxiter": 500})
+        r = optimize.minimize(
+            dev,
+            start,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options={"ftol": 1e-12, "gtol": 1e-8, "maxiter": 500},
+        )
         return float(r.fun), r.x
 
     # -- zeta and intervals --------------------------------------------------------------

@@ -96,8 +96,9 @@ def sdcor(fit: Any, varpar: np.ndarray, scale: str = "sd") -> np.ndarray:
     return np.array(vals)
 
 
-def table(fit: Any, scale: str = "sd", level: float = 0.95,
-          model: VarparModel | None = None) -> pd.DataFrame:
+def table(
+    fit: Any, scale: str = "sd", level: float = 0.95, model: VarparModel | None = None
+) -> pd.DataFrame:
     """Estimate, standard error and interval of each variance parameter (Stata's layout).
 
     ``scale="sd"``: standard deviations and correlations (Stata's ``estat sd``);
@@ -125,8 +126,10 @@ def table(fit: Any, scale: str = "sd", level: float = 0.95,
         else:  # covariance: symmetric
             lo[k], hi[k] = e - z * s, e + z * s
     names = [_stata_name(p, scale) for p in params(fit)]
-    return pd.DataFrame({"estimate": est, "std_error": se, "ci_lower": lo, "ci_upper": hi},
-                        index=pd.Index(names, name="parameter"))
+    return pd.DataFrame(
+        {"estimate": est, "std_error": se, "ci_lower": lo, "ci_upper": hi},
+        index=pd.Index(names, name="parameter"),
+    )
 
 
 def _stata_name(p: Param, scale: str) -> str:
@@ -147,8 +150,10 @@ def recov(fit: Any, group: str | None = None) -> pd.DataFrame:
     if group is None:
         group = groups[0]
     if group not in groups:
-        raise KeyError(f"no random-effects term with grouping {group!r}; the fit has "
-                       f"{', '.join(map(repr, dict.fromkeys(groups)))}")
+        raise KeyError(
+            f"no random-effects term with grouping {group!r}; the fit has "
+            f"{', '.join(map(repr, dict.fromkeys(groups)))}"
+        )
     k = groups.index(group)
     S = _covariances(fit, np.append(fit.theta, fit.sigma))[k]
     names = list(terms[k].names)
@@ -168,11 +173,15 @@ class LRTest:
     def line(self) -> str:
         """Stata's line under the random-effects table."""
         if self.chibar:
-            return (f"LR test vs. linear model: chibar2(01) = {self.chisq:.2f}"
-                    f"{'Prob >= chibar2 = ':>28}{self.p_value:.4f}")
-        return (f"LR test vs. linear model: chi2({self.df}) = {self.chisq:.2f}"
-                f"{'Prob > chi2 = ':>28}{self.p_value:.4f}\n"
-                "Note: LR test is conservative and provided only for reference.")
+            return (
+                f"LR test vs. linear model: chibar2(01) = {self.chisq:.2f}"
+                f"{'Prob >= chibar2 = ':>28}{self.p_value:.4f}"
+            )
+        return (
+            f"LR test vs. linear model: chi2({self.df}) = {self.chisq:.2f}"
+            f"{'Prob > chi2 = ':>28}{self.p_value:.4f}\n"
+            "Note: LR test is conservative and provided only for reference."
+        )
 
 
 def lr_test_vs_lm(fit: Any) -> LRTest:

@@ -46,5 +46,7 @@ def r2(fit: Any) -> dict[str, float]:
 def icc(fit: Any) -> dict[str, float]:
     """Adjusted and unadjusted intraclass correlation."""
     v = parts(fit)
-    return {"adjusted": v.random / (v.random + v.residual),
-            "unadjusted": v.random / (v.fixed + v.random + v.residual)}
+    return {
+        "adjusted": v.random / (v.random + v.residual),
+        "unadjusted": v.random / (v.fixed + v.random + v.residual),
+    }

@@ -28,11 +28,17 @@ from multilevel.inference import derivatives
 EIGEN_TOL = 1e-8
 
 
-def _solution(problem: Any, theta: np.ndarray, reml: bool) -> tuple[float, float, float, np.ndarray]:
+def _solution(
+    problem: Any, theta: np.ndarray, reml: bool
+) -> tuple[float, float, float, np.ndarray]:
     """pwrss, ldL2, ldRX2 and (R_X' R_X)^-1 of the Rust problem at theta."""
     s = problem.solution(np.asarray(theta, dtype=float).tolist(), bool(reml))
-    return (float(s.pwrss), float(s.ld_l2), float(s.ld_rx2),
-            np.asarray(s.vcov_unscaled, dtype=float))
+    return (
+        float(s.pwrss),
+        float(s.ld_l2),
+        float(s.ld_rx2),
+        np.asarray(s.vcov_unscaled, dtype=float),
+    )
 
 
 @dataclass
@@ -48,8 +54,14 @@ class VarparModel:
 
     @classmethod
     def of(cls, fit: Any) -> VarparModel:
-        return cls(fit.problem, np.asarray(fit.theta, dtype=float), float(fit.sigma),
-                   bool(fit.reml), int(fit.nobs), len(fit.beta))
+        return cls(
+            fit.problem,
+            np.asarray(fit.theta, dtype=float),
+            float(fit.sigma),
+            bool(fit.reml),
+            int(fit.nobs),
+            len(fit.beta),
+        )
 
     @property
     def varpar(self) -> np.ndarray:

@@ -97,8 +97,17 @@ def _table(names, est, se, df, level) -> pd.DataFrame:
         p = 2.0 * stats.t.sf(np.abs(stat), df)
         q = stats.t.ppf(0.5 + level / 2.0, df)
     return pd.DataFrame(
-        {"estimate": est, "std_error": se, "df": df, "statistic": stat, "p_value": p,
-         "ci_lower": est - q * se, "ci_upper": est + q * se}, index=pd.Index(names, name="term"))
+        {
+            "estimate": est,
+            "std_error": se,
+            "df": df,
+            "statistic": stat,
+            "p_value": p,
+            "ci_lower": est - q * se,
+            "ci_upper": est + q * se,
+        },
+        index=pd.Index(names, name="term"),
+    )
 
 
 @dataclass
@@ -114,12 +123,20 @@ class WaldTest:
 
     def __repr__(self) -> str:
         den = "" if self.kind == "chi2" else f", {self.dendf:.6g}"
-        return (f"{self.rows.to_string()}\n\nJoint test: {self.kind}({self.numdf}{den}) = "
-                f"{self.statistic:.6g}, p = {self.p_value:.4g}")
+        return (
+            f"{self.rows.to_string()}\n\nJoint test: {self.kind}({self.numdf}{den}) = "
+            f"{self.statistic:.6g}, p = {self.p_value:.4g}"
+        )
 
 
-def wald(fit: Any, hypothesis, rhs=None, ddf: str | None = "satterthwaite",
-         level: float = 0.95, vcov: np.ndarray | None = None) -> WaldTest:
+def wald(
+    fit: Any,
+    hypothesis,
+    rhs=None,
+    ddf: str | None = "satterthwaite",
+    level: float = 0.95,
+    vcov: np.ndarray | None = None,
+) -> WaldTest:
     """Tests L beta = r row by row and jointly; see :mod:`multilevel.inference.hypotheses`."""
     ddf = _check_ddf(ddf)
     names = list(fit.fixef.index)
@@ -133,7 +150,8 @@ def wald(fit: Any, hypothesis, rhs=None, ddf: str | None = "satterthwaite",
     PtL, d = satterthwaite.rotate(h.L, C)
     if len(d) < h.L.shape[0]:
         raise HypothesisError(
-            f"L C L' has rank {len(d)} < {h.L.shape[0]}: the hypotheses are not all estimable")
+            f"L C L' has rank {len(d)} < {h.L.shape[0]}: the hypotheses are not all estimable"
+        )
     Pr = PtL @ np.linalg.lstsq(h.L, h.rhs, rcond=None)[0] if np.any(h.rhs) else 0.0
     t2 = (PtL @ beta - Pr) ** 2 / d
     q = len(d)
