@@ -167,3 +167,34 @@ def wald(
     else:
         dendf = float(np.min(df))
     return WaldTest(rows, F, q, dendf, float(stats.f.sf(F, q, dendf)), "F")
+
+
+def wald_fixed_df(
+    coef: pd.Series,
+    vcov: np.ndarray,
+    df_rows: np.ndarray,
+    df_joint: float,
+    hypothesis,
+    rhs=None,
+    level: float = 0.95,
+) -> WaldTest:
+    """Tests of L beta = r for a fit with known degrees of freedom (OLS, panel models): each
+    row with the smallest df among the coefficients it involves (the residual df, or the
+    clusters' df of a cluster-robust covariance), the joint F with ``df_joint``."""
+    names = list(coef.index)
+    h = hypotheses.build(hypothesis, names, rhs)
+    C = np.asarray(vcov, dtype=float)
+    beta = coef.to_numpy(dtype=float)
+    est = h.L @ beta - h.rhs
+    se = np.sqrt(np.einsum("ij,jk,ik->i", h.L, C, h.L))
+    df = np.array([np.min(np.asarray(df_rows, float)[row != 0]) for row in h.L])
+    rows = _table(h.labels, est, se, df, level)
+    d = h.L @ beta - h.rhs
+    try:
+        q = h.L.shape[0]
+        F = float(d @ np.linalg.solve(h.L @ C @ h.L.T, d)) / q
+    except np.linalg.LinAlgError as e:
+        raise HypothesisError(f"L V L' is singular: the hypotheses are not testable ({e})") from e
+    if not np.isfinite(df_joint):
+        return WaldTest(rows, q * F, q, np.inf, float(stats.chi2.sf(q * F, q)), "chi2")
+    return WaldTest(rows, F, q, float(df_joint), float(stats.f.sf(F, q, df_joint)), "F")
