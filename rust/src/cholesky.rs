@@ -109,12 +109,18 @@ impl BlockedCholesky {
     /// The symbolic step in the given form.
     pub fn with_method(a: &CrossProducts, method: FactorMethod) -> Result<Self> {
         let form = match method {
-            FactorMethod::Supernodal => Form::Supernodal(Box::new(SupernodalCholesky::new(a)?)),
+            FactorMethod::Supernodal => Form::Supernodal(Box::new(SupernodalCholesky::new(
+                a,
+                &crate::exec::Exec::new(0),
+            )?)),
             FactorMethod::Blocked => Form::Blocks(Blocks::new(a, usize::MAX)?.allocated()?),
             FactorMethod::Auto => {
                 let blocks = Blocks::new(a, SUPERNODAL_MIN)?;
                 if blocks.dense_diagonal_size() >= SUPERNODAL_MIN {
-                    Form::Supernodal(Box::new(SupernodalCholesky::new(a)?))
+                    Form::Supernodal(Box::new(SupernodalCholesky::new(
+                        a,
+                        &crate::exec::Exec::new(0),
+                    )?))
                 } else {
                     Form::Blocks(blocks.allocated()?)
                 }

@@ -14,6 +14,7 @@ pub mod lmm;
 pub mod oneterm;
 pub mod optim;
 pub mod remat;
+#[path = "linalg/supernodal/mod.rs"]
 pub mod supernodal;
 pub mod team;
 
