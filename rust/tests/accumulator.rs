@@ -4,10 +4,10 @@
 mod common;
 
 use common::{random_codes, rel, Data, Rng};
-use multilevel::crossprod::{accumulate_parallel, CrossProdAccumulator, RowChunk};
 use multilevel::error::LmmError;
 use multilevel::lmm::LmmProblem;
-use multilevel::remat::ReTermShape;
+use multilevel::model::crossprod::{accumulate_parallel, CrossProdAccumulator, RowChunk};
+use multilevel::model::remat::ReTermShape;
 
 const TOL: f64 = 1e-12;
 
