@@ -272,7 +272,7 @@ fn code_out_of_range_names_term_and_row() {
             LmmError::Code {
                 term,
                 row,
-                code: code as i64,
+                code: i64::from(code),
                 n_levels
             }
         );
@@ -290,7 +290,7 @@ fn code_out_of_range_names_term_and_row() {
             LmmError::Code {
                 term,
                 row,
-                code: code as i64,
+                code: i64::from(code),
                 n_levels
             },
             "parallel"

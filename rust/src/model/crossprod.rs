@@ -91,7 +91,7 @@ fn radix_sort(items: &mut Vec<(u64, u32)>, tmp: &mut Vec<(u64, u32)>, max_key: u
             count[((k >> shift) as usize) & ((1 << BITS) - 1)] += 1;
         }
         let mut sum = 0;
-        for c in count.iter_mut() {
+        for c in &mut count {
             let v = *c;
             *c = sum;
             sum += v;
@@ -438,12 +438,11 @@ pub fn accumulate(source: &dyn RowSource, exec: &Exec) -> Result<CrossProdAccumu
     source.for_each_chunk(usize::MAX, &mut |chunk| {
         let piece_rows = balanced_piece_rows(chunk.nrows(), PIECE_ROWS);
         let acc = exec.install(|| accumulate_parallel(shapes, p, chunk, piece_rows))?;
-        match &mut total {
-            Some(t) => t.merge(&acc),
-            None => {
-                total = Some(acc);
-                Ok(())
-            }
+        if let Some(t) = &mut total {
+            t.merge(&acc)
+        } else {
+            total = Some(acc);
+            Ok(())
         }
     })?;
     Ok(total.unwrap_or_else(|| CrossProdAccumulator::new(shapes, p)))

@@ -73,7 +73,7 @@ impl ReTermShape {
     /// Writes lambda for this term's slice of theta into `lambda` (q x q), without allocating.
     pub fn fill_lambda(&self, theta: &[f64], lambda: &mut [f64]) {
         let q = self.q;
-        lambda.iter_mut().for_each(|v| *v = 0.0);
+        lambda.fill(0.0);
         if self.diagonal {
             for (i, t) in theta.iter().enumerate().take(q) {
                 lambda[i + i * q] = *t;
@@ -106,7 +106,7 @@ pub fn lambdas(shapes: &[ReTermShape], theta: &[f64]) -> Vec<Vec<f64>> {
 
 /// Total number of theta parameters.
 pub fn n_theta(shapes: &[ReTermShape]) -> usize {
-    shapes.iter().map(|s| s.n_theta()).sum()
+    shapes.iter().map(ReTermShape::n_theta).sum()
 }
 
 /// Checks that every code of term `term` lies in 0..n_levels (the first that does not is the

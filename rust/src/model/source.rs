@@ -125,6 +125,7 @@ impl<'a> RowChunk<'a> {
 
     /// Rows start..end of this (checked) chunk, as a view: no value is copied. `layout` is what
     /// `check` returned; the view's matrices keep their leading dimensions.
+    #[must_use]
     pub fn rows(&self, layout: &Layout, start: usize, end: usize) -> RowChunk<'a> {
         RowChunk {
             y: &self.y[start..end],
@@ -317,7 +318,7 @@ mod tests {
                     seen.push(row);
                 }
                 // The view starts inside the parent's buffer: nothing was copied.
-                assert!(std::ptr::eq(&c.y[0], &y[c.y[0] as usize]));
+                assert!(std::ptr::eq(c.y.as_ptr(), y[c.y[0] as usize..].as_ptr()));
                 Ok(())
             })
             .unwrap();

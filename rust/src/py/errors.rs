@@ -22,9 +22,16 @@ pyo3::create_exception!(
 );
 
 /// The Python exception for a core error: the class of `multilevel.exceptions` named for its
-/// variant, with the error's message.
-pub fn to_py(err: LmmError) -> PyErr {
-    let class = match &err {
+/// variant, with the error's message (so `?` turns an `LmmError` into it).
+impl From<LmmError> for PyErr {
+    fn from(err: LmmError) -> PyErr {
+        to_py(&err)
+    }
+}
+
+/// See `From<LmmError> for PyErr`.
+pub fn to_py(err: &LmmError) -> PyErr {
+    let class = match err {
         LmmError::Shape(_) => "ShapeError",
         LmmError::Code { .. } => "CodeError",
         LmmError::Theta(_) => "ThetaError",

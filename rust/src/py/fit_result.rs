@@ -36,11 +36,11 @@ impl PyFitResult {
         self.check.as_ref().map(|c| c.clone_ref(py))
     }
 
-    fn __repr__(slf: PyRef<'_, Self>) -> String {
-        let status = &slf.optimizer.get().summary().status;
+    fn __repr__(slf: &Bound<'_, Self>) -> String {
+        let status = &slf.get().optimizer.get().summary().status;
         format!(
             "FitResult({}, status={status:?})",
-            slf.as_super().describe()
+            slf.as_super().get().describe()
         )
     }
 }

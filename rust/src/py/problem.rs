@@ -23,7 +23,7 @@ use crate::model::source::MemorySource;
 use crate::model::start::lme4_start;
 use crate::optim::{self, FitOptions};
 use crate::py::convergence_check::PyConvergenceCheck;
-use crate::py::errors::{catch_panic, internal_error, to_py, InternalError};
+use crate::py::errors::{catch_panic, internal_error, InternalError};
 use crate::py::fit_result::PyFitResult;
 use crate::py::optimizer_summary::PyOptimizerSummary;
 use crate::py::solution::PySolution;
@@ -57,7 +57,7 @@ struct HeldRows {
 }
 
 fn shape_error(message: String) -> PyErr {
-    to_py(LmmError::Shape(message))
+    LmmError::Shape(message).into()
 }
 
 fn readonly1<'py, T: numpy::Element>(
@@ -98,7 +98,7 @@ impl HeldRows {
     fn new(
         y: &Bound<'_, PyArray1<f64>>,
         x: &Bound<'_, PyArray2<f64>>,
-        terms: &[TermArg<'_>],
+        terms: Vec<TermArg<'_>>,
         weights: Option<&Bound<'_, PyArray1<f64>>>,
         offset: Option<&Bound<'_, PyArray1<f64>>>,
     ) -> PyResult<Self> {
@@ -122,15 +122,15 @@ impl HeldRows {
             x: x.clone().unbind(),
             p: x.shape()[1],
             terms: terms
-                .iter()
+                .into_iter()
                 .map(|(codes, n_levels, z, diagonal)| HeldTerm {
-                    codes: codes.clone().unbind(),
-                    z: z.clone().unbind(),
                     shape: ReTermShape {
-                        n_levels: *n_levels,
+                        n_levels,
                         q: z.shape()[1],
-                        diagonal: *diagonal,
+                        diagonal,
                     },
+                    codes: codes.unbind(),
+                    z: z.unbind(),
                 })
                 .collect(),
             weights: weights.map(|w| w.clone().unbind()),
@@ -167,7 +167,7 @@ impl HeldRows {
         for (k, t) in self.terms.iter().enumerate() {
             let c = contiguous("codes", &codes[k])?;
             let z = fortran("Z", &zs[k])?;
-            terms.push(ReMat::new(k, t.shape, c, z).map_err(to_py)?);
+            terms.push(ReMat::new(k, t.shape, c, z)?);
         }
         let source = MemorySource::new(
             contiguous("y", &y)?,
@@ -182,8 +182,7 @@ impl HeldRows {
                 .as_ref()
                 .map(|o| contiguous("offset", o))
                 .transpose()?,
-        )
-        .map_err(to_py)?;
+        )?;
         f(&source)
     }
 }
@@ -225,7 +224,7 @@ impl PyLmmProblem {
         let inner = &mut self.inner;
         let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| py.detach(|| f(inner))));
         match out {
-            Ok(r) => r.map_err(to_py),
+            Ok(r) => r.map_err(PyErr::from),
             Err(payload) => {
                 self.poisoned = true;
                 Err(internal_error(&*payload))
@@ -248,7 +247,7 @@ impl PyLmmProblem {
         threads: usize,
     ) -> PyResult<Self> {
         catch_panic(|| {
-            let rows = HeldRows::new(y, x, &terms, weights, offset)?;
+            let rows = HeldRows::new(y, x, terms, weights, offset)?;
             let exec = Exec::new(threads);
             let inner = rows.with_source(py, |source| {
                 py.detach(|| {
@@ -256,9 +255,9 @@ impl PyLmmProblem {
                     // MERGE: pass exec
                     let mut problem = LmmProblem::new(a)?;
                     problem.set_start(lme4_start(source)?)?;
-                    Ok(problem)
+                    Ok::<_, LmmError>(problem)
                 })
-                .map_err(to_py)
+                .map_err(PyErr::from)
             })?;
             Ok(PyLmmProblem {
                 inner,
@@ -314,12 +313,12 @@ impl PyLmmProblem {
 
     /// The objective at theta: -2 log-likelihood (ML) or the REML criterion.
     fn objective(&mut self, py: Python<'_>, theta: Vec<f64>, reml: bool) -> PyResult<f64> {
-        self.run(py, |inner| inner.objective_value(&theta, reml))
+        self.run(py, move |inner| inner.objective_value(&theta, reml))
     }
 
     /// beta, u, b, sigma and the rest at theta.
     fn solution(&mut self, py: Python<'_>, theta: Vec<f64>, reml: bool) -> PyResult<PySolution> {
-        let sol = self.run(py, |inner| inner.solution(&theta, reml))?;
+        let sol = self.run(py, move |inner| inner.solution(&theta, reml))?;
         catch_panic(|| Ok(PySolution::new(&self.inner, sol)))
     }
 
@@ -368,7 +367,7 @@ impl PyLmmProblem {
         py: Python<'py>,
         theta: Vec<f64>,
     ) -> PyResult<Vec<Bound<'py, PyArray3<f64>>>> {
-        let blocks = self.run(py, |inner| inner.condvar(&theta))?;
+        let blocks = self.run(py, move |inner| inner.condvar(&theta))?;
         let shapes = self.inner.shapes().to_vec();
         catch_panic(|| {
             blocks
