@@ -201,6 +201,7 @@ pub struct PyLmmProblem {
     /// The threads of every pass and evaluation.
     exec: Exec,
     /// The input arrays, held for later passes over the rows (see `HeldRows`).
+    // No pass reads them after construction yet; PIRLS and the bootstrap will.
     #[allow(dead_code)]
     rows: HeldRows,
     /// Set when a panic interrupted a call: the factor may be half updated, so the problem
