@@ -28,10 +28,16 @@ def test_stub_matches_the_module():
         pytest.skip("mypy is not installed (pip install -e .[test] installs it)")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(PACKAGE_DIR.parent)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        [str(PACKAGE_DIR.parent)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    )
     out = subprocess.run(
         [sys.executable, "-m", "mypy.stubtest", "multilevel._core"],
-        capture_output=True, text=True, env=env, cwd=PACKAGE_DIR.parent.parent, timeout=600,
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=PACKAGE_DIR.parent.parent,
+        timeout=600,
     )
     assert out.returncode == 0, out.stdout + out.stderr
 
@@ -61,8 +67,9 @@ def test_results_are_typed():
     assert fit.vcov_unscaled.shape == (2, 2) and [la.shape for la in fit.lambda_] == [(2, 2)]
     assert fit.nobs == 240 and isinstance(fit.sigma, float)
     assert fit.objective == prob.objective(fit.theta, True)
-    assert fit.objective == pytest.approx(fit.ld_l2 + fit.ld_rx2 + 238 * (
-        1 + np.log(2 * np.pi * fit.pwrss / 238)), rel=1e-12)
+    assert fit.objective == pytest.approx(
+        fit.ld_l2 + fit.ld_rx2 + 238 * (1 + np.log(2 * np.pi * fit.pwrss / 238)), rel=1e-12
+    )
     opt = fit.optimizer
     assert isinstance(opt, _core.OptimizerSummary)
     assert opt.f == fit.objective and opt.n_eval > 0 and opt.status == "converged"
@@ -103,9 +110,14 @@ def test_each_core_error_has_its_own_class():
         prob.objective([1.0, 0.0], True)
     # The other variants (NotPositiveDefinite, TooLarge, Optimizer) need inputs that the
     # design layer never hands over; rust/src/py/errors.rs maps them in the same `match`.
-    for cls in (exceptions.ShapeError, exceptions.CodeError, exceptions.ThetaError,
-                exceptions.NotPositiveDefiniteError, exceptions.TooLargeError,
-                exceptions.OptimizerError):
+    for cls in (
+        exceptions.ShapeError,
+        exceptions.CodeError,
+        exceptions.ThetaError,
+        exceptions.NotPositiveDefiniteError,
+        exceptions.TooLargeError,
+        exceptions.OptimizerError,
+    ):
         assert issubclass(cls, exceptions.MultilevelError)
 
 

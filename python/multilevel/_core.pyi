@@ -5,26 +5,26 @@ Checked against the compiled module by ``python -m mypy.stubtest multilevel._cor
 classes is read-only.
 """
 
-from typing import final
+from typing import TypeAlias, final
 
 import numpy as np
 import numpy.typing as npt
 from typing_extensions import disjoint_base
 
 __all__ = [
-    "LmmProblem",
-    "Solution",
-    "FitResult",
-    "OptimizerSummary",
     "ConvergenceCheck",
+    "FitResult",
     "InternalError",
-    "_panic_for_tests",
+    "LmmProblem",
+    "OptimizerSummary",
+    "Solution",
     "__version__",
+    "_panic_for_tests",
 ]
 
 __version__: str
 
-_F64 = npt.NDArray[np.float64]
+_F64: TypeAlias = npt.NDArray[np.float64]
 
 class InternalError(Exception):
     """A bug of the Rust core (a panic caught at the boundary); please report it."""

@@ -16,8 +16,8 @@ Models Using lme4", Journal of Statistical Software 67(1), section 3:
 
 It is meant for small problems only: ``Z`` is built as a dense n x q matrix. It serves as the
 oracle against which the Rust core (``multilevel._core.LmmProblem``) is tested, and as
-``DenseLmmProblem``, a class with the same methods and result attributes as the Rust class, so that
-the Python layers can be exercised without the compiled core.
+``DenseLmmProblem``, a class with the same methods and result attributes as the Rust class, so
+that the Python layers can be exercised without the compiled core.
 """
 
 from __future__ import annotations
