@@ -44,8 +44,11 @@ for _ in range({fits}):
     t = time.perf_counter()
     result = problem.fit(True, theta0=None, max_fun=None)
     times.append(time.perf_counter() - t)
-print(json.dumps({{"times": times, "objective": result["objective"],
-                  "n_eval": result["optimizer"]["n_eval"]}}))
+if isinstance(result, dict):  # builds before the typed results (a0c4653)
+    objective, n_eval = result["objective"], result["optimizer"]["n_eval"]
+else:
+    objective, n_eval = result.objective, result.optimizer.n_eval
+print(json.dumps({{"times": times, "objective": objective, "n_eval": n_eval}}))
 """
 
 

@@ -302,7 +302,7 @@ def test_core_matches_dense_reference(name, lmm_core):
         for reml in (True, False):
             assert _rel(core.objective(theta, reml), dense.objective(theta, reml)) < 1e-10
         a, b = core.solution(theta, True), dense.solution(theta, True)
-        assert _rel(a["beta"], b["beta"]) < 1e-8
-        assert _rel(a["sigma"], b["sigma"]) < 1e-8
+        assert _rel(a.beta, b.beta) < 1e-8
+        assert _rel(a.sigma, b.sigma) < 1e-8
         for ca, cb in zip(core.condvar(theta), dense.condvar(theta)):
             assert np.max(np.abs(np.asarray(ca) - cb)) <= 1e-8 * np.max(np.abs(cb))

@@ -16,14 +16,15 @@ Models Using lme4", Journal of Statistical Software 67(1), section 3:
 
 It is meant for small problems only: ``Z`` is built as a dense n x q matrix. It serves as the
 oracle against which the Rust core (``multilevel._core.LmmProblem``) is tested, and as
-``DenseLmmProblem``, a class with the same methods and result keys as the Rust class, so that
-the Python layers can be exercised without the compiled core.
+``DenseLmmProblem``, a class with the same methods and result attributes as the Rust class, so
+that the Python layers can be exercised without the compiled core.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from types import SimpleNamespace
 
 import numpy as np
 from scipy import linalg, optimize
@@ -49,13 +50,15 @@ def _n_theta(q: int, diagonal: bool) -> int:
 
 
 class DenseLmmProblem:
-    """A dense stand-in for ``multilevel._core.LmmProblem`` (same constructor, methods, keys).
+    """A dense stand-in for ``multilevel._core.LmmProblem`` (same constructor, methods and
+    result attributes; results are ``SimpleNamespace`` objects).
 
     Parameters
     ----------
     y, X : arrays (n,) and (n, p)
     terms : list of ``(codes, n_levels, Z, diagonal)``; codes int (n,), Z (n, q)
     weights, offset : optional arrays (n,)
+    threads : int, ignored (the Rust class's number of threads)
 
     Examples
     --------
@@ -66,11 +69,11 @@ class DenseLmmProblem:
     >>> prob.n_theta, prob.theta0.tolist()
     (1, [1.0])
     >>> fit = prob.fit(reml=True)
-    >>> bool(abs(fit["objective"] - prob.objective(fit["theta"], True)) < 1e-12)
+    >>> bool(abs(fit.objective - prob.objective(fit.theta, True)) < 1e-12)
     True
     """
 
-    def __init__(self, y, X, terms, weights=None, offset=None):
+    def __init__(self, y, X, terms, weights=None, offset=None, threads=0):
         self.y = np.asarray(y, dtype=float)
         self.X = np.asarray(X, dtype=float)
         n = self.y.shape[0]
@@ -78,6 +81,7 @@ class DenseLmmProblem:
         self.weights = None if weights is None else np.asarray(weights, dtype=float)
         self.offset = None if offset is None else np.asarray(offset, dtype=float)
         w = np.ones(n) if self.weights is None else self.weights
+        self.nobs = int(np.count_nonzero(w))
         sw = np.sqrt(w)
         self._sum_log_w = float(np.sum(np.log(w)))
         yo = self.y if self.offset is None else self.y - self.offset
@@ -169,24 +173,25 @@ class DenseLmmProblem:
         """-2 log-likelihood (ML) or the REML criterion at ``theta``."""
         return self._solve(theta, reml)["objective"]
 
-    def solution(self, theta, reml: bool) -> dict:
-        """Estimates at ``theta``; keys as ``_core.LmmProblem.solution``."""
+    def solution(self, theta, reml: bool) -> SimpleNamespace:
+        """Estimates at ``theta``; attributes as ``_core.LmmProblem.solution``'s."""
         theta = np.asarray(theta, dtype=float)
         s = self._solve(theta, reml)
         RXinv = linalg.solve_triangular(s["RX"], np.eye(self.p), lower=True)
-        return {
-            "theta": theta.copy(),
-            "beta": s["beta"],
-            "u": self._split(s["u"]),
-            "b": self._split(s["b"]),
-            "sigma": s["sigma"],
-            "objective": s["objective"],
-            "pwrss": s["pwrss"],
-            "ldL2": s["ldL2"],
-            "ldRX2": s["ldRX2"],
-            "vcov_unscaled": RXinv.T @ RXinv,
-            "lambda_": self.lambdas(theta),
-        }
+        return SimpleNamespace(
+            theta=theta.copy(),
+            beta=s["beta"],
+            u=self._split(s["u"]),
+            b=self._split(s["b"]),
+            sigma=s["sigma"],
+            objective=s["objective"],
+            pwrss=s["pwrss"],
+            ld_l2=s["ldL2"],
+            ld_rx2=s["ldRX2"],
+            vcov_unscaled=RXinv.T @ RXinv,
+            lambda_=self.lambdas(theta),
+            nobs=self.nobs,
+        )
 
     def condvar(self, theta) -> list[np.ndarray]:
         """Per term, (n_levels, q, q) blocks of ``Lambda (L L')^-1 Lambda'`` (times sigma^2)."""
@@ -203,8 +208,9 @@ class DenseLmmProblem:
             k += q * nl
         return out
 
-    def fit(self, reml: bool, theta0: Sequence[float] | None = None, max_fun=None) -> dict:
-        """Minimise the objective over theta within its bounds; keys as the Rust class."""
+    def fit(self, reml: bool, theta0: Sequence[float] | None = None,
+            max_fun=None) -> SimpleNamespace:
+        """Minimise the objective over theta within its bounds; attributes as the Rust class's."""
         x0 = self.theta0 if theta0 is None else np.asarray(theta0, dtype=float)
         f = lambda t: self.objective(t, reml)
         bounds = [(lo if np.isfinite(lo) else None, None) for lo in self.lower]
@@ -223,15 +229,15 @@ class DenseLmmProblem:
             best_x, best_f = res2.x, res2.fun
         best_x = np.maximum(best_x, self.lower)
         out = self.solution(best_x, reml)
-        out["optimizer"] = {
-            "theta0": np.asarray(x0, dtype=float), "theta": best_x.copy(), "f0": float(f0),
-            "f": float(out["objective"]), "n_eval": int(n_eval), "status": 0,
-            "message": "dense reference: L-BFGS-B then Nelder-Mead",
-        }
-        out["check"] = self._check(best_x, reml)
+        out.optimizer = SimpleNamespace(
+            theta0=np.asarray(x0, dtype=float), theta=best_x.copy(), f0=float(f0),
+            f=float(out.objective), n_eval=int(n_eval), status="converged",
+            message="dense reference: L-BFGS-B then Nelder-Mead",
+        )
+        out.check = self._check(best_x, reml)
         return out
 
-    def _check(self, theta, reml: bool) -> dict:
+    def _check(self, theta, reml: bool) -> SimpleNamespace:
         """Finite-difference gradient and Hessian at theta; singular if a diagonal is ~0."""
         k = theta.shape[0]
         h = 1e-4
@@ -259,8 +265,9 @@ class DenseLmmProblem:
             scaled = g.copy()
         interior = ~((self.lower == 0) & (theta < 1e-4))
         converged = bool(np.all(np.abs(scaled[interior]) < 2e-3)) if interior.any() else True
-        return {"gradient": g, "hessian": H, "scaled_gradient": scaled,
-                "converged": converged, "singular": singular}
+        return SimpleNamespace(gradient=g, hessian=H, scaled_gradient=scaled,
+                               converged=converged, singular=singular,
+                               message="dense reference: finite differences")
 
 
 def dense_objective(y, X, terms, theta, reml: bool, weights=None, offset=None) -> float:

@@ -27,16 +27,26 @@ def _problem_class() -> Any:
     return _core.LmmProblem
 
 
-def make_problem(design: _design.Design, problem_class: Any = None) -> Any:
-    """The core's problem for a design (terms in the design's order, which is theta's order)."""
+def make_problem(design: _design.Design, problem_class: Any = None, threads: int = 0) -> Any:
+    """The core's problem for a design (terms in the design's order, which is theta's order);
+    ``threads`` as the core's (0: all cores)."""
     cls = problem_class if problem_class is not None else _problem_class()
     terms = [(t.codes, len(t.levels), t.Z, False) for t in design.terms]
-    return cls(design.y, design.X, terms, design.weights, design.offset)
+    return cls(design.y, design.X, terms, design.weights, design.offset, threads=threads)
+
+
+def _check_threads(threads: Any) -> int:
+    """``threads=`` as the core takes it: a positive int, or None for all cores (0)."""
+    if threads is None:
+        return 0
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be a positive integer or None, not {threads!r}")
+    return int(threads)
 
 
 def lmer(formula: str, data: Any, reml: bool = True, weights: Any = None, offset: Any = None,
          start: Sequence[float] | None = None, max_fun: int | None = None,
-         data_name: str | None = None, vcov: Any = None) -> LmerFit:
+         data_name: str | None = None, vcov: Any = None, threads: int | None = None) -> LmerFit:
     """Fit a linear mixed model by REML or maximum likelihood, as lme4's ``lmer``.
 
     Parameters
@@ -64,6 +74,9 @@ def lmer(formula: str, data: Any, reml: bool = True, weights: Any = None, offset
         or array), or ``"CR2"`` alone to cluster on the grouping factor with fewest levels.
         Types CR0, CR1, CR1p, CR1S, CR2, CR3, CR4; see :mod:`multilevel.lmer_robust`. Rows
         with a missing cluster value are dropped (and counted) before the fit.
+    threads : int, optional
+        Number of threads for every parallel step of the fit; default
+        all cores. Any number gives the same estimates to the last bit.
 
     Returns
     -------
@@ -88,6 +101,7 @@ def lmer(formula: str, data: Any, reml: bool = True, weights: Any = None, offset
     >>> round(ml.lmer("Reaction ~ Days + (Days | Subject)", data=df, reml=False).loglik, 4)
     -875.9697
     """
+    n_threads = _check_threads(threads)
     fit_data, kept = data, None
     if vcov is not None:  # cluster-robust: checked, and rows missing the cluster dropped, first
         from multilevel import lmer_robust
@@ -103,7 +117,7 @@ def lmer(formula: str, data: Any, reml: bool = True, weights: Any = None, offset
         cluster = np.asarray(cluster)[np.asarray(design.rows)]  # aligned with the rows used
     if kept is not None:
         design = lmer_robust.restore_rows(design, kept, len(_design.as_pandas(data)))
-    problem = make_problem(design)
+    problem = make_problem(design, threads=n_threads)
     fit = LmerFit._fit(
         design, problem, reml, start=start, max_fun=max_fun,
         data_name=data_name if data_name is not None else design.data_name, data=data,

@@ -211,7 +211,7 @@ class LmerFit:
     3  Residual         None  None  654.9   25.6
     """
 
-    def __init__(self, design: Any, problem: Any, result: dict, reml: bool,
+    def __init__(self, design: Any, problem: Any, result: Any, reml: bool,
                  data_name: str | None = None, data: Any = None,
                  weights_name: str | None = None, offset_name: str | None = None):
         self.design = design
@@ -246,32 +246,36 @@ class LmerFit:
     @property
     def theta(self) -> np.ndarray:
         """Relative covariance parameters (lme4's ``getME(fit, "theta")``)."""
-        return np.asarray(self._result["theta"], dtype=float)
+        return np.asarray(self._result.theta, dtype=float)
 
     @property
     def beta(self) -> np.ndarray:
         """Fixed-effect estimates as an array."""
-        return np.asarray(self._result["beta"], dtype=float)
+        return np.asarray(self._result.beta, dtype=float)
 
     @property
     def sigma(self) -> float:
         """Residual standard deviation."""
-        return float(self._result["sigma"])
+        return float(self._result.sigma)
 
     @property
     def objective(self) -> float:
         """What was minimised: the REML criterion or -2 log-likelihood (ML)."""
-        return float(self._result["objective"])
+        return float(self._result.objective)
 
     @property
     def optimizer(self) -> dict:
         """The optimiser's summary: theta0, theta, f0, f, n_eval, status, message."""
-        return dict(self._result.get("optimizer", {}))
+        o = getattr(self._result, "optimizer", None)
+        keys = ("theta0", "theta", "f0", "f", "n_eval", "status", "message")
+        return {} if o is None else {k: getattr(o, k) for k in keys}
 
     @property
     def check(self) -> dict:
         """The post-fit check: gradient, hessian, scaled_gradient, converged, singular."""
-        return dict(self._result.get("check", {}))
+        c = getattr(self._result, "check", None)
+        keys = ("gradient", "hessian", "scaled_gradient", "converged", "singular", "message")
+        return {} if c is None else {k: getattr(c, k) for k in keys}
 
     @property
     def singular(self) -> bool:
@@ -287,18 +291,18 @@ class LmerFit:
     def b(self) -> list[np.ndarray]:
         """Conditional modes per term (arrays levels x q), in the order of ``design.terms``."""
         return [np.asarray(x, dtype=float).reshape(len(t.levels), -1)
-                for x, t in zip(self._result["b"], self.design.terms)]
+                for x, t in zip(self._result.b, self.design.terms)]
 
     @property
     def u(self) -> list[np.ndarray]:
         """Spherical conditional modes per term."""
         return [np.asarray(x, dtype=float).reshape(len(t.levels), -1)
-                for x, t in zip(self._result["u"], self.design.terms)]
+                for x, t in zip(self._result.u, self.design.terms)]
 
     @property
     def lambda_(self) -> list[np.ndarray]:
         """Per term the q x q lower-triangular relative covariance factor."""
-        return [np.asarray(x, dtype=float) for x in self._result["lambda_"]]
+        return [np.asarray(x, dtype=float) for x in self._result.lambda_]
 
     # -- sizes -----------------------------------------------------------------------------
     @property
@@ -372,7 +376,7 @@ class LmerFit:
     def vcov_model(self) -> pd.DataFrame:
         """Model-based covariance matrix of the fixed effects, sigma^2 (R_X' R_X)^-1."""
         names = list(self.design.fixed_names)
-        v = self.sigma**2 * np.asarray(self._result["vcov_unscaled"], dtype=float)
+        v = self.sigma**2 * np.asarray(self._result.vcov_unscaled, dtype=float)
         return pd.DataFrame(v, index=names, columns=names)
 
     @cached_property

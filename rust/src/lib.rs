@@ -6,17 +6,19 @@
 pub mod blocks;
 pub mod bobyqa;
 pub mod cholesky;
-pub mod crossprod;
 pub mod dense_llt;
 pub mod error;
 pub mod exec;
 pub mod lmm;
+pub mod model;
 pub mod oneterm;
 pub mod optim;
-pub mod remat;
 #[path = "linalg/supernodal/mod.rs"]
 pub mod supernodal;
 pub mod team;
+
+// MERGE: remove. The old paths, for the branches written against them.
+pub use model::{crossprod, remat};
 
 #[cfg(feature = "python")]
 mod py;

@@ -4,10 +4,10 @@
 mod common;
 
 use common::{random_codes, rel, Data, Rng};
-use multilevel::crossprod::{accumulate_parallel, CrossProdAccumulator, RowChunk};
 use multilevel::error::LmmError;
 use multilevel::lmm::LmmProblem;
-use multilevel::remat::ReTermShape;
+use multilevel::model::crossprod::{accumulate_parallel, CrossProdAccumulator, RowChunk};
+use multilevel::model::remat::ReTermShape;
 
 const TOL: f64 = 1e-12;
 
@@ -272,7 +272,7 @@ fn code_out_of_range_names_term_and_row() {
             LmmError::Code {
                 term,
                 row,
-                code: code as i64,
+                code: i64::from(code),
                 n_levels
             }
         );
@@ -290,7 +290,7 @@ fn code_out_of_range_names_term_and_row() {
             LmmError::Code {
                 term,
                 row,
-                code: code as i64,
+                code: i64::from(code),
                 n_levels
             },
             "parallel"

@@ -17,77 +17,19 @@
 //! A chunk's Z_i' W Z_j is formed by sorting its rows by (level j, level i) (a radix sort) and
 //! summing runs of equal keys; accumulators keep these blocks sorted by key, so that adding a
 //! chunk or merging another accumulator is a linear merge, without hashing.
+//!
+//! Chunks come from a row source (`model::source`) as views: the parallel pass cuts a chunk
+//! into pieces of rows that index the caller's column-major arrays through their leading
+//! dimensions, so no row is copied. The pieces depend on the number of rows only
+//! (`balanced_piece_rows`) and merge in row order, so A is the same to the last bit for any
+//! number of threads.
 
 use crate::blocks::SparseBlocks;
 use crate::error::{LmmError, Result};
-use crate::remat::ReTermShape;
-
-/// One chunk of rows, borrowed. Matrices are column-major (n x p for X, n x q for each Z).
-pub struct RowChunk<'a> {
-    pub y: &'a [f64],
-    pub x: &'a [f64],
-    pub codes: Vec<&'a [i32]>,
-    pub z: Vec<&'a [f64]>,
-    pub weights: Option<&'a [f64]>,
-    pub offset: Option<&'a [f64]>,
-}
-
-impl RowChunk<'_> {
-    pub fn nrows(&self) -> usize {
-        self.y.len()
-    }
-
-    /// Checks the shapes against the model and every grouping code against its number of levels.
-    fn check(&self, shapes: &[ReTermShape], p: usize) -> Result<()> {
-        let n = self.nrows();
-        if self.x.len() != n * p {
-            return Err(LmmError::Shape(format!(
-                "X has {} values, expected {n} x {p}",
-                self.x.len()
-            )));
-        }
-        if self.codes.len() != shapes.len() || self.z.len() != shapes.len() {
-            return Err(LmmError::Shape(format!(
-                "{} terms described but {} code arrays and {} Z matrices given",
-                shapes.len(),
-                self.codes.len(),
-                self.z.len()
-            )));
-        }
-        for (k, s) in shapes.iter().enumerate() {
-            if self.codes[k].len() != n || self.z[k].len() != n * s.q {
-                return Err(LmmError::Shape(format!(
-                    "term {k}: {} codes and {} Z values for {n} rows and q = {}",
-                    self.codes[k].len(),
-                    self.z[k].len(),
-                    s.q
-                )));
-            }
-            if let Some(row) = self.codes[k]
-                .iter()
-                .position(|&c| c < 0 || c as usize >= s.n_levels)
-            {
-                return Err(LmmError::Code {
-                    term: k,
-                    row,
-                    code: self.codes[k][row] as i64,
-                    n_levels: s.n_levels,
-                });
-            }
-        }
-        for (name, v) in [("weights", self.weights), ("offset", self.offset)] {
-            if let Some(v) = v {
-                if v.len() != n {
-                    return Err(LmmError::Shape(format!(
-                        "{name} has {} values for {n} rows",
-                        v.len()
-                    )));
-                }
-            }
-        }
-        Ok(())
-    }
-}
+use crate::exec::Exec;
+use crate::model::remat::ReTermShape;
+pub use crate::model::source::RowChunk;
+use crate::model::source::{Layout, RowSource};
 
 /// Z_i' W Z_j for one pair of terms (i > j) while rows are still arriving: its blocks sorted by
 /// key = level_j * n_i + level_i (column-major order), each qi x qj column-major.
@@ -149,7 +91,7 @@ fn radix_sort(items: &mut Vec<(u64, u32)>, tmp: &mut Vec<(u64, u32)>, max_key: u
             count[((k >> shift) as usize) & ((1 << BITS) - 1)] += 1;
         }
         let mut sum = 0;
-        for c in count.iter_mut() {
+        for c in &mut count {
             let v = *c;
             *c = sum;
             sum += v;
@@ -199,16 +141,17 @@ impl CrossProdAccumulator {
 
     /// Adds the rows of one chunk.
     pub fn add(&mut self, chunk: &RowChunk) -> Result<()> {
-        chunk.check(&self.shapes, self.p)?;
-        self.add_checked(chunk);
+        let layout = chunk.check(&self.shapes, self.p)?;
+        self.add_checked(chunk, &layout);
         Ok(())
     }
 
-    /// Adds the rows of a chunk already checked against this model.
+    /// Adds the rows of a chunk already checked against this model (`layout` from its check).
     // Index loops mirror the block formulas (several arrays indexed by the same level and term).
     #[allow(clippy::needless_range_loop)]
-    fn add_checked(&mut self, chunk: &RowChunk) {
+    fn add_checked(&mut self, chunk: &RowChunk, layout: &Layout) {
         let n = chunk.nrows();
+        let ldx = layout.ldx;
         let p = self.p;
         let pd = p + 1;
         let nt = self.shapes.len();
@@ -226,14 +169,14 @@ impl CrossProdAccumulator {
                 self.sum_log_w += w.ln();
             }
             for (j, dj) in d.iter_mut().take(p).enumerate() {
-                *dj = chunk.x[r + j * n];
+                *dj = chunk.x[r + j * ldx];
             }
             d[p] = chunk.y[r] - chunk.offset.map_or(0.0, |o| o[r]);
             for k in 0..nt {
-                let q = self.shapes[k].q;
+                let (q, ld) = layout.z[k];
                 level[k] = chunk.codes[k][r] as usize;
                 for a in 0..q {
-                    zrow[k][a] = chunk.z[k][r + a * n];
+                    zrow[k][a] = chunk.z[k][r + a * ld];
                 }
             }
             // D'WD, lower triangle (mirrored in `finish`).
@@ -264,11 +207,11 @@ impl CrossProdAccumulator {
                 }
             }
         }
-        self.add_pairs(chunk);
+        self.add_pairs(chunk, layout);
     }
 
     /// Z_i' W Z_j of a chunk for every pair of terms i > j, merged into the accumulator.
-    fn add_pairs(&mut self, chunk: &RowChunk) {
+    fn add_pairs(&mut self, chunk: &RowChunk, layout: &Layout) {
         let n = chunk.nrows();
         let nt = self.shapes.len();
         let mut items: Vec<(u64, u32)> = Vec::with_capacity(n);
@@ -309,6 +252,7 @@ impl CrossProdAccumulator {
                         }
                     }
                 } else {
+                    let (ldj, ldk) = (layout.z[j].1, layout.z[k].1);
                     for &(key, r) in &items {
                         let r = r as usize;
                         if keys.last() != Some(&key) {
@@ -318,9 +262,9 @@ impl CrossProdAccumulator {
                         let w = chunk.weights.map_or(1.0, |w| w[r]);
                         let blk = &mut values[(keys.len() - 1) * bs..];
                         for b in 0..qj {
-                            let wzb = w * chunk.z[j][r + b * n];
+                            let wzb = w * chunk.z[j][r + b * ldj];
                             for a in 0..qk {
-                                blk[a + b * qk] += chunk.z[k][r + a * n] * wzb;
+                                blk[a + b * qk] += chunk.z[k][r + a * ldk] * wzb;
                             }
                         }
                     }
@@ -446,8 +390,10 @@ pub fn balanced_piece_rows(n: usize, max_rows: usize) -> usize {
     n.div_ceil(pieces).max(1)
 }
 
-/// Accumulates a chunk split into pieces of `piece_rows` rows in parallel (rayon), merging the
-/// pieces in row order so that the result does not depend on the number of threads.
+/// Accumulates a chunk split into pieces of `piece_rows` rows in parallel (rayon, in the pool
+/// the caller installed), merging the pieces in row order so that the result does not depend on
+/// the number of threads. Each piece is a view of the chunk's rows (`RowChunk::rows`), not a
+/// copy.
 pub fn accumulate_parallel(
     shapes: &[ReTermShape],
     p: usize,
@@ -463,15 +409,14 @@ pub fn accumulate_parallel(
         acc.add(chunk)?;
         return Ok(acc);
     }
-    chunk.check(shapes, p)?;
+    let layout = chunk.check(shapes, p)?;
     let pieces: Vec<CrossProdAccumulator> = starts
         .par_iter()
         .map(|&start| {
             let end = (start + piece_rows).min(n);
-            let piece = slice_rows(chunk, shapes, p, start, end);
             // The whole chunk was checked above, so the pieces need not be again.
             let mut acc = CrossProdAccumulator::new(shapes, p);
-            acc.add_checked(&piece.as_chunk());
+            acc.add_checked(&chunk.rows(&layout, start, end), &layout);
             acc
         })
         .collect();
@@ -483,53 +428,243 @@ pub fn accumulate_parallel(
     Ok(total)
 }
 
-/// Owned copy of rows start..end (column-major matrices cannot be sliced by rows in place).
-struct OwnedRows {
-    y: Vec<f64>,
-    x: Vec<f64>,
-    codes: Vec<Vec<i32>>,
-    z: Vec<Vec<f64>>,
-    weights: Option<Vec<f64>>,
-    offset: Option<Vec<f64>>,
+/// The cross-product pass over a row source: each chunk the source hands out (the in-memory
+/// source gives one) is accumulated in parallel pieces of `balanced_piece_rows` rows on
+/// `exec`'s threads, and the chunks are merged in row order. For one chunk the result is the
+/// chunk's accumulator itself, bit for bit.
+pub fn accumulate(source: &dyn RowSource, exec: &Exec) -> Result<CrossProdAccumulator> {
+    let (shapes, p) = (source.shapes(), source.p());
+    let mut total: Option<CrossProdAccumulator> = None;
+    source.for_each_chunk(usize::MAX, &mut |chunk| {
+        let piece_rows = balanced_piece_rows(chunk.nrows(), PIECE_ROWS);
+        let acc = exec.install(|| accumulate_parallel(shapes, p, chunk, piece_rows))?;
+        if let Some(t) = &mut total {
+            t.merge(&acc)
+        } else {
+            total = Some(acc);
+            Ok(())
+        }
+    })?;
+    Ok(total.unwrap_or_else(|| CrossProdAccumulator::new(shapes, p)))
 }
 
-impl OwnedRows {
-    fn as_chunk(&self) -> RowChunk<'_> {
-        RowChunk {
-            y: &self.y,
-            x: &self.x,
-            codes: self.codes.iter().map(|c| c.as_slice()).collect(),
-            z: self.z.iter().map(|z| z.as_slice()).collect(),
-            weights: self.weights.as_deref(),
-            offset: self.offset.as_deref(),
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::remat::ReMat;
+    use crate::model::source::MemorySource;
+
+    /// A small deterministic generator (64-bit LCG, top bits).
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn next(&mut self) -> f64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (self.0 >> 11) as f64 / (1u64 << 53) as f64
+        }
+        fn below(&mut self, n: usize) -> i32 {
+            (self.next() * n as f64) as i32
         }
     }
-}
 
-fn slice_rows(
-    chunk: &RowChunk,
-    shapes: &[ReTermShape],
-    p: usize,
-    start: usize,
-    end: usize,
-) -> OwnedRows {
-    let n = chunk.nrows();
-    let cols = |m: &[f64], ncol: usize| -> Vec<f64> {
-        (0..ncol)
-            .flat_map(|j| m[j * n + start..j * n + end].iter().copied())
-            .collect()
-    };
-    OwnedRows {
-        y: chunk.y[start..end].to_vec(),
-        x: cols(chunk.x, p),
-        codes: chunk.codes.iter().map(|c| c[start..end].to_vec()).collect(),
-        z: chunk
-            .z
-            .iter()
-            .zip(shapes)
-            .map(|(z, s)| cols(z, s.q))
-            .collect(),
-        weights: chunk.weights.map(|w| w[start..end].to_vec()),
-        offset: chunk.offset.map(|o| o[start..end].to_vec()),
+    /// Rows of a model with two crossed terms (q = 2 correlated, q = 1), three fixed-effect
+    /// columns, weights (some zero) and an offset.
+    struct Rows {
+        y: Vec<f64>,
+        x: Vec<f64>,
+        codes: [Vec<i32>; 2],
+        z: [Vec<f64>; 2],
+        w: Vec<f64>,
+        o: Vec<f64>,
+    }
+
+    const SHAPES: [ReTermShape; 2] = [
+        ReTermShape {
+            n_levels: 23,
+            q: 2,
+            diagonal: false,
+        },
+        ReTermShape {
+            n_levels: 9,
+            q: 1,
+            diagonal: false,
+        },
+    ];
+    const P: usize = 3;
+
+    fn rows(n: usize) -> Rows {
+        let mut g = Lcg(2024);
+        let mut col = |k: usize| -> Vec<f64> { (0..n * k).map(|_| g.next() * 4.0 - 1.0).collect() };
+        let (y, x, z0, z1, o) = (col(1), col(P), col(2), col(1), col(1));
+        let mut g = Lcg(7);
+        let codes = [
+            (0..n).map(|_| g.below(SHAPES[0].n_levels)).collect(),
+            (0..n).map(|_| g.below(SHAPES[1].n_levels)).collect(),
+        ];
+        let w = (0..n)
+            .map(|i| if i % 17 == 3 { 0.0 } else { 0.5 + g.next() })
+            .collect();
+        Rows {
+            y,
+            x,
+            codes,
+            z: [z0, z1],
+            w,
+            o,
+        }
+    }
+
+    impl Rows {
+        fn source(&self) -> MemorySource<'_> {
+            let terms = (0..2)
+                .map(|k| ReMat::new(k, SHAPES[k], &self.codes[k], &self.z[k]).unwrap())
+                .collect();
+            MemorySource::new(&self.y, &self.x, P, terms, Some(&self.w), Some(&self.o)).unwrap()
+        }
+
+        /// Rows start..end copied into contiguous arrays (what `accumulate_parallel` did
+        /// before chunks had strides).
+        fn copy(&self, start: usize, end: usize) -> Rows {
+            let n = self.y.len();
+            let cols = |m: &[f64], ncol: usize| -> Vec<f64> {
+                (0..ncol)
+                    .flat_map(|j| m[j * n + start..j * n + end].iter().copied())
+                    .collect()
+            };
+            Rows {
+                y: self.y[start..end].to_vec(),
+                x: cols(&self.x, P),
+                codes: [0, 1].map(|k| self.codes[k][start..end].to_vec()),
+                z: [0, 1].map(|k| cols(&self.z[k], SHAPES[k].q)),
+                w: self.w[start..end].to_vec(),
+                o: self.o[start..end].to_vec(),
+            }
+        }
+    }
+
+    /// Every number of A (and its sparse patterns) as bits.
+    fn bits(a: &CrossProducts) -> Vec<u64> {
+        let mut out: Vec<u64> = vec![a.nobs as u64, a.sum_log_w.to_bits()];
+        let mut push = |v: &[f64]| out.extend(v.iter().map(|x| x.to_bits()));
+        push(&a.dd);
+        for k in 0..a.shapes.len() {
+            push(&a.diag[k]);
+            push(&a.dz[k]);
+            for s in &a.pairs[k] {
+                push(&s.data);
+            }
+        }
+        for row in &a.pairs {
+            for s in row {
+                out.extend(s.col_ptr.iter().map(|&c| c as u64));
+                out.extend(s.row_idx.iter().map(|&r| u64::from(r)));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_strided_chunk_gives_the_copied_rows_a_bit_for_bit() {
+        let data = rows(1000);
+        let source = data.source();
+        let all = source.chunk();
+        let layout = all.check(&SHAPES, P).unwrap();
+        for (start, end) in [(0, 1000), (0, 1), (17, 403), (998, 1000), (500, 500)] {
+            let mut viewed = CrossProdAccumulator::new(&SHAPES, P);
+            viewed.add(&all.rows(&layout, start, end)).unwrap();
+            let copy = data.copy(start, end);
+            let mut copied = CrossProdAccumulator::new(&SHAPES, P);
+            copied.add(&copy.source().chunk()).unwrap();
+            assert_eq!(
+                bits(&viewed.finish()),
+                bits(&copied.finish()),
+                "rows {start}..{end}"
+            );
+        }
+        // The parallel pass against the copying version it replaced: same pieces, same merges.
+        for piece_rows in [1, 64, 333, 1000] {
+            let parallel = accumulate_parallel(&SHAPES, P, &all, piece_rows).unwrap();
+            let mut copied: Option<CrossProdAccumulator> = None;
+            for start in (0..1000).step_by(piece_rows) {
+                let copy = data.copy(start, (start + piece_rows).min(1000));
+                let mut acc = CrossProdAccumulator::new(&SHAPES, P);
+                acc.add(&copy.source().chunk()).unwrap();
+                match &mut copied {
+                    Some(t) => t.merge(&acc).unwrap(),
+                    None => copied = Some(acc),
+                }
+            }
+            assert_eq!(
+                bits(&parallel.finish()),
+                bits(&copied.unwrap().finish()),
+                "pieces of {piece_rows} rows"
+            );
+        }
+    }
+
+    /// The in-memory source, handing out chunks of at most `max` rows whatever is asked.
+    struct Chunked<'a>(MemorySource<'a>, usize);
+
+    impl RowSource for Chunked<'_> {
+        fn n_rows(&self) -> usize {
+            self.0.n_rows()
+        }
+        fn p(&self) -> usize {
+            self.0.p()
+        }
+        fn shapes(&self) -> &[ReTermShape] {
+            self.0.shapes()
+        }
+        fn for_each_chunk(
+            &self,
+            max_rows: usize,
+            f: &mut dyn FnMut(&RowChunk<'_>) -> Result<()>,
+        ) -> Result<()> {
+            self.0.for_each_chunk(max_rows.min(self.1), f)
+        }
+    }
+
+    #[test]
+    fn the_source_in_any_chunk_size_gives_the_same_a() {
+        let data = rows(1000);
+        let exec = Exec::serial();
+        let whole = accumulate(&data.source(), &exec).unwrap().finish();
+        // One chunk is the parallel pass itself, bit for bit.
+        let direct = accumulate_parallel(
+            &SHAPES,
+            P,
+            &data.source().chunk(),
+            balanced_piece_rows(1000, PIECE_ROWS),
+        )
+        .unwrap();
+        assert_eq!(bits(&whole), bits(&direct.finish()));
+        let scale = whole.dd.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let close = |a: &[f64], b: &[f64]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-12 * scale)
+        };
+        for max in [1, 7, 128, 999, 1000, 5000] {
+            let chunked = accumulate(&Chunked(data.source(), max), &exec)
+                .unwrap()
+                .finish();
+            assert_eq!(chunked.nobs, whole.nobs, "chunks of {max}");
+            assert!((chunked.sum_log_w - whole.sum_log_w).abs() <= 1e-12 * whole.sum_log_w.abs());
+            assert!(close(&chunked.dd, &whole.dd), "D'WD, chunks of {max}");
+            for k in 0..2 {
+                assert!(
+                    close(&chunked.diag[k], &whole.diag[k]),
+                    "Z'WZ {k}, chunks of {max}"
+                );
+                assert!(
+                    close(&chunked.dz[k], &whole.dz[k]),
+                    "D'WZ {k}, chunks of {max}"
+                );
+            }
+            let (a, b) = (&chunked.pairs[1][0], &whole.pairs[1][0]);
+            assert_eq!((&a.col_ptr, &a.row_idx), (&b.col_ptr, &b.row_idx));
+            assert!(close(&a.data, &b.data), "Z_1'WZ_0, chunks of {max}");
+        }
     }
 }

@@ -1,0 +1,151 @@
+"""Stub of ``multilevel._core``, the Rust core (rust/src/py/), written by hand.
+
+Checked against the compiled module by ``python -m mypy.stubtest multilevel._core``
+(tests/test_core_stub.py). Arrays are float64 unless stated; every attribute of the result
+classes is read-only.
+"""
+
+from typing import TypeAlias, final
+
+import numpy as np
+import numpy.typing as npt
+from typing_extensions import disjoint_base
+
+__all__ = [
+    "ConvergenceCheck",
+    "FitResult",
+    "InternalError",
+    "LmmProblem",
+    "OptimizerSummary",
+    "Solution",
+    "__version__",
+    "_panic_for_tests",
+]
+
+__version__: str
+
+_F64: TypeAlias = npt.NDArray[np.float64]
+
+class InternalError(Exception):
+    """A bug of the Rust core (a panic caught at the boundary); please report it."""
+
+@final
+class LmmProblem:
+    """A linear mixed model's cross-products, ready to evaluate and fit.
+
+    ``terms`` is a list of ``(codes, n_levels, Z, diagonal)``: codes (n,) int32 0-based levels,
+    Z (n, q) float64 in Fortran order. X is (n, p) in Fortran order. The arrays are held by
+    reference, not copied. ``threads``: 0 for all cores.
+    """
+
+    def __new__(
+        cls,
+        y: _F64,
+        x: _F64,
+        terms: list[tuple[npt.NDArray[np.int32], int, _F64, bool]],
+        weights: _F64 | None = None,
+        offset: _F64 | None = None,
+        threads: int = 0,
+    ) -> LmmProblem: ...
+    @property
+    def n_theta(self) -> int: ...
+    @property
+    def nobs(self) -> int: ...
+    @property
+    def p(self) -> int: ...
+    @property
+    def threads(self) -> int: ...
+    @property
+    def lower(self) -> _F64: ...
+    @property
+    def theta0(self) -> _F64: ...
+    @property
+    def sum_log_weights(self) -> float: ...
+    def objective(self, theta: _F64 | list[float], reml: bool) -> float: ...
+    def solution(self, theta: _F64 | list[float], reml: bool) -> Solution: ...
+    def fit(
+        self,
+        reml: bool,
+        theta0: _F64 | list[float] | None = None,
+        max_fun: int | None = None,
+        check: bool = True,
+        xtol_rel: float = 1e-4,
+        ftol_abs: float = 1e-8,
+    ) -> FitResult: ...
+    def condvar(self, theta: _F64 | list[float]) -> list[_F64]: ...
+
+@disjoint_base
+class Solution:
+    """The linear mixed model at one theta."""
+
+    @property
+    def theta(self) -> _F64: ...
+    @property
+    def beta(self) -> _F64: ...
+    @property
+    def u(self) -> list[_F64]: ...
+    @property
+    def b(self) -> list[_F64]: ...
+    @property
+    def sigma(self) -> float: ...
+    @property
+    def objective(self) -> float: ...
+    @property
+    def pwrss(self) -> float: ...
+    @property
+    def ld_l2(self) -> float: ...
+    @property
+    def ld_rx2(self) -> float: ...
+    @property
+    def vcov_unscaled(self) -> _F64: ...
+    @property
+    def lambda_(self) -> list[_F64]: ...
+    @property
+    def nobs(self) -> int: ...
+
+@final
+class FitResult(Solution):
+    """The solution at the optimum, with the optimiser's summary and the post-fit check."""
+
+    @property
+    def optimizer(self) -> OptimizerSummary: ...
+    @property
+    def check(self) -> ConvergenceCheck | None: ...
+
+@final
+class OptimizerSummary:
+    """What the optimiser did."""
+
+    @property
+    def theta0(self) -> _F64: ...
+    @property
+    def theta(self) -> _F64: ...
+    @property
+    def f0(self) -> float: ...
+    @property
+    def f(self) -> float: ...
+    @property
+    def n_eval(self) -> int: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def message(self) -> str: ...
+
+@final
+class ConvergenceCheck:
+    """lme4's checks after a fit."""
+
+    @property
+    def gradient(self) -> _F64: ...
+    @property
+    def hessian(self) -> _F64: ...
+    @property
+    def scaled_gradient(self) -> _F64: ...
+    @property
+    def converged(self) -> bool: ...
+    @property
+    def singular(self) -> bool: ...
+    @property
+    def message(self) -> str: ...
+
+def _panic_for_tests() -> None: ...

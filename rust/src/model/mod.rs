@@ -1,0 +1,13 @@
+//! The model's data as the core owns them, in the order a fit reads them: the random-effects
+//! terms (`remat`: a term's shape, grouping codes and Z columns, and Lambda(theta)), the row
+//! source that hands their rows out in chunks (`source`), the blocked cross-product
+//! A = [Z X y]'W[Z X y] accumulated from those chunks (`crossprod`), and lme4's moment-based
+//! start, which reads the rows again through the same source (`start`).
+//!
+//! MixedModels.jl keeps the same objects in `remat.jl` (`ReMat`) and `linearmixedmodel.jl`
+//! (the `A` blocks); lme4 in `lmerMod`'s `reTrms` and `mkLmerDevfun`.
+
+pub mod crossprod;
+pub mod remat;
+pub mod source;
+pub mod start;
