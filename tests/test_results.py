@@ -148,8 +148,10 @@ def test_anova_refits_reml_with_ml(ss):
         warnings.simplefilter("error")
         ml.anova(g0, f1.refit_ml())  # ML fits: no refit, no note
     assert g0.refit_ml() is g0
-    with pytest.raises(ValueError):
-        ml.anova(f0)
+    # One fit: lmerTest's type III table of its terms (tested in test_inference.py)
+    assert list(ml.anova(f0).index) == ["Days"]
+    with pytest.raises(ValueError, match="type III only"):
+        ml.anova(f0, type=2)
 
 
 def test_singular_fit_warns():

@@ -38,6 +38,8 @@ _LAZY = {
     "up": "multilevel.contextual",
     "cvar": "multilevel.contextual",
     "dvar": "multilevel.contextual",
+    "bootstrap": "multilevel.inference.bootstrap",
+    "compare": "multilevel.comparison",
 }
 _SUBMODULES = {
     "datasets",
@@ -76,6 +78,8 @@ __all__ = [
     "RankDeficiencyWarning",
     "SingularFitWarning",
     "anova",
+    "bootstrap",
+    "compare",
     "cvar",
     "dvar",
     "hausman",

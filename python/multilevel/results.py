@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from multilevel.exceptions import ConvergenceWarning, DataError, SingularFitWarning
+from multilevel.inference.methods import InferenceMixin
 
 __all__ = ["LmerFit", "LmerSummary", "anova"]
 
@@ -189,7 +190,7 @@ def _n_rows(data: Any) -> int:
 # ---------------------------------------------------------------------------------------
 # The fit
 # ---------------------------------------------------------------------------------------
-class LmerFit:
+class LmerFit(InferenceMixin):
     """A fitted linear mixed model (lme4's ``merMod``), returned by :func:`multilevel.lmer`.
 
     Holds the design and the core's problem, so that other quantities (a refit with ML, the
@@ -327,6 +328,11 @@ class LmerFit:
     def df(self) -> int:
         """Number of parameters: fixed effects + theta + sigma."""
         return len(self.beta) + len(self.theta) + 1
+
+    @property
+    def npar(self) -> int:
+        """Number of parameters (lme4's ``npar`` in ``anova``): the same as :attr:`df`."""
+        return self.df
 
     @property
     def df_resid(self) -> int:
@@ -637,9 +643,33 @@ class LmerFit:
                                             self.reml if reml is None else bool(reml)))
 
     # -- printing -------------------------------------------------------------------------
-    def summary(self) -> LmerSummary:
-        """An lme4-like summary; ``print(fit.summary())`` shows it as ``print(summary(fit))``."""
-        return LmerSummary(self)
+    def summary(self, style: str = "lme4", **kwargs: Any) -> Any:
+        """A report of the fit; ``print(fit.summary())`` shows it.
+
+        ``style="lme4"``: as ``print(summary(fit))`` of lme4; ``"stata"``: as Stata's
+        ``mixed`` (z tests, variance components with standard errors and intervals, the LR
+        test against the linear model; ``variance=False`` for standard deviations);
+        ``"nlme"``: as nlme's ``summary(lme)`` (nested grouping factors only). Each report's
+        tables are DataFrames too.
+        """
+        if style == "lme4":
+            return LmerSummary(self)
+        if style == "stata":
+            from multilevel.reports import stata
+
+            return stata.report(self, **kwargs)
+        if style == "nlme":
+            from multilevel.reports import nlme
+
+            return nlme.summary(self)
+        raise ValueError(f"style must be 'lme4', 'stata' or 'nlme'; got {style!r}")
+
+    def intervals(self, level: float = 0.95) -> dict[str, pd.DataFrame]:
+        """nlme's ``intervals(lme)``: fixed effects (t with nlme's DF), random-effect SDs and
+        correlations, and sigma, each as a DataFrame with lower, est. and upper."""
+        from multilevel.reports import nlme
+
+        return nlme.intervals(self, level)
 
     def _title(self) -> list[str]:
         how = "REML" if self.reml else "maximum likelihood "
@@ -838,7 +868,9 @@ class LmerSummary:
 # ---------------------------------------------------------------------------------------
 # Likelihood-ratio tests
 # ---------------------------------------------------------------------------------------
-def anova(*fits: LmerFit, names: Sequence[str] | None = None, refit: bool = True) -> pd.DataFrame:
+def anova(*fits: Any, names: Sequence[str] | None = None, refit: bool = True,
+          type: int | None = None, ddf: str | None = "satterthwaite", boot: int | None = None,
+          seed: Any = None, threads: int | None = None, progress: bool = False) -> pd.DataFrame:
     """Likelihood-ratio tests between nested fits, as lme4's ``anova(fit0, fit1, ...)``.
 
     REML fits are refitted by maximum likelihood first (with the note "refitting model(s)
@@ -853,6 +885,13 @@ def anova(*fits: LmerFit, names: Sequence[str] | None = None, refit: bool = True
         Row labels; default "fit0", "fit1", ... in argument order.
     refit : bool
         Refit REML fits with ML (default, as lme4); if False the REML criteria are compared.
+    type : 3, optional
+        With one fit: lmerTest's type III F tests of its fixed-effect terms, with ``ddf``
+        ("satterthwaite", "kenward-roger", "residual", "nlme" or None for chi-square tests).
+    boot : int, optional
+        With two fits: adds a parametric-bootstrap p-value of the LR test ("Pr(>Chisq) boot",
+        pbkrtest's PBmodcomp) from ``boot`` responses simulated from the smaller model
+        (``seed``, ``threads`` and ``progress`` as in :func:`multilevel.bootstrap`).
 
     Returns
     -------
@@ -870,6 +909,12 @@ def anova(*fits: LmerFit, names: Sequence[str] | None = None, refit: bool = True
     >>> tab["npar"].tolist(), round(float(tab["Chisq"].iloc[1]), 2)
     ([4, 6], 42.14)
     """
+    if type is not None or len(fits) == 1:
+        if len(fits) != 1 or type not in (None, 3):
+            raise ValueError("anova(fit, type=3) tests the terms of one fit (type III only)")
+        from multilevel.inference import anova3
+
+        return anova3.anova(fits[0], ddf)
     if len(fits) < 2:
         raise ValueError("anova() needs at least two fits")
     if names is None:
@@ -882,9 +927,9 @@ def anova(*fits: LmerFit, names: Sequence[str] | None = None, refit: bool = True
     if refit and any(f.reml for f in fits):
         warnings.warn(REFIT_MESSAGE, UserWarning, stacklevel=2)
         fits = tuple(f.refit_ml() for f in fits)
-    order = sorted(range(len(fits)), key=lambda i: fits[i].df)  # stable: ties keep order
+    order = sorted(range(len(fits)), key=lambda i: fits[i].npar)  # stable: ties keep order
     fs = [fits[i] for i in order]
-    npar = np.array([f.df for f in fs])
+    npar = np.array([f.npar for f in fs])
     ll = np.array([f.loglik for f in fs])
     dev = -2.0 * ll
     chisq = np.full(len(fs), np.nan)
@@ -896,7 +941,15 @@ def anova(*fits: LmerFit, names: Sequence[str] | None = None, refit: bool = True
         chisq[i] = 2.0 * max(0.0, ll[i] - ll[i - 1])
         dfc[i] = npar[i] - npar[i - 1]
         pv[i] = stats.chi2.sf(chisq[i], dfc[i]) if dfc[i] > 0 else np.nan
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {"npar": npar, "AIC": [f.aic for f in fs], "BIC": [f.bic for f in fs], "logLik": ll,
          "deviance": dev, "Chisq": chisq, "Df": dfc, "Pr(>Chisq)": pv},
         index=[names[i] for i in order])
+    if boot is not None:
+        if len(fs) != 2 or not all(isinstance(f, LmerFit) for f in fs):
+            raise ValueError("boot= compares two linear mixed model fits")
+        from multilevel.inference.bootstrap import lrt_pvalue
+
+        p, _ = lrt_pvalue(fs[0], fs[1], boot, seed=seed, threads=threads, progress=progress)
+        table["Pr(>Chisq) boot"] = [np.nan, p]
+    return table

@@ -431,6 +431,41 @@ class OlsFit:
         """Alias of :attr:`coef` (statsmodels' name)."""
         return self.coef
 
+    # -- likelihood (Gaussian, as R's logLik.lm), for anova() against mixed models ---------
+    reml = False
+
+    def refit_ml(self) -> OlsFit:
+        """Least squares is already the maximum-likelihood fit."""
+        return self
+
+    @property
+    def npar(self) -> int:
+        """Parameters of the Gaussian likelihood: the coefficients and sigma."""
+        return len(self.coef) + 1
+
+    @property
+    def loglik(self) -> float:
+        """Gaussian log-likelihood at the least-squares fit (R's ``logLik.lm``)."""
+        n = self.nobs
+        ldw = 0.0 if self.weights is None else float(np.sum(np.log(self.weights)))
+        return 0.5 * (ldw - n * (math.log(2.0 * math.pi) + 1.0 - math.log(n) + math.log(self.ssr)))
+
+    @property
+    def aic(self) -> float:
+        return -2.0 * self.loglik + 2.0 * self.npar
+
+    @property
+    def bic(self) -> float:
+        return -2.0 * self.loglik + math.log(self.nobs) * self.npar
+
+    def wald(self, L: Any, rhs: Any = None, level: float = 0.95) -> Any:
+        """Tests of linear hypotheses L beta = rhs with this fit's covariance and df
+        (see :meth:`multilevel.LmerFit.wald` for the forms of L)."""
+        from multilevel.inference.wald import wald_fixed_df
+
+        return wald_fixed_df(self.coef, self.vcov.to_numpy(), self.df.to_numpy(), self.f_df[1],
+                             L, rhs, level)
+
     @property
     def se(self) -> pd.Series:
         """Standard errors: square roots of the diagonal of :attr:`vcov`."""

@@ -1,0 +1,1 @@
+"""Reports of a fit in the layouts of other packages: Stata's ``mixed`` and nlme's ``lme``."""
