@@ -10,7 +10,6 @@ p-values with three (four in the header).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
