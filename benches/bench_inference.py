@@ -60,7 +60,8 @@ print(json.dumps({"task": task, "times": times}))
 
 def run(cmd: list[str]) -> list[float]:
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])["times"]
+    times = json.loads(out.strip().splitlines()[-1])["times"]
+    return times if isinstance(times, list) else [times]  # R unboxes a single value
 
 
 def cpu_model() -> str:
