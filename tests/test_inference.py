@@ -350,3 +350,50 @@ def test_anova_bootstrap_pvalue():
     p = a["Pr(>Chisq) boot"].iloc[1]
     assert p == b["Pr(>Chisq) boot"].iloc[1]
     assert p == 0.05  # the observed LR (42.1) beats all 19 replicates: (1 + 0) / 20
+
+
+@pytest.mark.parametrize(
+    "case,formula,dataset",
+    [
+        ("nlme_hsb_ses_sector", "mathach ~ ses * sector + (1 | school)", "hsb"),
+        ("nlme_sleepstudy", "Reaction ~ Days + (Days | Subject)", "sleepstudy"),
+    ],
+)
+def test_nlme_report(case, formula, dataset):
+    r = ref(case)
+    fit = ml.lmer(formula, ml.datasets.load(dataset))
+    s = fit.summary(style="nlme")
+    # logLik, AIC and BIC as nlme's summary(lme) (BIC on N - p observations for REML)
+    assert rel(s.fit_stats["logLik"], r["loglik"]) < 1e-7
+    assert rel(s.fit_stats["AIC"], r["aic"]) < 1e-7
+    assert rel(s.fit_stats["BIC"], r["bic"]) < 1e-7
+    assert s.fixed["DF"].tolist() == list(np.atleast_1d(r["df"]))
+    # nlme's optimiser stops at a slightly different theta (same logLik to 1e-7): 5e-5
+    assert rel(s.fixed["Value"], r["value"]) < 5e-5
+    assert rel(s.fixed["Std.Error"], r["se"]) < 5e-5
+    text = str(s)
+    assert text.startswith("Linear mixed-effects model fit by REML")
+    assert "Fixed effects:" in text and "Standardized Within-Group Residuals:" in text
+    iv = fit.intervals()
+    assert set(iv) == {"fixed", "random", "sigma"}
+
+
+def test_stata_report():
+    fit = fit_of("sleepstudy_slopes_ml")
+    rep = fit.summary(style="stata")
+    text = str(rep)
+    lines = text.splitlines()
+    assert lines[0].startswith("Mixed-effects ML regression")
+    assert "Log likelihood = -875.96967" in text  # -0.5 * deviance, 8 significant digits
+    assert "Wald chi2(1)      =      48.55" in text  # the z test of Days squared
+    # Stata's row order: slope first, constant last; variances before the covariance
+    assert [i for i in rep.fixed.index] == ["Days", "_cons"]
+    assert "var(Days)" in rep.random.index[0] and "cov(" in rep.random.index[2]
+    assert "LR test vs. linear model: chi2(3) = 148.35" in text
+    assert "Note: LR test is conservative" in text
+    sd = fit.summary(style="stata", variance=False)
+    assert "sd(Residual)" in sd.random.index[-1]
+    one = fit_of("sleepstudy_intercept_ml").summary(style="stata")
+    assert "chibar2(01) = 106.21" in str(one)
+    with pytest.raises(ValueError, match="style must be"):
+        fit.summary(style="spss")

@@ -63,7 +63,10 @@ def summary(fit: Any) -> NlmeSummary:
     V = fit.vcov_model.to_numpy()
     sd = np.sqrt(np.diag(V))
     corr = pd.DataFrame(V / np.outer(sd, sd), index=fit.fixef.index, columns=fit.fixef.index)
-    stats_ = pd.Series({"AIC": fit.aic, "BIC": fit.bic, "logLik": fit.loglik})
+    # nlme's BIC of a REML fit counts the N - p observations of the restricted likelihood.
+    n_bic = fit.nobs - (len(fit.beta) if fit.reml else 0)
+    bic = -2.0 * fit.loglik + np.log(n_bic) * fit.df
+    stats_ = pd.Series({"AIC": fit.aic, "BIC": bic, "logLik": fit.loglik})
     rows, formulas = [], []
     s2 = float(fit.sigma) ** 2
     for term, lam in zip(fit.design.terms, fit.lambda_):
