@@ -62,8 +62,11 @@ def group_codes(fit: Any, group: str) -> np.ndarray:
 
 def group_z(fit: Any, group: str) -> np.ndarray:
     """The random-effect columns of ``group``'s terms side by side, as ``ranef[group]``."""
-    zs = [np.asarray(t.Z, dtype=float).reshape(len(t.codes), -1)
-          for t in fit.design.terms if t.group == group]
+    zs = [
+        np.asarray(t.Z, dtype=float).reshape(len(t.codes), -1)
+        for t in fit.design.terms
+        if t.group == group
+    ]
     return np.hstack(zs)
 
 
@@ -103,8 +106,9 @@ def ppoints(n: int) -> np.ndarray:
     return (np.arange(1, n + 1) - a) / (n + 1 - 2 * a)
 
 
-def level_labels(ax: Any, positions: np.ndarray, labels: list[str], axis: str,
-                 max_labels: int = 40) -> None:
+def level_labels(
+    ax: Any, positions: np.ndarray, labels: list[str], axis: str, max_labels: int = 40
+) -> None:
     """Label the levels on ``axis`` ("x" or "y"), or none when there are too many to read."""
     set_ticks = ax.set_yticks if axis == "y" else ax.set_xticks
     if len(labels) <= max_labels:

@@ -56,15 +56,26 @@ def fixed_rows(fit: Any, newdata: pd.DataFrame) -> np.ndarray:
     mm = spec.model_spec.get_model_matrix(newdata, na_action="ignore")
     X = np.asarray(mm, dtype=float)[:, np.asarray(spec.keep)]
     pred = np.asarray(fit.predict(newdata, re_form=np.nan), dtype=float)
-    if X.shape != (len(newdata), len(fit.beta)) or not np.allclose(X @ fit.beta, pred,
-                                                                   rtol=1e-9, atol=1e-9):
-        raise RuntimeError("effect(): the fixed-effects rows rebuilt for the grid do not "
-                           "reproduce fit.predict(re_form=NA); please report this")
+    if X.shape != (len(newdata), len(fit.beta)) or not np.allclose(
+        X @ fit.beta, pred, rtol=1e-9, atol=1e-9
+    ):
+        raise RuntimeError(
+            "effect(): the fixed-effects rows rebuilt for the grid do not "
+            "reproduce fit.predict(re_form=NA); please report this"
+        )
     return X
 
 
-def effect(fit: Any, term: str, data: Any = None, by: str | None = None, level: float = 0.95,
-           n: int = 50, ax: Any = None, **kwargs: Any) -> Any:
+def effect(
+    fit: Any,
+    term: str,
+    data: Any = None,
+    by: str | None = None,
+    level: float = 0.95,
+    n: int = 50,
+    ax: Any = None,
+    **kwargs: Any,
+) -> Any:
     """Population-level fitted line of one numeric predictor with its confidence band.
 
     Parameters
@@ -105,21 +116,25 @@ def effect(fit: Any, term: str, data: Any = None, by: str | None = None, level: 
     (2, 2, 'mathach')
     """
     if data is None:
-        raise ValueError("effect() needs the data the model was fitted to: "
-                         "effect(fit, term, data=df)")
+        raise ValueError(
+            "effect() needs the data the model was fitted to: effect(fit, term, data=df)"
+        )
     df = _frame(data)
     for name in (term, by):
         if name is not None and name not in df.columns:
             raise KeyError(f"no column {name!r} in data")
     if not _is_numeric(df[term]):
         raise TypeError(f"effect() draws a line along a numeric predictor; {term!r} is not")
-    base = {c: (df[c].mean() if _is_numeric(df[c]) else (_levels(df[c]) or [None])[0])
-            for c in df.columns}
+    base = {
+        c: (df[c].mean() if _is_numeric(df[c]) else (_levels(df[c]) or [None])[0])
+        for c in df.columns
+    }
     grid = np.linspace(np.nanmin(df[term]), np.nanmax(df[term]), int(n))
     by_levels = [None] if by is None else _levels(df[by])
     if len(by_levels) > MAX_BY_LEVELS:
-        raise ValueError(f"{by!r} has {len(by_levels)} levels; effect() draws at most "
-                         f"{MAX_BY_LEVELS} lines")
+        raise ValueError(
+            f"{by!r} has {len(by_levels)} levels; effect() draws at most {MAX_BY_LEVELS} lines"
+        )
     z = normal_quantile(level)
     V = np.asarray(fit.vcov, dtype=float)
     ax = axes(ax)
@@ -132,8 +147,7 @@ def effect(fit: Any, term: str, data: Any = None, by: str | None = None, level: 
         mean = X @ fit.beta
         half = z * np.sqrt(np.einsum("ij,jk,ik->i", X, V, X))
         (line,) = ax.plot(grid, mean, label=None if by is None else f"{by} = {lev}", **kwargs)
-        ax.fill_between(grid, mean - half, mean + half, color=line.get_color(), alpha=0.2,
-                        lw=0)
+        ax.fill_between(grid, mean - half, mean + half, color=line.get_color(), alpha=0.2, lw=0)
     ax.set_xlabel(term)
     ax.set_ylabel(str(fit.design.formula).split("~")[0].strip())
     ax.set_title(f"Effect of {term} ({level:.0%} band, population level)")

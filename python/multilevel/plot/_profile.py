@@ -21,15 +21,20 @@ def traces_of(traces: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     if isinstance(traces, pd.DataFrame):
         missing = {"parameter", "value", "zeta"} - set(traces.columns)
         if missing:
-            raise KeyError(f"profile traces need columns parameter, value, zeta; missing "
-                           f"{sorted(missing)}")
-        pairs = {str(p): (d["value"].to_numpy(), d["zeta"].to_numpy())
-                 for p, d in traces.groupby("parameter", sort=False)}
+            raise KeyError(
+                f"profile traces need columns parameter, value, zeta; missing {sorted(missing)}"
+            )
+        pairs = {
+            str(p): (d["value"].to_numpy(), d["zeta"].to_numpy())
+            for p, d in traces.groupby("parameter", sort=False)
+        }
     elif isinstance(traces, Mapping):
         pairs = {str(k): (np.asarray(v[0]), np.asarray(v[1])) for k, v in traces.items()}
     else:
-        raise TypeError("profile traces must be a dict name -> (values, zeta) or a DataFrame "
-                        f"with columns parameter, value, zeta; got {type(traces).__name__}")
+        raise TypeError(
+            "profile traces must be a dict name -> (values, zeta) or a DataFrame "
+            f"with columns parameter, value, zeta; got {type(traces).__name__}"
+        )
     out = {}
     for name, (v, zt) in pairs.items():
         v, zt = np.asarray(v, dtype=float), np.asarray(zt, dtype=float)
@@ -57,8 +62,15 @@ def interval_ends(values: np.ndarray, zeta: np.ndarray, z: float) -> list[float]
     return ends
 
 
-def profile(traces: Any, parameters: Sequence[str] | None = None, level: float = 0.95,
-            ax: Any = None, fig: Any = None, ncols: int = 3, **kwargs: Any) -> Any:
+def profile(
+    traces: Any,
+    parameters: Sequence[str] | None = None,
+    level: float = 0.95,
+    ax: Any = None,
+    fig: Any = None,
+    ncols: int = 3,
+    **kwargs: Any,
+) -> Any:
     """Profile zeta against each parameter, one panel per parameter.
 
     Each panel draws the trace, horizontal lines at zeta = -z and +z (z = 1.96 for the
@@ -120,7 +132,7 @@ def profile(traces: Any, parameters: Sequence[str] | None = None, level: float =
         if fig is None:
             fig = pyplot().figure(figsize=(3.2 * nc, 2.8 * nr), layout="constrained")
         grid = fig.subplots(nr, nc, squeeze=False).ravel()
-        for extra in grid[len(names):]:
+        for extra in grid[len(names) :]:
             extra.remove()
         axs = list(grid[: len(names)])
     kwargs.setdefault("color", "C0")

@@ -19,8 +19,14 @@ from multilevel.plot._common import (
 )
 
 
-def caterpillar(fit: Any, group: str | None = None, term: int | str | None = None,
-                level: float = 0.95, ax: Any = None, **kwargs: Any) -> Any:
+def caterpillar(
+    fit: Any,
+    group: str | None = None,
+    term: int | str | None = None,
+    level: float = 0.95,
+    ax: Any = None,
+    **kwargs: Any,
+) -> Any:
     """Conditional modes of one random effect with their intervals, sorted (a caterpillar plot).
 
     The display of lme4's ``dotplot(ranef(fit, condVar = TRUE))`` for one term: each level's
@@ -67,7 +73,7 @@ def caterpillar(fit: Any, group: str | None = None, term: int | str | None = Non
     half = normal_quantile(level) * np.sqrt(np.asarray(fit.ranef_condvar[g])[:, j, j])
     order = np.argsort(mode, kind="stable")
     y = np.arange(len(mode))
-    ax = axes(ax, figsize=(5.0, max(3.0, 0.16 * len(mode) + 1.0)))
+    ax = axes(ax, figsize=(5.0, min(10.0, max(3.0, 0.16 * len(mode) + 1.0))))
     kwargs.setdefault("color", "C0")
     kwargs.setdefault("s", 16)
     ax.scatter(mode[order], y, zorder=3, **kwargs)
@@ -81,8 +87,9 @@ def caterpillar(fit: Any, group: str | None = None, term: int | str | None = Non
     return ax
 
 
-def qq_ranef(fit: Any, group: str | None = None, term: int | str | None = None,
-             ax: Any = None, **kwargs: Any) -> Any:
+def qq_ranef(
+    fit: Any, group: str | None = None, term: int | str | None = None, ax: Any = None, **kwargs: Any
+) -> Any:
     """Normal QQ plot of the conditional modes of one random effect.
 
     The sorted modes against the normal quantiles at R's ``ppoints``, with the reference
@@ -141,8 +148,14 @@ def qq_points(ax: Any, values: np.ndarray, **kwargs: Any) -> None:
     ax.set_xlabel("Standard normal quantiles")
 
 
-def ranef_scatter(fit: Any, group: str | None = None, terms: tuple[int | str, int | str] = (0, 1),
-                  level: float = 0.95, ax: Any = None, **kwargs: Any) -> Any:
+def ranef_scatter(
+    fit: Any,
+    group: str | None = None,
+    terms: tuple[int | str, int | str] = (0, 1),
+    level: float = 0.95,
+    ax: Any = None,
+    **kwargs: Any,
+) -> Any:
     """Scatter of two random coefficients with the ellipse of their estimated covariance.
 
     Points are the levels' conditional modes of the two terms; the ellipse is the region
@@ -199,8 +212,9 @@ def ranef_scatter(fit: Any, group: str | None = None, terms: tuple[int | str, in
     ax = axes(ax)
     kwargs.setdefault("s", 16)
     ax.scatter(re.iloc[:, i], re.iloc[:, j], zorder=3, **kwargs)
-    ax.add_patch(Ellipse((0.0, 0.0), width=major, height=minor, angle=angle, fill=False,
-                         color="C3", lw=1.2))
+    ax.add_patch(
+        Ellipse((0.0, 0.0), width=major, height=minor, angle=angle, fill=False, color="C3", lw=1.2)
+    )
     ax.axhline(0.0, color="0.7", lw=0.6)
     ax.axvline(0.0, color="0.7", lw=0.6)
     ax.autoscale_view()

@@ -26,8 +26,9 @@ def binned_means(x: np.ndarray, y: np.ndarray, bins: int) -> tuple[np.ndarray, n
     return (np.array([x[p].mean() for p in parts]), np.array([y[p].mean() for p in parts]))
 
 
-def resid_fitted(fit: Any, smooth: bool = True, bins: int | None = None, ax: Any = None,
-                 **kwargs: Any) -> Any:
+def resid_fitted(
+    fit: Any, smooth: bool = True, bins: int | None = None, ax: Any = None, **kwargs: Any
+) -> Any:
     """Residuals against fitted values (lme4's ``plot(fit)``), with a line at 0.
 
     The smooth, when asked for, joins the means of the residuals within ``bins`` runs of
@@ -64,8 +65,10 @@ def resid_fitted(fit: Any, smooth: bool = True, bins: int | None = None, ax: Any
     """
     f, r = _used(fit.fitted), _used(fit.resid)
     ax = axes(ax)
-    kwargs.setdefault("s", 10)
-    kwargs.setdefault("alpha", 0.6 if len(f) < 2000 else 0.25)
+    many = len(f) >= 2000
+    kwargs.setdefault("s", 4 if many else 10)
+    kwargs.setdefault("alpha", 0.3 if many else 0.6)
+    kwargs.setdefault("linewidths", 0)
     ax.scatter(f, r, **kwargs)
     ax.axhline(0.0, color="0.4", lw=0.8, ls="--")
     if smooth:
@@ -77,8 +80,9 @@ def resid_fitted(fit: Any, smooth: bool = True, bins: int | None = None, ax: Any
     return ax
 
 
-def resid_by_group(fit: Any, group: str | None = None, sort: bool = False, ax: Any = None,
-                   **kwargs: Any) -> Any:
+def resid_by_group(
+    fit: Any, group: str | None = None, sort: bool = False, ax: Any = None, **kwargs: Any
+) -> Any:
     """Boxplots of the residuals by level of a grouping factor (lme4's
     ``plot(fit, g ~ resid(.))``): one box per level, in level order or sorted by median.
 
@@ -114,13 +118,18 @@ def resid_by_group(fit: Any, group: str | None = None, sort: bool = False, ax: A
     r = _used(fit.resid)
     labels = [str(v) for v in fit.ranef[g].index]
     per = [r[codes == k] for k in range(len(labels))]
-    order = (np.argsort([np.median(p) if len(p) else np.nan for p in per], kind="stable")
-             if sort else np.arange(len(labels)))
+    order = (
+        np.argsort([np.median(p) if len(p) else np.nan for p in per], kind="stable")
+        if sort
+        else np.arange(len(labels))
+    )
     pos = np.arange(1, len(labels) + 1)
     ax = axes(ax, figsize=(max(5.0, 0.25 * len(labels) + 1.0), 4.0) if len(labels) <= 60 else None)
     kwargs.setdefault("patch_artist", True)
     kwargs.setdefault("widths", 0.6)
     kwargs.setdefault("flierprops", {"markersize": 3})
+    kwargs.setdefault("boxprops", {"facecolor": "#c6dbef", "edgecolor": "0.2"})
+    kwargs.setdefault("medianprops", {"color": "C3"})
     ax.boxplot([per[k] for k in order], positions=pos, **kwargs)
     ax.axhline(0.0, color="0.4", lw=0.8, ls="--")
     level_labels(ax, pos, [labels[k] for k in order], "x")

@@ -49,9 +49,11 @@ def group_estimates(fit: Any, group: str) -> tuple[pd.DataFrame, pd.DataFrame, p
         model.append(coef[:, 1])
         kept.append(k)
     idx = levels[kept]
-    return (pd.DataFrame(own, index=idx, columns=cols),
-            pd.DataFrame(model, index=idx, columns=cols),
-            pd.Series(n, index=levels, name="n"))
+    return (
+        pd.DataFrame(own, index=idx, columns=cols),
+        pd.DataFrame(model, index=idx, columns=cols),
+        pd.Series(n, index=levels, name="n"),
+    )
 
 
 def _sizes(n: np.ndarray) -> np.ndarray:
@@ -61,8 +63,9 @@ def _sizes(n: np.ndarray) -> np.ndarray:
     return 12.0 + 108.0 * ((n - n.min()) / span if span > 0 else np.full(n.shape, 0.5))
 
 
-def shrinkage(fit: Any, group: str | None = None, term: Any = None, ax: Any = None,
-              **kwargs: Any) -> Any:
+def shrinkage(
+    fit: Any, group: str | None = None, term: Any = None, ax: Any = None, **kwargs: Any
+) -> Any:
     """Per-group least-squares estimates against the model's, with arrows (a shrinkage plot).
 
     Each group's own least-squares coefficients (open circles, area growing with the
@@ -126,16 +129,38 @@ def shrinkage(fit: Any, group: str | None = None, term: Any = None, ax: Any = No
         sizes = _sizes(n[own.index].to_numpy()[order])
     else:
         sizes = _sizes(n[own.index].to_numpy())
-    ax = axes(ax, figsize=(6.0, 5.0) if len(picked) == 2 else (5.0, max(3.0, 0.16 * len(a) + 1)))
+    tall = min(10.0, max(3.0, 0.16 * len(a) + 1.0))
+    ax = axes(ax, figsize=(6.0, 5.0) if len(picked) == 2 else (5.0, tall))
     kwargs.setdefault("facecolors", "none")
     kwargs.setdefault("edgecolors", "C0")
     ax.scatter(a[:, 0], a[:, 1], s=sizes, label="own least squares", zorder=3, **kwargs)
     ax.scatter(b[:, 0], b[:, 1], s=sizes, color="C1", label="mixed model", zorder=3)
-    ax.quiver(a[:, 0], a[:, 1], b[:, 0] - a[:, 0], b[:, 1] - a[:, 1], angles="xy",
-              scale_units="xy", scale=1.0, width=0.003, color="0.45", zorder=2)
+    ax.quiver(
+        a[:, 0],
+        a[:, 1],
+        b[:, 0] - a[:, 0],
+        b[:, 1] - a[:, 1],
+        angles="xy",
+        scale_units="xy",
+        scale=1.0,
+        width=0.004,
+        headwidth=4,
+        headlength=5,
+        headaxislength=4.5,
+        color="0.3",
+        zorder=4,
+    )
     if len(picked) == 2:
-        ax.plot([pop[0]], [pop[1]], marker="P", ms=11, color="C3", ls="none",
-                label="population", zorder=4)
+        ax.plot(
+            [pop[0]],
+            [pop[1]],
+            marker="P",
+            ms=11,
+            color="C3",
+            ls="none",
+            label="population",
+            zorder=4,
+        )
         ax.set_xlabel(cols[picked[0]])
         ax.set_ylabel(cols[picked[1]])
     else:
