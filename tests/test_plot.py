@@ -98,6 +98,8 @@ def test_caterpillar_bad_term_and_group(fit_sleep):
         mlp.caterpillar(fit_sleep, term="days")
     with pytest.raises(KeyError, match="no grouping factor 'school'"):
         mlp.caterpillar(fit_sleep, group="school")
+    with pytest.raises(TypeError, match="group must be the name of a grouping factor"):
+        mlp.shrinkage(fit_sleep, pd.DataFrame({"a": [1]}))  # data is not needed
 
 
 def test_draws_on_given_axes_and_passes_style(fit_sleep):

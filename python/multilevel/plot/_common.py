@@ -34,6 +34,10 @@ def group_name(fit: Any, group: str | None) -> str:
     groups = list(fit.ranef)
     if group is None:
         return groups[0]
+    if not isinstance(group, str):
+        raise TypeError(
+            f"group must be the name of a grouping factor ({groups}), got {type(group).__name__}"
+        )
     if group not in groups:
         raise KeyError(f"no grouping factor {group!r} in this fit; it has {groups}")
     return group
