@@ -51,6 +51,7 @@ _SUBMODULES = {
     "lmlist",
     "contextual",
     "lmer_robust",
+    "plot",
 }
 
 
