@@ -27,7 +27,7 @@ import pandas as pd
 from scipy import optimize, stats
 
 from multilevel.exceptions import FitError
-from multilevel.inference import varcomp
+from multilevel.inference import derivatives, varcomp
 from multilevel.inference.varpar import VarparModel
 
 
@@ -98,6 +98,7 @@ class Profiler:
         self.names = [p.name for p in self.params] + list(fit.fixef.index)
         self._bases: dict[int, float] = {}
         self._layouts = [varcomp._layout(t) for t in fit.design.terms]
+        self._se: np.ndarray | None = None  # delta-method SEs of the variance parameters
 
     # -- variance parameters -------------------------------------------------------------
     def _varpar(self, v: np.ndarray) -> np.ndarray:
@@ -213,6 +214,31 @@ class Profiler:
             return float(np.sqrt(self.fit.vcov_model.to_numpy()[k - nv, k - nv]))
         return max(abs(self.hat[k]) * 0.2, 1e-2)
 
+    def _guess(self, k: int, z: float) -> float:
+        """Where zeta = z by the quadratic approximation, on the scale where the profile is
+        closest to linear: log for standard deviations, atanh for correlations, the parameter
+        itself for fixed effects (the delta-method intervals of ``varcomp``)."""
+        nv = len(self.hat)
+        psi = self.hat[k] if k < nv else self.beta_hat[k - nv]
+        if k >= nv:
+            return psi + z * self._step(k)
+        if self._se is None:
+            J = derivatives.jacobian(
+                lambda v: varcomp.sdcor(self.fit, v, "sd"), self.model.varpar, d=1e-6, eps=1e-7, r=2
+            )
+            cov = J @ self.model.vcov_varpar @ J.T
+            self._se = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+            self.model.restore()
+        se = self._se[k]
+        kind = self.params[k].kind
+        if not np.isfinite(se) or se <= 0:
+            return psi + z * self._step(k)
+        if kind == "cor":
+            if abs(psi) >= 1:
+                return psi + z * self._step(k)
+            return math.tanh(math.atanh(psi) + z * se / (1.0 - psi * psi))
+        return psi * math.exp(z * se / psi) if psi > 0 else psi + z * self._step(k)
+
     def limit(self, k: int, z: float, tol: float = 1e-7) -> float:
         """The value where zeta = z (z < 0: below the estimate), or the parameter's bound.
 
@@ -224,7 +250,7 @@ class Profiler:
         psi = self.hat[k] if k < nv else self.beta_hat[k - nv]
         lo, hi = self._bound(k)
         a, za, start = psi, 0.0, None  # bracket end with zeta on the estimate's side
-        x = psi + abs(z) * self._step(k) * (1 if z > 0 else -1)
+        x = self._guess(k, z)
         for _ in range(100):
             x = min(max(x, lo), hi)
             zx, start = self.zeta(k, x, start)
