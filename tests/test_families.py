@@ -10,11 +10,10 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REFERENCE_DIR
 
 from multilevel import families as fm
 from multilevel.families import ResponseError, ResponseWarning
-
-from conftest import REFERENCE_DIR
 
 FAMILIES = json.loads((REFERENCE_DIR / "glmm" / "families.json").read_text(encoding="utf-8"))
 
