@@ -240,3 +240,23 @@ def test_laplace_is_agq_with_one_node_plus_the_saturated_constant():
         theta = np.asarray(ref["theta"]) * scale
         diffs.append(prob.laplace(theta, ref["beta"]) - prob.agq(theta, ref["beta"], 1))
     assert diffs[0] == pytest.approx(diffs[1], rel=1e-10)
+
+
+@pytest.mark.parametrize("case", ["cbpp_laplace", "contraception_urban", "grouseticks"])
+def test_conditional_variances_match_ranef_condvar(case):
+    """Var(b | y) ~ Lambda (L L')^{-1} Lambda' at the modes (Laplace): its diagonal blocks are
+    lme4's condVar. 1e-4 relative (lme4 takes L from its last, not fully converged, PIRLS
+    iterate)."""
+    ref, prob = problem(case)
+    r = prob.pirls(ref["theta"], ref["beta"])
+    lam = prob.lambda_(ref["theta"])
+    linv = np.linalg.inv(r.L)
+    cov = lam @ linv.T @ linv @ lam.T
+    start = 0
+    for t in ref["terms"]:
+        q = t["q"]
+        want = np.asarray(ref["ranef"][t["group"]]["condvar"])  # levels x q x q
+        got = np.stack([cov[start + j * q:start + (j + 1) * q, start + j * q:start + (j + 1) * q]
+                        for j in range(t["n_levels"])])
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-12)
+        start += q * t["n_levels"]
