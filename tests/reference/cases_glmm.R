@@ -28,7 +28,8 @@
 #   resid_deviance, resid_pearson, resid_response, resid_working,
 #   optimizer {name, feval, conv, messages, gradient, hessian (lme4's derivs; null if absent)},
 #   nagq0 {theta, beta, deviance, minus2loglik} (a glmer fit with nAGQ = 0, which is the first
-#   stage of the two-stage optimisation: same optimiser, same start),
+#   stage of the two-stage optimisation: same optimiser, same start; for glmer.nb, with the
+#   family negative.binomial(nb_theta)),
 #   objective_at_opt (the nAGQ > 0 stage's deviance function from glmer(..., devFunOnly = TRUE)
 #   evaluated at c(theta, beta); for nAGQ = 0 fits, the nAGQ = 0 deviance function at theta),
 #   objective_at_other [{label, theta, beta, objective, objective_tight}] (the same function
@@ -331,8 +332,8 @@ glmm_case <- function(case, formula, data, family, dataset = NULL, data_file = N
   out$glm_start <- list(coefficients = I(unname(coef(g))), names = I(names(coef(g))),
                         deviance = deviance(g), iter = g$iter, aic = g$aic)
 
-  # The nAGQ = 0 stage.
-  if (nagq > 0 && !nb) {
+  # The nAGQ = 0 stage (for glmer.nb: glmer with negative.binomial(nb_theta) held fixed).
+  if (nagq > 0) {
     f0 <- glmm_call("glmer", formula, data, data_name, family, 0L, weights, offset)
     out$nagq0 <- list(theta = I(unname(getME(f0, "theta"))), beta = I(unname(fixef(f0))),
                       deviance = deviance(f0), minus2loglik = -2 * as.numeric(logLik(f0)))
