@@ -260,3 +260,26 @@ def test_conditional_variances_match_ranef_condvar(case):
                         for j in range(t["n_levels"])])
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-12)
         start += q * t["n_levels"]
+
+
+@pytest.mark.parametrize("case", ALL_CASES)
+def test_residuals_from_the_family(case):
+    """lme4's fitted values and four residual types follow from the family at lme4's linear
+    predictor: mu = linkinv(eta); response y - mu; working (y - mu) / mu_eta(eta); pearson
+    (y - mu) sqrt(wt / V(mu)); deviance sign(y - mu) sqrt(d). 1e-10 relative to each
+    vector's scale (R and numpy evaluate the same expressions)."""
+    ref, prob = problem(case)
+    fam = prob.family
+    eta = np.asarray(ref["linear_predictor"])
+    mu = fam.linkinv(eta)
+    y, wt = prob.y, prob.weights
+
+    def close(got, key):
+        want = np.asarray(ref[key])
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-10 * np.max(np.abs(want)))
+
+    close(mu, "fitted")
+    close(y - mu, "resid_response")
+    close((y - mu) / fam.mu_eta(eta), "resid_working")
+    close((y - mu) * np.sqrt(wt / fam.variance(mu)), "resid_pearson")
+    close(np.sign(y - mu) * np.sqrt(fam.dev_resids(y, mu, wt)), "resid_deviance")
