@@ -180,7 +180,6 @@ class DenseGlmm:
         pdev, mu = self._pdev(eta, u)
         if joint:
             pdev = np.inf  # that eta is not of the form X beta + Z Lambda u: no comparison
-
         it = 0
         for it in range(1, maxit + 1):
             w, z = self._working(eta, mu)
