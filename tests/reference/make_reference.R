@@ -6,6 +6,7 @@
 #   Rscript tests/reference/make_reference.R contextual   # only tests/reference/cases_contextual.R
 #   Rscript tests/reference/make_reference.R lmer_robust  # only tests/reference/cases_lmer_robust.R
 #   Rscript tests/reference/make_reference.R inference    # only tests/reference/cases_inference.R
+#   Rscript tests/reference/make_reference.R glmm         # only tests/reference/cases_glmm.R
 #   Rscript tests/reference/make_reference.R dyestuff_reml pastes_reml   # some lmm cases
 #
 # Tests never need R; regenerating the references does (R 4.2 with lme4, nlme, lmerTest,
@@ -206,7 +207,7 @@ ref_write_json <- function(x, path) {
 
 # ------------------------------------------------------------------------------ the cases
 
-if (length(ref_args) == 0 || !all(ref_args %in% c("econ", "lmer_robust", "inference"))) {
+if (length(ref_args) == 0 || !all(ref_args %in% c("econ", "lmer_robust", "inference", "glmm"))) {
   source(file.path("tests", "reference", "cases_lmm.R"))
 }
 econ <- file.path("tests", "reference", "cases_econ.R")
@@ -226,4 +227,8 @@ inference <- file.path("tests", "reference", "cases_inference.R")
 if (file.exists(inference) && (length(ref_args) == 0 || "inference" %in% ref_args ||
                                any(startsWith(ref_args, "nlme_")))) {
   source(inference)
+}
+glmm <- file.path("tests", "reference", "cases_glmm.R")
+if (file.exists(glmm) && (length(ref_args) == 0 || "glmm" %in% ref_args)) {
+  source(glmm)
 }
