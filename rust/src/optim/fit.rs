@@ -170,10 +170,7 @@ fn newton_steps<O: Objective + ?Sized>(
 ) -> Result<Option<ConvergenceCheck>> {
     let mut check = first;
     let mut newton = 0;
-    loop {
-        let Some(step) = check.newton_step.as_ref().filter(|_| !check.converged) else {
-            break;
-        };
+    while let Some(step) = check.newton_step.as_ref().filter(|_| !check.converged) {
         if newton >= MAX_NEWTON_STEPS || summary.n_eval >= max_eval {
             break;
         }

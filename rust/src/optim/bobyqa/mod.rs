@@ -21,6 +21,13 @@
 //! this implementation moves the base point to the best point and recomputes the inverse of the
 //! interpolation system exactly from the current points, with no new evaluations.
 //!
+//! The files follow Powell's subroutines (and NLopt's `bobyqa.c`, a C translation of them):
+//! `prelim` (the initial points and model), `trsbox` (the trust-region step), `altmov` (the
+//! geometry step), `update` (H and the model for a new point), `rescue` (H recomputed); this
+//! file holds BOBYQB, the driver, as one function per labelled step of Powell's iteration
+//! ([`Next`]), NLopt's rescaling and stopping rules ([`Bobyqa::minimize_scaled`],
+//! [`Tolerances`]) and Powell's entry point ([`Bobyqa::minimize`]).
+//!
 //! All storage is allocated once in [`Bobyqa::new`]; `minimize` does not allocate.
 
 // Index loops mirror the formulas (several arrays indexed by the same point and variable).
@@ -302,7 +309,7 @@ impl Bobyqa {
         }
         let rho_begin = (steps[0] / s[0]).abs();
         let mut rho_end = tol.xtol_rel * rho_begin;
-        for &si in s.iter() {
+        for &si in &s {
             rho_end = rho_end.max(tol.xtol_abs / si.abs());
         }
         let options = BobyqaOptions {
@@ -502,7 +509,7 @@ impl Bobyqa {
                 Next::Denominator => self.denominator(&mut st),
                 Next::Evaluate => self.evaluate(&mut st, f, xl, xu, options),
                 Next::FarPoint => self.far_point(&mut st),
-                Next::ReduceRho => self.reduce_rho(&mut st, options.rho_end),
+                Next::ReduceRho => Self::reduce_rho(&mut st, options.rho_end),
                 Next::Finish => break,
             };
         }
@@ -824,7 +831,7 @@ impl Bobyqa {
     }
 
     /// Reduces rho, or stops (after evaluating a pending short step).
-    fn reduce_rho(&mut self, st: &mut State, rhoend: f64) -> Next {
+    fn reduce_rho(st: &mut State, rhoend: f64) -> Next {
         if st.rho > rhoend {
             st.delta = 0.5 * st.rho;
             st.ratio = st.rho / rhoend;

@@ -106,12 +106,12 @@ impl Bobyqa {
         let n = self.n;
         let npt = self.npt;
         self.xbase.copy_from_slice(x0);
-        self.xpt.iter_mut().for_each(|v| *v = 0.0);
-        self.bmat.iter_mut().for_each(|v| *v = 0.0);
-        self.hq.iter_mut().for_each(|v| *v = 0.0);
-        self.pq.iter_mut().for_each(|v| *v = 0.0);
-        self.zmat.iter_mut().for_each(|v| *v = 0.0);
-        self.gopt.iter_mut().for_each(|v| *v = 0.0);
+        self.xpt.fill(0.0);
+        self.bmat.fill(0.0);
+        self.hq.fill(0.0);
+        self.pq.fill(0.0);
+        self.zmat.fill(0.0);
+        self.gopt.fill(0.0);
         let rhosq = rhobeg * rhobeg;
         let mut kopt = 0;
         let mut fbeg = 0.0;

@@ -97,8 +97,8 @@ impl Bobyqa {
         let nk = npt + n + 1;
         let a = &mut self.kkt;
         let inv = &mut self.kkt_inv;
-        a.iter_mut().for_each(|v| *v = 0.0);
-        inv.iter_mut().for_each(|v| *v = 0.0);
+        a.fill(0.0);
+        inv.fill(0.0);
         for i in 0..npt {
             let yi = &self.xpt[i * n..(i + 1) * n];
             for j in 0..npt {

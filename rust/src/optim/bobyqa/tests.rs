@@ -108,7 +108,7 @@ fn rosenbrock_follows_nlopt() {
 #[test]
 fn bounded_quadratic_matches_nlopt() {
     // Minimiser on the bound of x_2 (c_2 = -2 < 0) and free in x_0, x_1. NLopt 2.7.1:
-    // 31 evaluations, x = (2.99999967523, 0.250000188922, 0).
+    // 31 evaluations, x = (2.999_999_675_23, 0.250_000_188_922, 0).
     let (x, r, outside) = solve(
         quad3,
         &[1.0, 0.0, 1.0],
@@ -119,7 +119,7 @@ fn bounded_quadratic_matches_nlopt() {
     assert_eq!(outside, 0);
     assert_eq!(r.n_eval, 31);
     assert_eq!(x[2], 0.0, "exactly on the bound");
-    assert!((x[0] - 2.99999967523).abs() < 1e-9 && (x[1] - 0.250000188922).abs() < 1e-9);
+    assert!((x[0] - 2.999_999_675_23).abs() < 1e-9 && (x[1] - 0.250_000_188_922).abs() < 1e-9);
     assert!((r.f - 12.0).abs() < 1e-9);
 }
 

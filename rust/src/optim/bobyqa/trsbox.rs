@@ -395,10 +395,10 @@ fn rotate_on_boundary(
 /// j (j + 1) / 2 + i), in the order of Powell's loops.
 fn packed_times(hq: &[f64], s: &[f64], hs: &mut [f64]) {
     let n = s.len();
-    hs.iter_mut().for_each(|v| *v = 0.0);
+    hs.fill(0.0);
     let mut ih = 0;
     for j in 0..n {
-        let col = &hq[ih..ih + j + 1];
+        let col = &hq[ih..=ih + j];
         let sj = s[j];
         let mut acc = 0.0;
         for i in 0..j {

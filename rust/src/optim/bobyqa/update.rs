@@ -263,7 +263,7 @@ impl Bobyqa {
             for k in 0..npt {
                 self.pq[k] = self.w[npt + k];
             }
-            self.hq.iter_mut().for_each(|v| *v = 0.0);
+            self.hq.fill(0.0);
             *itest = 0;
         }
     }
@@ -275,7 +275,7 @@ impl Bobyqa {
         let v = &v[..n];
         let mut ih = 0;
         for j in 0..n {
-            let col = &self.hq[ih..ih + j + 1];
+            let col = &self.hq[ih..=ih + j];
             let mut gj = g[j];
             for i in 0..j {
                 gj += col[i] * v[i];
