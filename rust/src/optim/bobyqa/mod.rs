@@ -25,7 +25,7 @@
 //! `prelim` (the initial points and model), `trsbox` (the trust-region step), `altmov` (the
 //! geometry step), `update` (H and the model for a new point), `rescue` (H recomputed); this
 //! file holds BOBYQB, the driver, as one function per labelled step of Powell's iteration
-//! ([`Next`]), NLopt's rescaling and stopping rules ([`Bobyqa::minimize_scaled`],
+//! (`Next`), NLopt's rescaling and stopping rules ([`Bobyqa::minimize_scaled`],
 //! [`Tolerances`]) and Powell's entry point ([`Bobyqa::minimize`]).
 //!
 //! All storage is allocated once in [`Bobyqa::new`]; `minimize` does not allocate.
