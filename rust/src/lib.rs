@@ -4,7 +4,7 @@
 //! Walker 2015), factored blockwise as in MixedModels.jl.
 
 pub mod blocks;
-pub mod bobyqa;
+pub use optim::bobyqa;
 pub mod cholesky;
 pub mod dense_llt;
 pub mod error;

@@ -5,8 +5,8 @@
 mod common;
 
 use common::{random_codes, rel, Data, Rng};
-use multilevel::bobyqa::Tolerances;
-use multilevel::bobyqa::{Bobyqa, BobyqaOptions, BobyqaStatus};
+use multilevel::optim::bobyqa::Tolerances;
+use multilevel::optim::bobyqa::{Bobyqa, BobyqaOptions, BobyqaStatus};
 use multilevel::optim::{fit, FitOptions, SINGULAR_TOLERANCE};
 
 fn check_fit(name: &str, data: &Data, theta_true: &[f64], reml: bool) {
