@@ -1,7 +1,7 @@
 """Shared fixtures: the golden references of tests/reference/ and the numerical core.
 
 The lmm tests run against the compiled core ``multilevel._core``. Before it is built they are
-skipped, unless ``MULTILEVEL_TEST_DENSE=1`` is set: then ``multilevel._dense_reference``'s
+skipped, unless ``MULTILEVEL_TEST_DENSE=1`` is set: then ``tests/_dense_reference.py``'s
 ``DenseLmmProblem`` stands in for ``_core.LmmProblem`` (development only).
 """
 
@@ -61,7 +61,7 @@ def lmm_core(monkeypatch):
     """Make sure lmer() has a numerical core: the Rust one, or the dense stand-in if asked."""
     if USE_DENSE:
         from multilevel import lmm
-        from multilevel._dense_reference import DenseLmmProblem
+        from _dense_reference import DenseLmmProblem
 
         monkeypatch.setattr(lmm, "_problem_class", lambda: DenseLmmProblem)
         return DenseLmmProblem

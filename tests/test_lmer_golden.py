@@ -269,7 +269,7 @@ def test_predict_sleepstudy(lmm_core):
 
 def test_dense_reference_matches_lme4_objective():
     """The dense oracle itself reproduces lme4's objective (no compiled core needed)."""
-    from multilevel._dense_reference import DenseLmmProblem
+    from _dense_reference import DenseLmmProblem
 
     for name in CASES:
         ref = load_reference(name)
@@ -287,7 +287,7 @@ def test_dense_reference_matches_lme4_objective():
 @pytest.mark.parametrize("name", [c for c in CASES if load_reference(c)["nobs"] <= 2000])
 def test_core_matches_dense_reference(name, lmm_core):
     """The Rust core against the dense oracle at several theta: 1e-10 relative."""
-    from multilevel._dense_reference import DenseLmmProblem
+    from _dense_reference import DenseLmmProblem
 
     ref = load_reference(name)
     with warnings.catch_warnings():

@@ -14,7 +14,7 @@ Models Using lme4", Journal of Statistical Software 67(1), section 3:
   and the REML criterion is
   ``log|L|^2 + log|R_X|^2 + (n - p) (1 + log(2 pi pwrss / (n - p))) - sum(log w)``.
 
-It is meant for small problems only: ``Z`` is built as a dense n x q matrix. It serves as the
+It lives in tests/, out of the wheel. It is meant for small problems only: ``Z`` is built as a dense n x q matrix. It serves as the
 oracle against which the Rust core (``multilevel._core.LmmProblem``) is tested, and as
 ``DenseLmmProblem``, a class with the same methods and result attributes as the Rust class, so
 that the Python layers can be exercised without the compiled core.
@@ -59,18 +59,6 @@ class DenseLmmProblem:
     terms : list of ``(codes, n_levels, Z, diagonal)``; codes int (n,), Z (n, q)
     weights, offset : optional arrays (n,)
     threads : int, ignored (the Rust class's number of threads)
-
-    Examples
-    --------
-    >>> rng = np.random.default_rng(1)
-    >>> g = np.repeat(np.arange(5), 4).astype(np.int32)
-    >>> y = rng.normal(size=20) + rng.normal(size=5)[g]
-    >>> prob = DenseLmmProblem(y, np.ones((20, 1)), [(g, 5, np.ones((20, 1)), False)])
-    >>> prob.n_theta, prob.theta0.tolist()
-    (1, [1.0])
-    >>> fit = prob.fit(reml=True)
-    >>> bool(abs(fit.objective - prob.objective(fit.theta, True)) < 1e-12)
-    True
     """
 
     def __init__(self, y, X, terms, weights=None, offset=None, threads=0):
@@ -272,12 +260,5 @@ class DenseLmmProblem:
 
 def dense_objective(y, X, terms, theta, reml: bool, weights=None, offset=None) -> float:
     """The profiled objective (ML deviance or REML criterion) of lme4 at ``theta``, densely.
-
-    Examples
-    --------
-    >>> y = np.array([1.0, 2.0, 2.5, 4.0, 3.0, 5.0])
-    >>> g = np.array([0, 0, 1, 1, 2, 2], dtype=np.int32)
-    >>> round(dense_objective(y, np.ones((6, 1)), [(g, 3, np.ones((6, 1)), False)], [0.0], False), 6)
-    20.215932
     """
     return DenseLmmProblem(y, X, terms, weights, offset).objective(np.asarray(theta, float), reml)
