@@ -415,23 +415,23 @@ def test_new_matrices_drops_missing_rows(df):
 def test_unique_keys_is_numpys_unique(n_keys):
     # By counting when the key range is small, by sorting when it is large: the same levels
     # (sorted) and the same inverse as np.unique, whichever way.
-    from multilevel.design import _unique_keys
+    from multilevel.factors import unique_keys
 
     rng = np.random.default_rng(n_keys)
     key = rng.integers(0, n_keys, size=500)
     key[key % 3 == 0] = key.min()  # repeated keys and gaps in the range
     want_uniq, want_codes = np.unique(key, return_inverse=True)
-    uniq, codes = _unique_keys(key, n_keys)
+    uniq, codes = unique_keys(key, n_keys)
     np.testing.assert_array_equal(uniq, want_uniq)
     np.testing.assert_array_equal(codes, want_codes)
 
 
 def test_codes_seen_flags_categories_and_missing():
-    from multilevel.design import _codes_seen
+    from multilevel.factors import codes_seen
 
     codes = np.array([2, 0, 2, -1], dtype=np.int8)
-    assert _codes_seen(codes, 4).tolist() == [True, False, True, False, True]
-    assert _codes_seen(codes[:3], 4).tolist() == [True, False, True, False, False]
+    assert codes_seen(codes, 4).tolist() == [True, False, True, False, True]
+    assert codes_seen(codes[:3], 4).tolist() == [True, False, True, False, False]
 
 
 def _formulaic_matrix(expr, frame):

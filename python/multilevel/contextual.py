@@ -66,13 +66,10 @@ import pandas as pd
 from formulaic.utils.stateful_transforms import stateful_transform
 
 from multilevel.design import (
-    _factor,
-    _group_codes,
     _is_numeric,
-    _label,
-    _lookup,
     as_pandas,
 )
+from multilevel.factors import factor, interaction, label, lookup
 from multilevel.exceptions import DataError, MissingColumnError, MissingValuesWarning
 
 __all__ = ["cvar", "dvar", "formula_context", "up"]
@@ -147,14 +144,14 @@ def _row_means(x: Any, groups: tuple, state: dict, context: Any, fname: str) -> 
     g = groups[0]
     gs = _g_series(g, len(xv), fname, xname)
     if "levels" not in state:  # fitting: compute and keep the means of the rows used
-        codes, levels = _factor(gs)
+        codes, levels = factor(gs)
         state["levels"] = levels
         state["means"] = _means(xv, codes, len(levels))
         state["group"] = _column_name(g, "g")
         out = state["means"][codes]
     else:  # new data: the training means of known groups
         levels, means = state["levels"], state["means"]
-        idx = _lookup(levels, gs)
+        idx = lookup(levels, gs)
         out = np.where(idx >= 0, means[np.maximum(idx, 0)], np.nan)
         unseen = idx < 0
         if unseen.any():
@@ -165,7 +162,7 @@ def _row_means(x: Any, groups: tuple, state: dict, context: Any, fname: str) -> 
 
 
 def _unseen_groups(xv, gs, unseen, out, context, fname, xname, gname) -> np.ndarray:
-    labels = pd.unique(np.asarray([_label(v) for v in gs[unseen]], dtype=object))
+    labels = pd.unique(np.asarray([label(v) for v in gs[unseen]], dtype=object))
     allow = bool(context.get(NEW_GROUPS_KEY, False)) if context is not None else False
     if not allow:
         shown = ", ".join(repr(v) for v in labels[:10]) + (", ..." if len(labels) > 10 else "")
@@ -175,7 +172,7 @@ def _unseen_groups(xv, gs, unseen, out, context, fname, xname, gname) -> np.ndar
             f"{xname!r} by {gname!r} (lmer's predict(..., allow_new_levels=True) takes the new "
             "data's own means for new groups)"
         )
-    codes, lv = _factor(gs[unseen].reset_index(drop=True))
+    codes, lv = factor(gs[unseen].reset_index(drop=True))
     own = _means(xv[unseen], codes, len(lv))
     out = out.copy()
     out[unseen] = own[codes]
@@ -308,7 +305,7 @@ for _name, _stat in (("median", "median"), ("min", "min"), ("max", "max"), ("sd"
 
 def _group_keys(df: pd.DataFrame, by: list[str]) -> tuple[np.ndarray, int, pd.DataFrame]:
     """Codes of the groups (package factor order) and a frame of the ``by`` values per group."""
-    codes, levels, _, _ = _group_codes(df, tuple(by))
+    codes, levels, _, _ = interaction([df[c] for c in by])
     codes = codes.astype(np.intp)
     k = len(levels)
     first = np.full(k, len(codes), dtype=np.intp)

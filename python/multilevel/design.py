@@ -73,6 +73,16 @@ from multilevel.exceptions import (
     MultilevelError,
     RankDeficiencyWarning,
 )
+from multilevel.factors import (
+    all_categories_used,
+    cat_codes,
+    codes_seen,
+    factor,
+    interaction,
+    label,
+    lookup,
+    mixed_key,
+)
 from multilevel.formula import ParsedFormula, RandomTermSpec, parse
 
 __all__ = [
@@ -419,13 +429,6 @@ def _column(df: pd.DataFrame, name: str, pos: dict[str, int] | None):
     return s
 
 
-def _cat_codes(cat: pd.Categorical) -> np.ndarray:
-    """A Categorical's codes, to read only: its own array (``cat.codes`` makes a read-only
-    view each time, through a costly flags call)."""
-    codes = getattr(cat, "_codes", None)
-    return codes if isinstance(codes, np.ndarray) else cat.codes
-
-
 def _positions_of(df: pd.DataFrame, names: Sequence[str]) -> dict[str, int] | None:
     """Positions of ``names`` among unique columns, for ``_column``; None to use ``df[name]``."""
     if not hasattr(df, "_get_column_array"):
@@ -452,8 +455,8 @@ def _missing(v, name: str) -> np.ndarray | None:
             )
         return np.isnan(v)
     if isinstance(v, pd.Categorical):
-        codes = _cat_codes(v)
-        return codes < 0 if _codes_seen(codes, len(v.dtype.categories))[-1] else None
+        codes = cat_codes(v)
+        return codes < 0 if codes_seen(codes, len(v.dtype.categories))[-1] else None
     m = np.asarray(pd.isna(v), dtype=bool)
     if _is_float_like(v):
         inf = np.isinf(v.to_numpy(dtype=float, na_value=np.nan))
@@ -532,7 +535,7 @@ def _clean_values(v):
     if isinstance(v, pd.Series):
         return _clean_column(v)
     if isinstance(v, pd.Categorical):
-        return v if _all_categories_used(v) else v.remove_unused_categories()
+        return v if all_categories_used(v) else v.remove_unused_categories()
     kind = v.dtype.kind
     if kind == "f" and v.dtype != np.float64:
         return v.astype(np.float64)
@@ -548,7 +551,7 @@ def _clean_column(s: pd.Series) -> pd.Series:
     if isinstance(dt, np.dtype) and dt in (np.float64, np.int64, np.bool_):
         return s  # already what the steps below would give
     if isinstance(dt, pd.CategoricalDtype):
-        if _all_categories_used(s):
+        if all_categories_used(s):
             return s
         return s.cat.remove_unused_categories()
     if pd.api.types.is_bool_dtype(dt):
@@ -562,25 +565,6 @@ def _clean_column(s: pd.Series) -> pd.Series:
     if pd.api.types.is_string_dtype(dt) or dt == object:
         return s.astype(object)
     return s
-
-
-def _all_categories_used(s) -> bool:
-    """True when every category of a categorical (Series or Categorical) occurs in it."""
-    codes = _cat_codes(s.array if isinstance(s, pd.Series) else s)
-    k = len(s.dtype.categories)
-    return k <= len(codes) and bool(_codes_seen(codes, k)[:-1].all())
-
-
-def _codes_seen(codes: np.ndarray, k: int) -> np.ndarray:
-    """Which of k categories occur among ``codes``; the extra last entry: a missing value
-    (code -1)."""
-    # A count per code (shifted by one for the -1 of a missing value): twice as fast as
-    # setting flags by fancy indexing, which converts the small integer codes first.
-    counts = np.bincount(codes.astype(np.intp, copy=False) + 1, minlength=k + 1)
-    seen = np.empty(k + 1, dtype=bool)
-    np.greater(counts[1:], 0, out=seen[:-1])
-    seen[-1] = counts[0] > 0
-    return seen
 
 
 # --------------------------------------------------------------------------------------------
@@ -978,7 +962,7 @@ def _fixed_factor_levels(parsed: ParsedFormula, frame: pd.DataFrame) -> dict[str
     for v in variables:
         s = _col(frame, v)
         if not _is_numeric(s):
-            out[v] = list(_factor(s)[1])
+            out[v] = list(factor(s)[1])
     return out
 
 
@@ -1022,81 +1006,6 @@ def fixed_matrix(
 # --------------------------------------------------------------------------------------------
 # Grouping factors
 # --------------------------------------------------------------------------------------------
-
-
-def _label(v) -> str:
-    if isinstance(v, (float, np.floating)) and float(v).is_integer():
-        return str(int(v))
-    if isinstance(v, (bool, np.bool_)):
-        return "TRUE" if v else "FALSE"
-    return str(v)
-
-
-def _factor(s: pd.Series) -> tuple[np.ndarray, pd.Index]:
-    """codes (int64) and levels of one column treated as a factor."""
-    if isinstance(s.dtype, pd.CategoricalDtype):
-        cat = s.array if isinstance(s, pd.Series) else s
-        if not _all_categories_used(cat):
-            cat = cat.remove_unused_categories()
-        return _cat_codes(cat).astype(np.int64), cat.categories
-    codes, uniq = pd.factorize(s, sort=False)
-    uniq = np.asarray(uniq)
-    if uniq.dtype == object:
-        kinds = {type(v) for v in uniq}
-        if len(kinds) > 1 and not all(issubclass(k, (int, float, np.number)) for k in kinds):
-            uniq = np.asarray([str(v) for v in uniq], dtype=object)
-            codes, merged = pd.factorize(uniq[codes], sort=False)
-            uniq = np.asarray(merged, dtype=object)
-    order = np.argsort(uniq, kind="stable")  # numbers numerically, strings by code point
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
-    return rank[codes], pd.Index(uniq[order])
-
-
-def _mixed_key(codes: Sequence[np.ndarray], sizes: Sequence[int]) -> np.ndarray:
-    """One int64 per row from per-factor codes; first factor most significant (slowest)."""
-    key = np.zeros(len(codes[0]), dtype=np.int64)
-    for c, size in zip(codes, sizes):
-        key = key * size + c
-    return key
-
-
-def _unique_keys(key: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
-    """``np.unique(key, return_inverse=True)`` for keys in ``0..n_keys``: by counting when
-    that range is not much larger than the data (no sort; 8 times faster on InstEval's
-    dept:service)."""
-    if n_keys > max(4 * len(key), 1 << 16):
-        return np.unique(key, return_inverse=True)
-    present = np.bincount(key, minlength=n_keys) > 0
-    position = np.cumsum(present) - 1
-    return np.flatnonzero(present), position[key]
-
-
-def _group_codes(frame: pd.DataFrame, factors: tuple[str, ...]):
-    """codes (int32), levels (pd.Index), per-factor levels and level keys (interactions) of
-    a grouping factor."""
-    per = [_factor(_col(frame, f)) for f in factors]
-    factor_levels = [lv for _, lv in per]
-    if len(per) == 1:
-        codes, levels = per[0]
-        return codes.astype(np.int32), levels, factor_levels, None
-    sizes = [len(lv) for lv in factor_levels]
-    key = _mixed_key([c for c, _ in per], sizes)
-    uniq, codes = _unique_keys(key, math.prod(sizes))
-    parts = []
-    rem = uniq.copy()
-    for size in reversed(sizes):
-        parts.append(rem % size)
-        rem //= size
-    parts.reverse()
-    texts = [
-        np.asarray([_label(v) for v in lv], dtype=object)[parts[k]]
-        for k, lv in enumerate(factor_levels)
-    ]
-    labels = texts[0]
-    for text in texts[1:]:
-        labels = labels + ":" + text
-    return codes.astype(np.int32), pd.Index(labels, dtype=object), factor_levels, uniq
 
 
 def lme4_term_order(nlevels: Sequence[int]) -> list[int]:
@@ -1196,7 +1105,7 @@ def build(
     terms: list[ReTerm] = []
     for t, (Z, zspec, znames) in zip(parsed.random, Zs):
         _check_inf(Z, f"random-effects term {t.text}", rows)
-        codes, levels, factor_levels, keys = _group_codes(frame, t.group_factors)
+        codes, levels, factor_levels, keys = interaction([_col(frame, f) for f in t.group_factors])
         terms.append(
             ReTerm(
                 t.group,
@@ -1377,33 +1286,22 @@ def _align_categories(frame: pd.DataFrame, design: Design) -> pd.DataFrame:
 def _map_codes(t: ReTerm, frame: pd.DataFrame) -> np.ndarray:
     per = []
     for f, levels in zip(t.spec.group_factors, t.spec.factor_levels):
-        per.append(_lookup(levels, frame[f]))
+        per.append(lookup(levels, frame[f]))
     if len(per) == 1:
         return per[0].astype(np.int32)
     known = np.all([p >= 0 for p in per], axis=0)
     sizes = [len(lv) for lv in t.spec.factor_levels]
-    key = _mixed_key([np.where(known, p, 0) for p in per], sizes)
+    key = mixed_key([np.where(known, p, 0) for p in per], sizes)
     keys = t.spec.level_keys
     pos = np.clip(np.searchsorted(keys, key), 0, len(keys) - 1)
     found = known & (keys[pos] == key)
     return np.where(found, pos, -1).astype(np.int32)
 
 
-def _lookup(levels: pd.Index, s: pd.Series) -> np.ndarray:
-    vals = s.astype(object) if isinstance(s.dtype, pd.CategoricalDtype) else s
-    idx = levels.get_indexer(pd.Index(vals.to_numpy()))
-    miss = idx < 0
-    if miss.any():  # fall back on labels (an int level given as 1.0 or "1")
-        lab = {_label(v): i for i, v in enumerate(levels)}
-        for i in np.flatnonzero(miss):
-            idx[i] = lab.get(_label(vals.iloc[i]), -1)
-    return idx
-
-
 def _new_level_labels(t: ReTerm, frame: pd.DataFrame, unseen: np.ndarray) -> list[str]:
     labs = []
     for i in np.flatnonzero(unseen):
-        lab = ":".join(_label(frame[f].iloc[i]) for f in t.spec.group_factors)
+        lab = ":".join(label(frame[f].iloc[i]) for f in t.spec.group_factors)
         if lab not in labs:
             labs.append(lab)
     return labs

@@ -64,6 +64,7 @@ import pandas as pd
 from scipy import stats as _stats
 
 from multilevel.exceptions import DataError, MissingColumnError, MissingValuesWarning
+from multilevel.factors import factor
 
 __all__ = ["TYPES", "RobustVcov", "cluster_robust", "vcov_robust"]
 
@@ -288,8 +289,8 @@ def resolve_cluster(fit: Any, spec: Any) -> tuple[np.ndarray, int, str]:
             "the fit; pass vcov={...} to lmer() to drop those rows before fitting, or give "
             "them a level"
         )
-    codes, uniques = pd.factorize(pd.Series(values), sort=False)
-    return codes.astype(np.int64), len(uniques), label
+    codes, levels = factor(pd.Series(values))
+    return codes, len(levels), label
 
 
 def check_nested(design: Any, codes: np.ndarray, n_clusters: int, label: str) -> None:

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from multilevel.exceptions import DataError, MultilevelWarning
+from multilevel.factors import factor
 from multilevel.robust import _prepare, _t_pvalue
 
 __all__ = ["LmListFit", "lmlist"]
@@ -129,14 +130,7 @@ def lmlist(
     """
     prep = _prepare(formula, data, None, [group])
     y, X, names = prep.y, prep.X, prep.names
-    g = pd.Series(prep.extras[0])
-    if isinstance(g.dtype, pd.CategoricalDtype):
-        g = g.cat.remove_unused_categories()
-        codes = g.cat.codes.to_numpy().astype(np.int64)
-        levels = pd.Index(g.cat.categories)
-    else:
-        codes, levels = pd.factorize(g, sort=True)
-        codes = codes.astype(np.int64)
+    codes, levels = factor(pd.Series(prep.extras[0]))
     p = X.shape[1]
     need = p + 1 if min_obs is None else max(int(min_obs), p + 1)
     order = np.argsort(codes, kind="stable")

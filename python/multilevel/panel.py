@@ -52,7 +52,8 @@ import pandas as pd
 import scipy.linalg
 
 from multilevel._tallqr import kept_columns, tall_r
-from multilevel.design import RANK_TOL, _factor, _rank_keep
+from multilevel.design import RANK_TOL, _rank_keep
+from multilevel.factors import factor
 from multilevel.exceptions import DataError, MultilevelWarning
 from multilevel.robust import (
     OlsFit,
@@ -259,9 +260,9 @@ def panel(
     ent_raw = prep.extras[0]
     tim_raw = prep.extras[1] if time is not None else None
     clus = prep.extras[(2 if time is not None else 1):]
-    codes, ent_levels = _factor(ent_raw)  # one hash pass, then only the levels are sorted
+    codes, ent_levels = factor(ent_raw)  # one hash pass, then only the levels are sorted
     if tim_raw is not None:
-        tcodes, tim_levels = _factor(tim_raw)
+        tcodes, tim_levels = factor(tim_raw)
         _check_duplicates(codes, ent_levels, tcodes, tim_levels, entity, time)
     rows = prep.rows
     if model == "fd":  # consecutive rows of an entity, in time order

@@ -52,6 +52,7 @@ import pandas as pd
 from scipy import stats as _stats
 
 from multilevel.exceptions import DataError, MissingColumnError
+from multilevel.factors import combine, factor
 
 __all__ = ["OlsFit", "ols", "ols_arrays", "sandwich"]
 
@@ -100,15 +101,8 @@ def _codes(values: Any, name: str = "cluster") -> tuple[np.ndarray, int]:
             f"{name} has {int(values.isna().sum())} missing value(s); "
             "drop those rows or give them a level"
         )
-    codes, uniques = pd.factorize(values, sort=False)
-    return codes.astype(np.int64), len(uniques)
-
-
-def _combine_codes(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, int]:
-    """Codes of the intersection of two groupings."""
-    key = a.astype(np.int64) * (int(b.max()) + 1) + b
-    codes, uniques = pd.factorize(key, sort=False)
-    return codes.astype(np.int64), len(uniques)
+    codes, levels = factor(values)
+    return codes, len(levels)
 
 
 def _cluster_sums(U: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
@@ -226,7 +220,7 @@ def sandwich(
         terms.append((1.0, *coded[0]))
     else:
         (c1, g1), (c2, g2) = coded
-        c12, g12 = _combine_codes(c1, c2)
+        c12, g12 = combine([c1, c2], [g1, g2])
         terms += [(1.0, c1, g1), (1.0, c2, g2), (-1.0, c12, g12)]
     meat = np.zeros((p, p))
     for sign, codes, G in terms:
