@@ -448,7 +448,7 @@ def _formulaic_matrix(expr, frame):
 def test_fast_path_with_categoricals_is_formulaics_matrix(expr):
     # Categoricals after an intercept skip formulaic: the same columns, names and values,
     # for the fit's data and for new data whose categories come in another order.
-    from multilevel.design import _numeric_spec
+    from multilevel.design.numeric import numeric_spec
 
     rng = np.random.default_rng(5)
     n = 60
@@ -459,7 +459,7 @@ def test_fast_path_with_categoricals_is_formulaics_matrix(expr):
             "x": rng.normal(size=n),
         }
     )
-    spec = _numeric_spec(expr, frame)
+    spec = numeric_spec(expr, frame)
     assert spec is not None
     got = spec.get_model_matrix(frame)
     want, names, fspec = _formulaic_matrix(expr, frame)
@@ -477,7 +477,7 @@ def test_fast_path_with_categoricals_is_formulaics_matrix(expr):
 
 
 def test_fast_path_leaves_other_factors_to_formulaic():
-    from multilevel.design import _numeric_spec
+    from multilevel.design.numeric import numeric_spec
 
     frame = pd.DataFrame(
         {
@@ -486,7 +486,7 @@ def test_fast_path_leaves_other_factors_to_formulaic():
             "x": [1.0, 2.0, 3.0],
         }
     )
-    assert _numeric_spec("0 + f", frame) is None  # no intercept: full dummy coding
-    assert _numeric_spec("1 + s", frame) is None
-    assert _numeric_spec("1 + f:x", frame) is None
-    assert _numeric_spec("1 + f", frame) is not None
+    assert numeric_spec("0 + f", frame) is None  # no intercept: full dummy coding
+    assert numeric_spec("1 + s", frame) is None
+    assert numeric_spec("1 + f:x", frame) is None
+    assert numeric_spec("1 + f", frame) is not None

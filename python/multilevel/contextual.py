@@ -65,10 +65,7 @@ import numpy as np
 import pandas as pd
 from formulaic.utils.stateful_transforms import stateful_transform
 
-from multilevel.design import (
-    _is_numeric,
-    as_pandas,
-)
+from multilevel.data import as_pandas, is_numeric
 from multilevel.factors import factor, interaction, label, lookup
 from multilevel.exceptions import DataError, MissingColumnError, MissingValuesWarning
 
@@ -97,7 +94,7 @@ def _x_values(x: Any, fname: str) -> np.ndarray:
             f"{fname}(ses, school)"
         )
     s = x if isinstance(x, pd.Series) else pd.Series(np.asarray(x))
-    if not _is_numeric(s):
+    if not is_numeric(s):
         raise DataError(
             f"{fname}(): column {name!r} is not numeric ({s.dtype}); {fname} needs a numeric "
             "variable (use a 0/1 indicator for a proportion)"
@@ -402,7 +399,7 @@ def up(data, by: str | Sequence[str], agg: str | Callable | None = None):
         s = df[c]
         if _invariant(s, codes, first):
             out[c] = s.iloc[first].reset_index(drop=True)
-        elif agg is not None and _is_numeric(s):
+        elif agg is not None and is_numeric(s):
             v = s.to_numpy(dtype=np.float64, na_value=np.nan)
             if callable(agg):
                 vals = pd.Series(v).dropna().groupby(pd.Series(codes)[~np.isnan(v)])

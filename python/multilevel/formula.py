@@ -33,7 +33,7 @@ import formulaic
 
 from multilevel.exceptions import FormulaError
 
-__all__ = ["ParsedFormula", "RandomTermSpec", "parse"]
+__all__ = ["ParsedFormula", "RandomTermSpec", "expr_variables", "parse"]
 
 _IDENT = re.compile(r"[A-Za-z_.][A-Za-z0-9_.]*|`[^`]+`")
 
@@ -81,17 +81,17 @@ class ParsedFormula:
         """Data columns used by the response (``np.log(y)`` -> ``["y"]``)."""
         if not self.response:
             return []
-        return _expr_variables(self.response, response=True)
+        return expr_variables(self.response, response=True)
 
     def fixed_variables(self) -> list[str]:
         """Data columns used by the fixed part."""
-        return _expr_variables(self.fixed)
+        return expr_variables(self.fixed)
 
     def random_variables(self) -> list[str]:
         """Data columns used by the left sides of the random terms (not the groups)."""
         out: list[str] = []
         for t in self.random:
-            _extend(out, _expr_variables(t.expr))
+            _extend(out, expr_variables(t.expr))
         return out
 
     def group_variables(self) -> list[str]:
@@ -124,7 +124,7 @@ def _extend(out: list[str], items) -> None:
             out.append(item)
 
 
-def _expr_variables(expr: str, response: bool = False) -> list[str]:
+def expr_variables(expr: str, response: bool = False) -> list[str]:
     """Data columns used by a formulaic expression, ordered by first appearance in the text."""
     return list(_expr_variables_cached(expr, response))
 

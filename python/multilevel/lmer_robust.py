@@ -175,7 +175,7 @@ def drop_missing_cluster(spec: Any, data: Any, weights: Any, offset: Any):
     nothing was dropped). The rows are counted in ``fit.n_dropped`` (see :func:`restore_rows`),
     as :func:`multilevel.ols` counts rows missing a cluster.
     """
-    from multilevel.design import as_pandas
+    from multilevel.data import as_pandas
 
     if spec is None:
         return data, weights, offset, spec, None
@@ -256,7 +256,7 @@ def resolve_cluster(fit: Any, spec: Any) -> tuple[np.ndarray, int, str]:
                 f"cluster {spec!r} is not a grouping factor of the model and the "
                 "fit keeps no data; give the cluster as an array"
             )
-        from multilevel.design import as_pandas
+        from multilevel.data import as_pandas
 
         df = as_pandas(data)
         if spec not in df.columns:

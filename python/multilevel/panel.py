@@ -52,7 +52,7 @@ import pandas as pd
 import scipy.linalg
 
 from multilevel._tallqr import kept_columns, tall_r
-from multilevel.design import RANK_TOL, _rank_keep
+from multilevel.design.rank import RANK_TOL, rank_keep
 from multilevel.factors import factor
 from multilevel.exceptions import DataError, MultilevelWarning
 from multilevel.robust import (
@@ -310,7 +310,7 @@ def panel(
         # regressor, as in a Mundlak model) are dropped, as plm drops them; the projection,
         # and so s2_u, depends only on the span.
         sw = np.sqrt(counts)
-        kept_b = _rank_keep(Xbar * sw[:, None])
+        kept_b = rank_keep(Xbar * sw[:, None])
         Xb = Xbar[:, kept_b]
         bb = _regress(ybar * sw, Xb * sw[:, None], [names[j] for j in kept_b])[0]
         eb = ybar - Xb @ bb

@@ -122,8 +122,7 @@ def _split_rows(codes: np.ndarray, n_groups: int) -> list[np.ndarray]:
 def _sym_power(S: np.ndarray, power: float) -> np.ndarray:
     """Symmetric matrix power through the eigendecomposition; eigenvalues near 0 give 0."""
     vals, vecs = np.linalg.eigh((S + S.T) / 2.0)
-    tol = max(vals.max(initial=0.0), 0.0) * S.shape[0] * np.finfo(float).eps
-    keep = vals > tol
+    keep = vals > 1e-12
     scaled = np.zeros_like(vals)
     scaled[keep] = vals[keep] ** power
     return (vecs * scaled) @ vecs.T
@@ -615,7 +614,8 @@ def _prepare(formula: str, data: Any, weights: Any, extras: Sequence[Any]) -> _P
     """Build y and X through ``design.build_fixed`` and align extra columns (clusters,
     entity, time, groups) with the rows used. Rows missing an extra column are dropped and
     counted with the others."""
-    from multilevel.design import as_pandas, build_fixed
+    from multilevel.data import as_pandas
+    from multilevel.design import build_fixed
 
     df = as_pandas(data)
     n_in = len(df)

@@ -1,0 +1,188 @@
+"""The fixed part: ``y`` and ``X`` of a formula without bars (OLS, panels, lmList), and ``X``
+of new data through the stored spec."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import formulaic
+import numpy as np
+import pandas as pd
+
+from multilevel.contextual import formula_context, strip_calls
+from multilevel.data import (
+    as_pandas,
+    check_columns,
+    check_inf,
+    check_weights,
+    column_values,
+    drop_missing,
+    drop_transform_nan,
+    is_numeric,
+    weight_vector,
+)
+from multilevel.design.matrix import (
+    as_float_matrix,
+    fixed_columns,
+    lme4_names,
+    reraise_own,
+    response_vector,
+    spec_frame,
+)
+from multilevel.design.rank import drop_rank_deficient
+from multilevel.exceptions import DataError, FormulaError
+from multilevel.factors import factor
+from multilevel.formula import ParsedFormula, expr_variables, parse
+
+__all__ = ["FixedDesign", "FixedSpec", "build_fixed", "fixed_factor_levels", "fixed_matrix"]
+
+
+@dataclass
+class FixedSpec:
+    """What is needed to rebuild ``X`` on new data."""
+
+    model_spec: Any  # formulaic ModelSpec of the fixed part
+    columns: list[str]  # formulaic names of all columns before dropping
+    keep: np.ndarray  # indices of the kept columns (after rank deficiency)
+    names: list[str]  # kept names, with (Intercept)
+    factor_levels: dict[str, list] = field(default_factory=dict)  # non-numeric fixed columns
+
+@dataclass
+class FixedDesign:
+    """Fixed-effects arrays for a formula without random-effects terms.
+
+    ``y`` (n,) float64; ``X`` (n, p) float64 Fortran order; ``names`` the column names of
+    ``X`` (``"(Intercept)"`` first when present); ``dropped_columns`` the rank-deficient
+    columns removed; ``n_dropped`` the rows dropped for missing values; ``rows`` the positions
+    (in the input) of the rows used; ``spec`` rebuilds X on new data (``fixed_matrix``);
+    ``weights`` (n,) or None; ``extra`` the ``extra`` columns, subset to ``rows``.
+    """
+
+    y: np.ndarray
+    X: np.ndarray
+    names: list[str]
+    dropped_columns: list[str]
+    n_dropped: int
+    rows: np.ndarray
+    nobs: int
+    spec: FixedSpec
+    weights: np.ndarray | None = None
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+    formula: str = ""
+    parsed: ParsedFormula | None = None
+
+def build_fixed(formula: str, data, weights=None, extra: Sequence[str] = ()) -> FixedDesign:
+    """Fixed-effects design of a formula without random-effects terms.
+
+    Parameters
+    ----------
+    formula : str
+        ``"y ~ x + C(f)"``; bars are refused.
+    data : pandas or polars DataFrame, or dict of arrays
+    weights : str or array, optional
+        Column name or array of prior weights (>= 0, finite).
+    extra : sequence of str
+        Further columns (cluster, entity, time identifiers) whose missing values also drop
+        rows; returned as NumPy arrays at the kept rows in ``FixedDesign.extra``.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     fd = build_fixed("y ~ x", {"y": [1.0, 2.0, 2.5, None], "x": [1, 2, 3, 4]})
+    >>> fd.names, fd.nobs, fd.n_dropped, fd.rows.tolist()
+    (['(Intercept)', 'x'], 3, 1, [0, 1, 2])
+    """
+    parsed = parse(formula)
+    if parsed.random:
+        t = parsed.random[0]
+        raise FormulaError(
+            f"this function takes formulas without random-effects terms; found {t.text}",
+            formula,
+            formula.find("|"),
+        )
+    df = as_pandas(data)
+    used = parsed.variables()
+    for e in extra:
+        if e not in used:
+            used.append(e)
+    check_columns(df, used)
+    w, wcol = weight_vector(weights, df, "weights")
+    vectors = {("weights" if wcol is None else wcol): w}
+    frame, rows, n_dropped, vecs = drop_missing(df, used, vectors)
+    w = next(iter(vecs.values()))
+    y = response_vector(parsed, frame, df.columns, formula)
+    X, spec, cols = fixed_columns(parsed, frame, formula)
+    (y, X), (w,), rows, n_dropped, frame = drop_transform_nan([y, X], [w], rows, n_dropped, frame)
+    check_inf(y, "response", rows)
+    check_inf(X, "fixed-effects model matrix", rows)
+    check_weights(w)
+    names_all = lme4_names(cols)
+    X, keep, dropped = drop_rank_deficient(X, names_all)
+    names = [names_all[j] for j in keep.tolist()]  # (iterating an array is slow when cold)
+    ex = {e: frame[e].to_numpy() for e in extra}
+    return FixedDesign(
+        y=y,
+        X=X,
+        names=names,
+        dropped_columns=dropped,
+        n_dropped=n_dropped,
+        rows=rows,
+        nobs=len(y),
+        spec=FixedSpec(spec, names_all, keep, names, fixed_factor_levels(parsed, frame)),
+        weights=w,
+        extra=ex,
+        formula=formula,
+        parsed=parsed,
+    )
+
+def fixed_factor_levels(parsed: ParsedFormula, frame: pd.DataFrame) -> dict[str, list]:
+    out = {}
+    variables = parsed.fixed_variables()
+    if "var(" in parsed.fixed:  # a grouping factor only seen by cvar/dvar is not a factor of X
+        variables = [v for v in variables if v in expr_variables(strip_calls(parsed.fixed))]
+    for v in variables:
+        s = column_values(frame, v)
+        if not is_numeric(s):
+            out[v] = list(factor(s)[1])
+    return out
+
+def fixed_matrix(
+    spec: FixedSpec, frame: pd.DataFrame, allow_new_groups: bool = False
+) -> np.ndarray:
+    """X for new data (already cleaned) through the stored formulaic spec, kept columns only.
+
+    A level of a factor that the training data did not have raises ``DataError`` naming the
+    column and the levels (R's predict: "factor f has new levels z"). ``cvar``/``dvar`` use
+    the training means; a group they have not seen is an error unless ``allow_new_groups``
+    (then the new data's own mean; see multilevel.contextual)."""
+    for v, levels in spec.factor_levels.items():
+        if v not in frame.columns:
+            continue
+        known = pd.Index(levels)
+        vals = (
+            frame[v].astype(object) if isinstance(frame[v].dtype, pd.CategoricalDtype) else frame[v]
+        )
+        new = pd.unique(vals[~pd.Index(vals.to_numpy()).isin(known)].to_numpy())
+        if len(new):
+            raise DataError(
+                f"factor {v!r} has new levels in newdata: "
+                + ", ".join(repr(x) for x in list(new)[:10])
+            )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", formulaic.errors.DataMismatchWarning)
+            mm = spec.model_spec.get_model_matrix(
+                spec_frame(spec.model_spec, frame),
+                na_action="ignore",
+                context=formula_context(allow_new_groups),
+            )
+    except Exception as exc:  # noqa: BLE001
+        reraise_own(exc)
+        raise DataError(f"cannot build the fixed-effects matrix for new data: {exc}") from None
+    X = as_float_matrix(mm, "fixed-effects model matrix")
+    return np.asfortranarray(X[:, spec.keep])
