@@ -29,7 +29,7 @@ import bench_lmm
 
 import multilevel as ml
 from multilevel import design as _design
-from multilevel.lmm import make_problem
+from multilevel.models.lmm import make_problem
 
 
 def data(case: str):

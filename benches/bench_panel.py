@@ -37,7 +37,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
 import multilevel.design  # noqa: F401  (import formulaic before timing)
-from multilevel.panel import panel
+from multilevel.models.panel import panel
 
 
 def simulate(rows: int, entities: int, seed: int = 1) -> pd.DataFrame:

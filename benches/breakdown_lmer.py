@@ -35,7 +35,7 @@ from multilevel import design as D
 from multilevel import factors
 from multilevel import formula as F
 from multilevel.design import matrix, rank
-from multilevel import lmm
+from multilevel.models import lmm
 from multilevel.results import LmerFit
 
 FORMULA = "Reaction ~ Days + (Days | Subject)"

@@ -60,7 +60,7 @@ def reference():
 def lmm_core(monkeypatch):
     """Make sure lmer() has a numerical core: the Rust one, or the dense stand-in if asked."""
     if USE_DENSE:
-        from multilevel import lmm
+        from multilevel.models import lmm
         from _dense_reference import DenseLmmProblem
 
         monkeypatch.setattr(lmm, "_problem_class", lambda: DenseLmmProblem)

@@ -25,7 +25,7 @@ from conftest import lmm_case_names, load_reference, load_reference_data
 
 import multilevel as ml
 from multilevel import design as _design
-from multilevel import lmm
+from multilevel.models import lmm
 from multilevel.exceptions import DataError
 from multilevel.results import LmerFit
 

@@ -24,7 +24,7 @@ import pytest
 from conftest import load_reference_data
 
 import multilevel as ml
-from multilevel import lmer_robust
+from multilevel.inference import lmer_robust
 from multilevel.exceptions import DataError, MissingColumnError, MissingValuesWarning
 from multilevel.results import LmerFit
 

@@ -14,7 +14,7 @@ import pytest
 
 import multilevel as ml
 from multilevel.exceptions import DataError, MultilevelWarning
-from multilevel.lmlist import lmlist
+from multilevel.models.lmlist import lmlist
 
 ROOT = Path(__file__).resolve().parents[1]
 REF = json.loads((ROOT / "tests" / "reference" / "econ" / "lmlist_hsb.json").read_text())

@@ -14,7 +14,7 @@ import pytest
 
 import multilevel as ml
 from multilevel.exceptions import DataError
-from multilevel.panel import hausman, panel
+from multilevel.models.panel import hausman, panel
 
 ROOT = Path(__file__).resolve().parents[1]
 REF = ROOT / "tests" / "reference" / "econ"

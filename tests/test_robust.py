@@ -18,14 +18,11 @@ import pytest
 
 import multilevel as ml
 from multilevel.exceptions import DataError, MissingColumnError
-from multilevel.robust import (
-    _chi2_sf,
-    _f_sf,
-    _t_ppf,
-    _t_pvalue,
-    ols,
-    ols_arrays,
-)
+from multilevel.inference.tails import chi2_sf as _chi2_sf
+from multilevel.inference.tails import f_sf as _f_sf
+from multilevel.inference.tails import t_ppf as _t_ppf
+from multilevel.inference.tails import t_pvalue as _t_pvalue
+from multilevel.models.ols import ols, ols_arrays
 
 ROOT = Path(__file__).resolve().parents[1]
 REF = ROOT / "tests" / "reference" / "econ"

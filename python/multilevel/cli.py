@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse has printed usage / version
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     try:
-        from multilevel.lmm import lmer
+        from multilevel.models.lmm import lmer
 
         data = _load(args.data)
         with warnings.catch_warnings(record=True) as caught:

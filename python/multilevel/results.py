@@ -390,7 +390,7 @@ class LmerFit(InferenceMixin):
         """Standard errors of the fixed effects."""
         return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.vcov.index, name="se")
 
-    # -- cluster-robust covariance (multilevel.lmer_robust) ---------------------------------
+    # -- cluster-robust covariance (multilevel.inference.lmer_robust) ---------------------------------
     robust: Any = None  # a lmer_robust.RobustVcov when made with lmer(..., vcov=...)
 
     def vcov_robust(self, type: str = "CR2", cluster: Any = None) -> pd.DataFrame:
@@ -401,7 +401,7 @@ class LmerFit(InferenceMixin):
         type : {"CR0", "CR1", "CR1p", "CR1S", "CR2", "CR3", "CR4"}
         cluster : str, array or None
             A grouping factor, a column of the data or an array; None: the grouping factor
-            with fewest levels. See :mod:`multilevel.lmer_robust`.
+            with fewest levels. See :mod:`multilevel.inference.lmer_robust`.
 
         Examples
         --------
@@ -412,7 +412,7 @@ class LmerFit(InferenceMixin):
         (Intercept)        46.57 -1.45
         Days               -1.45  2.39
         """
-        from multilevel import lmer_robust
+        from multilevel.inference import lmer_robust
 
         return lmer_robust.vcov_robust(self, type, cluster).frame()
 
@@ -423,7 +423,7 @@ class LmerFit(InferenceMixin):
         grouping factor with fewest levels. Columns: Estimate, Std. Error, df, t value,
         Pr(>|t|).
         """
-        from multilevel import lmer_robust
+        from multilevel.inference import lmer_robust
 
         if type is None and cluster is None and self.robust is not None:
             r = self.robust

@@ -33,11 +33,19 @@ from multilevel.design.matrix import (
     spec_frame,
 )
 from multilevel.design.rank import drop_rank_deficient
-from multilevel.exceptions import DataError, FormulaError
+from multilevel.exceptions import DataError, FormulaError, MissingColumnError
 from multilevel.factors import factor
 from multilevel.formula import ParsedFormula, expr_variables, parse
 
-__all__ = ["FixedDesign", "FixedSpec", "build_fixed", "fixed_factor_levels", "fixed_matrix"]
+__all__ = [
+    "FixedArrays",
+    "FixedDesign",
+    "FixedSpec",
+    "build_fixed",
+    "fixed_arrays",
+    "fixed_factor_levels",
+    "fixed_matrix",
+]
 
 
 @dataclass
@@ -186,3 +194,78 @@ def fixed_matrix(
         raise DataError(f"cannot build the fixed-effects matrix for new data: {exc}") from None
     X = as_float_matrix(mm, "fixed-effects model matrix")
     return np.asfortranarray(X[:, spec.keep])
+
+
+@dataclass
+class FixedArrays:
+    """y, X and extra columns (clusters, entity, time, groups) at the rows a single-level
+    model uses (see :func:`fixed_arrays`)."""
+
+    y: np.ndarray
+    X: np.ndarray
+    names: list[str]
+    weights: np.ndarray | None
+    extras: list[np.ndarray]
+    rows: np.ndarray
+    n_dropped: int
+    dropped_columns: list[str]
+
+
+def fixed_arrays(formula: str, data: Any, weights: Any, extras: Sequence[Any]) -> FixedArrays:
+    """Build y and X through :func:`build_fixed` and align extra columns (clusters,
+    entity, time, groups) with the rows used. Rows missing an extra column are dropped and
+    counted with the others."""
+    df = as_pandas(data)
+    n_in = len(df)
+    keep = np.ones(n_in, dtype=bool)
+    extra_values = []
+    for spec in extras:
+        if isinstance(spec, str):
+            if spec not in df.columns:
+                raise MissingColumnError(spec, df.columns)
+            vals = df[spec]
+        else:
+            vals = pd.Series(np.asarray(spec))
+            if len(vals) != n_in:
+                raise DataError(
+                    f"a grouping array has {len(vals)} values but the data have {n_in} rows"
+                )
+        keep &= ~pd.isna(vals).to_numpy()
+        extra_values.append(vals)
+    sub = df if keep.all() else df.loc[keep]
+    if isinstance(weights, str) or weights is None:
+        w_arg = weights
+    else:
+        w_arg = np.asarray(weights, dtype=float)[keep]
+    design = build_fixed(formula, sub, weights=w_arg)
+    base = np.flatnonzero(keep)
+    rows = base[np.asarray(design.rows)]
+    w = getattr(design, "weights", None)
+    if w is None and weights is not None:
+        w = (
+            df[weights].to_numpy(dtype=float)[rows]
+            if isinstance(weights, str)
+            else np.asarray(weights, dtype=float)[rows]
+        )
+    if w is not None:
+        w = np.asarray(w, dtype=float)
+        if not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise DataError("weights must be finite and non-negative")
+    y = np.asarray(design.y, dtype=float)
+    X = np.asarray(design.X, dtype=float)
+    all_rows = len(rows) == n_in  # rows is then 0..n-1: no gather needed
+    ex = [np.asarray(v.to_numpy() if all_rows else v.to_numpy()[rows]) for v in extra_values]
+    if w is not None and np.any(w == 0):
+        pos = w > 0  # zero weights: the row does not enter the fit (as in R's lm)
+        y, X, w, rows = y[pos], X[pos], w[pos], rows[pos]
+        ex = [v[pos] for v in ex]
+    return FixedArrays(
+        y=y,
+        X=X,
+        names=list(design.names),
+        weights=w,
+        extras=ex,
+        rows=rows,
+        n_dropped=n_in - len(np.asarray(design.rows)),
+        dropped_columns=list(getattr(design, "dropped_columns", [])),
+    )

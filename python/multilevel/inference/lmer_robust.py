@@ -65,12 +65,12 @@ from scipy import stats as _stats
 
 from multilevel.exceptions import DataError, MissingColumnError, MissingValuesWarning
 from multilevel.factors import factor
+from multilevel.inference.sandwich import split_rows, sym_power
 
 __all__ = ["TYPES", "RobustVcov", "cluster_robust", "vcov_robust"]
 
 TYPES = ("CR0", "CR1", "CR1p", "CR1S", "CR2", "CR3", "CR4")
 _CANONICAL = {t.upper(): t for t in TYPES}
-_EIG_TOL = 1e-12  # clubSandwich's matrix_power: eigenvalues <= 10^-12 are set to 0
 
 WEIGHTS_MESSAGE = (
     "cluster-robust covariances of lmer fits with prior weights are not implemented "
@@ -315,25 +315,10 @@ def check_nested(design: Any, codes: np.ndarray, n_clusters: int, label: str) ->
 
 
 # --------------------------------------------------------------------------- linear algebra
-def _sym_power(S: np.ndarray, power: float) -> np.ndarray:
-    """Symmetric matrix power by eigendecomposition; eigenvalues <= 1e-12 give 0."""
-    vals, vecs = np.linalg.eigh((S + S.T) / 2.0)
-    keep = vals > _EIG_TOL
-    scaled = np.zeros_like(vals)
-    scaled[keep] = vals[keep] ** power
-    return (vecs * scaled) @ vecs.T
-
-
 def _psd_root(F: np.ndarray) -> np.ndarray:
     """R with R'R = F for a positive semi-definite F (clubSandwich's ``chol_psd``)."""
     vals, vecs = np.linalg.eigh((F + F.T) / 2.0)
     return np.sqrt(np.maximum(vals, 0.0))[:, None] * vecs.T
-
-
-def _split(codes: np.ndarray, n_clusters: int) -> list[np.ndarray]:
-    order = np.argsort(codes, kind="stable")
-    bounds = np.cumsum(np.bincount(codes, minlength=n_clusters))[:-1]
-    return np.split(order, bounds)
 
 
 def _local_levels(
@@ -434,7 +419,7 @@ def cluster_robust(
     ]
     clusters: list[_Cluster] = []
     F_sum = np.zeros((p, p))
-    for j, rows in enumerate(_split(codes, J)):
+    for j, rows in enumerate(split_rows(codes, J)):
         Xj = X[rows]
         if zlam:
             ZL = _z_lambda(zlam, rows, j)
@@ -467,7 +452,7 @@ def cluster_robust(
             V[np.diag_indices_from(V)] += 1.0
             L = np.linalg.cholesky(V)
             S = V - Xj @ B @ Xj.T
-            Gm = _sym_power(L.T @ S @ L, -0.5)
+            Gm = sym_power(L.T @ S @ L, -0.5)
             E = ((cl.WX.T @ L) @ Gm) @ L.T  # X_j' W_j A_j with A_j = L G^-1/2 L'
             s = E @ ej
             ME = B @ E
@@ -479,7 +464,7 @@ def cluster_robust(
                 T = np.linalg.solve(np.eye(p) - F @ B, np.eye(p))
             elif kind == "CR4":
                 R = _psd_root(F)
-                T = R.T @ _sym_power(R @ (F - F @ B @ F) @ R.T, -0.5) @ R
+                T = R.T @ sym_power(R @ (F - F @ B @ F) @ R.T, -0.5) @ R
             else:
                 T = root * np.eye(p)
             s = T @ (cl.WX.T @ ej)

@@ -18,8 +18,6 @@ warning naming it (a :class:`~multilevel.exceptions.DataError` if no group remai
 from __future__ import annotations
 
 import math
-import sys as _sys
-import types as _types
 import warnings
 from typing import Any
 
@@ -28,7 +26,8 @@ import pandas as pd
 
 from multilevel.exceptions import DataError, MultilevelWarning
 from multilevel.factors import factor
-from multilevel.robust import _prepare, _t_pvalue
+from multilevel.design.fixed import fixed_arrays
+from multilevel.inference.tails import t_pvalue
 
 __all__ = ["LmListFit", "lmlist"]
 
@@ -128,7 +127,7 @@ def lmlist(
     >>> print(round(fits.coef_mean["ses"], 4), round(fits.coef_cov.loc["ses", "ses"], 4))
     2.2016 2.6602
     """
-    prep = _prepare(formula, data, None, [group])
+    prep = fixed_arrays(formula, data, None, [group])
     y, X, names = prep.y, prep.X, prep.names
     codes, levels = factor(pd.Series(prep.extras[0]))
     p = X.shape[1]
@@ -184,7 +183,7 @@ def lmlist(
     se = pd.DataFrame(se_vals, index=idx, columns=names)
     t = coef / se
     pvals = np.array(
-        [[_t_pvalue(t.iat[i, j], df_t[i]) for j in range(p)] for i in range(len(used))]
+        [[t_pvalue(t.iat[i, j], df_t[i]) for j in range(p)] for i in range(len(used))]
     )
     cov = np.cov(coef.to_numpy(), rowvar=False, ddof=1) if len(used) > 1 else np.full((p, p), np.nan)
     return LmListFit(
@@ -204,11 +203,3 @@ def lmlist(
         pool=pool,
     )
 
-
-# `multilevel.lmlist` is both this module and its main function; see the note in panel.py.
-class _CallableModule(_types.ModuleType):
-    def __call__(self, *args: Any, **kwargs: Any) -> LmListFit:
-        return lmlist(*args, **kwargs)
-
-
-_sys.modules[__name__].__class__ = _CallableModule

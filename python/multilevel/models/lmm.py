@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from multilevel import design as _design
+from multilevel.data import as_pandas
 from multilevel.results import LmerFit
 
 __all__ = ["lmer"]
@@ -72,7 +73,7 @@ def lmer(formula: str, data: Any, reml: bool = True, weights: Any = None, offset
         Cluster-robust covariance of the fixed effects for ``fit.vcov``, ``fit.se`` and the
         summary (clubSandwich's ``vcovCR``): ``{"CR2": "school"}`` (a column, grouping factor
         or array), or ``"CR2"`` alone to cluster on the grouping factor with fewest levels.
-        Types CR0, CR1, CR1p, CR1S, CR2, CR3, CR4; see :mod:`multilevel.lmer_robust`. Rows
+        Types CR0, CR1, CR1p, CR1S, CR2, CR3, CR4; see :mod:`multilevel.inference.lmer_robust`. Rows
         with a missing cluster value are dropped (and counted) before the fit.
     threads : int, optional
         Number of threads for every parallel step of the fit; default
@@ -104,7 +105,7 @@ def lmer(formula: str, data: Any, reml: bool = True, weights: Any = None, offset
     n_threads = _check_threads(threads)
     fit_data, kept = data, None
     if vcov is not None:  # cluster-robust: checked, and rows missing the cluster dropped, first
-        from multilevel import lmer_robust
+        from multilevel.inference import lmer_robust
 
         kind, cluster = lmer_robust.parse_vcov(vcov)
         if weights is not None:
@@ -116,7 +117,7 @@ def lmer(formula: str, data: Any, reml: bool = True, weights: Any = None, offset
     if vcov is not None and not isinstance(cluster, str) and cluster is not None:
         cluster = np.asarray(cluster)[np.asarray(design.rows)]  # aligned with the rows used
     if kept is not None:
-        design = lmer_robust.restore_rows(design, kept, len(_design.as_pandas(data)))
+        design = lmer_robust.restore_rows(design, kept, len(as_pandas(data)))
     problem = make_problem(design, threads=n_threads)
     fit = LmerFit._fit(
         design, problem, reml, start=start, max_fun=max_fun,

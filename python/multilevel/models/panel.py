@@ -42,8 +42,6 @@ demeaning, of the entity means, and of the raw rows.
 from __future__ import annotations
 
 import math
-import sys as _sys
-import types as _types
 import warnings
 from typing import Any
 
@@ -53,18 +51,12 @@ import scipy.linalg
 
 from multilevel._tallqr import kept_columns, tall_r
 from multilevel.design.rank import RANK_TOL, rank_keep
-from multilevel.factors import factor
+from multilevel.design.fixed import fixed_arrays
 from multilevel.exceptions import DataError, MultilevelWarning
-from multilevel.robust import (
-    OlsFit,
-    _chi2_sf,
-    _parse_vcov,
-    _prepare,
-    _Sandwich,
-    _summary_text,
-    _vcov_label,
-    sandwich,
-)
+from multilevel.factors import factor
+from multilevel.inference.sandwich import Sandwich, sandwich
+from multilevel.inference.tails import chi2_sf
+from multilevel.models.ols import OlsFit, parse_vcov, summary_text, vcov_label
 
 __all__ = ["HausmanTest", "PanelFit", "hausman", "panel"]
 
@@ -88,7 +80,7 @@ def _corr2(a: np.ndarray, b: np.ndarray) -> float:
 
 
 class PanelFit(OlsFit):
-    """Result of :func:`panel`; everything of :class:`~multilevel.robust.OlsFit` plus:
+    """Result of :func:`panel`; everything of :class:`~multilevel.models.ols.OlsFit` plus:
 
     Attributes
     ----------
@@ -132,7 +124,7 @@ class PanelFit(OlsFit):
 
     def summary(self, level: float = 0.95) -> str:
         """A Stata xtreg-like report."""
-        return _summary_text(self, self._header(), level)
+        return summary_text(self, self._header(), level)
 
 
 def _check_duplicates(
@@ -249,13 +241,13 @@ def panel(
         raise ValueError("model='fd' needs the time column (time=)")
     if isinstance(vcov, str) and vcov.lower() == "cluster":
         vcov = {"CR1": entity}
-    kind, specs = _parse_vcov(vcov)
+    kind, specs = parse_vcov(vcov)
     if kind in ("HC0", "HC1", "HC2", "HC3"):
         raise ValueError("panel supports vcov='iid', 'cluster' or {'CR0'|'CR1': column}")
     if kind == "CR2":
         raise ValueError("CR2 is not available for panel models; use CR0 or CR1")
     extras: list[Any] = [entity] + ([time] if time is not None else []) + specs
-    prep = _prepare(formula, data, None, extras)
+    prep = fixed_arrays(formula, data, None, extras)
     y, X, names = prep.y, prep.X, prep.names
     ent_raw = prep.extras[0]
     tim_raw = prep.extras[1] if time is not None else None
@@ -274,7 +266,7 @@ def panel(
     N = len(ent_levels)
     counts = np.bincount(codes, minlength=N).astype(float)
     has_int = "(Intercept)" in names
-    label = _vcov_label(kind, specs) if not (kind == "CR1" and specs == [entity]) else (
+    label = vcov_label(kind, specs) if not (kind == "CR1" and specs == [entity]) else (
         f"CR1 ({entity})"
     )
     ybar = _group_means(y, codes, counts)[:, 0]
@@ -363,7 +355,7 @@ def panel(
         R_inv = scipy.linalg.solve_triangular(R_t, np.eye(len(beta)), check_finite=False)
         B = R_inv @ R_inv.T  # (X'X)^-1 from the QR factor
         s2 = float(resid @ resid) / (nt - k_df)
-        sw_ = _Sandwich(s2 * B, np.full(len(beta), float(nt - k_df)), float(nt - k_df))
+        sw_ = Sandwich(s2 * B, np.full(len(beta), float(nt - k_df)), float(nt - k_df))
     else:
         sw_ = sandwich(Xt, resid, kind, clusters=clus, k=k_small if k_small else Xt.shape[1])
     intercept_in_t = model in ("between", "pooled", "fd") and has_int
@@ -440,16 +432,5 @@ def hausman(fe: PanelFit, re: PanelFit) -> HausmanTest:
     d = fe.coef[names].to_numpy() - re.coef[names].to_numpy()
     V = fe.vcov.loc[names, names].to_numpy() - re.vcov.loc[names, names].to_numpy()
     stat = float(d @ np.linalg.solve(V, d))
-    return HausmanTest(stat, len(names), _chi2_sf(stat, len(names)), names)
+    return HausmanTest(stat, len(names), chi2_sf(stat, len(names)), names)
 
-
-# `multilevel.panel` is both this module and its main function. Once the module has been
-# imported, the import system binds the package attribute `multilevel.panel` to the module,
-# hiding the lazily exported function; making the module callable keeps `ml.panel(...)`
-# working either way.
-class _CallableModule(_types.ModuleType):
-    def __call__(self, *args: Any, **kwargs: Any) -> PanelFit:
-        return panel(*args, **kwargs)
-
-
-_sys.modules[__name__].__class__ = _CallableModule
