@@ -11,7 +11,7 @@ import pytest
 
 import multilevel as ml
 from multilevel.exceptions import ConvergenceWarning, DataError, SingularFitWarning
-from multilevel.results import _abbreviate, _make_unique, _r_format
+from multilevel.results.rformat import abbreviate, make_unique, r_format
 
 pytestmark = pytest.mark.usefixtures("lmm_core")
 
@@ -198,9 +198,9 @@ def test_convergence_warning_is_a_warning_class():
 
 
 def test_r_formatting_helpers():
-    assert _r_format([612.1002, 35.0717, 654.94], 4) == ["612.10", " 35.07", "654.94"]
-    assert _r_format([-3.95356, -0.4634, 0.02312, 0.4634, 5.17926], 4)[2] == " 0.02312"
-    assert _r_format([1e-10, 1.0], 4) == ["1e-10", "1e+00"]
-    assert _abbreviate("(Intercept)") == "(Intr)"
-    assert _abbreviate("ses:sectorCatholic", 11) == "ss:sctrCthl"
-    assert _make_unique(["a", "a", "b", "a"]) == ["a", "a.1", "b", "a.2"]
+    assert r_format([612.1002, 35.0717, 654.94], 4) == ["612.10", " 35.07", "654.94"]
+    assert r_format([-3.95356, -0.4634, 0.02312, 0.4634, 5.17926], 4)[2] == " 0.02312"
+    assert r_format([1e-10, 1.0], 4) == ["1e-10", "1e+00"]
+    assert abbreviate("(Intercept)") == "(Intr)"
+    assert abbreviate("ses:sectorCatholic", 11) == "ss:sctrCthl"
+    assert make_unique(["a", "a", "b", "a"]) == ["a", "a.1", "b", "a.2"]

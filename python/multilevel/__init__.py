@@ -29,8 +29,8 @@ __version__ = "0.1.0"
 # `import multilevel` stays fast and each module can be worked on alone.
 _LAZY = {
     "lmer": "multilevel.models.lmm",
-    "anova": "multilevel.results",
-    "LmerFit": "multilevel.results",
+    "anova": "multilevel.results.anova",
+    "LmerFit": "multilevel.results.lmer",
     "ols": "multilevel.models.ols",
     "panel": "multilevel.models.panel",
     "hausman": "multilevel.models.panel",

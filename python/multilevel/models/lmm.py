@@ -16,7 +16,7 @@ import numpy as np
 
 from multilevel import design as _design
 from multilevel.data import as_pandas
-from multilevel.results import LmerFit
+from multilevel.results.lmer import LmerFit
 
 __all__ = ["lmer"]
 

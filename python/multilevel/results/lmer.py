@@ -1,4 +1,4 @@
-"""Fitted linear mixed models: estimates, tables, predictions and likelihood-ratio tests.
+"""The fitted linear mixed model: :class:`LmerFit`, lme4's ``merMod``.
 
 :class:`LmerFit` wraps the design (``multilevel.design.Design``) and the numerical problem
 (``multilevel._core.LmmProblem``) of one fit together with the optimum the core returned. Every
@@ -10,10 +10,10 @@ number comes from the core; this module only arranges them as lme4 presents them
 * ``coef`` -- ``coef()``: fixed plus random effects per level;
 * ``varcorr`` -- ``as.data.frame(VarCorr(fit))`` with lme4's row order and group names;
 * ``loglik``, ``aic``, ``bic``, ``deviance``, ``df`` -- ``logLik()`` and friends, where a REML
-  fit reports its REML log-likelihood, as lme4 does;
-* :meth:`LmerFit.summary` and ``repr`` -- laid out like ``print(summary(fit))`` and
-  ``print(fit)``;
-* :func:`anova` -- ``anova(fit0, fit1, ...)``, the likelihood-ratio table.
+  fit reports its REML log-likelihood, as lme4 does.
+
+Printing is in :mod:`multilevel.results.summary`; the inference methods come from
+:class:`multilevel.inference.methods.InferenceMixin`.
 """
 
 from __future__ import annotations
@@ -27,158 +27,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from multilevel.exceptions import ConvergenceWarning, DataError, SingularFitWarning
+from multilevel.exceptions import ConvergenceWarning, SingularFitWarning
 from multilevel.inference.methods import InferenceMixin
+from multilevel.results.summary import (
+    SINGULAR_MESSAGE,
+    LmerSummary,
+    convergence_message,
+    fit_text,
+)
+from multilevel.results.rformat import make_unique
 
-__all__ = ["LmerFit", "LmerSummary", "anova"]
-
-SINGULAR_MESSAGE = "boundary (singular) fit: see help('isSingular')"
-REFIT_MESSAGE = "refitting model(s) with ML (instead of REML)"
-
-
-# ---------------------------------------------------------------------------------------
-# R-style number formatting (what print() and format() of R do with `digits`)
-# ---------------------------------------------------------------------------------------
-def _sig_parts(x: float, digits: int) -> tuple[int, int]:
-    """(number of significant digits needed, decimal exponent) of x shown to `digits`."""
-    if x == 0 or not math.isfinite(x):
-        return 1, 0
-    mant, exp = f"{abs(x):.{digits - 1}e}".split("e")
-    sig = mant.replace(".", "").rstrip("0")
-    return max(len(sig), 1), int(exp)
-
-
-def _r_format(values: Sequence[float], digits: int = 7) -> list[str]:
-    """Format numbers jointly as R's ``format(x, digits=)``: common decimals and width."""
-    vals = [float(v) for v in values]
-    finite = [v for v in vals if math.isfinite(v)]
-    if not finite:
-        out = ["NA" if math.isnan(v) else ("Inf" if v > 0 else "-Inf") for v in vals]
-    else:
-        parts = [_sig_parts(v, digits) for v in finite]
-        rgt = max(max(0, ns - 1 - e) for ns, e in parts)
-        left = max((e + 1 if e >= 0 else 1) for _, e in parts)
-        neg = any(v < 0 for v in finite)
-        width_fixed = neg + left + (1 + rgt if rgt > 0 else 0)
-        mxns = max(ns for ns, _ in parts)
-        big_exp = any(abs(e) >= 100 for _, e in parts)
-        width_sci = neg + (mxns + 1 if mxns > 1 else mxns) + (5 if big_exp else 4)
-        out = []
-        for v in vals:
-            if math.isnan(v):
-                out.append("NA")
-            elif math.isinf(v):
-                out.append("Inf" if v > 0 else "-Inf")
-            elif width_fixed <= width_sci:
-                out.append(f"{v:.{rgt}f}")
-            else:
-                out.append(f"{v:.{mxns - 1}e}")
-    width = max(len(s) for s in out)
-    return [s.rjust(width) for s in out]
-
-
-def _r_named_vector(names: Sequence[str], cells: Sequence[str], width: int = 80) -> str:
-    """Print a named vector as R does: names over values, right aligned, wrapped at `width`."""
-    w = max([len(n) for n in names] + [len(c) for c in cells])
-    per_line = max(1, (width + 1) // (w + 1))
-    lines = []
-    for i in range(0, len(names), per_line):
-        lines.append(" ".join(n.rjust(w) for n in names[i : i + per_line]) + " ")
-        lines.append(" ".join(c.rjust(w) for c in cells[i : i + per_line]) + " ")
-    return "\n".join(lines)
-
-
-def _r_matrix(rownames: Sequence[str], colnames: Sequence[str], cells: list[list[str]],
-              right: bool = True) -> str:
-    """Print a character matrix as R does with quote = FALSE (row names left aligned)."""
-    rw = max([len(r) for r in rownames] + [0])
-    widths = [max([len(colnames[j])] + [len(row[j]) for row in cells])
-              for j in range(len(colnames))]
-
-    def just(s: str, w: int) -> str:
-        return s.rjust(w) if right else s.ljust(w)
-
-    lines = [" " * rw + "".join(" " + just(c, w) for c, w in zip(colnames, widths))]
-    for r, row in zip(rownames, cells):
-        lines.append(r.ljust(rw) + "".join(" " + just(s, w) for s, w in zip(row, widths)))
-    if not right:  # R pads left-aligned cells, so lines keep their full width
-        return "\n".join(lines)
-    return "\n".join(lines)
-
-
-def _abbreviate(name: str, minlength: int = 6) -> str:
-    """R's ``abbreviate()``: drop lower-case vowels, then lower-case letters, from the right."""
-    if len(name) <= minlength:
-        return name
-    chars = list(name)
-    for pred in (lambda c: c in "aeiou", lambda c: c.islower()):
-        i = len(chars) - 1
-        while len(chars) > minlength and i > 0:
-            if pred(chars[i]) and chars[i - 1] != " ":
-                del chars[i]
-            i -= 1
-    s = "".join(chars)
-    return s[:minlength] if len(s) > minlength else s
-
-
-def _make_unique(names: Sequence[str]) -> list[str]:
-    """R's ``make.unique``: the second "a" becomes "a.1", the third "a.2", ..."""
-    seen: dict[str, int] = {}
-    out = []
-    taken = set(names)
-    for n in names:
-        if n not in seen:
-            seen[n] = 0
-            out.append(n)
-            continue
-        k = seen[n]
-        while True:
-            k += 1
-            cand = f"{n}.{k}"
-            if cand not in taken:
-                break
-        seen[n] = k
-        taken.add(cand)
-        out.append(cand)
-    return out
-
-
-def _lme4_formula_text(design: Any) -> str:
-    """The formula as lme4 prints it: ``(x || g)`` shown expanded, ``((1 | g) + (0 + x | g))``."""
-    text = str(design.formula)
-    if "||" not in text:
-        return text
-    parsed = getattr(design, "parsed", None)
-    if parsed is None:
-        return text
-    runs: list[list[Any]] = []  # one run of expanded terms per `||` bar, in formula order
-    for t in parsed.random:
-        if t.correlated:
-            continue
-        if runs and runs[-1][0].group == t.group and " ".join(t.expr.split()) != "1":
-            runs[-1].append(t)
-        else:
-            runs.append([t])
-    out, pos = [], 0
-    for run in runs:
-        k = text.find("||", pos)
-        if k < 0:
-            return text
-        depth, end = 0, k
-        while end < len(text) and not (text[end] == ")" and depth == 0):
-            depth += {"(": 1, ")": -1}.get(text[end], 0)
-            end += 1
-        depth, start = 0, k
-        while start >= 0 and not (text[start] == "(" and depth == 0):
-            depth += {")": 1, "(": -1}.get(text[start], 0)
-            start -= 1
-        if start < 0 or end >= len(text):
-            return text
-        out.append(text[pos:start])
-        out.append("(" + " + ".join(t.text for t in run) + ")")
-        pos = end + 1
-    out.append(text[pos:])
-    return "".join(out)
+__all__ = ["LmerFit"]
 
 
 def _n_rows(data: Any) -> int:
@@ -186,10 +45,6 @@ def _n_rows(data: Any) -> int:
         return len(next(iter(data.values()))) if data else 0
     return int(data.shape[0])
 
-
-# ---------------------------------------------------------------------------------------
-# The fit
-# ---------------------------------------------------------------------------------------
 class LmerFit(InferenceMixin):
     """A fitted linear mixed model (lme4's ``merMod``), returned by :func:`multilevel.lmer`.
 
@@ -238,10 +93,7 @@ class LmerFit(InferenceMixin):
         if self.singular:
             warnings.warn(SINGULAR_MESSAGE, SingularFitWarning, stacklevel=stacklevel)
         if not self.converged:
-            g = np.max(np.abs(np.asarray(self.check.get("scaled_gradient", [np.nan]))))
-            warnings.warn(
-                f"Model failed to converge with max|grad| = {g:.6g} (tol = 0.002)",
-                ConvergenceWarning, stacklevel=stacklevel)
+            warnings.warn(convergence_message(self), ConvergenceWarning, stacklevel=stacklevel)
 
     # -- raw estimates ---------------------------------------------------------------------
     @property
@@ -502,7 +354,7 @@ class LmerFit(InferenceMixin):
         """
         rows = []
         s2 = self.sigma**2
-        gnames = _make_unique([t.group for t in self.design.terms])
+        gnames = make_unique([t.group for t in self.design.terms])
         for gname, t, lam in zip(gnames, self.design.terms, self.lambda_):
             S = s2 * lam @ lam.T
             sd = np.sqrt(np.diag(S))
@@ -671,285 +523,5 @@ class LmerFit(InferenceMixin):
 
         return nlme.intervals(self, level)
 
-    def _title(self) -> list[str]:
-        how = "REML" if self.reml else "maximum likelihood "
-        lines = [f"Linear mixed model fit by {how} ['lmerMod']",
-                 f"Formula: {_lme4_formula_text(self.design)}"]
-        if self.data_name:
-            lines.append(f"   Data: {self.data_name}")
-        if self.design.weights is not None:
-            lines.append(f"Weights: {self.weights_name or 'weights'}")
-        if self.design.offset is not None:
-            lines.append(f" Offset: {self.offset_name or 'offset'}")
-        return lines
-
-    def _aic_block(self, ndigits: int) -> list[str]:
-        if self.reml:
-            v = round(self.objective, ndigits)
-            return [f"REML criterion at convergence: {_r_format([v], 7)[0].strip()}"]
-        names = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
-        vals = [round(v, ndigits) for v in (self.aic, self.bic, self.loglik, self.deviance)]
-        cells = _r_format(vals + [float(self.df_resid)], 7)[:4] + [str(self.df_resid)]
-        return _r_named_vector(names, cells).split("\n")
-
-    def _re_table(self, variance: bool, digits: int = 4) -> list[str]:
-        vc = self.varcorr
-        gnames = _make_unique([t.group for t in self.design.terms])
-        rows: list[tuple[str, str, float, float, list[float]]] = []
-        s2 = self.sigma**2
-        maxq = 1
-        for gname, t, lam in zip(gnames, self.design.terms, self.lambda_):
-            S = s2 * lam @ lam.T
-            sd = np.sqrt(np.diag(S))
-            q = S.shape[0]
-            maxq = max(maxq, q)
-            for i in range(q):
-                cors = [S[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else np.nan
-                        for j in range(i)]
-                rows.append((gname if i == 0 else "", t.names[i], S[i, i], sd[i], cors))
-        rows.append(("Residual", "", s2, self.sigma, []))
-        del vc
-        var_s = [s.rstrip() for s in _r_format([r[2] for r in rows], digits)]
-        sd_s = _r_format([r[3] for r in rows], digits)
-        cols = ["Groups", "Name"] + (["Variance"] if variance else []) + ["Std.Dev."]
-        cells = []
-        for r, v, s in zip(rows, _r_format([r[2] for r in rows], digits), sd_s):
-            cells.append([r[0], r[1]] + ([v] if variance else []) + [s])
-        del var_s
-        if maxq > 1:
-            ncor = maxq - 1
-            sub = [[("" if j >= len(r[4]) else
-                     ("NaN" if math.isnan(r[4][j]) else f"{r[4][j]:.2f}")) for j in range(ncor)]
-                   for r in rows]
-            widths = [max(len(row[j]) for row in sub) for j in range(ncor)]
-            for row, c in zip(sub, cells):
-                c.append(" ".join(s.rjust(w) if s else " " * w for s, w in zip(row, widths)))
-            cols.append("Corr")
-        widths = [max([len(cols[j])] + [len(c[j]) for c in cells]) for j in range(len(cols))]
-        lines = [" " + " ".join(h.ljust(w) for h, w in zip(cols, widths))]
-        for c in cells:
-            lines.append(" " + " ".join(s.ljust(w) for s, w in zip(c, widths)))
-        return lines
-
-    def _obs_line(self) -> str:
-        groups = "; ".join(f"{g}, {n}" for g, n in self.ngroups.items())
-        return f"Number of obs: {self.nobs}, groups:  {groups}"
-
-    def _messages(self) -> list[str]:
-        out = []
-        if not self.converged:
-            g = np.max(np.abs(np.asarray(self.check.get("scaled_gradient", [np.nan]))))
-            out.append(f"Model failed to converge with max|grad| = {g:.6g} (tol = 0.002)")
-        if self.singular:
-            out.append(SINGULAR_MESSAGE)
-        return out
-
     def __repr__(self) -> str:
-        lines = self._title()
-        lines += self._aic_block(4)
-        lines.append("Random effects:")
-        lines += self._re_table(variance=False)
-        lines.append(self._obs_line())
-        lines.append("Fixed Effects:")
-        names = list(self.fixef.index)
-        vals = [s.strip() for s in _r_format(self.beta, 4)]
-        w = max([len(n) for n in names] + [len(v) for v in vals])
-        per_line = max(1, 80 // (w + 2))
-        for i in range(0, len(names), per_line):
-            lines.append("  ".join(n.rjust(w) for n in names[i : i + per_line]) + "  ")
-            lines.append("  ".join(v.rjust(w) for v in vals[i : i + per_line]) + "  ")
-        msgs = self._messages()
-        if msgs:
-            lines += msgs
-        return "\n".join(lines)
-
-
-class LmerSummary:
-    """The summary of an :class:`LmerFit`; ``str()`` is laid out like lme4's.
-
-    Attributes
-    ----------
-    coefficients : DataFrame with Estimate, Std. Error, t value
-    varcorr : DataFrame, as ``fit.varcorr``
-    residuals : Series of quantiles (Min, 1Q, Median, 3Q, Max) of the scaled residuals
-    correlation : DataFrame, correlation of the fixed effects
-    """
-
-    def __init__(self, fit: LmerFit):
-        self.fit = fit
-        est = fit.beta
-        se = fit.se.to_numpy()
-        self.coefficients = pd.DataFrame(
-            {"Estimate": est, "Std. Error": se, "t value": est / se}, index=fit.fixef.index)
-        if fit.robust is not None:  # robust SEs with Satterthwaite df and p-values
-            self.coefficients = fit.robust.coef_table(est)
-        self.varcorr = fit.varcorr
-        q = np.quantile(fit.scaled_residuals(), [0, 0.25, 0.5, 0.75, 1.0])
-        mx = np.max(np.abs(q))
-        if mx > 0:  # R's zapsmall(q, digits + 1) as lme4 prints them (digits = 4)
-            q = np.round(q, max(0, math.floor(5 - math.log10(mx) + 0.5)))
-        self.residuals = pd.Series(q, index=["Min", "1Q", "Median", "3Q", "Max"])
-        v = fit.vcov.to_numpy()
-        d = np.sqrt(np.diag(v))
-        self.correlation = pd.DataFrame(v / np.outer(d, d), index=fit.vcov.index,
-                                        columns=fit.vcov.columns)
-
-    def _coef_table(self, digits: int = 4) -> list[str]:
-        cf = self.coefficients
-        cs = cf[["Estimate", "Std. Error"]].to_numpy()
-        acs = np.abs(cs[np.isfinite(cs) & (cs != 0)])
-        if acs.size:
-            digmin = 1 + math.floor(math.log10(acs.min()))
-            nd = max(1, digits - digmin)
-        else:
-            nd = 1
-        flat = [round(float(x), nd) for x in cs.ravel(order="F")]
-        fmt = _r_format(flat, digits)
-        n = cs.shape[0]
-        est_s, se_s = fmt[:n], fmt[n:]
-        tv = [round(float(x), 3) for x in cf["t value"]]
-        t_s = _r_format(tv, digits)
-        cells = [[e, s, t] for e, s, t in zip(est_s, se_s, t_s)]
-        cols = ["Estimate", "Std. Error", "t value"]
-        if "df" in cf.columns:  # robust: Satterthwaite df and p-values, laid out as lmerTest
-            df_s = _r_format([round(float(x), 2) for x in cf["df"]], digits)
-            pv = cf["Pr(>|t|)"].to_numpy()
-            tiny = pv < np.finfo(float).eps
-            p_s = _r_format([float(x) for x in pv[~tiny]], 3) if (~tiny).any() else []
-            p_it = iter(p_s)
-            p_s = ["< 2e-16" if t else next(p_it).strip() for t in tiny]
-            w = max(len(x) for x in p_s)
-            cells = [[e, s, d, t, p.rjust(w)]
-                     for (e, s, t), d, p in zip(cells, df_s, p_s)]
-            cols = ["Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"]
-        return _r_matrix(list(cf.index), cols, cells).split("\n")
-
-    def _corr_table(self) -> list[str]:
-        names = list(self.correlation.index)
-        p = len(names)
-        if p <= 1:
-            return []
-        if p > 12:
-            return ["", f"Correlation matrix not shown by default, as p = {p} > 12."]
-        c = self.correlation.to_numpy()
-        low = [f"{c[i, j]:.3f}" for i in range(1, p) for j in range(i)]
-        w = max(len(x) for x in low)
-        cells = [[(f"{c[i, j]:.3f}".rjust(w) if j < i else "") for j in range(p - 1)]
-                 for i in range(1, p)]
-        rown = [_abbreviate(nm, 11) for nm in names[1:]]
-        coln = [_abbreviate(nm, 6) for nm in names[:-1]]
-        return ["", "Correlation of Fixed Effects:"] + _r_matrix(
-            rown, coln, cells, right=False).split("\n")
-
-    def __str__(self) -> str:
-        fit = self.fit
-        lines = fit._title() + [""]
-        lines += fit._aic_block(1)
-        lines += ["", "Scaled residuals: "]
-        lines += _r_named_vector(list(self.residuals.index),
-                                 [s.strip() for s in _r_format(self.residuals.to_numpy(), 4)]
-                                 ).split("\n")
-        lines += ["", "Random effects:"]
-        lines += fit._re_table(variance=True)
-        lines.append(fit._obs_line())
-        lines += ["", "Fixed effects:"]
-        if fit.robust is not None:
-            lines[-1] = f"Fixed effects ({fit.robust.describe()}):"
-        lines += self._coef_table()
-        lines += self._corr_table()
-        msgs = fit._messages()
-        if msgs:
-            lines += [""] + msgs
-        return "\n".join(lines)
-
-    __repr__ = __str__
-
-
-# ---------------------------------------------------------------------------------------
-# Likelihood-ratio tests
-# ---------------------------------------------------------------------------------------
-def anova(*fits: Any, names: Sequence[str] | None = None, refit: bool = True,
-          type: int | None = None, ddf: str | None = "satterthwaite", boot: int | None = None,
-          seed: Any = None, threads: int | None = None, progress: bool = False) -> pd.DataFrame:
-    """Likelihood-ratio tests between nested fits, as lme4's ``anova(fit0, fit1, ...)``.
-
-    REML fits are refitted by maximum likelihood first (with the note "refitting model(s)
-    with ML (instead of REML)", issued as a warning). Rows are ordered by number of
-    parameters; ``Chisq`` compares each model with the row above it.
-
-    Parameters
-    ----------
-    *fits : LmerFit
-        Two or more fits to the same rows.
-    names : list of str, optional
-        Row labels; default "fit0", "fit1", ... in argument order.
-    refit : bool
-        Refit REML fits with ML (default, as lme4); if False the REML criteria are compared.
-    type : 3, optional
-        With one fit: lmerTest's type III F tests of its fixed-effect terms, with ``ddf``
-        ("satterthwaite", "kenward-roger", "residual", "nlme" or None for chi-square tests).
-    boot : int, optional
-        With two fits: adds a parametric-bootstrap p-value of the LR test ("Pr(>Chisq) boot",
-        pbkrtest's PBmodcomp) from ``boot`` responses simulated from the smaller model
-        (``seed``, ``threads`` and ``progress`` as in :func:`multilevel.bootstrap`).
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns npar, AIC, BIC, logLik, deviance, Chisq, Df, Pr(>Chisq).
-
-    Examples
-    --------
-    >>> import warnings
-    >>> import multilevel as ml
-    >>> df = ml.datasets.load("sleepstudy")
-    >>> f0 = ml.lmer("Reaction ~ Days + (1 | Subject)", data=df, reml=False)
-    >>> f1 = ml.lmer("Reaction ~ Days + (Days | Subject)", data=df, reml=False)
-    >>> tab = ml.anova(f0, f1)
-    >>> tab["npar"].tolist(), round(float(tab["Chisq"].iloc[1]), 2)
-    ([4, 6], 42.14)
-    """
-    if type is not None or len(fits) == 1:
-        if len(fits) != 1 or type not in (None, 3):
-            raise ValueError("anova(fit, type=3) tests the terms of one fit (type III only)")
-        from multilevel.inference import anova3
-
-        return anova3.anova(fits[0], ddf)
-    if len(fits) < 2:
-        raise ValueError("anova() needs at least two fits")
-    if names is None:
-        names = [f"fit{i}" for i in range(len(fits))]
-    if len(names) != len(fits):
-        raise ValueError("names must have one entry per fit")
-    nobs = {f.nobs for f in fits}
-    if len(nobs) > 1:
-        raise DataError(f"models were not all fitted to the same size of dataset: nobs {sorted(nobs)}")
-    if refit and any(f.reml for f in fits):
-        warnings.warn(REFIT_MESSAGE, UserWarning, stacklevel=2)
-        fits = tuple(f.refit_ml() for f in fits)
-    order = sorted(range(len(fits)), key=lambda i: fits[i].npar)  # stable: ties keep order
-    fs = [fits[i] for i in order]
-    npar = np.array([f.npar for f in fs])
-    ll = np.array([f.loglik for f in fs])
-    dev = -2.0 * ll
-    chisq = np.full(len(fs), np.nan)
-    dfc = np.full(len(fs), np.nan)
-    pv = np.full(len(fs), np.nan)
-    from scipy import stats
-
-    for i in range(1, len(fs)):
-        chisq[i] = 2.0 * max(0.0, ll[i] - ll[i - 1])
-        dfc[i] = npar[i] - npar[i - 1]
-        pv[i] = stats.chi2.sf(chisq[i], dfc[i]) if dfc[i] > 0 else np.nan
-    table = pd.DataFrame(
-        {"npar": npar, "AIC": [f.aic for f in fs], "BIC": [f.bic for f in fs], "logLik": ll,
-         "deviance": dev, "Chisq": chisq, "Df": dfc, "Pr(>Chisq)": pv},
-        index=[names[i] for i in order])
-    if boot is not None:
-        if len(fs) != 2 or not all(isinstance(f, LmerFit) for f in fs):
-            raise ValueError("boot= compares two linear mixed model fits")
-        from multilevel.inference.bootstrap import lrt_pvalue
-
-        p, _ = lrt_pvalue(fs[0], fs[1], boot, seed=seed, threads=threads, progress=progress)
-        table["Pr(>Chisq) boot"] = [np.nan, p]
-    return table
+        return fit_text(self)
