@@ -59,23 +59,20 @@ ROOT = HERE.parent
 OUT = HERE / "out"
 R_SCRIPT = HERE / "lme4_fit.R"
 
-CASES = {
-    "insteval": {
-        "formula": "y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept:service)",
-        "reml": True,
-        "what": "InstEval, 73,421 rows, 3 crossed factors (2,972 / 1,128 / 28 levels), REML",
-    },
-    "sleepstudy": {
-        "formula": "Reaction ~ Days + (Days | Subject)",
-        "reml": True,
-        "what": "sleepstudy, 180 rows, 18 subjects, correlated intercept and slope, REML, per fit",
-    },
-    "panel1m": {
-        "formula": "y ~ x1 + x2 + x3 + (1 + x1 | g)",
-        "reml": False,
-        "what": "simulated panel, {rows:,} rows, {groups:,} groups, random intercept and slope, ML",
-    },
-}
+
+
+def _load_cases():
+    """tests/cases.py, the table of models shared with the tests, loaded by its path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cases", ROOT / "tests" / "cases.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("cases", module)  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+CASES = _load_cases().BENCH
 
 PANEL_SEED = 20240601
 
@@ -129,13 +126,10 @@ def load_case(case: str, csv: str | None):
 
     import multilevel as ml
 
-    if case == "insteval":
-        return ml.datasets.load("insteval")
-    if case == "sleepstudy":
-        return ml.datasets.load("sleepstudy")
-    if case == "panel1m":
+    data = CASES[case].data
+    if data == "simulated":
         return pd.read_csv(csv, float_precision="round_trip")
-    raise ValueError(case)
+    return ml.datasets.load(data)
 
 
 # --------------------------------------------------------------------------------------
@@ -179,7 +173,7 @@ def worker_ml(case: str, reps: int, mode: str, csv: str | None) -> dict:
         except OSError:
             reset = False
         t0 = time.perf_counter()
-        fit = ml.lmer(spec["formula"], data, reml=spec["reml"])
+        fit = ml.lmer(spec.formula, data, reml=spec.reml)
         times = [time.perf_counter() - t0]
         after = _status_kb()
         out["mem"] = {
@@ -195,7 +189,7 @@ def worker_ml(case: str, reps: int, mode: str, csv: str | None) -> dict:
         for _ in range(reps):
             gc.collect()
             t0 = time.perf_counter()
-            fit = ml.lmer(spec["formula"], data, reml=spec["reml"])
+            fit = ml.lmer(spec.formula, data, reml=spec.reml)
             times.append(time.perf_counter() - t0)
     vc = fit.varcorr
     out.update(
@@ -667,13 +661,13 @@ def main() -> None:
     for case in cases:
         spec = CASES[case]
         csv = None
-        what = spec["what"]
+        what = spec.what
         if case == "panel1m":
             t0 = time.perf_counter()
             csv = str(panel_csv(rows, groups))
             what = what.format(rows=rows, groups=groups)
             print(f"[{case}] data: {csv} ({time.perf_counter() - t0:.1f} s)")
-        r = {"what": what, "formula": spec["formula"], "loadavg_before": os.getloadavg()[0]}
+        r = {"what": what, "formula": spec.formula, "loadavg_before": os.getloadavg()[0]}
         # one timed fit per round unless --reps says otherwise
         big_reps = reps or args.rounds or (1 if quick else DEFAULT_ROUNDS[case])
         n_ml = sreps["ml"] if case == "sleepstudy" else big_reps

@@ -21,6 +21,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from cases import LMM
 from conftest import lmm_case_names, load_reference, load_reference_data
 
 import multilevel as ml
@@ -31,7 +32,7 @@ from multilevel.results import LmerFit
 
 pytestmark = pytest.mark.usefixtures("lmm_core")
 
-CASES = lmm_case_names()
+CASES = list(LMM)
 
 OBJ_AT_THETA_RTOL = 1e-8
 OBJ_FIT_RTOL = 1e-6
@@ -265,6 +266,16 @@ def test_predict_sleepstudy(lmm_core):
         assert _rel(p_known, _arr(ref["predict_re_known"])[known]) < rtol
     with pytest.raises(DataError, match="999"):
         fit.predict(new)
+
+
+def test_cases_table_is_the_references():
+    """tests/cases.py's LMM table and the reference JSONs name the same models."""
+    assert sorted(LMM) == lmm_case_names()
+    for name, c in LMM.items():
+        ref = load_reference(name)
+        data = ref.get("data_file") or ref["dataset"]
+        assert (data, ref["formula"], ref["reml"], ref["weights"], ref["offset"]) == (
+            c.data, c.formula, c.reml, c.weights, c.offset), name
 
 
 def test_dense_reference_matches_lme4_objective():
