@@ -53,7 +53,9 @@ LMM: dict[str, Case] = {
     "penicillin_reml": Case("penicillin", PENICILLIN),
     "sleepstudy_na_ml": Case("tests/reference/data/sleepstudy_na.csv", SLEEPSTUDY, reml=False),
     "sleepstudy_offset_reml": Case(
-        "tests/reference/data/sleepstudy_offset.csv", "Reaction ~ Days + (1 | Subject)", offset="off"
+        "tests/reference/data/sleepstudy_offset.csv",
+        "Reaction ~ Days + (1 | Subject)",
+        offset="off",
     ),
     "sleepstudy_slopes_ml": Case("sleepstudy", SLEEPSTUDY, reml=False),
     "sleepstudy_slopes_reml": Case("sleepstudy", SLEEPSTUDY),

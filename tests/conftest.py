@@ -32,8 +32,11 @@ USE_DENSE = os.environ.get("MULTILEVEL_TEST_DENSE") == "1"
 
 def lmm_case_names() -> list[str]:
     """The single-fit lmm reference cases (every tests/reference/lmm/*.json but anova/predict)."""
-    return sorted(p.stem for p in LMM_REFERENCE_DIR.glob("*.json")
-                  if not p.stem.startswith(("anova_", "predict_")))
+    return sorted(
+        p.stem
+        for p in LMM_REFERENCE_DIR.glob("*.json")
+        if not p.stem.startswith(("anova_", "predict_"))
+    )
 
 
 def load_reference(name: str, subdir: str = "lmm") -> dict:
@@ -60,14 +63,15 @@ def reference():
 def lmm_core(monkeypatch):
     """Make sure lmer() has a numerical core: the Rust one, or the dense stand-in if asked."""
     if USE_DENSE:
-        from multilevel.models import lmm
         from _dense_reference import DenseLmmProblem
+        from multilevel.models import lmm
 
         monkeypatch.setattr(lmm, "_problem_class", lambda: DenseLmmProblem)
         return DenseLmmProblem
     if not HAVE_CORE:
-        pytest.skip("multilevel._core is not built (set MULTILEVEL_TEST_DENSE=1 to use the "
-                    "dense stand-in)")
+        pytest.skip(
+            "multilevel._core is not built (set MULTILEVEL_TEST_DENSE=1 to use the dense stand-in)"
+        )
     from multilevel import _core
 
     return _core.LmmProblem

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from _dense_reference import DenseLmmProblem, dense_objective
 
 

@@ -344,8 +344,13 @@ def test_transformation_nan_in_z_drops_weights_and_offset_rows_too(df):
     clean = build("y ~ x + (1 + np.log(z) | g)", df.iloc[keep], weights="w", offset="off")
     assert d.n_dropped == len(df) - len(keep)
     np.testing.assert_array_equal(d.rows, keep)
-    for got, want in [(d.y, clean.y), (d.X, clean.X), (d.weights, clean.weights),
-                      (d.offset, clean.offset), (d.terms[0].Z, clean.terms[0].Z)]:
+    for got, want in [
+        (d.y, clean.y),
+        (d.X, clean.X),
+        (d.weights, clean.weights),
+        (d.offset, clean.offset),
+        (d.terms[0].Z, clean.terms[0].Z),
+    ]:
         np.testing.assert_array_equal(got, want)
     assert d.X.flags.f_contiguous and d.terms[0].Z.flags.f_contiguous
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cases import INFERENCE
 
 import multilevel as ml
+from cases import INFERENCE
 from multilevel.exceptions import FitError, HypothesisError
 from multilevel.inference import kenward_roger, satterthwaite
 from multilevel.inference.varpar import VarparModel

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import load_reference_data
 
 import multilevel as ml
-from multilevel.inference import lmer_robust
+from conftest import load_reference_data
 from multilevel.exceptions import DataError, MissingColumnError, MissingValuesWarning
+from multilevel.inference import lmer_robust
 from multilevel.results import LmerFit
 
 pytestmark = pytest.mark.usefixtures("lmm_core")

@@ -65,7 +65,8 @@ def test_varcorr_shape_and_order(fit, ss):
     assert list(vc["var2"]) == [None, None, "Days", None]
     assert vc["sdcor"].iloc[3] == pytest.approx(fit.sigma)
     assert vc["sdcor"].iloc[2] == pytest.approx(
-        vc["vcov"].iloc[2] / (vc["sdcor"].iloc[0] * vc["sdcor"].iloc[1]))
+        vc["vcov"].iloc[2] / (vc["sdcor"].iloc[0] * vc["sdcor"].iloc[1])
+    )
     # uncorrelated terms on one factor: separate groups in varcorr, merged in ranef
     h = ml.lmer("Reaction ~ Days + (Days || Subject)", ss)
     assert list(h.varcorr["grp"]) == ["Subject", "Subject.1", "Residual"]
@@ -137,8 +138,16 @@ def test_anova_refits_reml_with_ml(ss):
     f1 = ml.lmer(FORMULA, ss)
     with pytest.warns(UserWarning, match="refitting model"):
         tab = ml.anova(f1, f0)
-    assert list(tab.columns) == ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df",
-                                 "Pr(>Chisq)"]
+    assert list(tab.columns) == [
+        "npar",
+        "AIC",
+        "BIC",
+        "logLik",
+        "deviance",
+        "Chisq",
+        "Df",
+        "Pr(>Chisq)",
+    ]
     assert list(tab.index) == ["fit1", "fit0"]  # ordered by npar
     assert tab["npar"].tolist() == [4, 6]
     assert tab["deviance"].iloc[1] == pytest.approx(f1.refit_ml().objective)

@@ -66,8 +66,8 @@ import pandas as pd
 from formulaic.utils.stateful_transforms import stateful_transform
 
 from multilevel.data import as_pandas, is_numeric
-from multilevel.factors import factor, interaction, label, lookup
 from multilevel.exceptions import DataError, MissingColumnError, MissingValuesWarning
+from multilevel.factors import factor, interaction, label, lookup
 
 __all__ = ["cvar", "dvar", "formula_context", "up"]
 

@@ -69,6 +69,7 @@ def as_pandas(data) -> pd.DataFrame:
         f"data must be a pandas or polars DataFrame or a dict of arrays, not {type(data).__name__}"
     )
 
+
 def _as_column(v):
     if isinstance(v, (pd.Series, pd.Categorical, np.ndarray)):
         return v
@@ -77,17 +78,20 @@ def _as_column(v):
         return v.to_pandas()
     return list(v) if not np.isscalar(v) else v
 
+
 def is_numeric(s: pd.Series) -> bool:
     """Numeric or boolean dtype (``s`` a Series or an array)."""
     if isinstance(s.dtype, np.dtype):
         return s.dtype.kind in "biufc"
     return pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype)
 
+
 def is_float_like(s: pd.Series) -> bool:
     """Numeric, not boolean, dtype (``s`` a Series or an array)."""
     if isinstance(s.dtype, np.dtype):
         return s.dtype.kind in "iufc"
     return pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype)
+
 
 def check_columns(df: pd.DataFrame, names: Sequence[str]) -> None:
     pos = _column_positions(df.columns)
@@ -98,7 +102,9 @@ def check_columns(df: pd.DataFrame, names: Sequence[str]) -> None:
         if n not in cols:
             raise MissingColumnError(n, df.columns)
 
+
 _COLUMN_POSITIONS: dict[int, tuple[weakref.ref, dict]] = {}
+
 
 def _column_positions(cols: pd.Index) -> dict | None:
     """Column name -> position for unique names, None otherwise; kept per Index object (an
@@ -125,6 +131,7 @@ def _column_positions(cols: pd.Index) -> dict | None:
     _COLUMN_POSITIONS[key] = (ref, pos)
     return pos
 
+
 def weight_vector(arg, df: pd.DataFrame, what: str) -> tuple[np.ndarray | None, str | None]:
     """weights/offset: a column name or an array of length len(df). Returns (values, column)."""
     if arg is None:
@@ -144,10 +151,12 @@ def weight_vector(arg, df: pd.DataFrame, what: str) -> tuple[np.ndarray | None, 
         raise DataError(f"{what} has length {a.size} but the data have {len(df)} rows")
     return a, None
 
+
 def row_list(mask: np.ndarray, k: int = 5) -> str:
     idx = np.flatnonzero(mask)
     s = ", ".join(str(i) for i in idx[:k])
     return s + (", ..." if idx.size > k else "")
+
 
 class Frame:
     """The used columns at the kept rows, as ``drop_missing`` returns them.
@@ -214,13 +223,16 @@ class Frame:
             len(sel),
         )
 
+
 def pandas_frame(frame) -> pd.DataFrame:
     """A pandas DataFrame for formulaic from a ``Frame`` (or a DataFrame, as is)."""
     return frame.pandas() if isinstance(frame, Frame) else frame
 
+
 def column_values(frame, name: str):
     """A column's values from a ``Frame`` (array) or a DataFrame (Series)."""
     return frame.values(name) if isinstance(frame, Frame) else frame[name]
+
 
 def _column(df: pd.DataFrame, name: str, pos: dict[str, int] | None):
     """A used column of the input: its NumPy array (numeric, boolean) or its Categorical when
@@ -243,6 +255,7 @@ def _column(df: pd.DataFrame, name: str, pos: dict[str, int] | None):
         return s.array
     return s
 
+
 def _positions_of(df: pd.DataFrame, names: Sequence[str]) -> dict[str, int] | None:
     """Positions of ``names`` among unique columns, for ``_column``; None to use ``df[name]``."""
     if not hasattr(df, "_get_column_array"):
@@ -251,6 +264,7 @@ def _positions_of(df: pd.DataFrame, names: Sequence[str]) -> dict[str, int] | No
     if pos is None or not all(n in pos for n in names):
         return None
     return pos
+
 
 def _missing(v, name: str) -> np.ndarray | None:
     """Mask of missing values of a column from ``_column`` (None when there are none);
@@ -263,9 +277,7 @@ def _missing(v, name: str) -> np.ndarray | None:
             return None
         inf = np.isinf(v)
         if inf.any():
-            raise DataError(
-                f"column {name!r} has non-finite values (inf) at rows {row_list(inf)}"
-            )
+            raise DataError(f"column {name!r} has non-finite values (inf) at rows {row_list(inf)}")
         return np.isnan(v)
     if isinstance(v, pd.Categorical):
         codes = cat_codes(v)
@@ -274,10 +286,9 @@ def _missing(v, name: str) -> np.ndarray | None:
     if is_float_like(v):
         inf = np.isinf(v.to_numpy(dtype=float, na_value=np.nan))
         if inf.any():
-            raise DataError(
-                f"column {name!r} has non-finite values (inf) at rows {row_list(inf)}"
-            )
+            raise DataError(f"column {name!r} has non-finite values (inf) at rows {row_list(inf)}")
     return m if m.any() else None
+
 
 def drop_missing(
     df: pd.DataFrame,
@@ -328,16 +339,19 @@ def drop_missing(
     vecs = {k: (v[rows] if v is not None else None) for k, v in vectors.items()}
     return frame, rows, n_dropped, vecs
 
+
 def _all_rows(n: int) -> np.ndarray:
     """``np.arange(n)``; read-only and shared for small n (the positions of the rows when
     none is dropped, made once per size)."""
     return _arange_read_only(n) if n <= 16384 else np.arange(n)
+
 
 @functools.lru_cache(maxsize=16)
 def _arange_read_only(n: int) -> np.ndarray:
     rows = np.arange(n)
     rows.flags.writeable = False
     return rows
+
 
 def _clean_values(v):
     """``_clean_column`` for a column from ``_column``: arrays stay arrays."""
@@ -351,6 +365,7 @@ def _clean_values(v):
     if kind in "iu" and v.dtype != np.int64:
         return v.astype(np.int64)
     return v
+
 
 def _clean_column(s: pd.Series) -> pd.Series:
     """Nullable and Arrow dtypes -> NumPy dtypes (no missing values remain); drop unused
@@ -370,9 +385,10 @@ def _clean_column(s: pd.Series) -> pd.Series:
         return s.astype(np.float64)
     if pd.api.types.is_numeric_dtype(dt):
         return s.astype(np.float64)
-    if pd.api.types.is_string_dtype(dt) or dt == object:
+    if pd.api.types.is_string_dtype(dt) or dt == np.dtype(object):
         return s.astype(object)
     return s
+
 
 def _nan_rows(*arrays) -> np.ndarray:
     bad = None
@@ -383,6 +399,7 @@ def _nan_rows(*arrays) -> np.ndarray:
         bad = m if bad is None else (bad | m)
     return bad
 
+
 def check_inf(arr: np.ndarray, what: str, rows: np.ndarray) -> None:
     if np.isfinite(arr).all():
         return
@@ -391,6 +408,7 @@ def check_inf(arr: np.ndarray, what: str, rows: np.ndarray) -> None:
         raise DataError(
             f"the {what} has non-finite values at rows {', '.join(map(str, rows[m][:5]))}"
         )
+
 
 def drop_transform_nan(checked: list, carried: list, rows: np.ndarray, n_dropped: int, frame):
     """Drop, with a warning, the rows where a transformation in the formula made one of the
@@ -413,6 +431,7 @@ def drop_transform_nan(checked: list, carried: list, rows: np.ndarray, n_dropped
     checked = [np.asfortranarray(a[sel]) if a.ndim == 2 else a[sel] for a in checked]
     carried = [None if a is None else a[sel] for a in carried]
     return checked, carried, rows[sel], n_dropped + k, frame.take(sel)
+
 
 def check_weights(w: np.ndarray | None) -> None:
     if w is None:

@@ -139,7 +139,7 @@ def _expr_variables_uncached(expr: str, response: bool) -> list[str]:
     text = "{" + expr + "}" if response else expr
     try:
         found = set(formulaic.Formula(text).required_variables)
-    except Exception:  # noqa: BLE001 - fall back to the identifiers of the text
+    except Exception:
         found = {m.group(0) for m in _IDENT.finditer(expr)}
     # Names only ever used as calls (``cbind(...)``, ``log(...)``) are functions, not columns.
     names = []
@@ -293,7 +293,7 @@ def _parse_cached(formula: str) -> ParsedFormula:
     rhs = formula[rhs_start:]
     if not rhs.strip():
         raise FormulaError("empty right-hand side after '~'", formula, len(formula))
-    for i, ch, d in chars:
+    for i, ch, _ in chars:
         if ch == "|" and i < t:
             raise FormulaError("'|' is not allowed in the response", formula, i)
 
@@ -340,7 +340,7 @@ def _check_fixed_piece(formula: str, text: str, start: int) -> None:
     """Let formulaic parse one summand of the fixed part; point at its complaint."""
     try:
         formulaic.Formula(text)
-    except Exception as exc:  # noqa: BLE001 - formulaic's syntax errors
+    except Exception as exc:
         msg = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
         lines = msg.splitlines()
         offset = 0
@@ -416,7 +416,7 @@ def _parse_bar(formula: str, inner, pstart: int, pend: int) -> list[RandomTermSp
 def _check_expr(formula: str, expr: str, pos: int) -> None:
     try:
         formulaic.Formula(expr)
-    except Exception as exc:  # noqa: BLE001 - formulaic's own parse errors
+    except Exception as exc:
         raise FormulaError(f"cannot read the left side of '|': {exc}", formula, pos) from None
 
 

@@ -29,8 +29,8 @@ from __future__ import annotations
 from multilevel.data import as_pandas
 from multilevel.design.fixed import FixedDesign, FixedSpec, build_fixed, fixed_matrix
 from multilevel.design.newdata import NewMatrices, new_matrices
-from multilevel.design.rank import RANK_TOL
 from multilevel.design.random import Design, ReTerm, TermSpec, build, lme4_term_order
+from multilevel.design.rank import RANK_TOL
 
 __all__ = [
     "RANK_TOL",

@@ -58,6 +58,7 @@ class FixedSpec:
     names: list[str]  # kept names, with (Intercept)
     factor_levels: dict[str, list] = field(default_factory=dict)  # non-numeric fixed columns
 
+
 @dataclass
 class FixedDesign:
     """Fixed-effects arrays for a formula without random-effects terms.
@@ -81,6 +82,7 @@ class FixedDesign:
     extra: dict[str, np.ndarray] = field(default_factory=dict)
     formula: str = ""
     parsed: ParsedFormula | None = None
+
 
 def build_fixed(formula: str, data, weights=None, extra: Sequence[str] = ()) -> FixedDesign:
     """Fixed-effects design of a formula without random-effects terms.
@@ -148,6 +150,7 @@ def build_fixed(formula: str, data, weights=None, extra: Sequence[str] = ()) -> 
         parsed=parsed,
     )
 
+
 def fixed_factor_levels(parsed: ParsedFormula, frame: pd.DataFrame) -> dict[str, list]:
     out = {}
     variables = parsed.fixed_variables()
@@ -158,6 +161,7 @@ def fixed_factor_levels(parsed: ParsedFormula, frame: pd.DataFrame) -> dict[str,
         if not is_numeric(s):
             out[v] = list(factor(s)[1])
     return out
+
 
 def fixed_matrix(
     spec: FixedSpec, frame: pd.DataFrame, allow_new_groups: bool = False
@@ -189,7 +193,7 @@ def fixed_matrix(
                 na_action="ignore",
                 context=formula_context(allow_new_groups),
             )
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         reraise_own(exc)
         raise DataError(f"cannot build the fixed-effects matrix for new data: {exc}") from None
     X = as_float_matrix(mm, "fixed-effects model matrix")

@@ -30,6 +30,7 @@ __all__ = [
 
 _LEVEL_SUFFIX = re.compile(r"\[(?:T\.)?([^\[\]]*)\]$")
 
+
 @functools.lru_cache(maxsize=1024)
 def lme4_name(col: str) -> str:
     """formulaic's ``sector[T.Catholic]`` (or ``sector[Catholic]``) is R's ``sectorCatholic``."""
@@ -37,13 +38,16 @@ def lme4_name(col: str) -> str:
         return "(Intercept)"
     return ":".join(_LEVEL_SUFFIX.sub(r"\1", part) for part in col.split(":"))
 
+
 def lme4_names(cols) -> list[str]:
     return [lme4_name(str(c)) for c in cols]
+
 
 def spec_frame(model_spec, frame):
     """What ``model_spec.get_model_matrix`` takes: a ``Frame`` for the NumPy fast path,
     a pandas DataFrame for formulaic."""
     return frame if isinstance(model_spec, NumericSpec) else pandas_frame(frame)
+
 
 def model_matrix(expr: str, frame: pd.DataFrame, formula: str, what: str):
     fast = numeric_spec(expr, frame)
@@ -51,21 +55,27 @@ def model_matrix(expr: str, frame: pd.DataFrame, formula: str, what: str):
         return fast.get_model_matrix(frame)
     try:
         mm = formulaic.model_matrix(
-            expr, pandas_frame(frame), na_action="ignore", output="pandas", context=formula_context()
+            expr,
+            pandas_frame(frame),
+            na_action="ignore",
+            output="pandas",
+            context=formula_context(),
         )
     except FormulaError:
         raise
-    except Exception as exc:  # noqa: BLE001 - formulaic/evaluation errors, reported with context
+    except Exception as exc:
         reraise_own(exc)
         pos = formula.find(expr) if expr in formula else None
         raise FormulaError(f"cannot build the {what} from {expr!r}: {exc}", formula, pos) from None
     return mm
+
 
 def reraise_own(exc: Exception) -> None:
     """Our own error raised inside a formula function (formulaic wraps it): raise it as is."""
     cause = exc.__cause__
     if isinstance(cause, MultilevelError):
         raise cause from None
+
 
 def as_float_matrix(mm, what: str) -> np.ndarray:
     try:
@@ -74,7 +84,10 @@ def as_float_matrix(mm, what: str) -> np.ndarray:
         raise DataError(f"the {what} has non-numeric columns") from None
     return np.asfortranarray(arr)
 
-def response_vector(parsed: ParsedFormula, frame: pd.DataFrame, df_columns, formula: str) -> np.ndarray:
+
+def response_vector(
+    parsed: ParsedFormula, frame: pd.DataFrame, df_columns, formula: str
+) -> np.ndarray:
     resp = parsed.response
     if resp in frame.columns:
         s = column_values(frame, resp)
@@ -90,6 +103,7 @@ def response_vector(parsed: ParsedFormula, frame: pd.DataFrame, df_columns, form
             f"response {resp!r} gives {mm.shape[1]} columns; one numeric column is needed"
         )
     return as_float_matrix(mm, "response")[:, 0].copy()
+
 
 def fixed_columns(parsed: ParsedFormula, frame: pd.DataFrame, formula: str):
     """X (all columns) and its formulaic spec."""

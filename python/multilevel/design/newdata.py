@@ -32,6 +32,7 @@ class NewMatrices:
     terms: list[tuple[np.ndarray, np.ndarray] | None]
     rows: np.ndarray
 
+
 def _select_terms(design: Design, re_form) -> list[bool]:
     k = len(design.terms)
     if re_form is None:
@@ -61,8 +62,10 @@ def _select_terms(design: Design, re_form) -> list[bool]:
             chosen[i] = True
     return chosen
 
+
 def _compact(s: str) -> str:
     return "".join(s.split())
+
 
 def new_matrices(
     design: Design, newdata, re_form=None, allow_new_levels: bool = False
@@ -116,7 +119,7 @@ def new_matrices(
                 na_action="ignore",
                 context=formula_context(allow_new_levels),
             )
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             reraise_own(exc)
             raise DataError(f"cannot build Z of {t.spec.term.text} for new data: {exc}") from None
         Z = as_float_matrix(mm, f"random-effects term {t.spec.term.text}")
@@ -133,6 +136,7 @@ def new_matrices(
         out_terms.append((codes, Z))
     return NewMatrices(X=X, terms=out_terms, rows=rows)
 
+
 def _map_codes(t: ReTerm, frame: pd.DataFrame) -> np.ndarray:
     per = []
     for f, levels in zip(t.spec.group_factors, t.spec.factor_levels):
@@ -146,6 +150,7 @@ def _map_codes(t: ReTerm, frame: pd.DataFrame) -> np.ndarray:
     pos = np.clip(np.searchsorted(keys, key), 0, len(keys) - 1)
     found = known & (keys[pos] == key)
     return np.where(found, pos, -1).astype(np.int32)
+
 
 def _new_level_labels(t: ReTerm, frame: pd.DataFrame, unseen: np.ndarray) -> list[str]:
     labs = []

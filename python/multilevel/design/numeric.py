@@ -30,6 +30,7 @@ class NumericMatrix:
     def __array__(self, dtype=None, copy=None):
         return self.values if dtype is None else self.values.astype(dtype, copy=False)
 
+
 class NumericSpec:
     """An intercept and plain columns (``1 + Days``, ``0 + x``, ``1 + service``): built with
     NumPy.
@@ -77,6 +78,7 @@ class NumericSpec:
                 j += 1
         return NumericMatrix(out, list(self.names), self)
 
+
 def _fast_categories(values) -> tuple | None:
     """The categories of a pandas categorical column whose names formulaic would spell as
     ``str`` does (strings, integers), else None."""
@@ -91,12 +93,15 @@ def _fast_categories(values) -> tuple | None:
         return None
     return levels
 
+
 _SIGNED_TERM = re.compile(r"([+-]?)([^+-]+)")
 
 _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
 
+
 def _fast_column(token: str, frame: pd.DataFrame) -> bool:
     return token in frame.columns and is_float_like(column_values(frame, token))
+
 
 @functools.lru_cache(maxsize=512)
 def _numeric_terms(expr: str) -> tuple[bool, tuple[str, ...]] | None:
@@ -116,6 +121,7 @@ def _numeric_terms(expr: str) -> tuple[bool, tuple[str, ...]] | None:
         elif token not in columns:
             columns.append(token)
     return intercept, tuple(columns)
+
 
 def numeric_spec(expr: str, frame: pd.DataFrame) -> NumericSpec | None:
     """The fast-path spec of ``expr`` when it is only 1/0/-1 and numeric columns, or pandas

@@ -54,6 +54,7 @@ class TermSpec:
     term: RandomTermSpec
     level_keys: np.ndarray | None = None  # interactions: mixed-radix key of each level
 
+
 @dataclass
 class ReTerm:
     """One random-effects term; see docs/internals.md."""
@@ -77,6 +78,7 @@ class ReTerm:
     def diagonal(self) -> bool:
         """Covariance shape: True for a term from ``||`` (then q == 1)."""
         return not self.spec.term.correlated
+
 
 @dataclass
 class Design:
@@ -102,6 +104,7 @@ class Design:
     def ngroups(self) -> dict[str, int]:
         return {t.group: t.n_levels for t in self.terms}
 
+
 def lme4_term_order(nlevels: Sequence[int]) -> list[int]:
     """lme4's ``mkReTrms`` order: ``rev(order(nl))`` if any ``diff(nl) > 0``, else as given.
 
@@ -117,6 +120,7 @@ def lme4_term_order(nlevels: Sequence[int]) -> list[int]:
         order = sorted(range(len(nl)), key=lambda i: nl[i])  # stable, as R's order()
         return order[::-1]
     return list(range(len(nl)))
+
 
 def build(
     formula: str,
@@ -193,7 +197,9 @@ def build(
     terms: list[ReTerm] = []
     for t, (Z, zspec, znames) in zip(parsed.random, Zs):
         check_inf(Z, f"random-effects term {t.text}", rows)
-        codes, levels, factor_levels, keys = interaction([column_values(frame, f) for f in t.group_factors])
+        codes, levels, factor_levels, keys = interaction(
+            [column_values(frame, f) for f in t.group_factors]
+        )
         terms.append(
             ReTerm(
                 t.group,
@@ -225,6 +231,7 @@ def build(
         fixed_spec=FixedSpec(spec, names_all, keep, names, fixed_factor_levels(parsed, frame)),
         term_order=order,
     )
+
 
 def _check_levels(terms: list[ReTerm], nobs: int, allow_n: bool) -> None:
     seen = set()

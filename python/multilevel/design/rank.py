@@ -22,6 +22,7 @@ __all__ = ["RANK_TOL", "drop_rank_deficient", "rank_keep"]
 
 RANK_TOL = 1e-7
 
+
 def _clearly_full_rank(X: np.ndarray) -> bool:
     """A screen on the Gram matrix, cheaper than the QR of ``rank_keep``.
 
@@ -42,6 +43,7 @@ def _clearly_full_rank(X: np.ndarray) -> bool:
     s = 1.0 / np.sqrt(d)
     return bool(np.linalg.eigvalsh(G * np.outer(s, s))[0] >= 1e-6)
 
+
 def rank_keep(X: np.ndarray, tol: float = RANK_TOL) -> np.ndarray:
     """Indices of the columns kept by R's ``qr(X, tol)`` rule (earlier columns win)."""
     n, p = X.shape
@@ -50,6 +52,7 @@ def rank_keep(X: np.ndarray, tol: float = RANK_TOL) -> np.ndarray:
     if _clearly_full_rank(X):
         return np.arange(p, dtype=np.intp)
     return kept_columns(tall_r(X) if n >= p else np.asarray(X), tol)
+
 
 def drop_rank_deficient(X: np.ndarray, names: list[str]):
     keep = rank_keep(X)

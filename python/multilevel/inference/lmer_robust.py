@@ -436,7 +436,7 @@ def cluster_robust(
 
     scale = {
         "CR1": J / (J - 1),
-        "CR1p": J / (J - p) if J > p else math.nan,
+        "CR1p": J / (J - p) if p < J else math.nan,
         "CR1S": J * (n - 1) / ((J - 1) * (n - p)),
     }.get(kind, 1.0)
     root = math.sqrt(scale)

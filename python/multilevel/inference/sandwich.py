@@ -71,6 +71,7 @@ HC_TYPES = ("HC0", "HC1", "HC2", "HC3")
 
 CR_TYPES = ("CR0", "CR1", "CR2")
 
+
 def cluster_codes(values: Any, name: str = "cluster") -> tuple[np.ndarray, int]:
     """0-based integer codes of a grouping variable and its number of levels."""
     values = pd.Series(np.asarray(values) if not isinstance(values, pd.Series) else values)
@@ -82,6 +83,7 @@ def cluster_codes(values: Any, name: str = "cluster") -> tuple[np.ndarray, int]:
     codes, levels = factor(values)
     return codes, len(levels)
 
+
 def cluster_sums(U: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
     """Row sums of U within each cluster: (G, k)."""
     out = np.empty((n_groups, U.shape[1]))
@@ -89,10 +91,12 @@ def cluster_sums(U: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
         out[:, j] = np.bincount(codes, weights=U[:, j], minlength=n_groups)
     return out
 
+
 def split_rows(codes: np.ndarray, n_groups: int) -> list[np.ndarray]:
     order = np.argsort(codes, kind="stable")
     bounds = np.cumsum(np.bincount(codes, minlength=n_groups))[:-1]
     return np.split(order, bounds)
+
 
 def sym_power(S: np.ndarray, power: float) -> np.ndarray:
     """Symmetric matrix power by eigendecomposition; eigenvalues <= 1e-12 give 0 (as
@@ -103,6 +107,7 @@ def sym_power(S: np.ndarray, power: float) -> np.ndarray:
     scaled[keep] = vals[keep] ** power
     return (vecs * scaled) @ vecs.T
 
+
 @dataclass
 class Sandwich:
     vcov: np.ndarray
@@ -110,6 +115,7 @@ class Sandwich:
     df_f: float  # denominator degrees of freedom of the F test
     n_clusters: tuple[int, ...] = ()
     factor: float = 1.0  # the small-sample factor applied (1 for HC2, HC3, CR2)
+
 
 def sandwich(
     X: np.ndarray,
@@ -173,7 +179,7 @@ def sandwich(
     if len(clusters) > 2:
         raise ValueError("at most two cluster variables are supported")
     coded = [cluster_codes(c) for c in clusters]
-    for codes, G in coded:
+    for _, G in coded:
         if G < 2:
             raise DataError(
                 "cluster-robust covariance needs at least 2 clusters; the cluster variable "
@@ -205,6 +211,7 @@ def sandwich(
     return Sandwich(
         V, np.full(p, float(Gmin - 1)), float(Gmin - 1), tuple(G for _, G in coded), factor
     )
+
 
 def _cr2(
     X: np.ndarray,
@@ -251,10 +258,7 @@ def _cr2(
     # in factored form so that no J x J matrix is formed.
     M_U = B
     L_U = np.linalg.cholesky(M_U)
-    if w is None:
-        Omega_L = L_U
-    else:
-        Omega_L = np.linalg.cholesky(M_U @ XWWX @ M_U)
+    Omega_L = L_U if w is None else np.linalg.cholesky(M_U @ XWWX @ M_U)
     H1 = np.empty((p, p, G))
     H2 = np.empty((p, p, G))
     H3 = np.empty((p, p, G))

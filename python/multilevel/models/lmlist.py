@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from multilevel.design.fixed import fixed_arrays
 from multilevel.exceptions import DataError, MultilevelWarning
 from multilevel.factors import factor
-from multilevel.design.fixed import fixed_arrays
 from multilevel.inference.tails import t_pvalue
 
 __all__ = ["LmListFit", "lmlist"]
@@ -182,10 +182,10 @@ def lmlist(
         df_t = dfs_a
     se = pd.DataFrame(se_vals, index=idx, columns=names)
     t = coef / se
-    pvals = np.array(
-        [[t_pvalue(t.iat[i, j], df_t[i]) for j in range(p)] for i in range(len(used))]
+    pvals = np.array([[t_pvalue(t.iat[i, j], df_t[i]) for j in range(p)] for i in range(len(used))])
+    cov = (
+        np.cov(coef.to_numpy(), rowvar=False, ddof=1) if len(used) > 1 else np.full((p, p), np.nan)
     )
-    cov = np.cov(coef.to_numpy(), rowvar=False, ddof=1) if len(used) > 1 else np.full((p, p), np.nan)
     return LmListFit(
         coef=coef,
         se=se,
@@ -202,4 +202,3 @@ def lmlist(
         group=group,
         pool=pool,
     )
-

@@ -45,9 +45,18 @@ def _check_threads(threads: Any) -> int:
     return int(threads)
 
 
-def lmer(formula: str, data: Any, reml: bool = True, weights: Any = None, offset: Any = None,
-         start: Sequence[float] | None = None, max_fun: int | None = None,
-         data_name: str | None = None, vcov: Any = None, threads: int | None = None) -> LmerFit:
+def lmer(
+    formula: str,
+    data: Any,
+    reml: bool = True,
+    weights: Any = None,
+    offset: Any = None,
+    start: Sequence[float] | None = None,
+    max_fun: int | None = None,
+    data_name: str | None = None,
+    vcov: Any = None,
+    threads: int | None = None,
+) -> LmerFit:
     """Fit a linear mixed model by REML or maximum likelihood, as lme4's ``lmer``.
 
     Parameters
@@ -111,21 +120,25 @@ def lmer(formula: str, data: Any, reml: bool = True, weights: Any = None, offset
         if weights is not None:
             raise NotImplementedError(lmer_robust.WEIGHTS_MESSAGE)
         fit_data, weights, offset, cluster, kept = lmer_robust.drop_missing_cluster(
-            cluster, data, weights, offset)
-    design = _design.build(formula, fit_data, weights=weights, offset=offset,
-                           data_name=data_name)
+            cluster, data, weights, offset
+        )
+    design = _design.build(formula, fit_data, weights=weights, offset=offset, data_name=data_name)
     if vcov is not None and not isinstance(cluster, str) and cluster is not None:
         cluster = np.asarray(cluster)[np.asarray(design.rows)]  # aligned with the rows used
     if kept is not None:
         design = lmer_robust.restore_rows(design, kept, len(as_pandas(data)))
     problem = make_problem(design, threads=n_threads)
     fit = LmerFit._fit(
-        design, problem, reml, start=start, max_fun=max_fun,
-        data_name=data_name if data_name is not None else design.data_name, data=data,
+        design,
+        problem,
+        reml,
+        start=start,
+        max_fun=max_fun,
+        data_name=data_name if data_name is not None else design.data_name,
+        data=data,
         weights_name=weights if isinstance(weights, str) else None,
         offset_name=offset if isinstance(offset, str) else None,
     )
     if vcov is not None:
         fit.robust = lmer_robust.vcov_robust(fit, kind, cluster)
     return fit
-

@@ -27,7 +27,8 @@ __all__ = ["OlsFit", "ols", "ols_arrays", "parse_vcov", "summary_text", "vcov_la
 def _has_intercept(X: np.ndarray) -> bool:
     if X.shape[0] == 0:
         return False
-    return bool(np.any(np.all(X == X[0:1, :], axis=0) & (X[0] != 0)))
+    return bool(np.any(np.all(X[0:1, :] == X, axis=0) & (X[0] != 0)))
+
 
 class OlsFit:
     """Result of :func:`ols`: coefficients, their covariance and tests.
@@ -113,7 +114,7 @@ class OlsFit:
         if "(Intercept)" in names:
             const = np.array([nm == "(Intercept)" for nm in names])
         elif has_int:
-            const = np.all(X == X[0:1, :], axis=0) & (X[0] != 0)
+            const = np.all(X[0:1, :] == X, axis=0) & (X[0] != 0)
         else:
             const = np.zeros(len(names), dtype=bool)
         test = np.flatnonzero(~const)
@@ -167,8 +168,9 @@ class OlsFit:
         (see :meth:`multilevel.LmerFit.wald` for the forms of L)."""
         from multilevel.inference.wald import wald_fixed_df
 
-        return wald_fixed_df(self.coef, self.vcov.to_numpy(), self.df.to_numpy(), self.f_df[1],
-                             L, rhs, level)
+        return wald_fixed_df(
+            self.coef, self.vcov.to_numpy(), self.df.to_numpy(), self.f_df[1], L, rhs, level
+        )
 
     @property
     def se(self) -> pd.Series:
@@ -238,6 +240,7 @@ class OlsFit:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.model}, {self.nobs} obs, vcov={self.vcov_type}>"
 
+
 def summary_text(fit: Any, header: list[tuple[str, str]], level: float = 0.95) -> str:
     width = 78
     lines = ["=" * width]
@@ -251,9 +254,7 @@ def summary_text(fit: Any, header: list[tuple[str, str]], level: float = 0.95) -
     ci = fit.conf_int(level)
     lo = f"[{(1 - level) / 2:.3g}"
     hi = f"{1 - (1 - level) / 2:.3g}]"
-    lines.append(
-        f"{'':<16}{'coef':>11}{'std err':>11}{'t':>9}{'P>|t|':>8}{lo:>11}{hi:>11}"
-    )
+    lines.append(f"{'':<16}{'coef':>11}{'std err':>11}{'t':>9}{'P>|t|':>8}{lo:>11}{hi:>11}")
     lines.append("-" * width)
     for name in fit.coef.index:
         label = name if len(name) <= 15 else name[:14] + "~"
@@ -268,6 +269,7 @@ def summary_text(fit: Any, header: list[tuple[str, str]], level: float = 0.95) -
         lines.append("Dropped (rank deficient): " + ", ".join(fit.dropped_columns))
     return "\n".join(lines)
 
+
 def parse_vcov(vcov: Any) -> tuple[str, list[Any]]:
     """Normalise ``vcov`` to (kind, list of cluster specs)."""
     if isinstance(vcov, str):
@@ -276,12 +278,8 @@ def parse_vcov(vcov: Any) -> tuple[str, list[Any]]:
             kind = "HC1"
         if kind not in ("iid", *HC_TYPES):
             if kind in CR_TYPES:
-                raise ValueError(
-                    f"{kind} needs a cluster column: vcov={{{kind!r}: 'column'}}"
-                )
-            raise ValueError(
-                f"unknown vcov {vcov!r}; use 'iid', 'HC0'..'HC3' or {{'CR1': column}}"
-            )
+                raise ValueError(f"{kind} needs a cluster column: vcov={{{kind!r}: 'column'}}")
+            raise ValueError(f"unknown vcov {vcov!r}; use 'iid', 'HC0'..'HC3' or {{'CR1': column}}")
         return kind, []
     if isinstance(vcov, dict):
         if len(vcov) != 1:
@@ -298,17 +296,20 @@ def parse_vcov(vcov: Any) -> tuple[str, list[Any]]:
         return kind, specs
     raise TypeError("vcov must be a string such as 'HC1' or a dict such as {'CR1': 'school'}")
 
+
 def vcov_label(kind: str, specs: list[Any]) -> str:
     if not specs:
         return kind
     names = [s if isinstance(s, str) else "<array>" for s in specs]
     return f"{kind} ({', '.join(names)})"
 
+
 def _wls(y: np.ndarray, X: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
     if weights is None:
         return np.linalg.lstsq(X, y, rcond=None)[0]
     sw = np.sqrt(weights)
     return np.linalg.lstsq(X * sw[:, None], y * sw, rcond=None)[0]
+
 
 def ols_arrays(
     y: np.ndarray,
@@ -343,6 +344,7 @@ def ols_arrays(
     return OlsFit(
         beta, names, sw, y=y, X=X, weights=w, vcov_type=kind, model="OLS" if w is None else "WLS"
     )
+
 
 def ols(
     formula: str,
@@ -384,8 +386,9 @@ def ols(
     if n <= p:
         raise DataError(f"{n} usable observations cannot fit {p} coefficients")
     beta = _wls(prep.y, prep.X, prep.weights)
-    sw = sandwich(prep.X, prep.y - prep.X @ beta, kind, weights=prep.weights,
-                  clusters=prep.extras or None)
+    sw = sandwich(
+        prep.X, prep.y - prep.X @ beta, kind, weights=prep.weights, clusters=prep.extras or None
+    )
     return OlsFit(
         beta,
         prep.names,

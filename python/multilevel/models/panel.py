@@ -34,9 +34,9 @@ the number of estimated coefficients (not counting the absorbed entity effects):
 plm's ``type="HC0"``. Cluster-robust tests use ``G - 1`` degrees of freedom.
 
 R-squared: ``r2`` is plm's: the squared correlation of the transformed response (demeaned for
-within, quasi-demeaned for random, differenced for fd) with its fitted values; ``r2_within``, ``r2_between`` and
-``r2_overall`` are Stata's: squared correlations of ``y`` with ``x' beta`` after within
-demeaning, of the entity means, and of the raw rows.
+within, quasi-demeaned for random, differenced for fd) with its fitted values; ``r2_within``,
+``r2_between`` and ``r2_overall`` are Stata's: squared correlations of ``y`` with ``x' beta``
+after within demeaning, of the entity means, and of the raw rows.
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ import pandas as pd
 import scipy.linalg
 
 from multilevel._tallqr import kept_columns, tall_r
-from multilevel.design.rank import RANK_TOL, rank_keep
 from multilevel.design.fixed import fixed_arrays
+from multilevel.design.rank import RANK_TOL, rank_keep
 from multilevel.exceptions import DataError, MultilevelWarning
 from multilevel.factors import factor
 from multilevel.inference.sandwich import Sandwich, sandwich
@@ -251,7 +251,7 @@ def panel(
     y, X, names = prep.y, prep.X, prep.names
     ent_raw = prep.extras[0]
     tim_raw = prep.extras[1] if time is not None else None
-    clus = prep.extras[(2 if time is not None else 1):]
+    clus = prep.extras[(2 if time is not None else 1) :]
     codes, ent_levels = factor(ent_raw)  # one hash pass, then only the levels are sorted
     if tim_raw is not None:
         tcodes, tim_levels = factor(tim_raw)
@@ -266,8 +266,10 @@ def panel(
     N = len(ent_levels)
     counts = np.bincount(codes, minlength=N).astype(float)
     has_int = "(Intercept)" in names
-    label = vcov_label(kind, specs) if not (kind == "CR1" and specs == [entity]) else (
-        f"CR1 ({entity})"
+    label = (
+        vcov_label(kind, specs)
+        if not (kind == "CR1" and specs == [entity])
+        else (f"CR1 ({entity})")
     )
     ybar = _group_means(y, codes, counts)[:, 0]
     Xbar = _group_means(X, codes, counts)
@@ -433,4 +435,3 @@ def hausman(fe: PanelFit, re: PanelFit) -> HausmanTest:
     V = fe.vcov.loc[names, names].to_numpy() - re.vcov.loc[names, names].to_numpy()
     stat = float(d @ np.linalg.solve(V, d))
     return HausmanTest(stat, len(names), chi2_sf(stat, len(names)), names)
-

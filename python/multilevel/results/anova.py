@@ -18,9 +18,17 @@ __all__ = ["REFIT_MESSAGE", "anova"]
 REFIT_MESSAGE = "refitting model(s) with ML (instead of REML)"
 
 
-def anova(*fits: Any, names: Sequence[str] | None = None, refit: bool = True,
-          type: int | None = None, ddf: str | None = "satterthwaite", boot: int | None = None,
-          seed: Any = None, threads: int | None = None, progress: bool = False) -> pd.DataFrame:
+def anova(
+    *fits: Any,
+    names: Sequence[str] | None = None,
+    refit: bool = True,
+    type: int | None = None,
+    ddf: str | None = "satterthwaite",
+    boot: int | None = None,
+    seed: Any = None,
+    threads: int | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
     """Likelihood-ratio tests between nested fits, as lme4's ``anova(fit0, fit1, ...)``.
 
     REML fits are refitted by maximum likelihood first (with the note "refitting model(s)
@@ -73,7 +81,9 @@ def anova(*fits: Any, names: Sequence[str] | None = None, refit: bool = True,
         raise ValueError("names must have one entry per fit")
     nobs = {f.nobs for f in fits}
     if len(nobs) > 1:
-        raise DataError(f"models were not all fitted to the same size of dataset: nobs {sorted(nobs)}")
+        raise DataError(
+            f"models were not all fitted to the same size of dataset: nobs {sorted(nobs)}"
+        )
     if refit and any(f.reml for f in fits):
         warnings.warn(REFIT_MESSAGE, UserWarning, stacklevel=2)
         fits = tuple(f.refit_ml() for f in fits)
@@ -92,9 +102,18 @@ def anova(*fits: Any, names: Sequence[str] | None = None, refit: bool = True,
         dfc[i] = npar[i] - npar[i - 1]
         pv[i] = stats.chi2.sf(chisq[i], dfc[i]) if dfc[i] > 0 else np.nan
     table = pd.DataFrame(
-        {"npar": npar, "AIC": [f.aic for f in fs], "BIC": [f.bic for f in fs], "logLik": ll,
-         "deviance": dev, "Chisq": chisq, "Df": dfc, "Pr(>Chisq)": pv},
-        index=[names[i] for i in order])
+        {
+            "npar": npar,
+            "AIC": [f.aic for f in fs],
+            "BIC": [f.bic for f in fs],
+            "logLik": ll,
+            "deviance": dev,
+            "Chisq": chisq,
+            "Df": dfc,
+            "Pr(>Chisq)": pv,
+        },
+        index=[names[i] for i in order],
+    )
     if boot is not None:
         if len(fs) != 2 or not all(isinstance(f, LmerFit) for f in fs):
             raise ValueError("boot= compares two linear mixed model fits")

@@ -29,13 +29,13 @@ import pandas as pd
 
 from multilevel.exceptions import ConvergenceWarning, SingularFitWarning
 from multilevel.inference.methods import InferenceMixin
+from multilevel.results.rformat import make_unique
 from multilevel.results.summary import (
     SINGULAR_MESSAGE,
     LmerSummary,
     convergence_message,
     fit_text,
 )
-from multilevel.results.rformat import make_unique
 
 __all__ = ["LmerFit"]
 
@@ -44,6 +44,7 @@ def _n_rows(data: Any) -> int:
     if isinstance(data, dict):
         return len(next(iter(data.values()))) if data else 0
     return int(data.shape[0])
+
 
 class LmerFit(InferenceMixin):
     """A fitted linear mixed model (lme4's ``merMod``), returned by :func:`multilevel.lmer`.
@@ -67,9 +68,17 @@ class LmerFit(InferenceMixin):
     3  Residual         None  None  654.9   25.6
     """
 
-    def __init__(self, design: Any, problem: Any, result: Any, reml: bool,
-                 data_name: str | None = None, data: Any = None,
-                 weights_name: str | None = None, offset_name: str | None = None):
+    def __init__(
+        self,
+        design: Any,
+        problem: Any,
+        result: Any,
+        reml: bool,
+        data_name: str | None = None,
+        data: Any = None,
+        weights_name: str | None = None,
+        offset_name: str | None = None,
+    ):
         self.design = design
         self.problem = problem
         self._result = result
@@ -80,8 +89,16 @@ class LmerFit(InferenceMixin):
         self.offset_name = offset_name
 
     @classmethod
-    def _fit(cls, design: Any, problem: Any, reml: bool, start=None, max_fun=None,
-             warn: bool = True, **kwargs: Any) -> LmerFit:
+    def _fit(
+        cls,
+        design: Any,
+        problem: Any,
+        reml: bool,
+        start=None,
+        max_fun=None,
+        warn: bool = True,
+        **kwargs: Any,
+    ) -> LmerFit:
         theta0 = None if start is None else np.asarray(start, dtype=float)
         result = problem.fit(bool(reml), theta0=theta0, max_fun=max_fun)
         fit = cls(design, problem, result, reml, **kwargs)
@@ -143,14 +160,18 @@ class LmerFit(InferenceMixin):
     @property
     def b(self) -> list[np.ndarray]:
         """Conditional modes per term (arrays levels x q), in the order of ``design.terms``."""
-        return [np.asarray(x, dtype=float).reshape(len(t.levels), -1)
-                for x, t in zip(self._result.b, self.design.terms)]
+        return [
+            np.asarray(x, dtype=float).reshape(len(t.levels), -1)
+            for x, t in zip(self._result.b, self.design.terms)
+        ]
 
     @property
     def u(self) -> list[np.ndarray]:
         """Spherical conditional modes per term."""
-        return [np.asarray(x, dtype=float).reshape(len(t.levels), -1)
-                for x, t in zip(self._result.u, self.design.terms)]
+        return [
+            np.asarray(x, dtype=float).reshape(len(t.levels), -1)
+            for x, t in zip(self._result.u, self.design.terms)
+        ]
 
     @property
     def lambda_(self) -> list[np.ndarray]:
@@ -242,7 +263,7 @@ class LmerFit(InferenceMixin):
         """Standard errors of the fixed effects."""
         return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.vcov.index, name="se")
 
-    # -- cluster-robust covariance (multilevel.inference.lmer_robust) ---------------------------------
+    # -- cluster-robust covariance (multilevel.inference.lmer_robust) ----------------------
     robust: Any = None  # a lmer_robust.RobustVcov when made with lmer(..., vcov=...)
 
     def vcov_robust(self, type: str = "CR2", cluster: Any = None) -> pd.DataFrame:
@@ -300,9 +321,13 @@ class LmerFit(InferenceMixin):
             t0 = self.design.terms[ks[0]]
             vals = np.hstack([bs[k] for k in ks])
             cols = [n for k in ks for n in self.design.terms[k].names]
-            out[g] = pd.DataFrame(vals, index=pd.Index(t0.levels, name=g).astype(str)
-                                  if not isinstance(t0.levels, pd.Index)
-                                  else pd.Index(t0.levels, name=g), columns=cols)
+            out[g] = pd.DataFrame(
+                vals,
+                index=pd.Index(t0.levels, name=g).astype(str)
+                if not isinstance(t0.levels, pd.Index)
+                else pd.Index(t0.levels, name=g),
+                columns=cols,
+            )
         return out
 
     @cached_property
@@ -367,22 +392,28 @@ class LmerFit(InferenceMixin):
                     cor = S[i, j] / den if den > 0 else np.nan
                     rows.append((gname, t.names[i], t.names[j], S[i, j], cor))
         rows.append(("Residual", None, None, s2, self.sigma))
-        return pd.DataFrame({
-            "grp": pd.Series([r[0] for r in rows], dtype=object),
-            "var1": pd.Series([r[1] for r in rows], dtype=object),
-            "var2": pd.Series([r[2] for r in rows], dtype=object),
-            "vcov": np.array([r[3] for r in rows], dtype=float),
-            "sdcor": np.array([r[4] for r in rows], dtype=float),
-        })
+        return pd.DataFrame(
+            {
+                "grp": pd.Series([r[0] for r in rows], dtype=object),
+                "var1": pd.Series([r[1] for r in rows], dtype=object),
+                "var2": pd.Series([r[2] for r in rows], dtype=object),
+                "vcov": np.array([r[3] for r in rows], dtype=float),
+                "sdcor": np.array([r[4] for r in rows], dtype=float),
+            }
+        )
 
     # -- fitted values --------------------------------------------------------------------
-    def _re_part(self, terms: Sequence[tuple[np.ndarray, np.ndarray]] | None,
-                 which: Sequence[int]) -> np.ndarray:
+    def _re_part(
+        self, terms: Sequence[tuple[np.ndarray, np.ndarray]] | None, which: Sequence[int]
+    ) -> np.ndarray:
         bs = self.b
         total = None
         for k in which:
-            codes, Z = terms[k] if terms is not None else (self.design.terms[k].codes,
-                                                          self.design.terms[k].Z)
+            codes, Z = (
+                terms[k]
+                if terms is not None
+                else (self.design.terms[k].codes, self.design.terms[k].Z)
+            )
             codes = np.asarray(codes)
             Z = np.asarray(Z, dtype=float).reshape(codes.shape[0], -1)
             known = codes >= 0
@@ -417,8 +448,13 @@ class LmerFit(InferenceMixin):
             r = r * np.sqrt(np.asarray(self.design.weights, dtype=float))
         return r / self.sigma
 
-    def predict(self, newdata: Any = None, re_form: Any = None,
-                allow_new_levels: bool = False, offset: Any = None) -> np.ndarray:
+    def predict(
+        self,
+        newdata: Any = None,
+        re_form: Any = None,
+        allow_new_levels: bool = False,
+        offset: Any = None,
+    ) -> np.ndarray:
         """Predictions, as lme4's ``predict(fit, newdata, re.form, allow.new.levels)``.
 
         Parameters
@@ -453,14 +489,19 @@ class LmerFit(InferenceMixin):
                 return np.array(self.fitted)
             if self._data is None:
                 raise ValueError("predict(re_form=...) needs newdata for a fit without its data")
-            full = self.predict(self._data, re_form=re_form, allow_new_levels=allow_new_levels,
-                                offset=np.zeros(_n_rows(self._data)))
+            full = self.predict(
+                self._data,
+                re_form=re_form,
+                allow_new_levels=allow_new_levels,
+                offset=np.zeros(_n_rows(self._data)),
+            )
             out = full[np.asarray(self.design.rows)]
             if self.design.offset is not None:
                 out = out + np.asarray(self.design.offset, dtype=float)
             return out
-        nm = _design.new_matrices(self.design, newdata, re_form=re_form,
-                                  allow_new_levels=allow_new_levels)
+        nm = _design.new_matrices(
+            self.design, newdata, re_form=re_form, allow_new_levels=allow_new_levels
+        )
         rows = np.asarray(nm.rows)
         pred = np.asarray(nm.X, dtype=float) @ self.beta
         terms = list(nm.terms)
@@ -485,14 +526,25 @@ class LmerFit(InferenceMixin):
         """The same model fitted by maximum likelihood (lme4's ``refitML``); self if ML."""
         if not self.reml:
             return self
-        return LmerFit._fit(self.design, self.problem, False, start=self.theta, warn=False,
-                            data_name=self.data_name, data=self._data,
-                            weights_name=self.weights_name, offset_name=self.offset_name)
+        return LmerFit._fit(
+            self.design,
+            self.problem,
+            False,
+            start=self.theta,
+            warn=False,
+            data_name=self.data_name,
+            data=self._data,
+            weights_name=self.weights_name,
+            offset_name=self.offset_name,
+        )
 
     def objective_at(self, theta: Sequence[float], reml: bool | None = None) -> float:
         """The profiled objective at another theta (REML unless this is an ML fit)."""
-        return float(self.problem.objective(np.asarray(theta, dtype=float),
-                                            self.reml if reml is None else bool(reml)))
+        return float(
+            self.problem.objective(
+                np.asarray(theta, dtype=float), self.reml if reml is None else bool(reml)
+            )
+        )
 
     # -- printing -------------------------------------------------------------------------
     def summary(self, style: str = "lme4", **kwargs: Any) -> Any:

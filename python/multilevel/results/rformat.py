@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-
 __all__ = ["abbreviate", "make_unique", "r_format", "r_matrix", "r_named_vector"]
 
 
@@ -20,6 +19,7 @@ def _sig_parts(x: float, digits: int) -> tuple[int, int]:
     mant, exp = f"{abs(x):.{digits - 1}e}".split("e")
     sig = mant.replace(".", "").rstrip("0")
     return max(len(sig), 1), int(exp)
+
 
 def r_format(values: Sequence[float], digits: int = 7) -> list[str]:
     """Format numbers jointly as R's ``format(x, digits=)``: common decimals and width."""
@@ -49,6 +49,7 @@ def r_format(values: Sequence[float], digits: int = 7) -> list[str]:
     width = max(len(s) for s in out)
     return [s.rjust(width) for s in out]
 
+
 def r_named_vector(names: Sequence[str], cells: Sequence[str], width: int = 80) -> str:
     """Print a named vector as R does: names over values, right aligned, wrapped at `width`."""
     w = max([len(n) for n in names] + [len(c) for c in cells])
@@ -59,12 +60,15 @@ def r_named_vector(names: Sequence[str], cells: Sequence[str], width: int = 80) 
         lines.append(" ".join(c.rjust(w) for c in cells[i : i + per_line]) + " ")
     return "\n".join(lines)
 
-def r_matrix(rownames: Sequence[str], colnames: Sequence[str], cells: list[list[str]],
-              right: bool = True) -> str:
+
+def r_matrix(
+    rownames: Sequence[str], colnames: Sequence[str], cells: list[list[str]], right: bool = True
+) -> str:
     """Print a character matrix as R does with quote = FALSE (row names left aligned)."""
     rw = max([len(r) for r in rownames] + [0])
-    widths = [max([len(colnames[j])] + [len(row[j]) for row in cells])
-              for j in range(len(colnames))]
+    widths = [
+        max([len(colnames[j])] + [len(row[j]) for row in cells]) for j in range(len(colnames))
+    ]
 
     def just(s: str, w: int) -> str:
         return s.rjust(w) if right else s.ljust(w)
@@ -75,6 +79,7 @@ def r_matrix(rownames: Sequence[str], colnames: Sequence[str], cells: list[list[
     if not right:  # R pads left-aligned cells, so lines keep their full width
         return "\n".join(lines)
     return "\n".join(lines)
+
 
 def abbreviate(name: str, minlength: int = 6) -> str:
     """R's ``abbreviate()``: drop lower-case vowels, then lower-case letters, from the right."""
@@ -89,6 +94,7 @@ def abbreviate(name: str, minlength: int = 6) -> str:
             i -= 1
     s = "".join(chars)
     return s[:minlength] if len(s) > minlength else s
+
 
 def make_unique(names: Sequence[str]) -> list[str]:
     """R's ``make.unique``: the second "a" becomes "a.1", the third "a.2", ..."""

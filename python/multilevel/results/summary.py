@@ -59,10 +59,10 @@ def formula_text(design: Any) -> str:
     out.append(text[pos:])
     return "".join(out)
 
+
 def title(fit: Any) -> list[str]:
     how = "REML" if fit.reml else "maximum likelihood "
-    lines = [f"Linear mixed model fit by {how} ['lmerMod']",
-             f"Formula: {formula_text(fit.design)}"]
+    lines = [f"Linear mixed model fit by {how} ['lmerMod']", f"Formula: {formula_text(fit.design)}"]
     if fit.data_name:
         lines.append(f"   Data: {fit.data_name}")
     if fit.design.weights is not None:
@@ -70,6 +70,7 @@ def title(fit: Any) -> list[str]:
     if fit.design.offset is not None:
         lines.append(f" Offset: {fit.offset_name or 'offset'}")
     return lines
+
 
 def aic_block(fit: Any, ndigits: int) -> list[str]:
     if fit.reml:
@@ -79,6 +80,7 @@ def aic_block(fit: Any, ndigits: int) -> list[str]:
     vals = [round(v, ndigits) for v in (fit.aic, fit.bic, fit.loglik, fit.deviance)]
     cells = r_format(vals + [float(fit.df_resid)], 7)[:4] + [str(fit.df_resid)]
     return r_named_vector(names, cells).split("\n")
+
 
 def re_table(fit: Any, variance: bool, digits: int = 4) -> list[str]:
     vc = fit.varcorr
@@ -92,8 +94,7 @@ def re_table(fit: Any, variance: bool, digits: int = 4) -> list[str]:
         q = S.shape[0]
         maxq = max(maxq, q)
         for i in range(q):
-            cors = [S[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else np.nan
-                    for j in range(i)]
+            cors = [S[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else np.nan for j in range(i)]
             rows.append((gname if i == 0 else "", t.names[i], S[i, i], sd[i], cors))
     rows.append(("Residual", "", s2, fit.sigma, []))
     del vc
@@ -106,9 +107,13 @@ def re_table(fit: Any, variance: bool, digits: int = 4) -> list[str]:
     del var_s
     if maxq > 1:
         ncor = maxq - 1
-        sub = [[("" if j >= len(r[4]) else
-                 ("NaN" if math.isnan(r[4][j]) else f"{r[4][j]:.2f}")) for j in range(ncor)]
-               for r in rows]
+        sub = [
+            [
+                ("" if j >= len(r[4]) else ("NaN" if math.isnan(r[4][j]) else f"{r[4][j]:.2f}"))
+                for j in range(ncor)
+            ]
+            for r in rows
+        ]
         widths = [max(len(row[j]) for row in sub) for j in range(ncor)]
         for row, c in zip(sub, cells):
             c.append(" ".join(s.rjust(w) if s else " " * w for s, w in zip(row, widths)))
@@ -119,9 +124,11 @@ def re_table(fit: Any, variance: bool, digits: int = 4) -> list[str]:
         lines.append(" " + " ".join(s.ljust(w) for s, w in zip(c, widths)))
     return lines
 
+
 def obs_line(fit: Any) -> str:
     groups = "; ".join(f"{g}, {n}" for g, n in fit.ngroups.items())
     return f"Number of obs: {fit.nobs}, groups:  {groups}"
+
 
 def messages(fit: Any) -> list[str]:
     out = []
@@ -130,6 +137,7 @@ def messages(fit: Any) -> list[str]:
     if fit.singular:
         out.append(SINGULAR_MESSAGE)
     return out
+
 
 def fit_text(fit: Any) -> str:
     lines = title(fit)
@@ -150,6 +158,7 @@ def fit_text(fit: Any) -> str:
         lines += msgs
     return "\n".join(lines)
 
+
 class LmerSummary:
     """The summary of an :class:`LmerFit`; ``str()`` is laid out like lme4's.
 
@@ -166,7 +175,8 @@ class LmerSummary:
         est = fit.beta
         se = fit.se.to_numpy()
         self.coefficients = pd.DataFrame(
-            {"Estimate": est, "Std. Error": se, "t value": est / se}, index=fit.fixef.index)
+            {"Estimate": est, "Std. Error": se, "t value": est / se}, index=fit.fixef.index
+        )
         if fit.robust is not None:  # robust SEs with Satterthwaite df and p-values
             self.coefficients = fit.robust.coef_table(est)
         self.varcorr = fit.varcorr
@@ -177,8 +187,9 @@ class LmerSummary:
         self.residuals = pd.Series(q, index=["Min", "1Q", "Median", "3Q", "Max"])
         v = fit.vcov.to_numpy()
         d = np.sqrt(np.diag(v))
-        self.correlation = pd.DataFrame(v / np.outer(d, d), index=fit.vcov.index,
-                                        columns=fit.vcov.columns)
+        self.correlation = pd.DataFrame(
+            v / np.outer(d, d), index=fit.vcov.index, columns=fit.vcov.columns
+        )
 
     def _coef_table(self, digits: int = 4) -> list[str]:
         cf = self.coefficients
@@ -205,8 +216,7 @@ class LmerSummary:
             p_it = iter(p_s)
             p_s = ["< 2e-16" if t else next(p_it).strip() for t in tiny]
             w = max(len(x) for x in p_s)
-            cells = [[e, s, d, t, p.rjust(w)]
-                     for (e, s, t), d, p in zip(cells, df_s, p_s)]
+            cells = [[e, s, d, t, p.rjust(w)] for (e, s, t), d, p in zip(cells, df_s, p_s)]
             cols = ["Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"]
         return r_matrix(list(cf.index), cols, cells).split("\n")
 
@@ -220,21 +230,24 @@ class LmerSummary:
         c = self.correlation.to_numpy()
         low = [f"{c[i, j]:.3f}" for i in range(1, p) for j in range(i)]
         w = max(len(x) for x in low)
-        cells = [[(f"{c[i, j]:.3f}".rjust(w) if j < i else "") for j in range(p - 1)]
-                 for i in range(1, p)]
+        cells = [
+            [(f"{c[i, j]:.3f}".rjust(w) if j < i else "") for j in range(p - 1)]
+            for i in range(1, p)
+        ]
         rown = [abbreviate(nm, 11) for nm in names[1:]]
         coln = [abbreviate(nm, 6) for nm in names[:-1]]
         return ["", "Correlation of Fixed Effects:"] + r_matrix(
-            rown, coln, cells, right=False).split("\n")
+            rown, coln, cells, right=False
+        ).split("\n")
 
     def __str__(self) -> str:
         fit = self.fit
         lines = title(fit) + [""]
         lines += aic_block(fit, 1)
         lines += ["", "Scaled residuals: "]
-        lines += r_named_vector(list(self.residuals.index),
-                                 [s.strip() for s in r_format(self.residuals.to_numpy(), 4)]
-                                 ).split("\n")
+        lines += r_named_vector(
+            list(self.residuals.index), [s.strip() for s in r_format(self.residuals.to_numpy(), 4)]
+        ).split("\n")
         lines += ["", "Random effects:"]
         lines += re_table(fit, variance=True)
         lines.append(obs_line(fit))
