@@ -655,7 +655,7 @@ Raw results: `benches/out/lmm_results.json` (not committed).
 # --------------------------------------------------------------------------------------
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
         "--case", action="append", choices=list(CASES), help="case to run (repeatable); default all"
@@ -708,7 +708,82 @@ def main() -> None:
     ap.add_argument("--worker", choices=["ml", "sm"], help=argparse.SUPPRESS)
     ap.add_argument("--mode", default="time", help=argparse.SUPPRESS)
     ap.add_argument("--csv", default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    return ap
+
+
+def _run_case(case: str, args, sreps: dict, rows: int, groups: int, sm_timeout: float) -> dict:
+    """One case: alternating rounds of multilevel and lme4, statsmodels, peak memory."""
+    quick, reps, r_timeout = args.quick, args.reps, 3600.0
+    spec = CASES[case]
+    csv = None
+    what = spec.what
+    if case == "panel1m":
+        t0 = time.perf_counter()
+        csv = str(panel_csv(rows, groups))
+        what = what.format(rows=rows, groups=groups)
+        print(f"[{case}] data: {csv} ({time.perf_counter() - t0:.1f} s)")
+    r = {"what": what, "formula": spec.formula, "loadavg_before": os.getloadavg()[0]}
+    # one timed fit per round unless --reps says otherwise
+    big_reps = reps or args.rounds or (1 if quick else DEFAULT_ROUNDS[case])
+    n_ml = sreps["ml"] if case == "sleepstudy" else big_reps
+    n_r = sreps["lme4"] if case == "sleepstudy" else big_reps
+    n_sm = sreps["sm"] if case == "sleepstudy" else 1
+
+    # The engines alternate, round by round (a fresh process each), so that a machine whose
+    # speed drifts over minutes slows both alike; each round's ratio is kept too.
+    rounds = max(1, min(args.rounds or (1 if quick else DEFAULT_ROUNDS[case]), n_ml))
+    ml_runs: list[dict] = []
+    r_runs: list[dict] = []
+    for k in range(rounds):
+        n_ml_k = _share(n_ml, rounds, k)
+        print(f"[{case}] round {k + 1}/{rounds}: multilevel, {n_ml_k} timed fits ...", flush=True)
+        ml_runs.append(py_worker("ml", case, n_ml_k, csv))
+        print(f"[{case}]   {_timeof(ml_runs[-1])}  {ml_runs[-1].get('error', '')}", flush=True)
+        if not args.skip_lme4:
+            n_r_k = max(1, _share(n_r, rounds, k))
+            print(f"[{case}] round {k + 1}/{rounds}: lme4, {n_r_k} timed fits ...", flush=True)
+            r_runs.append(r_worker(case, n_r_k, csv, timeout=r_timeout))
+            print(f"[{case}]   {_timeof(r_runs[-1])}  {r_runs[-1].get('error', '')}", flush=True)
+    r["ml"] = pool_rounds(ml_runs)
+    if args.skip_lme4:
+        r["lme4"] = {"error": "not attempted", "why": "--skip-lme4"}
+    else:
+        r["lme4"] = pool_rounds(r_runs)
+        r["round_ratios"] = [
+            lr["median"] / mr["median"]
+            for mr, lr in zip(ml_runs, r_runs)
+            if "median" in mr and "median" in lr and mr["median"] > 0
+        ]
+
+    if case == "insteval":
+        r["sm"] = {
+            "error": "not attempted",
+            "why": "crossed random effects (see the note below the table)",
+        }
+    elif args.skip_statsmodels:
+        r["sm"] = {"error": "not attempted", "why": "--skip-statsmodels"}
+    else:
+        to = sm_timeout if case == "panel1m" else 600.0
+        print(f"[{case}] statsmodels: {n_sm} timed fits (limit {to:.0f} s) ...", flush=True)
+        r["sm"] = py_worker("sm", case, n_sm, csv, timeout=to)
+        if r["sm"].get("error") == "timeout":
+            r["sm"]["why"] = "(time limit of the benchmark; --sm-timeout to change it)"
+        print(f"[{case}]   {_timeof(r['sm'])}", flush=True)
+
+    if not args.skip_mem:
+        print(f"[{case}] peak memory (one fit per engine, separate processes) ...", flush=True)
+        r["ml_mem"] = py_worker("ml", case, 1, csv, mode="mem")
+        if not args.skip_lme4:
+            r["lme4_mem"] = r_worker(case, 1, csv, mode="mem", timeout=r_timeout)
+
+    r["loadavg_after"] = os.getloadavg()[0]
+    r["agree"] = agreement(r["ml"], r["lme4"])
+    r["agree_sm"] = agreement(r["sm"], r["lme4"]) if "error" not in r["sm"] else {}
+    return r
+
+
+def main() -> None:
+    args = _parser().parse_args()
 
     if args.worker:
         case = args.case[0]
@@ -721,7 +796,6 @@ def main() -> None:
         return
 
     quick = args.quick
-    reps = args.reps
     if args.small_reps:
         sreps = {"ml": args.small_reps, "lme4": args.small_reps, "sm": args.small_reps}
     else:
@@ -730,7 +804,6 @@ def main() -> None:
     groups = args.groups or max(rows // 100, 2)
     sm_timeout = args.sm_timeout or (60.0 if quick else 600.0)
     cases = args.case or list(CASES)
-    r_timeout = 3600.0
 
     meta = {
         "command": "python benches/bench_lmm.py"
@@ -756,76 +829,7 @@ def main() -> None:
 
     results: dict = {}
     for case in cases:
-        spec = CASES[case]
-        csv = None
-        what = spec.what
-        if case == "panel1m":
-            t0 = time.perf_counter()
-            csv = str(panel_csv(rows, groups))
-            what = what.format(rows=rows, groups=groups)
-            print(f"[{case}] data: {csv} ({time.perf_counter() - t0:.1f} s)")
-        r = {"what": what, "formula": spec.formula, "loadavg_before": os.getloadavg()[0]}
-        # one timed fit per round unless --reps says otherwise
-        big_reps = reps or args.rounds or (1 if quick else DEFAULT_ROUNDS[case])
-        n_ml = sreps["ml"] if case == "sleepstudy" else big_reps
-        n_r = sreps["lme4"] if case == "sleepstudy" else big_reps
-        n_sm = sreps["sm"] if case == "sleepstudy" else 1
-
-        # The engines alternate, round by round (a fresh process each), so that a machine whose
-        # speed drifts over minutes slows both alike; each round's ratio is kept too.
-        rounds = max(1, min(args.rounds or (1 if quick else DEFAULT_ROUNDS[case]), n_ml))
-        ml_runs: list[dict] = []
-        r_runs: list[dict] = []
-        for k in range(rounds):
-            n_ml_k = _share(n_ml, rounds, k)
-            print(
-                f"[{case}] round {k + 1}/{rounds}: multilevel, {n_ml_k} timed fits ...", flush=True
-            )
-            ml_runs.append(py_worker("ml", case, n_ml_k, csv))
-            print(f"[{case}]   {_timeof(ml_runs[-1])}  {ml_runs[-1].get('error', '')}", flush=True)
-            if not args.skip_lme4:
-                n_r_k = max(1, _share(n_r, rounds, k))
-                print(f"[{case}] round {k + 1}/{rounds}: lme4, {n_r_k} timed fits ...", flush=True)
-                r_runs.append(r_worker(case, n_r_k, csv, timeout=r_timeout))
-                print(
-                    f"[{case}]   {_timeof(r_runs[-1])}  {r_runs[-1].get('error', '')}", flush=True
-                )
-        r["ml"] = pool_rounds(ml_runs)
-        if args.skip_lme4:
-            r["lme4"] = {"error": "not attempted", "why": "--skip-lme4"}
-        else:
-            r["lme4"] = pool_rounds(r_runs)
-            r["round_ratios"] = [
-                lr["median"] / mr["median"]
-                for mr, lr in zip(ml_runs, r_runs)
-                if "median" in mr and "median" in lr and mr["median"] > 0
-            ]
-
-        if case == "insteval":
-            r["sm"] = {
-                "error": "not attempted",
-                "why": "crossed random effects (see the note below the table)",
-            }
-        elif args.skip_statsmodels:
-            r["sm"] = {"error": "not attempted", "why": "--skip-statsmodels"}
-        else:
-            to = sm_timeout if case == "panel1m" else 600.0
-            print(f"[{case}] statsmodels: {n_sm} timed fits (limit {to:.0f} s) ...", flush=True)
-            r["sm"] = py_worker("sm", case, n_sm, csv, timeout=to)
-            if r["sm"].get("error") == "timeout":
-                r["sm"]["why"] = "(time limit of the benchmark; --sm-timeout to change it)"
-            print(f"[{case}]   {_timeof(r['sm'])}", flush=True)
-
-        if not args.skip_mem:
-            print(f"[{case}] peak memory (one fit per engine, separate processes) ...", flush=True)
-            r["ml_mem"] = py_worker("ml", case, 1, csv, mode="mem")
-            if not args.skip_lme4:
-                r["lme4_mem"] = r_worker(case, 1, csv, mode="mem", timeout=r_timeout)
-
-        r["loadavg_after"] = os.getloadavg()[0]
-        r["agree"] = agreement(r["ml"], r["lme4"])
-        r["agree_sm"] = agreement(r["sm"], r["lme4"]) if "error" not in r["sm"] else {}
-        results[case] = r
+        results[case] = _run_case(case, args, sreps, rows, groups, sm_timeout)
 
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "lmm_results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
