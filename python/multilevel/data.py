@@ -295,6 +295,7 @@ def drop_missing(
     used: list[str],
     vectors: dict[str, np.ndarray | None],
     warn: bool = True,
+    stacklevel: int = 4,
 ) -> tuple[Frame, np.ndarray, int, dict[str, np.ndarray]]:
     """Drop rows with missing values in used columns/vectors; check infinities.
 
@@ -327,7 +328,7 @@ def drop_missing(
             f"dropped {n_dropped} row{'s' if n_dropped != 1 else ''} with missing values "
             f"(in {', '.join(repr(c) for c in culprits)})",
             MissingValuesWarning,
-            stacklevel=4,
+            stacklevel=stacklevel,
         )
     if rows.size == 0:
         raise DataError(
@@ -410,7 +411,9 @@ def check_inf(arr: np.ndarray, what: str, rows: np.ndarray) -> None:
         )
 
 
-def drop_transform_nan(checked: list, carried: list, rows: np.ndarray, n_dropped: int, frame):
+def drop_transform_nan(
+    checked: list, carried: list, rows: np.ndarray, n_dropped: int, frame, stacklevel: int = 4
+):
     """Drop, with a warning, the rows where a transformation in the formula made one of the
     ``checked`` arrays (y, X, each Z) NaN: from those arrays (matrices stay Fortran-ordered),
     from the ``carried`` ones (weights, offset; None stays None), from ``rows`` and from the
@@ -423,7 +426,7 @@ def drop_transform_nan(checked: list, carried: list, rows: np.ndarray, n_dropped
         f"dropped {k} row{'s' if k != 1 else ''} where a transformation in the formula gave "
         f"a missing value (rows {', '.join(map(str, rows[bad][:5]))}{', ...' if k > 5 else ''})",
         MissingValuesWarning,
-        stacklevel=4,
+        stacklevel=stacklevel,
     )
     sel = np.flatnonzero(~bad)
     if sel.size == 0:

@@ -28,6 +28,7 @@ from multilevel.design.matrix import (
     as_float_matrix,
     fixed_columns,
     lme4_names,
+    model_matrix,
     reraise_own,
     response_vector,
     spec_frame,
@@ -35,16 +36,18 @@ from multilevel.design.matrix import (
 from multilevel.design.rank import drop_rank_deficient
 from multilevel.exceptions import DataError, FormulaError, MissingColumnError
 from multilevel.factors import factor
-from multilevel.formula import ParsedFormula, expr_variables, parse
+from multilevel.formula import ParsedFormula, RandomTermSpec, expr_variables, parse
 
 __all__ = [
     "FixedArrays",
     "FixedDesign",
     "FixedSpec",
+    "ModelRows",
     "build_fixed",
     "fixed_arrays",
     "fixed_factor_levels",
     "fixed_matrix",
+    "model_rows",
 ]
 
 
@@ -84,6 +87,69 @@ class FixedDesign:
     parsed: ParsedFormula | None = None
 
 
+@dataclass
+class ModelRows:
+    """The rows a model uses, its response and fixed part, and each bar's ``Z``."""
+
+    frame: Any  # the used columns at the kept rows (multilevel.data.Frame)
+    rows: np.ndarray
+    n_dropped: int
+    y: np.ndarray
+    X: np.ndarray  # kept columns only
+    weights: np.ndarray | None
+    offset: np.ndarray | None
+    spec: FixedSpec
+    dropped: list[str]  # rank-deficient columns dropped
+    bars: list[tuple[np.ndarray, Any, list[str]]]  # each bar's (Z, formulaic spec, names)
+
+
+def model_rows(
+    parsed: ParsedFormula,
+    df: pd.DataFrame,
+    used: list[str],
+    formula: str,
+    weights: Any = None,
+    offset: Any = None,
+    bars: Sequence[RandomTermSpec] = (),
+) -> ModelRows:
+    """The steps every model shares, in order: used columns checked, rows with missing values
+    dropped, y, X and each bar's Z built, rows where a transformation gave NaN dropped,
+    infinities and weights checked, rank-deficient columns of X dropped."""
+    check_columns(df, used)
+    w, wcol = weight_vector(weights, df, "weights")
+    vectors = {(wcol or "weights"): w}
+    if offset is not None:
+        o, ocol = weight_vector(offset, df, "offset")
+        vectors[ocol or "offset"] = o
+    # stacklevel 5: the warnings point at the caller of build/build_fixed
+    frame, rows, n_dropped, vecs = drop_missing(df, used, vectors, stacklevel=5)
+    w, o = vecs[wcol or "weights"], (vecs[ocol or "offset"] if offset is not None else None)
+    y = response_vector(parsed, frame, df.columns, formula)
+    X, spec, cols = fixed_columns(parsed, frame, formula)
+    Zs = []
+    for t in bars:
+        mm = model_matrix(t.expr, frame, formula, f"random-effects term {t.text}")
+        Zs.append(
+            (
+                as_float_matrix(mm, f"random-effects term {t.text}"),
+                mm.model_spec,
+                lme4_names(mm.columns),
+            )
+        )
+    (y, X, *Z_arrays), (w, o), rows, n_dropped, frame = drop_transform_nan(
+        [y, X, *(z for z, _, _ in Zs)], [w, o], rows, n_dropped, frame, stacklevel=5
+    )
+    Zs = [(z, s, nm) for z, (_, s, nm) in zip(Z_arrays, Zs)]
+    check_inf(y, "response", rows)
+    check_inf(X, "fixed-effects model matrix", rows)
+    check_weights(w)
+    names_all = lme4_names(cols)
+    X, keep, dropped = drop_rank_deficient(X, names_all, stacklevel=5)
+    names = [names_all[j] for j in keep.tolist()]  # (iterating an array is slow when cold)
+    fixed_spec = FixedSpec(spec, names_all, keep, names, fixed_factor_levels(parsed, frame))
+    return ModelRows(frame, rows, n_dropped, y, X, w, o, fixed_spec, dropped, Zs)
+
+
 def build_fixed(formula: str, data, weights=None, extra: Sequence[str] = ()) -> FixedDesign:
     """Fixed-effects design of a formula without random-effects terms.
 
@@ -120,31 +186,18 @@ def build_fixed(formula: str, data, weights=None, extra: Sequence[str] = ()) -> 
     for e in extra:
         if e not in used:
             used.append(e)
-    check_columns(df, used)
-    w, wcol = weight_vector(weights, df, "weights")
-    vectors = {("weights" if wcol is None else wcol): w}
-    frame, rows, n_dropped, vecs = drop_missing(df, used, vectors)
-    w = next(iter(vecs.values()))
-    y = response_vector(parsed, frame, df.columns, formula)
-    X, spec, cols = fixed_columns(parsed, frame, formula)
-    (y, X), (w,), rows, n_dropped, frame = drop_transform_nan([y, X], [w], rows, n_dropped, frame)
-    check_inf(y, "response", rows)
-    check_inf(X, "fixed-effects model matrix", rows)
-    check_weights(w)
-    names_all = lme4_names(cols)
-    X, keep, dropped = drop_rank_deficient(X, names_all)
-    names = [names_all[j] for j in keep.tolist()]  # (iterating an array is slow when cold)
-    ex = {e: frame[e].to_numpy() for e in extra}
+    m = model_rows(parsed, df, used, formula, weights)
+    ex = {e: m.frame[e].to_numpy() for e in extra}
     return FixedDesign(
-        y=y,
-        X=X,
-        names=names,
-        dropped_columns=dropped,
-        n_dropped=n_dropped,
-        rows=rows,
-        nobs=len(y),
-        spec=FixedSpec(spec, names_all, keep, names, fixed_factor_levels(parsed, frame)),
-        weights=w,
+        y=m.y,
+        X=m.X,
+        names=m.spec.names,
+        dropped_columns=m.dropped,
+        n_dropped=m.n_dropped,
+        rows=m.rows,
+        nobs=len(m.y),
+        spec=m.spec,
+        weights=m.weights,
         extra=ex,
         formula=formula,
         parsed=parsed,

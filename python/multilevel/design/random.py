@@ -20,23 +20,10 @@ import pandas as pd
 
 from multilevel.data import (
     as_pandas,
-    check_columns,
     check_inf,
-    check_weights,
     column_values,
-    drop_missing,
-    drop_transform_nan,
-    weight_vector,
 )
-from multilevel.design.fixed import FixedSpec, fixed_factor_levels
-from multilevel.design.matrix import (
-    as_float_matrix,
-    fixed_columns,
-    lme4_names,
-    model_matrix,
-    response_vector,
-)
-from multilevel.design.rank import drop_rank_deficient
+from multilevel.design.fixed import FixedSpec, model_rows
 from multilevel.exceptions import DataError
 from multilevel.factors import interaction
 from multilevel.formula import ParsedFormula, RandomTermSpec, parse
@@ -162,40 +149,10 @@ def build(
     parsed = parse(formula)
     df = as_pandas(data)
     used = parsed.variables()
-    check_columns(df, used)
-    w, wcol = weight_vector(weights, df, "weights")
-    o, ocol = weight_vector(offset, df, "offset")
-    vectors = {(wcol or "weights"): w, (ocol or "offset"): o}
-    frame, rows, n_dropped, vecs = drop_missing(df, used, vectors)
-    w, o = vecs[wcol or "weights"], vecs[ocol or "offset"]
-
-    y = response_vector(parsed, frame, df.columns, formula)
-    X, spec, cols = fixed_columns(parsed, frame, formula)
-    Zs = []
-    for t in parsed.random:
-        mm = model_matrix(t.expr, frame, formula, f"random-effects term {t.text}")
-        Zs.append(
-            (
-                as_float_matrix(mm, f"random-effects term {t.text}"),
-                mm.model_spec,
-                lme4_names(mm.columns),
-            )
-        )
-    (y, X, *Z_arrays), (w, o), rows, n_dropped, frame = drop_transform_nan(
-        [y, X, *(z for z, _, _ in Zs)], [w, o], rows, n_dropped, frame
-    )
-    Zs = [(z, s, nm) for z, (_, s, nm) in zip(Z_arrays, Zs)]
-    check_inf(y, "response", rows)
-    check_inf(X, "fixed-effects model matrix", rows)
-    check_weights(w)
-    nobs = len(y)
-
-    names_all = lme4_names(cols)
-    X, keep, dropped = drop_rank_deficient(X, names_all)
-    names = [names_all[j] for j in keep.tolist()]  # (iterating an array is slow when cold)
-
+    m = model_rows(parsed, df, used, formula, weights, offset, bars=parsed.random)
+    frame, rows, nobs = m.frame, m.rows, len(m.y)
     terms: list[ReTerm] = []
-    for t, (Z, zspec, znames) in zip(parsed.random, Zs):
+    for t, (Z, zspec, znames) in zip(parsed.random, m.bars):
         check_inf(Z, f"random-effects term {t.text}", rows)
         codes, levels, factor_levels, keys = interaction(
             [column_values(frame, f) for f in t.group_factors]
@@ -215,20 +172,20 @@ def build(
     terms = [terms[i] for i in order]
 
     return Design(
-        y=y,
-        X=X,
-        fixed_names=names,
-        dropped_columns=dropped,
+        y=m.y,
+        X=m.X,
+        fixed_names=m.spec.names,
+        dropped_columns=m.dropped,
         terms=terms,
-        weights=w,
-        offset=o,
-        n_dropped=n_dropped,
+        weights=m.weights,
+        offset=m.offset,
+        n_dropped=m.n_dropped,
         rows=rows,
         nobs=nobs,
         formula=formula,
         parsed=parsed,
         data_name=data_name,
-        fixed_spec=FixedSpec(spec, names_all, keep, names, fixed_factor_levels(parsed, frame)),
+        fixed_spec=m.spec,
         term_order=order,
     )
 

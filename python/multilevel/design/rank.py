@@ -54,7 +54,7 @@ def rank_keep(X: np.ndarray, tol: float = RANK_TOL) -> np.ndarray:
     return kept_columns(tall_r(X) if n >= p else np.asarray(X), tol)
 
 
-def drop_rank_deficient(X: np.ndarray, names: list[str]):
+def drop_rank_deficient(X: np.ndarray, names: list[str], stacklevel: int = 4):
     keep = rank_keep(X)
     dropped = [names[j] for j in range(len(names)) if j not in set(keep.tolist())]
     if dropped:
@@ -64,7 +64,7 @@ def drop_rank_deficient(X: np.ndarray, names: list[str]):
             f"column{'s' if k != 1 else ''} / coefficient{'s' if k != 1 else ''}: "
             + ", ".join(dropped),
             RankDeficiencyWarning,
-            stacklevel=4,
+            stacklevel=stacklevel,
         )
         X = np.asfortranarray(X[:, keep])
     return X, keep, dropped
