@@ -40,6 +40,7 @@ __all__ = [
     "drop_transform_nan",
     "is_float_like",
     "is_numeric",
+    "n_rows",
     "pandas_frame",
     "row_list",
     "weight_vector",
@@ -68,6 +69,13 @@ def as_pandas(data) -> pd.DataFrame:
     raise DataError(
         f"data must be a pandas or polars DataFrame or a dict of arrays, not {type(data).__name__}"
     )
+
+
+def n_rows(data: Any) -> int:
+    """Number of rows of a data frame (pandas, polars) or of a dict of arrays."""
+    if isinstance(data, dict):
+        return len(next(iter(data.values()))) if data else 0
+    return int(data.shape[0])
 
 
 def _as_column(v):

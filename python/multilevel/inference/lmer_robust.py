@@ -63,6 +63,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _stats
 
+from multilevel.data import as_pandas, n_rows
 from multilevel.exceptions import DataError, MissingColumnError, MissingValuesWarning
 from multilevel.factors import factor
 from multilevel.inference.sandwich import split_rows, sym_power
@@ -175,8 +176,6 @@ def drop_missing_cluster(spec: Any, data: Any, weights: Any, offset: Any):
     nothing was dropped). The rows are counted in ``fit.n_dropped`` (see :func:`restore_rows`),
     as :func:`multilevel.ols` counts rows missing a cluster.
     """
-    from multilevel.data import as_pandas
-
     if spec is None:
         return data, weights, offset, spec, None
     df = as_pandas(data)
@@ -256,8 +255,6 @@ def resolve_cluster(fit: Any, spec: Any) -> tuple[np.ndarray, int, str]:
                 f"cluster {spec!r} is not a grouping factor of the model and the "
                 "fit keeps no data; give the cluster as an array"
             )
-        from multilevel.data import as_pandas
-
         df = as_pandas(data)
         if spec not in df.columns:
             raise MissingColumnError(spec, df.columns)
@@ -267,13 +264,7 @@ def resolve_cluster(fit: Any, spec: Any) -> tuple[np.ndarray, int, str]:
         if values.ndim != 1:
             raise DataError("the cluster array must be one-dimensional")
         data = getattr(fit, "_data", None)
-        n_input = (
-            None
-            if data is None
-            else len(data)
-            if not isinstance(data, dict)
-            else (len(next(iter(data.values()))) if data else 0)
-        )
+        n_input = None if data is None else n_rows(data)
         if n_input is not None and len(values) == n_input:
             values = values[np.asarray(design.rows)]
         elif len(values) != nobs:

@@ -54,7 +54,7 @@ from multilevel.design.fixed import fixed_arrays
 from multilevel.design.rank import RANK_TOL, rank_keep
 from multilevel.exceptions import DataError, MultilevelWarning
 from multilevel.factors import factor
-from multilevel.inference.sandwich import Sandwich, sandwich
+from multilevel.inference.sandwich import Sandwich, cluster_sums, sandwich
 from multilevel.inference.tails import chi2_sf
 from multilevel.models.ols import OlsFit, parse_vcov, summary_text, vcov_label
 
@@ -65,11 +65,7 @@ _MODELS = ("within", "random", "between", "pooled", "fd")
 
 def _group_means(A: np.ndarray, codes: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Entity means of the columns of A: (N, k)."""
-    A2 = A.reshape(len(A), -1)
-    out = np.empty((len(counts), A2.shape[1]))
-    for j in range(A2.shape[1]):
-        out[:, j] = np.bincount(codes, weights=A2[:, j], minlength=len(counts)) / counts
-    return out
+    return cluster_sums(A.reshape(len(A), -1), codes, len(counts)) / counts[:, None]
 
 
 def _corr2(a: np.ndarray, b: np.ndarray) -> float:

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from multilevel.data import n_rows
 from multilevel.exceptions import ConvergenceWarning, SingularFitWarning
 from multilevel.inference.methods import InferenceMixin
 from multilevel.results.rformat import make_unique
@@ -38,12 +39,6 @@ from multilevel.results.summary import (
 )
 
 __all__ = ["LmerFit"]
-
-
-def _n_rows(data: Any) -> int:
-    if isinstance(data, dict):
-        return len(next(iter(data.values()))) if data else 0
-    return int(data.shape[0])
 
 
 class LmerFit(InferenceMixin):
@@ -493,7 +488,7 @@ class LmerFit(InferenceMixin):
                 self._data,
                 re_form=re_form,
                 allow_new_levels=allow_new_levels,
-                offset=np.zeros(_n_rows(self._data)),
+                offset=np.zeros(n_rows(self._data)),
             )
             out = full[np.asarray(self.design.rows)]
             if self.design.offset is not None:
@@ -514,7 +509,7 @@ class LmerFit(InferenceMixin):
                 offset = np.asarray(newdata[self.offset_name], dtype=float)
         if offset is not None:
             pred = pred + np.asarray(offset, dtype=float).reshape(-1)[rows]
-        n_new = _n_rows(newdata)
+        n_new = n_rows(newdata)
         if len(rows) == n_new:
             return pred
         out = np.full(n_new, np.nan)
