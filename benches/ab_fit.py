@@ -35,7 +35,11 @@ WORKER = """
 import json, sys, time
 sys.path.insert(0, {path!r})
 import multilevel as ml
-from multilevel import design, lmm
+from multilevel import design
+try:
+    from multilevel.models import lmm
+except ImportError:  # builds before the models/ package
+    from multilevel import lmm
 data = ml.datasets.load({dataset!r})
 d = design.build({formula!r}, data)
 times = []
