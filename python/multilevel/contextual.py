@@ -316,7 +316,7 @@ def _group_keys(df: pd.DataFrame, by: list[str]) -> tuple[np.ndarray, int, pd.Da
 
 def _invariant(col: pd.Series, codes: np.ndarray, first: np.ndarray) -> bool:
     """Constant within every group (a missing value counts as one more value, as nlme's)."""
-    vcodes, _ = pd.factorize(col, use_na_sentinel=True)  # missing -> -1, a value of its own
+    vcodes = factor(col).codes  # missing -> -1, a value of its own
     return bool(np.all(vcodes == vcodes[first[codes]]))
 
 
