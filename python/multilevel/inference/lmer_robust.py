@@ -66,7 +66,7 @@ from scipy import stats as _stats
 from multilevel.data import as_pandas, n_rows
 from multilevel.exceptions import DataError, MissingColumnError, MissingValuesWarning
 from multilevel.factors import factor
-from multilevel.inference.sandwich import split_rows, sym_power
+from multilevel.inference.sandwich import cluster_label, split_rows, sym_power
 
 __all__ = ["TYPES", "RobustVcov", "cluster_robust", "vcov_robust"]
 
@@ -164,10 +164,6 @@ def parse_vcov(vcov: Any) -> tuple[str, Any]:
     raise TypeError("vcov must be a type such as 'CR2' or a dict such as {'CR2': 'school'}")
 
 
-def _label(spec: Any) -> str:
-    return spec if isinstance(spec, str) else "<array>"
-
-
 def drop_missing_cluster(spec: Any, data: Any, weights: Any, offset: Any):
     """Before an lmer fit with ``vcov=``: drop the rows whose cluster value is missing.
 
@@ -196,7 +192,7 @@ def drop_missing_cluster(spec: Any, data: Any, weights: Any, offset: Any):
     k = int(missing.sum())
     warnings.warn(
         f"dropped {k} row{'s' if k != 1 else ''} with a missing cluster value "
-        f"(in {_label(spec)!r})",
+        f"(in {cluster_label(spec)!r})",
         MissingValuesWarning,
         stacklevel=3,
     )
@@ -244,7 +240,7 @@ def resolve_cluster(fit: Any, spec: Any) -> tuple[np.ndarray, int, str]:
             raise DataError("the model has no random effects to cluster on")
         t = design.terms[_outer_group(design)]
         return np.asarray(t.codes, dtype=np.int64), len(t.levels), t.group
-    label = _label(spec)
+    label = cluster_label(spec)
     if isinstance(spec, str):
         for t in design.terms:
             if t.group == spec:

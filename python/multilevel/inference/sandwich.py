@@ -58,6 +58,7 @@ __all__ = [
     "HC_TYPES",
     "Sandwich",
     "cluster_codes",
+    "cluster_label",
     "cluster_sums",
     "sandwich",
     "split_rows",
@@ -82,6 +83,11 @@ def cluster_codes(values: Any, name: str = "cluster") -> tuple[np.ndarray, int]:
         )
     codes, levels = factor(values)
     return codes, len(levels)
+
+
+def cluster_label(spec: Any) -> str:
+    """How a cluster is named in reports: its column name, or ``"<array>"``."""
+    return spec if isinstance(spec, str) else "<array>"
 
 
 def cluster_sums(U: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from multilevel.design.fixed import fixed_arrays
 from multilevel.exceptions import DataError
-from multilevel.inference.sandwich import CR_TYPES, HC_TYPES, Sandwich, sandwich
+from multilevel.inference.sandwich import CR_TYPES, HC_TYPES, Sandwich, cluster_label, sandwich
 from multilevel.inference.tails import f_sf, t_ppf, t_pvalue
 
 __all__ = ["OlsFit", "ols", "ols_arrays", "parse_vcov", "summary_text", "vcov_label"]
@@ -300,7 +300,7 @@ def parse_vcov(vcov: Any) -> tuple[str, list[Any]]:
 def vcov_label(kind: str, specs: list[Any]) -> str:
     if not specs:
         return kind
-    names = [s if isinstance(s, str) else "<array>" for s in specs]
+    names = [cluster_label(s) for s in specs]
     return f"{kind} ({', '.join(names)})"
 
 
