@@ -97,7 +97,7 @@ class Profiler:
         self.beta_hat = np.asarray(fit.beta, dtype=float)
         self.names = [p.name for p in self.params] + list(fit.fixef.index)
         self._bases: dict[int, float] = {}
-        self._layouts = [varcomp._layout(t) for t in fit.design.terms]
+        self._layouts = [varcomp.term_layout(t) for t in fit.design.terms]
 
     # -- variance parameters -------------------------------------------------------------
     def _varpar(self, v: np.ndarray) -> np.ndarray:
