@@ -35,7 +35,11 @@ WORKER = """
 import json, sys, time
 sys.path.insert(0, {path!r})
 import multilevel as ml
-from multilevel import design, lmm
+from multilevel import design
+try:
+    from multilevel.models import lmm
+except ImportError:  # builds before the models/ package
+    from multilevel import lmm
 data = ml.datasets.load({dataset!r})
 d = design.build({formula!r}, data)
 times = []
@@ -53,10 +57,10 @@ print(json.dumps({{"times": times, "objective": objective, "n_eval": n_eval}}))
 
 
 def run(path: str, dataset: str, formula: str, fits: int) -> dict:
-    code = WORKER.format(path=str(Path(path).resolve()), dataset=dataset, formula=formula,
-                         fits=fits)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    code = WORKER.format(
+        path=str(Path(path).resolve()), dataset=dataset, formula=formula, fits=fits
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -76,13 +80,18 @@ def main() -> None:
         for name, path in (("A", args.a), ("B", args.b)):
             last[name] = run(path, args.dataset, args.formula, args.fits)
             times[name] += last[name]["times"]
-        print(f"pair {i + 1}: A {statistics.median(times['A']) * 1e3:.0f} ms, "
-              f"B {statistics.median(times['B']) * 1e3:.0f} ms (medians so far)", flush=True)
+        print(
+            f"pair {i + 1}: A {statistics.median(times['A']) * 1e3:.0f} ms, "
+            f"B {statistics.median(times['B']) * 1e3:.0f} ms (medians so far)",
+            flush=True,
+        )
     for name in ("A", "B"):
         t = times[name]
-        print(f"{name}: median {statistics.median(t) * 1e3:.0f} ms, min {min(t) * 1e3:.0f} ms "
-              f"over {len(t)} fits; objective {last[name]['objective']:.10f}, "
-              f"{last[name]['n_eval']} evaluations")
+        print(
+            f"{name}: median {statistics.median(t) * 1e3:.0f} ms, min {min(t) * 1e3:.0f} ms "
+            f"over {len(t)} fits; objective {last[name]['objective']:.10f}, "
+            f"{last[name]['n_eval']} evaluations"
+        )
     ratio = statistics.median(times["B"]) / statistics.median(times["A"])
     print(f"B / A (medians): {ratio:.3f}")
 

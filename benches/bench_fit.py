@@ -25,11 +25,11 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import bench_lmm
+import bench_lmm  # noqa: E402 (benches/ put on the path just above)
 
-import multilevel as ml
-from multilevel import design as _design
-from multilevel.lmm import make_problem
+import multilevel as ml  # noqa: E402
+from multilevel import design as _design  # noqa: E402
+from multilevel.models.lmm import make_problem  # noqa: E402
 
 
 def data(case: str):
@@ -53,11 +53,15 @@ def main() -> None:
         times.append(time.perf_counter() - t)
     o = r["optimizer"]
     print(f"{args.case}: {spec['formula']} ({'REML' if spec['reml'] else 'ML'})")
-    print(f"  evaluations {o['n_eval']}, objective {o['f']:.10f}, "
-          f"theta {np.array2string(o['theta'], precision=8)}")
+    print(
+        f"  evaluations {o['n_eval']}, objective {o['f']:.10f}, "
+        f"theta {np.array2string(o['theta'], precision=8)}"
+    )
     print(f"  {o['status']}: {o['message']}; check converged {r['check']['converged']}")
-    print(f"  prob.fit: median {statistics.median(times) * 1e3:.3f} ms, "
-          f"min {min(times) * 1e3:.3f} ms over {args.reps} fits")
+    print(
+        f"  prob.fit: median {statistics.median(times) * 1e3:.3f} ms, "
+        f"min {min(times) * 1e3:.3f} ms over {args.reps} fits"
+    )
 
 
 if __name__ == "__main__":

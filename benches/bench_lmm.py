@@ -24,8 +24,8 @@ What is timed:
 The engines alternate: each case runs in rounds (``--rounds``), each round a multilevel
 process and then an lme4 process sharing the timed fits, so that a shared machine whose
 speed drifts over minutes slows both engines alike. Every time reported is the median over
-all timed fits of all rounds; each round's ratio is reported too. Peak memory is measured in separate
-subprocesses that load the data and fit once: on Linux, the resident set size (VmRSS) after
+all timed fits of all rounds; each round's ratio is reported too. Peak memory is measured in
+separate subprocesses that load the data and fit once: on Linux, the resident set size (VmRSS) after
 loading the data, then the peak RSS high-water mark (VmHWM, reset through
 ``/proc/self/clear_refs`` after loading, so that the peak belongs to the fit) after the fit,
 the same way in Python and in R. ``ru_maxrss`` before and after the fit is recorded too.
@@ -59,23 +59,19 @@ ROOT = HERE.parent
 OUT = HERE / "out"
 R_SCRIPT = HERE / "lme4_fit.R"
 
-CASES = {
-    "insteval": {
-        "formula": "y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept:service)",
-        "reml": True,
-        "what": "InstEval, 73,421 rows, 3 crossed factors (2,972 / 1,128 / 28 levels), REML",
-    },
-    "sleepstudy": {
-        "formula": "Reaction ~ Days + (Days | Subject)",
-        "reml": True,
-        "what": "sleepstudy, 180 rows, 18 subjects, correlated intercept and slope, REML, per fit",
-    },
-    "panel1m": {
-        "formula": "y ~ x1 + x2 + x3 + (1 + x1 | g)",
-        "reml": False,
-        "what": "simulated panel, {rows:,} rows, {groups:,} groups, random intercept and slope, ML",
-    },
-}
+
+def _load_cases():
+    """tests/cases.py, the table of models shared with the tests, loaded by its path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cases", ROOT / "tests" / "cases.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("cases", module)  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+CASES = _load_cases().BENCH
 
 PANEL_SEED = 20240601
 
@@ -105,11 +101,7 @@ def simulate_panel(rows: int, groups: int, seed: int = PANEL_SEED):
     corr = np.array([[1.0, 0.3], [0.3, 1.0]])
     cov = corr * np.outer(sd, sd)
     b = rng.multivariate_normal(np.zeros(2), cov, size=groups)
-    y = (
-        2.0 + 0.5 * x1 - 0.3 * x2 + 0.8 * x3
-        + b[g, 0] + b[g, 1] * x1
-        + 2.0 * rng.normal(size=rows)
-    )
+    y = 2.0 + 0.5 * x1 - 0.3 * x2 + 0.8 * x3 + b[g, 0] + b[g, 1] * x1 + 2.0 * rng.normal(size=rows)
     return pd.DataFrame({"g": g, "y": y, "x1": x1, "x2": x2, "x3": x3})
 
 
@@ -129,13 +121,10 @@ def load_case(case: str, csv: str | None):
 
     import multilevel as ml
 
-    if case == "insteval":
-        return ml.datasets.load("insteval")
-    if case == "sleepstudy":
-        return ml.datasets.load("sleepstudy")
-    if case == "panel1m":
+    data = CASES[case].data
+    if data == "simulated":
         return pd.read_csv(csv, float_precision="round_trip")
-    raise ValueError(case)
+    return ml.datasets.load(data)
 
 
 # --------------------------------------------------------------------------------------
@@ -179,7 +168,7 @@ def worker_ml(case: str, reps: int, mode: str, csv: str | None) -> dict:
         except OSError:
             reset = False
         t0 = time.perf_counter()
-        fit = ml.lmer(spec["formula"], data, reml=spec["reml"])
+        fit = ml.lmer(spec.formula, data, reml=spec.reml)
         times = [time.perf_counter() - t0]
         after = _status_kb()
         out["mem"] = {
@@ -195,7 +184,7 @@ def worker_ml(case: str, reps: int, mode: str, csv: str | None) -> dict:
         for _ in range(reps):
             gc.collect()
             t0 = time.perf_counter()
-            fit = ml.lmer(spec["formula"], data, reml=spec["reml"])
+            fit = ml.lmer(spec.formula, data, reml=spec.reml)
             times.append(time.perf_counter() - t0)
     vc = fit.varcorr
     out.update(
@@ -286,17 +275,34 @@ def run_sub(cmd: list[str], timeout: float | None) -> dict:
     return res
 
 
-def py_worker(kind: str, case: str, reps: int, csv: str | None, mode: str = "time",
-              timeout: float | None = None) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--case", case,
-           "--reps", str(reps), "--mode", mode]
+def py_worker(
+    kind: str,
+    case: str,
+    reps: int,
+    csv: str | None,
+    mode: str = "time",
+    timeout: float | None = None,
+) -> dict:
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        kind,
+        "--case",
+        case,
+        "--reps",
+        str(reps),
+        "--mode",
+        mode,
+    ]
     if csv:
         cmd += ["--csv", csv]
     return run_sub(cmd, timeout)
 
 
-def r_worker(case: str, reps: int, csv: str | None, mode: str = "time",
-             timeout: float | None = None) -> dict:
+def r_worker(
+    case: str, reps: int, csv: str | None, mode: str = "time", timeout: float | None = None
+) -> dict:
     cmd = ["Rscript", str(R_SCRIPT), case, str(reps), mode]
     if csv:
         cmd.append(csv)
@@ -337,8 +343,10 @@ def agreement(a: dict, b: dict) -> dict:
         out["objective_diff"] = a["objective"] - b["objective"]
         out["objective_rel_diff"] = out["objective_diff"] / abs(b["objective"])
     if "varcorr" in a and "varcorr" in b:
+
         def key(vc, i):
             return (vc["grp"][i], vc["var1"][i], vc["var2"][i])
+
         ref = {key(b["varcorr"], i): v for i, v in enumerate(b["varcorr"]["sdcor"])}
         rel = []
         for i, v in enumerate(a["varcorr"]["sdcor"]):
@@ -363,8 +371,12 @@ def machine_info() -> dict:
     except OSError:
         pass
     mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
-    return {"cores": os.cpu_count(), "cpu": cpu, "mem_gb": round(mem_gb, 1),
-            "os": platform.platform()}
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "mem_gb": round(mem_gb, 1),
+        "os": platform.platform(),
+    }
 
 
 def versions() -> dict:
@@ -372,8 +384,12 @@ def versions() -> dict:
 
     import multilevel as ml
 
-    v = {"python": platform.python_version(), "multilevel": ml.__version__,
-         "numpy": np.__version__, "pandas": pd.__version__}
+    v = {
+        "python": platform.python_version(),
+        "multilevel": ml.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+    }
     try:
         import statsmodels
 
@@ -382,23 +398,42 @@ def versions() -> dict:
         v["statsmodels"] = None
     try:
         r = subprocess.run(
-            ["Rscript", "-e",
-             ('si <- sessionInfo(); cat(paste(R.version$major, R.version$minor, sep="."), '
-              'as.character(packageVersion("lme4")), basename(si$BLAS), "\\n")')],
-            capture_output=True, text=True, timeout=60, check=False)
+            [
+                "Rscript",
+                "-e",
+                (
+                    'si <- sessionInfo(); cat(paste(R.version$major, R.version$minor, sep="."), '
+                    'as.character(packageVersion("lme4")), basename(si$BLAS), "\\n")'
+                ),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         rv, lme4v, blas = r.stdout.split()
         v.update(R=rv, lme4=lme4v, R_BLAS=blas)
-    except Exception:  # noqa: BLE001
+    except Exception:
         v.update(R=None, lme4=None)
     return v
 
 
 def git_rev() -> str:
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                             capture_output=True, text=True, check=False).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "rust", "python"],
-                               cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "rust", "python"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
         return rev + (" (with uncommitted changes under rust/ or python/)" if dirty else "")
     except OSError:
         return "unknown"
@@ -443,8 +478,11 @@ def _timeof(r: dict) -> str:
 def render(results: dict, meta: dict) -> tuple[str, str]:
     """Returns (results table as markdown, detail markdown)."""
     rows = [
-        ("| case | multilevel | lme4 | lme4 / multilevel | statsmodels | statsmodels / multilevel "
-         "| peak RSS during fit: multilevel | peak RSS during fit: lme4 |"),
+        (
+            "| case | multilevel | lme4 | lme4 / multilevel | statsmodels "
+            "| statsmodels / multilevel "
+            "| peak RSS during fit: multilevel | peak RSS during fit: lme4 |"
+        ),
         "|---|---|---|---|---|---|---|---|",
     ]
     detail = []
@@ -461,8 +499,9 @@ def render(results: dict, meta: dict) -> tuple[str, str]:
             if "error" in x:
                 why = x.get("why") or x.get("stderr", "")[-400:].strip().replace("\n", " ")
                 if x["error"] == "timeout":
-                    why = (f"killed after {x['timeout_s']:.0f} s without finishing one fit "
-                           + (x.get("why") or ""))
+                    why = f"killed after {x['timeout_s']:.0f} s without finishing one fit " + (
+                        x.get("why") or ""
+                    )
                 d.append(f"- {label}: {x['error']}. {why}")
             else:
                 ts = ", ".join(_s(t) for t in x["times"][:8])
@@ -472,19 +511,25 @@ def render(results: dict, meta: dict) -> tuple[str, str]:
                     extra = f"; objective {x['objective']:.10g}; {x['n_eval']} evaluations"
                 if "converged" in x:
                     extra = f"; -2 log-likelihood {x['objective']:.10g}; converged {x['converged']}"
-                d.append(f"- {label}: median {_s(x['median'])} over {len(x['times'])} fits "
-                         f"[{ts}{more}]{extra}")
+                d.append(
+                    f"- {label}: median {_s(x['median'])} over {len(x['times'])} fits "
+                    f"[{ts}{more}]{extra}"
+                )
         for label, key in (("multilevel", "ml_mem"), ("lme4", "lme4_mem")):
             m = r.get(key, {}).get("mem")
             if m:
                 inc = m["peak_fit_kb"] - m["rss_loaded_kb"]
-                line = (f"- memory, {label}: RSS with data loaded {_mb(m['rss_loaded_kb'])} "
-                        f"(peak while loading {_mb(m['peak_before_fit_kb'])}); peak RSS during "
-                        f"the fit {_mb(m['peak_fit_kb'])}, i.e. +{_mb(inc)} over the loaded "
-                        f"state")
+                line = (
+                    f"- memory, {label}: RSS with data loaded {_mb(m['rss_loaded_kb'])} "
+                    f"(peak while loading {_mb(m['peak_before_fit_kb'])}); peak RSS during "
+                    f"the fit {_mb(m['peak_fit_kb'])}, i.e. +{_mb(inc)} over the loaded "
+                    f"state"
+                )
                 if "ru_maxrss_after_kb" in m:
-                    line += (f"; ru_maxrss before/after the fit {_mb(m['ru_maxrss_before_kb'])}"
-                             f" / {_mb(m['ru_maxrss_after_kb'])}")
+                    line += (
+                        f"; ru_maxrss before/after the fit {_mb(m['ru_maxrss_before_kb'])}"
+                        f" / {_mb(m['ru_maxrss_after_kb'])}"
+                    )
                 if "r_heap_max_used_mb" in m:
                     line += f"; R heap max used (gc) {m['r_heap_max_used_mb']:.0f} MB"
                 if not m.get("hwm_reset", True):
@@ -494,29 +539,39 @@ def render(results: dict, meta: dict) -> tuple[str, str]:
                 d.append(f"- memory, {label}: {r[key]['error']}")
         if r.get("round_ratios"):
             rr = r["round_ratios"]
-            d.append(f"- lme4 / multilevel round by round (the engines alternate, a fresh process "
-                     f"each): {', '.join(f'{x:.1f}x' for x in rr)} (min {min(rr):.1f}x, median "
-                     f"{statistics.median(rr):.1f}x, max {max(rr):.1f}x)")
+            d.append(
+                f"- lme4 / multilevel round by round (the engines alternate, a fresh process "
+                f"each): {', '.join(f'{x:.1f}x' for x in rr)} (min {min(rr):.1f}x, median "
+                f"{statistics.median(rr):.1f}x, max {max(rr):.1f}x)"
+            )
         if "loadavg_before" in r:
-            d.append(f"- 1-minute load average before / after this case: "
-                     f"{r['loadavg_before']:.1f} / {r.get('loadavg_after', float('nan')):.1f} "
-                     f"(on {meta['machine']['cores']} cores)")
+            d.append(
+                f"- 1-minute load average before / after this case: "
+                f"{r['loadavg_before']:.1f} / {r.get('loadavg_after', float('nan')):.1f} "
+                f"(on {meta['machine']['cores']} cores)"
+            )
         ag = r.get("agree", {})
         if ag:
             parts = []
             if "fixef_max_abs_diff_over_se" in ag:
                 parts.append(f"max |fixef diff| / SE {ag['fixef_max_abs_diff_over_se']:.2e}")
             if "objective_diff" in ag:
-                parts.append(f"objective diff (multilevel - lme4) {ag['objective_diff']:+.3e} "
-                             f"(relative {ag['objective_rel_diff']:+.1e})")
+                parts.append(
+                    f"objective diff (multilevel - lme4) {ag['objective_diff']:+.3e} "
+                    f"(relative {ag['objective_rel_diff']:+.1e})"
+                )
             if "varcorr_max_diff" in ag:
-                parts.append(f"max variance-component diff (relative for SDs, absolute for "
-                             f"correlations) {ag['varcorr_max_diff']:.1e}")
+                parts.append(
+                    f"max variance-component diff (relative for SDs, absolute for "
+                    f"correlations) {ag['varcorr_max_diff']:.1e}"
+                )
             d.append("- agreement multilevel vs lme4: " + "; ".join(parts))
         sag = r.get("agree_sm", {})
         if sag.get("fixef_max_abs_diff_over_se") is not None:
-            d.append(f"- agreement statsmodels vs lme4: max |fixef diff| / SE "
-                     f"{sag['fixef_max_abs_diff_over_se']:.2e}")
+            d.append(
+                f"- agreement statsmodels vs lme4: max |fixef diff| / SE "
+                f"{sag['fixef_max_abs_diff_over_se']:.2e}"
+            )
         detail.append("\n".join(d))
     return "\n".join(rows), "\n\n".join(detail)
 
@@ -538,27 +593,33 @@ def write_markdown(path: Path, results: dict, meta: dict) -> str:
     table, detail = render(results, meta)
     v = meta["versions"]
     m = meta["machine"]
-    loads = [x for r in results.values() for x in (r.get("loadavg_before"), r.get("loadavg_after"))
-             if x is not None]
+    loads = [
+        x
+        for r in results.values()
+        for x in (r.get("loadavg_before"), r.get("loadavg_after"))
+        if x is not None
+    ]
     load_note = ""
     if loads and max(loads) > 0.75 * m["cores"]:
-        load_note = (f"Note: the machine was not idle during this run (1-minute load average up "
-                     f"to {max(loads):.1f} on {m['cores']} cores, other work running), so both "
-                     f"sides' times are inflated and noisy; ratios are indicative.\n\n")
+        load_note = (
+            f"Note: the machine was not idle during this run (1-minute load average up "
+            f"to {max(loads):.1f} on {m['cores']} cores, other work running), so both "
+            f"sides' times are inflated and noisy; ratios are indicative.\n\n"
+        )
     if meta.get("note"):
         load_note += meta["note"] + "\n\n"
     md = f"""# Benchmarks
 
 ## Linear mixed models (`benches/bench_lmm.py`)
 
-Command: `{meta['command']}`
+Command: `{meta["command"]}`
 
-Measured on {meta['date']} at commit {meta['commit']}, while the Rust core was still being
+Measured on {meta["date"]} at commit {meta["commit"]}, while the Rust core was still being
 optimised: these are a snapshot, and the script is meant to be re-run (same command).
-Machine: {m['cores']} cores ({m['cpu']}), {m['mem_gb']} GB RAM, {m['os']}.
-Versions: multilevel {v['multilevel']}, Python {v['python']}, NumPy {v['numpy']},
-pandas {v['pandas']}, statsmodels {v['statsmodels']}, R {v.get('R')}, lme4 {v.get('lme4')}
-(R BLAS: {v.get('R_BLAS')}).
+Machine: {m["cores"]} cores ({m["cpu"]}), {m["mem_gb"]} GB RAM, {m["os"]}.
+Versions: multilevel {v["multilevel"]}, Python {v["python"]}, NumPy {v["numpy"]},
+pandas {v["pandas"]}, statsmodels {v["statsmodels"]}, R {v.get("R")}, lme4 {v.get("lme4")}
+(R BLAS: {v.get("R_BLAS")}).
 
 Times are medians over repeated fits of the fit call only, data already loaded on every side
 (counts below). multilevel and lme4 alternate, round by round, each round a fresh process of
@@ -594,62 +655,159 @@ Raw results: `benches/out/lmm_results.json` (not committed).
 # --------------------------------------------------------------------------------------
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--case", action="append", choices=list(CASES),
-                    help="case to run (repeatable); default all")
-    ap.add_argument("--reps", type=int, default=None,
-                    help="timed fits per engine for insteval and panel1m (default: one per "
-                         "round; quick 1)")
-    ap.add_argument("--rounds", type=int, default=None,
-                    help="alternating rounds per case, each a multilevel process then an lme4 "
-                         "process sharing the fits (default 5 for insteval and sleepstudy, 3 "
-                         "for panel1m; quick 1)")
-    ap.add_argument("--small-reps", type=int, default=None,
-                    help="timed fits per engine for sleepstudy (default 200 multilevel, 50 "
-                         "lme4, 20 statsmodels; quick 20/10/5)")
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke test: 100,000-row panel with 1,000 groups, few reps")
+    ap.add_argument(
+        "--case", action="append", choices=list(CASES), help="case to run (repeatable); default all"
+    )
+    ap.add_argument(
+        "--reps",
+        type=int,
+        default=None,
+        help="timed fits per engine for insteval and panel1m (default: one per round; quick 1)",
+    )
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="alternating rounds per case, each a multilevel process then an lme4 "
+        "process sharing the fits (default 5 for insteval and sleepstudy, 3 "
+        "for panel1m; quick 1)",
+    )
+    ap.add_argument(
+        "--small-reps",
+        type=int,
+        default=None,
+        help="timed fits per engine for sleepstudy (default 200 multilevel, 50 "
+        "lme4, 20 statsmodels; quick 20/10/5)",
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke test: 100,000-row panel with 1,000 groups, few reps",
+    )
     ap.add_argument("--rows", type=int, default=None, help="panel rows (default 1,000,000)")
     ap.add_argument("--groups", type=int, default=None, help="panel groups (default 10,000)")
-    ap.add_argument("--sm-timeout", type=float, default=None,
-                    help="seconds before statsmodels is stopped on the panel (default 600; "
-                         "quick 60)")
+    ap.add_argument(
+        "--sm-timeout",
+        type=float,
+        default=None,
+        help="seconds before statsmodels is stopped on the panel (default 600; quick 60)",
+    )
     ap.add_argument("--skip-lme4", action="store_true")
     ap.add_argument("--skip-statsmodels", action="store_true")
     ap.add_argument("--skip-mem", action="store_true")
-    ap.add_argument("--output", type=Path, default=None,
-                    help="markdown output (default BENCHMARKS.md for a full run of every case, "
-                         "benches/out/BENCHMARKS.partial.md otherwise)")
+    ap.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="markdown output (default BENCHMARKS.md for a full run of every case, "
+        "benches/out/BENCHMARKS.partial.md otherwise)",
+    )
     # internal
     ap.add_argument("--worker", choices=["ml", "sm"], help=argparse.SUPPRESS)
     ap.add_argument("--mode", default="time", help=argparse.SUPPRESS)
     ap.add_argument("--csv", default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    return ap
+
+
+def _run_case(case: str, args, sreps: dict, rows: int, groups: int, sm_timeout: float) -> dict:
+    """One case: alternating rounds of multilevel and lme4, statsmodels, peak memory."""
+    quick, reps, r_timeout = args.quick, args.reps, 3600.0
+    spec = CASES[case]
+    csv = None
+    what = spec.what
+    if case == "panel1m":
+        t0 = time.perf_counter()
+        csv = str(panel_csv(rows, groups))
+        what = what.format(rows=rows, groups=groups)
+        print(f"[{case}] data: {csv} ({time.perf_counter() - t0:.1f} s)")
+    r = {"what": what, "formula": spec.formula, "loadavg_before": os.getloadavg()[0]}
+    # one timed fit per round unless --reps says otherwise
+    big_reps = reps or args.rounds or (1 if quick else DEFAULT_ROUNDS[case])
+    n_ml = sreps["ml"] if case == "sleepstudy" else big_reps
+    n_r = sreps["lme4"] if case == "sleepstudy" else big_reps
+    n_sm = sreps["sm"] if case == "sleepstudy" else 1
+
+    # The engines alternate, round by round (a fresh process each), so that a machine whose
+    # speed drifts over minutes slows both alike; each round's ratio is kept too.
+    rounds = max(1, min(args.rounds or (1 if quick else DEFAULT_ROUNDS[case]), n_ml))
+    ml_runs: list[dict] = []
+    r_runs: list[dict] = []
+    for k in range(rounds):
+        n_ml_k = _share(n_ml, rounds, k)
+        print(f"[{case}] round {k + 1}/{rounds}: multilevel, {n_ml_k} timed fits ...", flush=True)
+        ml_runs.append(py_worker("ml", case, n_ml_k, csv))
+        print(f"[{case}]   {_timeof(ml_runs[-1])}  {ml_runs[-1].get('error', '')}", flush=True)
+        if not args.skip_lme4:
+            n_r_k = max(1, _share(n_r, rounds, k))
+            print(f"[{case}] round {k + 1}/{rounds}: lme4, {n_r_k} timed fits ...", flush=True)
+            r_runs.append(r_worker(case, n_r_k, csv, timeout=r_timeout))
+            print(f"[{case}]   {_timeof(r_runs[-1])}  {r_runs[-1].get('error', '')}", flush=True)
+    r["ml"] = pool_rounds(ml_runs)
+    if args.skip_lme4:
+        r["lme4"] = {"error": "not attempted", "why": "--skip-lme4"}
+    else:
+        r["lme4"] = pool_rounds(r_runs)
+        r["round_ratios"] = [
+            lr["median"] / mr["median"]
+            for mr, lr in zip(ml_runs, r_runs)
+            if "median" in mr and "median" in lr and mr["median"] > 0
+        ]
+
+    if case == "insteval":
+        r["sm"] = {
+            "error": "not attempted",
+            "why": "crossed random effects (see the note below the table)",
+        }
+    elif args.skip_statsmodels:
+        r["sm"] = {"error": "not attempted", "why": "--skip-statsmodels"}
+    else:
+        to = sm_timeout if case == "panel1m" else 600.0
+        print(f"[{case}] statsmodels: {n_sm} timed fits (limit {to:.0f} s) ...", flush=True)
+        r["sm"] = py_worker("sm", case, n_sm, csv, timeout=to)
+        if r["sm"].get("error") == "timeout":
+            r["sm"]["why"] = "(time limit of the benchmark; --sm-timeout to change it)"
+        print(f"[{case}]   {_timeof(r['sm'])}", flush=True)
+
+    if not args.skip_mem:
+        print(f"[{case}] peak memory (one fit per engine, separate processes) ...", flush=True)
+        r["ml_mem"] = py_worker("ml", case, 1, csv, mode="mem")
+        if not args.skip_lme4:
+            r["lme4_mem"] = r_worker(case, 1, csv, mode="mem", timeout=r_timeout)
+
+    r["loadavg_after"] = os.getloadavg()[0]
+    r["agree"] = agreement(r["ml"], r["lme4"])
+    r["agree_sm"] = agreement(r["sm"], r["lme4"]) if "error" not in r["sm"] else {}
+    return r
+
+
+def main() -> None:
+    args = _parser().parse_args()
 
     if args.worker:
         case = args.case[0]
-        res = (worker_ml(case, args.reps, args.mode, args.csv) if args.worker == "ml"
-               else worker_sm(case, args.reps, args.csv))
+        res = (
+            worker_ml(case, args.reps, args.mode, args.csv)
+            if args.worker == "ml"
+            else worker_sm(case, args.reps, args.csv)
+        )
         print(json.dumps(res))
         return
 
     quick = args.quick
-    reps = args.reps
     if args.small_reps:
         sreps = {"ml": args.small_reps, "lme4": args.small_reps, "sm": args.small_reps}
     else:
-        sreps = ({"ml": 20, "lme4": 10, "sm": 5} if quick
-                 else {"ml": 200, "lme4": 50, "sm": 20})
+        sreps = {"ml": 20, "lme4": 10, "sm": 5} if quick else {"ml": 200, "lme4": 50, "sm": 20}
     rows = args.rows or (100_000 if quick else 1_000_000)
     groups = args.groups or max(rows // 100, 2)
     sm_timeout = args.sm_timeout or (60.0 if quick else 600.0)
     cases = args.case or list(CASES)
-    r_timeout = 3600.0
 
     meta = {
-        "command": "python benches/bench_lmm.py" + (" " + " ".join(sys.argv[1:])
-                                                    if sys.argv[1:] else ""),
+        "command": "python benches/bench_lmm.py"
+        + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else ""),
         "date": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "commit": git_rev(),
         "machine": machine_info(),
@@ -659,84 +817,22 @@ def main() -> None:
     print(f"machine: {meta['machine']}")
     print(f"versions: {meta['versions']}")
     load = os.getloadavg()[0]
-    print(f"load average: {load:.2f}"
-          + ("  (WARNING: machine busy; timings will be inflated)"
-             if load > 0.75 * (os.cpu_count() or 1) else "") + "\n")
+    print(
+        f"load average: {load:.2f}"
+        + (
+            "  (WARNING: machine busy; timings will be inflated)"
+            if load > 0.75 * (os.cpu_count() or 1)
+            else ""
+        )
+        + "\n"
+    )
 
     results: dict = {}
     for case in cases:
-        spec = CASES[case]
-        csv = None
-        what = spec["what"]
-        if case == "panel1m":
-            t0 = time.perf_counter()
-            csv = str(panel_csv(rows, groups))
-            what = what.format(rows=rows, groups=groups)
-            print(f"[{case}] data: {csv} ({time.perf_counter() - t0:.1f} s)")
-        r = {"what": what, "formula": spec["formula"], "loadavg_before": os.getloadavg()[0]}
-        # one timed fit per round unless --reps says otherwise
-        big_reps = reps or args.rounds or (1 if quick else DEFAULT_ROUNDS[case])
-        n_ml = sreps["ml"] if case == "sleepstudy" else big_reps
-        n_r = sreps["lme4"] if case == "sleepstudy" else big_reps
-        n_sm = sreps["sm"] if case == "sleepstudy" else 1
-
-        # The engines alternate, round by round (a fresh process each), so that a machine whose
-        # speed drifts over minutes slows both alike; each round's ratio is kept too.
-        rounds = max(1, min(args.rounds or (1 if quick else DEFAULT_ROUNDS[case]), n_ml))
-        ml_runs: list[dict] = []
-        r_runs: list[dict] = []
-        for k in range(rounds):
-            n_ml_k = _share(n_ml, rounds, k)
-            print(f"[{case}] round {k + 1}/{rounds}: multilevel, {n_ml_k} timed fits ...",
-                  flush=True)
-            ml_runs.append(py_worker("ml", case, n_ml_k, csv))
-            print(f"[{case}]   {_timeof(ml_runs[-1])}  {ml_runs[-1].get('error', '')}",
-                  flush=True)
-            if not args.skip_lme4:
-                n_r_k = max(1, _share(n_r, rounds, k))
-                print(f"[{case}] round {k + 1}/{rounds}: lme4, {n_r_k} timed fits ...",
-                      flush=True)
-                r_runs.append(r_worker(case, n_r_k, csv, timeout=r_timeout))
-                print(f"[{case}]   {_timeof(r_runs[-1])}  {r_runs[-1].get('error', '')}",
-                      flush=True)
-        r["ml"] = pool_rounds(ml_runs)
-        if args.skip_lme4:
-            r["lme4"] = {"error": "not attempted", "why": "--skip-lme4"}
-        else:
-            r["lme4"] = pool_rounds(r_runs)
-            r["round_ratios"] = [
-                lr["median"] / mr["median"] for mr, lr in zip(ml_runs, r_runs)
-                if "median" in mr and "median" in lr and mr["median"] > 0
-            ]
-
-        if case == "insteval":
-            r["sm"] = {"error": "not attempted",
-                       "why": "crossed random effects (see the note below the table)"}
-        elif args.skip_statsmodels:
-            r["sm"] = {"error": "not attempted", "why": "--skip-statsmodels"}
-        else:
-            to = sm_timeout if case == "panel1m" else 600.0
-            print(f"[{case}] statsmodels: {n_sm} timed fits (limit {to:.0f} s) ...", flush=True)
-            r["sm"] = py_worker("sm", case, n_sm, csv, timeout=to)
-            if r["sm"].get("error") == "timeout":
-                r["sm"]["why"] = "(time limit of the benchmark; --sm-timeout to change it)"
-            print(f"[{case}]   {_timeof(r['sm'])}", flush=True)
-
-        if not args.skip_mem:
-            print(f"[{case}] peak memory (one fit per engine, separate processes) ...",
-                  flush=True)
-            r["ml_mem"] = py_worker("ml", case, 1, csv, mode="mem")
-            if not args.skip_lme4:
-                r["lme4_mem"] = r_worker(case, 1, csv, mode="mem", timeout=r_timeout)
-
-        r["loadavg_after"] = os.getloadavg()[0]
-        r["agree"] = agreement(r["ml"], r["lme4"])
-        r["agree_sm"] = agreement(r["sm"], r["lme4"]) if "error" not in r["sm"] else {}
-        results[case] = r
+        results[case] = _run_case(case, args, sreps, rows, groups, sm_timeout)
 
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "lmm_results.json").write_text(json.dumps({"meta": meta, "results": results},
-                                                     indent=1))
+    (OUT / "lmm_results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     if args.output:
         out_md = args.output
     elif not quick and set(cases) == set(CASES) and not args.rows and not args.groups:

@@ -37,7 +37,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
 import multilevel.design  # noqa: F401  (import formulaic before timing)
-from multilevel.panel import panel
+from multilevel.models.panel import panel
 
 
 def simulate(rows: int, entities: int, seed: int = 1) -> pd.DataFrame:
@@ -96,8 +96,10 @@ def main() -> None:
         lm_fit = PanelOLS.from_formula("y ~ x1 + x2 + EntityEffects", indexed).fit()
         results["linearmodels"] = time.perf_counter() - t0
         lm_coef = lm_fit.params[["x1", "x2"]].to_numpy()
-        print(f"linearmodels {results['linearmodels']:9.2f} s  coef {lm_coef}"
-              f"  max rel diff {np.max(np.abs(lm_coef / ours - 1)):.1e}")
+        print(
+            f"linearmodels {results['linearmodels']:9.2f} s  coef {lm_coef}"
+            f"  max rel diff {np.max(np.abs(lm_coef / ours - 1)):.1e}"
+        )
         del indexed, lm_fit
         gc.collect()
 
@@ -107,16 +109,20 @@ def main() -> None:
             script = os.path.join(tmp, "fit.R")
             Path(script).write_text(R_SCRIPT)
             df.to_csv(csv, index=False)
-            out = subprocess.run(["Rscript", script, csv], capture_output=True, text=True, check=False)
+            out = subprocess.run(
+                ["Rscript", script, csv], capture_output=True, text=True, check=False
+            )
         if out.returncode != 0:
             print("plm failed:", out.stderr[-2000:])
         else:
             vals = dict(line.split(" ", 1) for line in out.stdout.strip().splitlines())
             results["plm"] = float(vals["FIT"])
             plm_coef = np.array(vals["COEF"].split(), dtype=float)
-            print(f"plm          {results['plm']:9.2f} s  coef {plm_coef}"
-                  f"  max rel diff {np.max(np.abs(plm_coef / ours - 1)):.1e}"
-                  f"  (pdata.frame {float(vals['PDATA']):.2f} s, not counted)")
+            print(
+                f"plm          {results['plm']:9.2f} s  coef {plm_coef}"
+                f"  max rel diff {np.max(np.abs(plm_coef / ours - 1)):.1e}"
+                f"  (pdata.frame {float(vals['PDATA']):.2f} s, not counted)"
+            )
 
     print("\nratio (time / multilevel's):")
     for name, sec in results.items():

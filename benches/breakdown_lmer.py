@@ -30,9 +30,12 @@ import statistics
 import time
 
 import multilevel as ml
+from multilevel import data as Data
 from multilevel import design as D
+from multilevel import factors
 from multilevel import formula as F
-from multilevel import lmm
+from multilevel.design import matrix, rank
+from multilevel.models import lmm
 from multilevel.results import LmerFit
 
 FORMULA = "Reaction ~ Days + (Days | Subject)"
@@ -85,16 +88,18 @@ def main() -> None:
     parsed = F.parse(FORMULA)
     used = parsed.variables()
     vectors = {"weights": None, "offset": None}
-    frame = D._prepare(df, used, vectors)[0]
-    X, _, _ = D._fixed(parsed, frame, FORMULA)
+    frame = Data.drop_missing(df, used, vectors)[0]
+    X, _, _ = matrix.fixed_columns(parsed, frame, FORMULA)
     term = parsed.random[0]
     steps = {
-        "_prepare": lambda: D._prepare(df, used, vectors),
-        "_response": lambda: D._response(parsed, frame, df.columns, FORMULA),
-        "_fixed (X)": lambda: D._fixed(parsed, frame, FORMULA),
-        "Z": lambda: D._model_matrix(term.expr, frame, FORMULA, "Z"),
-        "_rank_keep": lambda: D._rank_keep(X),
-        "_group_codes": lambda: D._group_codes(frame, term.group_factors),
+        "drop_missing": lambda: Data.drop_missing(df, used, vectors),
+        "response": lambda: matrix.response_vector(parsed, frame, df.columns, FORMULA),
+        "fixed (X)": lambda: matrix.fixed_columns(parsed, frame, FORMULA),
+        "Z": lambda: matrix.model_matrix(term.expr, frame, FORMULA, "Z"),
+        "rank_keep": lambda: rank.rank_keep(X),
+        "interaction": lambda: factors.interaction(
+            [Data.column_values(frame, f) for f in term.group_factors]
+        ),
     }
     print("  design.build steps, isolated:")
     for k, fn in steps.items():

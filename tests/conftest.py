@@ -1,7 +1,7 @@
 """Shared fixtures: the golden references of tests/reference/ and the numerical core.
 
 The lmm tests run against the compiled core ``multilevel._core``. Before it is built they are
-skipped, unless ``MULTILEVEL_TEST_DENSE=1`` is set: then ``multilevel._dense_reference``'s
+skipped, unless ``MULTILEVEL_TEST_DENSE=1`` is set: then ``tests/_dense_reference.py``'s
 ``DenseLmmProblem`` stands in for ``_core.LmmProblem`` (development only).
 """
 
@@ -32,8 +32,11 @@ USE_DENSE = os.environ.get("MULTILEVEL_TEST_DENSE") == "1"
 
 def lmm_case_names() -> list[str]:
     """The single-fit lmm reference cases (every tests/reference/lmm/*.json but anova/predict)."""
-    return sorted(p.stem for p in LMM_REFERENCE_DIR.glob("*.json")
-                  if not p.stem.startswith(("anova_", "predict_")))
+    return sorted(
+        p.stem
+        for p in LMM_REFERENCE_DIR.glob("*.json")
+        if not p.stem.startswith(("anova_", "predict_"))
+    )
 
 
 def load_reference(name: str, subdir: str = "lmm") -> dict:
@@ -60,14 +63,15 @@ def reference():
 def lmm_core(monkeypatch):
     """Make sure lmer() has a numerical core: the Rust one, or the dense stand-in if asked."""
     if USE_DENSE:
-        from multilevel import lmm
-        from multilevel._dense_reference import DenseLmmProblem
+        from _dense_reference import DenseLmmProblem
+        from multilevel.models import lmm
 
         monkeypatch.setattr(lmm, "_problem_class", lambda: DenseLmmProblem)
         return DenseLmmProblem
     if not HAVE_CORE:
-        pytest.skip("multilevel._core is not built (set MULTILEVEL_TEST_DENSE=1 to use the "
-                    "dense stand-in)")
+        pytest.skip(
+            "multilevel._core is not built (set MULTILEVEL_TEST_DENSE=1 to use the dense stand-in)"
+        )
     from multilevel import _core
 
     return _core.LmmProblem

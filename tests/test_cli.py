@@ -25,8 +25,9 @@ def test_fit_ml_csv_with_weights(tmp_path, capsys):
     df["w"] = 1 + (df["Days"] % 3) / 2
     path = tmp_path / "ss.csv"
     df.to_csv(path, index=False)
-    rc = main(["fit", "Reaction ~ Days + (Days | Subject)", "--data", str(path), "--ml",
-               "--weights", "w"])
+    rc = main(
+        ["fit", "Reaction ~ Days + (Days | Subject)", "--data", str(path), "--ml", "--weights", "w"]
+    )
     out, err = capsys.readouterr()
     assert rc == 0, err
     assert "fit by maximum likelihood" in out
@@ -50,8 +51,10 @@ def test_fit_parquet(tmp_path, capsys):
         (["fit", "Reaction ~ Dayz + (1 | Subject)", "--data", "sleepstudy"], "Dayz"),
         (["fit", "Reaction ~ Days + (1 | Subject", "--data", "sleepstudy"], "FormulaError"),
         (["fit", "Reaction ~ Days + (1 | Subject)", "--data", "no_such_thing"], "no_such_thing"),
-        (["fit", "Reaction ~ Days + (1 | Subject)", "--data", "sleepstudy", "--weights", "ww"],
-         "ww"),
+        (
+            ["fit", "Reaction ~ Days + (1 | Subject)", "--data", "sleepstudy", "--weights", "ww"],
+            "ww",
+        ),
     ],
 )
 def test_user_errors_exit_2_one_line(argv, needle, capsys):
@@ -76,7 +79,8 @@ def test_singular_warning_on_stderr(tmp_path, capsys):
 
     rng = np.random.default_rng(3)
     pd.DataFrame({"y": rng.normal(size=50), "g": np.repeat(np.arange(10), 5)}).to_csv(
-        tmp_path / "s.csv", index=False)
+        tmp_path / "s.csv", index=False
+    )
     rc = main(["fit", "y ~ 1 + (1 | g)", "--data", str(tmp_path / "s.csv")])
     _, err = capsys.readouterr()
     assert rc == 0

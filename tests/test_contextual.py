@@ -429,7 +429,7 @@ def test_transform_nan_left_out_of_means():
 
 def test_transform_inf_is_an_error():
     df = pd.DataFrame({"y": [1.0, 2, 3, 4, 5, 6], "x": [0.0, 1, 2, 3, 4, 5], "g": list("aaabbb")})
-    with np.errstate(divide="ignore"), pytest.raises(DataError, match="non-finite.*0, 1, 2"):
+    with np.errstate(divide="ignore"), pytest.raises(DataError, match=r"non-finite.*0, 1, 2"):
         ml.ols("y ~ cvar(np.log(x), g)", df)
 
 
@@ -447,9 +447,9 @@ def test_non_numeric_variable(fn, hsb):
 
 
 def test_unknown_columns(hsb):
-    with pytest.raises(MissingColumnError, match="'sesx'.*did you mean.*'ses'"):
+    with pytest.raises(MissingColumnError, match=r"'sesx'.*did you mean.*'ses'"):
         ml.ols("mathach ~ cvar(sesx, school)", hsb)
-    with pytest.raises(MissingColumnError, match="'schol'.*did you mean 'school'"):
+    with pytest.raises(MissingColumnError, match=r"'schol'.*did you mean 'school'"):
         _lmer("mathach ~ dvar(ses, schol) + (1 | school)", hsb)
 
 
@@ -560,7 +560,7 @@ def test_up_missing_groups_and_inputs():
 
 
 def test_up_errors(hsb):
-    with pytest.raises(MissingColumnError, match="'schol'.*'school'"):
+    with pytest.raises(MissingColumnError, match=r"'schol'.*'school'"):
         ml.up(hsb, "schol")
     with pytest.raises(ValueError, match="agg must be"):
         ml.up(hsb, "school", agg="average")

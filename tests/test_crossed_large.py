@@ -19,7 +19,7 @@ import pytest
 
 import multilevel as ml
 from multilevel import design as _design
-from multilevel import lmm
+from multilevel.models import lmm
 
 pytestmark = pytest.mark.usefixtures("lmm_core")
 

@@ -344,8 +344,13 @@ def test_transformation_nan_in_z_drops_weights_and_offset_rows_too(df):
     clean = build("y ~ x + (1 + np.log(z) | g)", df.iloc[keep], weights="w", offset="off")
     assert d.n_dropped == len(df) - len(keep)
     np.testing.assert_array_equal(d.rows, keep)
-    for got, want in [(d.y, clean.y), (d.X, clean.X), (d.weights, clean.weights),
-                      (d.offset, clean.offset), (d.terms[0].Z, clean.terms[0].Z)]:
+    for got, want in [
+        (d.y, clean.y),
+        (d.X, clean.X),
+        (d.weights, clean.weights),
+        (d.offset, clean.offset),
+        (d.terms[0].Z, clean.terms[0].Z),
+    ]:
         np.testing.assert_array_equal(got, want)
     assert d.X.flags.f_contiguous and d.terms[0].Z.flags.f_contiguous
 
@@ -415,23 +420,23 @@ def test_new_matrices_drops_missing_rows(df):
 def test_unique_keys_is_numpys_unique(n_keys):
     # By counting when the key range is small, by sorting when it is large: the same levels
     # (sorted) and the same inverse as np.unique, whichever way.
-    from multilevel.design import _unique_keys
+    from multilevel.factors import unique_keys
 
     rng = np.random.default_rng(n_keys)
     key = rng.integers(0, n_keys, size=500)
     key[key % 3 == 0] = key.min()  # repeated keys and gaps in the range
     want_uniq, want_codes = np.unique(key, return_inverse=True)
-    uniq, codes = _unique_keys(key, n_keys)
+    uniq, codes = unique_keys(key, n_keys)
     np.testing.assert_array_equal(uniq, want_uniq)
     np.testing.assert_array_equal(codes, want_codes)
 
 
 def test_codes_seen_flags_categories_and_missing():
-    from multilevel.design import _codes_seen
+    from multilevel.factors import codes_seen
 
     codes = np.array([2, 0, 2, -1], dtype=np.int8)
-    assert _codes_seen(codes, 4).tolist() == [True, False, True, False, True]
-    assert _codes_seen(codes[:3], 4).tolist() == [True, False, True, False, False]
+    assert codes_seen(codes, 4).tolist() == [True, False, True, False, True]
+    assert codes_seen(codes[:3], 4).tolist() == [True, False, True, False, False]
 
 
 def _formulaic_matrix(expr, frame):
@@ -448,7 +453,7 @@ def _formulaic_matrix(expr, frame):
 def test_fast_path_with_categoricals_is_formulaics_matrix(expr):
     # Categoricals after an intercept skip formulaic: the same columns, names and values,
     # for the fit's data and for new data whose categories come in another order.
-    from multilevel.design import _numeric_spec
+    from multilevel.design.numeric import numeric_spec
 
     rng = np.random.default_rng(5)
     n = 60
@@ -459,7 +464,7 @@ def test_fast_path_with_categoricals_is_formulaics_matrix(expr):
             "x": rng.normal(size=n),
         }
     )
-    spec = _numeric_spec(expr, frame)
+    spec = numeric_spec(expr, frame)
     assert spec is not None
     got = spec.get_model_matrix(frame)
     want, names, fspec = _formulaic_matrix(expr, frame)
@@ -477,7 +482,7 @@ def test_fast_path_with_categoricals_is_formulaics_matrix(expr):
 
 
 def test_fast_path_leaves_other_factors_to_formulaic():
-    from multilevel.design import _numeric_spec
+    from multilevel.design.numeric import numeric_spec
 
     frame = pd.DataFrame(
         {
@@ -486,7 +491,7 @@ def test_fast_path_leaves_other_factors_to_formulaic():
             "x": [1.0, 2.0, 3.0],
         }
     )
-    assert _numeric_spec("0 + f", frame) is None  # no intercept: full dummy coding
-    assert _numeric_spec("1 + s", frame) is None
-    assert _numeric_spec("1 + f:x", frame) is None
-    assert _numeric_spec("1 + f", frame) is not None
+    assert numeric_spec("0 + f", frame) is None  # no intercept: full dummy coding
+    assert numeric_spec("1 + s", frame) is None
+    assert numeric_spec("1 + f:x", frame) is None
+    assert numeric_spec("1 + f", frame) is not None

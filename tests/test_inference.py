@@ -17,21 +17,14 @@ import numpy as np
 import pytest
 
 import multilevel as ml
+from cases import INFERENCE
 from multilevel.exceptions import FitError, HypothesisError
 from multilevel.inference import kenward_roger, satterthwaite
 from multilevel.inference.varpar import VarparModel
 
 REF = Path(__file__).parent / "reference" / "inference"
 
-CASES = {
-    "sleepstudy_slopes_reml": ("sleepstudy", "Reaction ~ Days + (Days | Subject)", True),
-    "sleepstudy_slopes_ml": ("sleepstudy", "Reaction ~ Days + (Days | Subject)", False),
-    "sleepstudy_intercept_ml": ("sleepstudy", "Reaction ~ Days + (1 | Subject)", False),
-    "hsb_reml": ("hsb", "mathach ~ ses * sector + (1 + ses | school)", True),
-    "penicillin_reml": ("penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)", True),
-    "pastes_reml": ("pastes", "strength ~ 1 + (1 | batch/cask)", True),
-    "sleepstudy_na_reml": (None, "Reaction ~ Days + (Days | Subject)", True),
-}
+CASES = INFERENCE
 # Cases whose optimum agrees with lme4's to about 1e-6 in theta.
 CLOSE = [c for c in CASES if c != "hsb_reml"]
 
@@ -45,19 +38,16 @@ _FITS: dict = {}
 
 def fit_of(case: str):
     if case not in _FITS:
-        name, formula, reml = CASES[case]
-        if name is None:
+        c = CASES[case]
+        if c.data_file is not None:
             import pandas as pd
 
-            data = pd.read_csv(
-                Path(__file__).parent / "reference" / "data" / "sleepstudy_na.csv",
-                dtype={"Subject": str},
-            )
+            data = pd.read_csv(c.data_file, dtype={"Subject": str})
         else:
-            data = ml.datasets.load(name)
+            data = ml.datasets.load(c.data)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            _FITS[case] = ml.lmer(formula, data, reml=reml)
+            _FITS[case] = ml.lmer(c.formula, data, reml=c.reml)
     return _FITS[case]
 
 

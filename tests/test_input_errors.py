@@ -35,12 +35,12 @@ def test_missing_column_suggests_close_match(df):
 
 
 def test_missing_grouping_column(df):
-    with pytest.raises(MissingColumnError, match="'Subjects'.*'Subject'"):
+    with pytest.raises(MissingColumnError, match=r"'Subjects'.*'Subject'"):
         build("Reaction ~ Days + (1 | Subjects)", df)
 
 
 def test_missing_response_column(df):
-    with pytest.raises(MissingColumnError, match="'reaction'.*'Reaction'"):
+    with pytest.raises(MissingColumnError, match=r"'reaction'.*'Reaction'"):
         build_fixed("reaction ~ Days", df)
 
 

@@ -21,17 +21,18 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import lmm_case_names, load_reference, load_reference_data
 
 import multilevel as ml
+from cases import LMM
+from conftest import lmm_case_names, load_reference, load_reference_data
 from multilevel import design as _design
-from multilevel import lmm
 from multilevel.exceptions import DataError
+from multilevel.models import lmm
 from multilevel.results import LmerFit
 
 pytestmark = pytest.mark.usefixtures("lmm_core")
 
-CASES = lmm_case_names()
+CASES = list(LMM)
 
 OBJ_AT_THETA_RTOL = 1e-8
 OBJ_FIT_RTOL = 1e-6
@@ -63,14 +64,27 @@ def _fit_case(ref: dict) -> LmerFit:
     name = ref.get("dataset") or ref["data_file"].rsplit("/", 1)[-1].split(".csv")[0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return ml.lmer(ref["formula"], data, reml=ref["reml"], weights=ref["weights"],
-                       offset=ref["offset"], data_name=name)
+        return ml.lmer(
+            ref["formula"],
+            data,
+            reml=ref["reml"],
+            weights=ref["weights"],
+            offset=ref["offset"],
+            data_name=name,
+        )
 
 
 def _fit_at_theta(fit: LmerFit, theta) -> LmerFit:
     sol = fit.problem.solution(np.asarray(theta, dtype=float), fit.reml)
-    return LmerFit(fit.design, fit.problem, sol, fit.reml, data_name=fit.data_name,
-                   weights_name=fit.weights_name, offset_name=fit.offset_name)
+    return LmerFit(
+        fit.design,
+        fit.problem,
+        sol,
+        fit.reml,
+        data_name=fit.data_name,
+        weights_name=fit.weights_name,
+        offset_name=fit.offset_name,
+    )
 
 
 _FITS: dict[str, LmerFit] = {}
@@ -101,8 +115,9 @@ def test_design_matches(case):
     assert [list(t.names) for t in fit.design.terms] == [t["columns"] for t in ref["terms"]]
     assert fit.problem.n_theta == len(ref["theta"])
     lower = _arr(ref["lower"])
-    np.testing.assert_array_equal(np.asarray(fit.problem.lower), np.where(np.isnan(lower),
-                                                                          -np.inf, lower))
+    np.testing.assert_array_equal(
+        np.asarray(fit.problem.lower), np.where(np.isnan(lower), -np.inf, lower)
+    )
     np.testing.assert_array_equal(np.asarray(fit.design.rows), np.asarray(ref["rows"]))
 
 
@@ -133,8 +148,7 @@ def _compare_estimates(ref: dict, fit: LmerFit, scale: float = 1.0) -> None:
     # sqrt(v_ii v_jj))
     assert _rel(fit.se.to_numpy(), se_ref) < scale * SE_RTOL
     v_ref = _arr(ref["vcov"]).reshape(len(se_ref), len(se_ref))
-    assert np.all(np.abs(fit.vcov.to_numpy() - v_ref)
-                  <= scale * SE_RTOL * np.outer(se_ref, se_ref))
+    assert np.all(np.abs(fit.vcov.to_numpy() - v_ref) <= scale * SE_RTOL * np.outer(se_ref, se_ref))
     # sigma and variance components within 0.1% relative; correlations within 0.001
     assert _rel(fit.sigma, ref["sigma"]) < scale * VC_RTOL
     vc = fit.varcorr
@@ -146,8 +160,9 @@ def _compare_estimates(ref: dict, fit: LmerFit, scale: float = 1.0) -> None:
     assert _rel(vc["vcov"].to_numpy()[is_var], rvc["vcov"].to_numpy()[is_var]) < scale * VC_RTOL
     assert _rel(vc["sdcor"].to_numpy()[is_var], rvc["sdcor"].to_numpy()[is_var]) < scale * VC_RTOL
     cor = ~is_var
-    assert np.all(np.abs(vc["sdcor"].to_numpy()[cor] - rvc["sdcor"].to_numpy()[cor])
-                  <= scale * VC_RTOL)
+    assert np.all(
+        np.abs(vc["sdcor"].to_numpy()[cor] - rvc["sdcor"].to_numpy()[cor]) <= scale * VC_RTOL
+    )
     # conditional modes within 1% of their conditional sd; conditional variances 1% (of
     # sqrt(v_ii v_jj) for covariances)
     for g, r in ref["ranef"].items():
@@ -156,19 +171,20 @@ def _compare_estimates(ref: dict, fit: LmerFit, scale: float = 1.0) -> None:
         assert list(got.columns) == r["columns"]
         cv_ref = _arr(r["condvar"])
         sd = np.sqrt(np.diagonal(cv_ref, axis1=1, axis2=2))
-        assert np.all(np.abs(got.to_numpy() - _arr(r["values"]))
-                      <= scale * RANEF_SD_FRACTION * sd)
+        assert np.all(np.abs(got.to_numpy() - _arr(r["values"])) <= scale * RANEF_SD_FRACTION * sd)
         cv = fit.ranef_condvar[g]
         known = ~np.isnan(cv_ref)
-        assert np.all(np.abs(cv[known] - cv_ref[known])
-                      <= scale * CONDVAR_RTOL * np.sqrt(np.einsum("lii,ljj->lij", cv_ref,
-                                                             cv_ref))[known])
+        assert np.all(
+            np.abs(cv[known] - cv_ref[known])
+            <= scale * CONDVAR_RTOL * np.sqrt(np.einsum("lii,ljj->lij", cv_ref, cv_ref))[known]
+        )
     # fitted values 1e-4 relative (lme4's fitted include the offset); residuals alike, relative
     # to the size of the response
     f_ref = _arr(ref["fitted"])
     assert np.max(np.abs(fit.fitted - f_ref)) <= scale * FITTED_RTOL * np.max(np.abs(f_ref))
     assert np.max(np.abs(fit.resid - _arr(ref["resid"]))) <= (
-        scale * FITTED_RTOL * np.max(np.abs(f_ref)))
+        scale * FITTED_RTOL * np.max(np.abs(f_ref))
+    )
     # likelihood summaries
     assert _rel(fit.loglik, ref["loglik"]) < OBJ_FIT_RTOL
     assert _rel(fit.aic, ref["aic"]) < OBJ_FIT_RTOL
@@ -186,9 +202,11 @@ def test_estimates_at_our_optimum(case):
     ref, fit = case
     gain = _improved(ref, fit)
     if gain > OBJ_FIT_RTOL:
-        pytest.skip(f"our optimum is lower than lme4's by {gain:.2e} relative "
-                    f"({ref.get('note', 'lme4 stopped early')}); estimates at lme4's theta are "
-                    "tested in test_estimates_at_lme4_theta")
+        pytest.skip(
+            f"our optimum is lower than lme4's by {gain:.2e} relative "
+            f"({ref.get('note', 'lme4 stopped early')}); estimates at lme4's theta are "
+            "tested in test_estimates_at_lme4_theta"
+        )
     _compare_estimates(ref, fit)
 
 
@@ -209,8 +227,11 @@ def test_summary_text_at_lme4_theta(case):
     ref, fit = case
     at = _fit_at_theta(fit, ref["theta"])
     ours = str(at.summary()).rstrip("\n").split("\n")
-    theirs = [ln for ln in ref["summary_text"].rstrip("\n").split("\n")
-              if not ln.startswith(("optimizer (", "Model failed", "boundary (singular)"))]
+    theirs = [
+        ln
+        for ln in ref["summary_text"].rstrip("\n").split("\n")
+        if not ln.startswith(("optimizer (", "Model failed", "boundary (singular)"))
+    ]
     assert [ln.rstrip() for ln in ours] == [ln.rstrip() for ln in theirs]
 
 
@@ -237,8 +258,13 @@ def test_anova_sleepstudy(lmm_core):
     # the refit thetas: variance components within 0.1% relative
     for f, name in zip(fits, names):
         th = f.refit_ml().theta
-        assert _rel(th[np.asarray(f.problem.lower) == 0],
-                    np.asarray(ref["ml_theta"][name])[np.asarray(f.problem.lower) == 0]) < VC_RTOL
+        assert (
+            _rel(
+                th[np.asarray(f.problem.lower) == 0],
+                np.asarray(ref["ml_theta"][name])[np.asarray(f.problem.lower) == 0],
+            )
+            < VC_RTOL
+        )
     # Chisq is a difference of deviances (~40 here): 1e-6 of the deviance, i.e. 1e-4 absolute
     assert np.isnan(tab["Chisq"].iloc[0]) and np.isnan(tab["Df"].iloc[0])
     assert abs(tab["Chisq"].iloc[1] - rtab["Chisq"].iloc[1]) < 2 * OBJ_FIT_RTOL * 1800
@@ -267,9 +293,24 @@ def test_predict_sleepstudy(lmm_core):
         fit.predict(new)
 
 
+def test_cases_table_is_the_references():
+    """tests/cases.py's LMM table and the reference JSONs name the same models."""
+    assert sorted(LMM) == lmm_case_names()
+    for name, c in LMM.items():
+        ref = load_reference(name)
+        data = ref.get("data_file") or ref["dataset"]
+        assert (data, ref["formula"], ref["reml"], ref["weights"], ref["offset"]) == (
+            c.data,
+            c.formula,
+            c.reml,
+            c.weights,
+            c.offset,
+        ), name
+
+
 def test_dense_reference_matches_lme4_objective():
     """The dense oracle itself reproduces lme4's objective (no compiled core needed)."""
-    from multilevel._dense_reference import DenseLmmProblem
+    from _dense_reference import DenseLmmProblem
 
     for name in CASES:
         ref = load_reference(name)
@@ -277,8 +318,12 @@ def test_dense_reference_matches_lme4_objective():
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            d = _design.build(ref["formula"], load_reference_data(ref), weights=ref["weights"],
-                              offset=ref["offset"])
+            d = _design.build(
+                ref["formula"],
+                load_reference_data(ref),
+                weights=ref["weights"],
+                offset=ref["offset"],
+            )
         prob = lmm.make_problem(d, DenseLmmProblem)
         got = prob.objective(np.asarray(ref["theta"]), ref["reml"])
         assert _rel(got, ref["objective_at_theta"]) < OBJ_AT_THETA_RTOL, name
@@ -287,17 +332,19 @@ def test_dense_reference_matches_lme4_objective():
 @pytest.mark.parametrize("name", [c for c in CASES if load_reference(c)["nobs"] <= 2000])
 def test_core_matches_dense_reference(name, lmm_core):
     """The Rust core against the dense oracle at several theta: 1e-10 relative."""
-    from multilevel._dense_reference import DenseLmmProblem
+    from _dense_reference import DenseLmmProblem
 
     ref = load_reference(name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        d = _design.build(ref["formula"], load_reference_data(ref), weights=ref["weights"],
-                          offset=ref["offset"])
+        d = _design.build(
+            ref["formula"], load_reference_data(ref), weights=ref["weights"], offset=ref["offset"]
+        )
     core = lmm.make_problem(d)
     dense = lmm.make_problem(d, DenseLmmProblem)
-    thetas = [np.asarray(ref["theta"])] + [np.asarray(o["theta"], dtype=float)
-                                           for o in ref["objective_at_other_theta"]]
+    thetas = [np.asarray(ref["theta"])] + [
+        np.asarray(o["theta"], dtype=float) for o in ref["objective_at_other_theta"]
+    ]
     for theta in thetas:
         for reml in (True, False):
             assert _rel(core.objective(theta, reml), dense.objective(theta, reml)) < 1e-10

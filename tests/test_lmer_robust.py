@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import load_reference_data
 
 import multilevel as ml
-from multilevel import lmer_robust
+from conftest import load_reference_data
 from multilevel.exceptions import DataError, MissingColumnError, MissingValuesWarning
+from multilevel.inference import lmer_robust
 from multilevel.results import LmerFit
 
 pytestmark = pytest.mark.usefixtures("lmm_core")
@@ -197,7 +197,7 @@ def test_nested_terms_cluster_by_grouping_name():
 
 
 def test_theta_zero_is_ols_cr2(hsb, hsb_fit):
-    # With Lambda = 0 the working model is V = I: lmer's CR2 is OLS's CR2 (robust.py).
+    # With Lambda = 0 the working model is V = I: lmer's CR2 is OLS's CR2 (inference/sandwich.py).
     sol = hsb_fit.problem.solution(np.zeros(1), True)
     at0 = LmerFit(hsb_fit.design, hsb_fit.problem, sol, True, data=hsb)
     r = lmer_robust.vcov_robust(at0, "CR2", "school")

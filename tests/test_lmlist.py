@@ -14,7 +14,7 @@ import pytest
 
 import multilevel as ml
 from multilevel.exceptions import DataError, MultilevelWarning
-from multilevel.lmlist import lmlist
+from multilevel.models.lmlist import lmlist
 
 ROOT = Path(__file__).resolve().parents[1]
 REF = json.loads((ROOT / "tests" / "reference" / "econ" / "lmlist_hsb.json").read_text())
@@ -40,10 +40,12 @@ def test_coefficients_and_ses_match_lmlist(hsb):
     np.testing.assert_allclose(fit.se.to_numpy(), mat(REF["se_pooled"]).to_numpy(), rtol=SE_RTOL)
     assert fit.pooled_sigma == pytest.approx(REF["pooled_sigma"], rel=EST_RTOL)
     # covariance and mean of the coefficients across groups: 1e-8 relative
-    np.testing.assert_allclose(fit.coef_cov.to_numpy(), mat(REF["coef_cov"]).to_numpy(),
-                               rtol=EST_RTOL)
-    np.testing.assert_allclose(fit.coef_mean.to_numpy(), list(REF["coef_mean"].values()),
-                               rtol=EST_RTOL)
+    np.testing.assert_allclose(
+        fit.coef_cov.to_numpy(), mat(REF["coef_cov"]).to_numpy(), rtol=EST_RTOL
+    )
+    np.testing.assert_allclose(
+        fit.coef_mean.to_numpy(), list(REF["coef_mean"].values()), rtol=EST_RTOL
+    )
 
 
 def test_unpooled_ses_match(hsb):
@@ -55,8 +57,9 @@ def test_unpooled_ses_match(hsb):
 
 def test_small_group_is_skipped_with_a_warning(hsb):
     tiny = pd.DataFrame({"mathach": [10.0, 12.0], "ses": [0.1, 0.3], "school": ["tiny", "tiny"]})
-    d = pd.concat([hsb[["mathach", "ses", "school"]].astype({"school": str}), tiny],
-                  ignore_index=True)
+    d = pd.concat(
+        [hsb[["mathach", "ses", "school"]].astype({"school": str}), tiny], ignore_index=True
+    )
     with pytest.warns(MultilevelWarning, match="'tiny'"):
         fit = lmlist("mathach ~ ses", d, group="school")
     assert "tiny" in fit.skipped and "tiny" not in fit.coef.index
@@ -68,8 +71,13 @@ def test_small_group_is_skipped_with_a_warning(hsb):
 
 
 def test_constant_regressor_in_a_group_is_skipped():
-    d = pd.DataFrame({"y": [1.0, 2, 3, 4, 5, 6, 7, 8], "x": [1.0, 2, 3, 4, 5, 5, 5, 5],
-                      "g": ["a"] * 4 + ["b"] * 4})
+    d = pd.DataFrame(
+        {
+            "y": [1.0, 2, 3, 4, 5, 6, 7, 8],
+            "x": [1.0, 2, 3, 4, 5, 5, 5, 5],
+            "g": ["a"] * 4 + ["b"] * 4,
+        }
+    )
     with pytest.warns(MultilevelWarning, match="'b' \\(rank-deficient"):
         fit = lmlist("y ~ x", d, group="g")
     assert list(fit.coef.index) == ["a"]

@@ -14,7 +14,7 @@ import pytest
 
 import multilevel as ml
 from multilevel.exceptions import DataError
-from multilevel.panel import hausman, panel
+from multilevel.models.panel import hausman, panel
 
 ROOT = Path(__file__).resolve().parents[1]
 REF = ROOT / "tests" / "reference" / "econ"
@@ -71,8 +71,7 @@ def test_panel_matches_plm(case, model, grunfeld):
         np.testing.assert_allclose(theta, r["theta"], rtol=EST_RTOL)
         assert np.isscalar(fit.theta) == ref["balanced"]
     if model == "within":
-        np.testing.assert_allclose(fit.fixef.to_numpy(), list(r["fixef"].values()),
-                                   rtol=EST_RTOL)
+        np.testing.assert_allclose(fit.fixef.to_numpy(), list(r["fixef"].values()), rtol=EST_RTOL)
         assert fit.fvalue == pytest.approx(r["fstat"], rel=EST_RTOL)
         assert fit.f_df == tuple(r["f_df"])
 
@@ -83,11 +82,18 @@ def test_panel_matches_plm(case, model, grunfeld):
 def test_cluster_by_firm_matches_plm_vcovhc(case, model, kind, grunfeld):
     """CR1 = plm vcovHC(method="arellano", type="sss") = Stata's vce(cluster firm)."""
     ref = load(case)
-    fit = panel(ref["formula"], _data(ref, grunfeld), entity="firm", time="year",
-                model=model, vcov={kind: "firm"})
+    fit = panel(
+        ref["formula"],
+        _data(ref, grunfeld),
+        entity="firm",
+        time="year",
+        model=model,
+        vcov={kind: "firm"},
+    )
     # covariance: 1e-6 relative
-    np.testing.assert_allclose(fit.vcov.to_numpy(), mat(ref[model][f"vcov_{kind}"]).to_numpy(),
-                               rtol=SE_RTOL)
+    np.testing.assert_allclose(
+        fit.vcov.to_numpy(), mat(ref[model][f"vcov_{kind}"]).to_numpy(), rtol=SE_RTOL
+    )
     assert fit.df.iloc[0] == 9  # G - 1
 
 

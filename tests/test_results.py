@@ -11,7 +11,7 @@ import pytest
 
 import multilevel as ml
 from multilevel.exceptions import ConvergenceWarning, DataError, SingularFitWarning
-from multilevel.results import _abbreviate, _make_unique, _r_format
+from multilevel.results.rformat import abbreviate, make_unique, r_format
 
 pytestmark = pytest.mark.usefixtures("lmm_core")
 
@@ -65,7 +65,8 @@ def test_varcorr_shape_and_order(fit, ss):
     assert list(vc["var2"]) == [None, None, "Days", None]
     assert vc["sdcor"].iloc[3] == pytest.approx(fit.sigma)
     assert vc["sdcor"].iloc[2] == pytest.approx(
-        vc["vcov"].iloc[2] / (vc["sdcor"].iloc[0] * vc["sdcor"].iloc[1]))
+        vc["vcov"].iloc[2] / (vc["sdcor"].iloc[0] * vc["sdcor"].iloc[1])
+    )
     # uncorrelated terms on one factor: separate groups in varcorr, merged in ranef
     h = ml.lmer("Reaction ~ Days + (Days || Subject)", ss)
     assert list(h.varcorr["grp"]) == ["Subject", "Subject.1", "Residual"]
@@ -137,8 +138,16 @@ def test_anova_refits_reml_with_ml(ss):
     f1 = ml.lmer(FORMULA, ss)
     with pytest.warns(UserWarning, match="refitting model"):
         tab = ml.anova(f1, f0)
-    assert list(tab.columns) == ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df",
-                                 "Pr(>Chisq)"]
+    assert list(tab.columns) == [
+        "npar",
+        "AIC",
+        "BIC",
+        "logLik",
+        "deviance",
+        "Chisq",
+        "Df",
+        "Pr(>Chisq)",
+    ]
     assert list(tab.index) == ["fit1", "fit0"]  # ordered by npar
     assert tab["npar"].tolist() == [4, 6]
     assert tab["deviance"].iloc[1] == pytest.approx(f1.refit_ml().objective)
@@ -198,9 +207,9 @@ def test_convergence_warning_is_a_warning_class():
 
 
 def test_r_formatting_helpers():
-    assert _r_format([612.1002, 35.0717, 654.94], 4) == ["612.10", " 35.07", "654.94"]
-    assert _r_format([-3.95356, -0.4634, 0.02312, 0.4634, 5.17926], 4)[2] == " 0.02312"
-    assert _r_format([1e-10, 1.0], 4) == ["1e-10", "1e+00"]
-    assert _abbreviate("(Intercept)") == "(Intr)"
-    assert _abbreviate("ses:sectorCatholic", 11) == "ss:sctrCthl"
-    assert _make_unique(["a", "a", "b", "a"]) == ["a", "a.1", "b", "a.2"]
+    assert r_format([612.1002, 35.0717, 654.94], 4) == ["612.10", " 35.07", "654.94"]
+    assert r_format([-3.95356, -0.4634, 0.02312, 0.4634, 5.17926], 4)[2] == " 0.02312"
+    assert r_format([1e-10, 1.0], 4) == ["1e-10", "1e+00"]
+    assert abbreviate("(Intercept)") == "(Intr)"
+    assert abbreviate("ses:sectorCatholic", 11) == "ss:sctrCthl"
+    assert make_unique(["a", "a", "b", "a"]) == ["a", "a.1", "b", "a.2"]

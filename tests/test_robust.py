@@ -18,14 +18,11 @@ import pytest
 
 import multilevel as ml
 from multilevel.exceptions import DataError, MissingColumnError
-from multilevel.robust import (
-    _chi2_sf,
-    _f_sf,
-    _t_ppf,
-    _t_pvalue,
-    ols,
-    ols_arrays,
-)
+from multilevel.inference.tails import chi2_sf as _chi2_sf
+from multilevel.inference.tails import f_sf as _f_sf
+from multilevel.inference.tails import t_ppf as _t_ppf
+from multilevel.inference.tails import t_pvalue as _t_pvalue
+from multilevel.models.ols import ols, ols_arrays
 
 ROOT = Path(__file__).resolve().parents[1]
 REF = ROOT / "tests" / "reference" / "econ"
@@ -86,13 +83,20 @@ def test_vcov_matches_r(case, kind, hetero, hsb):
 @pytest.mark.parametrize("kind", ["CR0", "CR1"])
 def test_two_way_clustering_matches_vcovcl(case, kind, hetero):
     ref = load(case)
-    fit = ols(ref["formula"], hetero, weights=ref.get("weights"),
-              vcov={kind: [ref["cluster"], ref["cluster2"]]})
+    fit = ols(
+        ref["formula"],
+        hetero,
+        weights=ref.get("weights"),
+        vcov={kind: [ref["cluster"], ref["cluster2"]]},
+    )
     # covariance: 1e-6 relative to sandwich::vcovCL(cluster = ~g + h)
-    np.testing.assert_allclose(fit.vcov.to_numpy(), mat(ref[f"vcov_{kind}_twoway"]).to_numpy(),
-                               rtol=SE_RTOL)
-    assert fit.df.iloc[0] == min(hetero[ref["cluster"]].nunique(),
-                                 hetero[ref["cluster2"]].nunique()) - 1
+    np.testing.assert_allclose(
+        fit.vcov.to_numpy(), mat(ref[f"vcov_{kind}_twoway"]).to_numpy(), rtol=SE_RTOL
+    )
+    assert (
+        fit.df.iloc[0]
+        == min(hetero[ref["cluster"]].nunique(), hetero[ref["cluster2"]].nunique()) - 1
+    )
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -142,12 +146,11 @@ def test_duplicated_rows_clustered_equal_hc(k, hetero):
     cr1 = ols("y ~ x1 + x2", stacked, vcov={"CR1": "row_id"})
     n, p = len(d), 3
     factor = n / (n - 1) * (k * n - 1) / (k * n - p)
-    np.testing.assert_allclose(cr1.se.to_numpy(), math.sqrt(factor) * hc0.se.to_numpy(),
-                               rtol=1e-10)
+    np.testing.assert_allclose(cr1.se.to_numpy(), math.sqrt(factor) * hc0.se.to_numpy(), rtol=1e-10)
     hc1 = ols("y ~ x1 + x2", d, vcov="HC1")
     np.testing.assert_allclose(
-        cr1.se.to_numpy(),
-        hc1.se.to_numpy() * math.sqrt(factor / (n / (n - p))), rtol=1e-10)
+        cr1.se.to_numpy(), hc1.se.to_numpy() * math.sqrt(factor / (n / (n - p))), rtol=1e-10
+    )
 
 
 def test_conf_int_and_p_use_t(hsb):
@@ -178,8 +181,13 @@ def test_distribution_functions_match_scipy():
 
 def test_arrays_front_end_equals_formula(hetero):
     X = np.column_stack([np.ones(len(hetero)), hetero.x1, hetero.x2])
-    a = ols_arrays(hetero.y.to_numpy(), X, ["(Intercept)", "x1", "x2"], vcov="CR2",
-                   clusters=[hetero.g.to_numpy()])
+    a = ols_arrays(
+        hetero.y.to_numpy(),
+        X,
+        ["(Intercept)", "x1", "x2"],
+        vcov="CR2",
+        clusters=[hetero.g.to_numpy()],
+    )
     b = ols("y ~ x1 + x2", hetero, vcov={"CR2": "g"})
     np.testing.assert_allclose(a.vcov.to_numpy(), b.vcov.to_numpy(), rtol=1e-12)
 

@@ -28,13 +28,13 @@ __version__ = "0.1.0"
 # Public functions live in their own modules and are imported on first use, so that
 # `import multilevel` stays fast and each module can be worked on alone.
 _LAZY = {
-    "lmer": "multilevel.lmm",
-    "anova": "multilevel.results",
-    "LmerFit": "multilevel.results",
-    "ols": "multilevel.robust",
-    "panel": "multilevel.panel",
-    "hausman": "multilevel.panel",
-    "lmlist": "multilevel.lmlist",
+    "lmer": "multilevel.models.lmm",
+    "anova": "multilevel.results.anova",
+    "LmerFit": "multilevel.results.lmer",
+    "ols": "multilevel.models.ols",
+    "panel": "multilevel.models.panel",
+    "hausman": "multilevel.models.panel",
+    "lmlist": "multilevel.models.lmlist",
     "up": "multilevel.contextual",
     "cvar": "multilevel.contextual",
     "dvar": "multilevel.contextual",
@@ -42,24 +42,24 @@ _LAZY = {
     "compare": "multilevel.comparison",
 }
 _SUBMODULES = {
-    "datasets",
-    "formula",
-    "design",
-    "results",
-    "robust",
-    "panel",
-    "lmlist",
     "contextual",
-    "lmer_robust",
+    "data",
+    "datasets",
+    "design",
+    "factors",
+    "formula",
+    "inference",
+    "models",
     "plot",
+    "reports",
+    "results",
 }
 
 
 def __getattr__(name: str):
     if name in _LAZY:
         attr = getattr(importlib.import_module(_LAZY[name]), name)
-        # Bind the function now: importing a submodule of the same name (multilevel.panel)
-        # would otherwise shadow it with the module.
+        # Bind the function now, so that later look-ups skip this hook.
         globals()[name] = attr
         return attr
     if name in _SUBMODULES:

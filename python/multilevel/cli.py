@@ -38,7 +38,8 @@ def _load(spec: str) -> Any:
     if not path.exists():
         raise _UserError(
             f"--data {spec!r} is neither a bundled dataset ({', '.join(datasets.names())}) "
-            "nor an existing file")
+            "nor an existing file"
+        )
     name = path.name.lower()
     try:
         if name.endswith((".csv", ".csv.gz", ".txt")):
@@ -62,14 +63,16 @@ def _load(spec: str) -> Any:
 def _parser() -> argparse.ArgumentParser:
     from multilevel import __version__
 
-    p = argparse.ArgumentParser(prog="multilevel",
-                                description="Multilevel (mixed-effects) models, lme4's numbers.")
+    p = argparse.ArgumentParser(
+        prog="multilevel", description="Multilevel (mixed-effects) models, lme4's numbers."
+    )
     p.add_argument("--version", action="version", version=f"multilevel {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     f = sub.add_parser("fit", help="fit a linear mixed model and print its summary")
     f.add_argument("formula", help='lme4 formula, e.g. "Reaction ~ Days + (Days | Subject)"')
-    f.add_argument("--data", required=True,
-                   help="bundled dataset name or path to a CSV/Parquet file")
+    f.add_argument(
+        "--data", required=True, help="bundled dataset name or path to a CSV/Parquet file"
+    )
     f.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
     f.add_argument("--weights", metavar="COL", help="column of prior weights")
     f.add_argument("--offset", metavar="COL", help="column of offsets")
@@ -103,13 +106,19 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse has printed usage / version
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     try:
-        from multilevel.lmm import lmer
+        from multilevel.models.lmm import lmer
 
         data = _load(args.data)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            fit = lmer(args.formula, data, reml=not args.ml, weights=args.weights,
-                       offset=args.offset, data_name=args.data)
+            fit = lmer(
+                args.formula,
+                data,
+                reml=not args.ml,
+                weights=args.weights,
+                offset=args.offset,
+                data_name=args.data,
+            )
         for w in caught:
             print(f"warning: {w.message}", file=sys.stderr)
         try:

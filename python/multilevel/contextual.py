@@ -65,15 +65,9 @@ import numpy as np
 import pandas as pd
 from formulaic.utils.stateful_transforms import stateful_transform
 
-from multilevel.design import (
-    _factor,
-    _group_codes,
-    _is_numeric,
-    _label,
-    _lookup,
-    as_pandas,
-)
+from multilevel.data import as_pandas, is_numeric
 from multilevel.exceptions import DataError, MissingColumnError, MissingValuesWarning
+from multilevel.factors import factor, interaction, label, lookup
 
 __all__ = ["cvar", "dvar", "formula_context", "up"]
 
@@ -100,7 +94,7 @@ def _x_values(x: Any, fname: str) -> np.ndarray:
             f"{fname}(ses, school)"
         )
     s = x if isinstance(x, pd.Series) else pd.Series(np.asarray(x))
-    if not _is_numeric(s):
+    if not is_numeric(s):
         raise DataError(
             f"{fname}(): column {name!r} is not numeric ({s.dtype}); {fname} needs a numeric "
             "variable (use a 0/1 indicator for a proportion)"
@@ -147,14 +141,14 @@ def _row_means(x: Any, groups: tuple, state: dict, context: Any, fname: str) -> 
     g = groups[0]
     gs = _g_series(g, len(xv), fname, xname)
     if "levels" not in state:  # fitting: compute and keep the means of the rows used
-        codes, levels = _factor(gs)
+        codes, levels = factor(gs)
         state["levels"] = levels
         state["means"] = _means(xv, codes, len(levels))
         state["group"] = _column_name(g, "g")
         out = state["means"][codes]
     else:  # new data: the training means of known groups
         levels, means = state["levels"], state["means"]
-        idx = _lookup(levels, gs)
+        idx = lookup(levels, gs)
         out = np.where(idx >= 0, means[np.maximum(idx, 0)], np.nan)
         unseen = idx < 0
         if unseen.any():
@@ -165,7 +159,7 @@ def _row_means(x: Any, groups: tuple, state: dict, context: Any, fname: str) -> 
 
 
 def _unseen_groups(xv, gs, unseen, out, context, fname, xname, gname) -> np.ndarray:
-    labels = pd.unique(np.asarray([_label(v) for v in gs[unseen]], dtype=object))
+    labels = pd.unique(np.asarray([label(v) for v in gs[unseen]], dtype=object))
     allow = bool(context.get(NEW_GROUPS_KEY, False)) if context is not None else False
     if not allow:
         shown = ", ".join(repr(v) for v in labels[:10]) + (", ..." if len(labels) > 10 else "")
@@ -175,7 +169,7 @@ def _unseen_groups(xv, gs, unseen, out, context, fname, xname, gname) -> np.ndar
             f"{xname!r} by {gname!r} (lmer's predict(..., allow_new_levels=True) takes the new "
             "data's own means for new groups)"
         )
-    codes, lv = _factor(gs[unseen].reset_index(drop=True))
+    codes, lv = factor(gs[unseen].reset_index(drop=True))
     own = _means(xv[unseen], codes, len(lv))
     out = out.copy()
     out[unseen] = own[codes]
@@ -308,7 +302,7 @@ for _name, _stat in (("median", "median"), ("min", "min"), ("max", "max"), ("sd"
 
 def _group_keys(df: pd.DataFrame, by: list[str]) -> tuple[np.ndarray, int, pd.DataFrame]:
     """Codes of the groups (package factor order) and a frame of the ``by`` values per group."""
-    codes, levels, _, _ = _group_codes(df, tuple(by))
+    codes, levels, _, _ = interaction([df[c] for c in by])
     codes = codes.astype(np.intp)
     k = len(levels)
     first = np.full(k, len(codes), dtype=np.intp)
@@ -322,7 +316,7 @@ def _group_keys(df: pd.DataFrame, by: list[str]) -> tuple[np.ndarray, int, pd.Da
 
 def _invariant(col: pd.Series, codes: np.ndarray, first: np.ndarray) -> bool:
     """Constant within every group (a missing value counts as one more value, as nlme's)."""
-    vcodes, _ = pd.factorize(col, use_na_sentinel=True)  # missing -> -1, a value of its own
+    vcodes = factor(col).codes  # missing -> -1, a value of its own
     return bool(np.all(vcodes == vcodes[first[codes]]))
 
 
@@ -405,7 +399,7 @@ def up(data, by: str | Sequence[str], agg: str | Callable | None = None):
         s = df[c]
         if _invariant(s, codes, first):
             out[c] = s.iloc[first].reset_index(drop=True)
-        elif agg is not None and _is_numeric(s):
+        elif agg is not None and is_numeric(s):
             v = s.to_numpy(dtype=np.float64, na_value=np.nan)
             if callable(agg):
                 vals = pd.Series(v).dropna().groupby(pd.Series(codes)[~np.isnan(v)])

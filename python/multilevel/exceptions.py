@@ -71,7 +71,8 @@ class ConvergenceWarning(MultilevelWarning):
 
 
 class SingularFitWarning(MultilevelWarning):
-    """The fit is on the boundary of the parameter space (a variance or correlation is degenerate)."""
+    """The fit is on the boundary of the parameter space (a variance or correlation is
+    degenerate)."""
 
 
 # Errors of the Rust core, one class per variant of its error enum (rust/src/error.rs).

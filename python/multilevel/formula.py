@@ -33,7 +33,7 @@ import formulaic
 
 from multilevel.exceptions import FormulaError
 
-__all__ = ["ParsedFormula", "RandomTermSpec", "parse"]
+__all__ = ["ParsedFormula", "RandomTermSpec", "expr_variables", "parse"]
 
 _IDENT = re.compile(r"[A-Za-z_.][A-Za-z0-9_.]*|`[^`]+`")
 
@@ -81,17 +81,17 @@ class ParsedFormula:
         """Data columns used by the response (``np.log(y)`` -> ``["y"]``)."""
         if not self.response:
             return []
-        return _expr_variables(self.response, response=True)
+        return expr_variables(self.response, response=True)
 
     def fixed_variables(self) -> list[str]:
         """Data columns used by the fixed part."""
-        return _expr_variables(self.fixed)
+        return expr_variables(self.fixed)
 
     def random_variables(self) -> list[str]:
         """Data columns used by the left sides of the random terms (not the groups)."""
         out: list[str] = []
         for t in self.random:
-            _extend(out, _expr_variables(t.expr))
+            _extend(out, expr_variables(t.expr))
         return out
 
     def group_variables(self) -> list[str]:
@@ -124,7 +124,7 @@ def _extend(out: list[str], items) -> None:
             out.append(item)
 
 
-def _expr_variables(expr: str, response: bool = False) -> list[str]:
+def expr_variables(expr: str, response: bool = False) -> list[str]:
     """Data columns used by a formulaic expression, ordered by first appearance in the text."""
     return list(_expr_variables_cached(expr, response))
 
@@ -139,7 +139,7 @@ def _expr_variables_uncached(expr: str, response: bool) -> list[str]:
     text = "{" + expr + "}" if response else expr
     try:
         found = set(formulaic.Formula(text).required_variables)
-    except Exception:  # noqa: BLE001 - fall back to the identifiers of the text
+    except Exception:
         found = {m.group(0) for m in _IDENT.finditer(expr)}
     # Names only ever used as calls (``cbind(...)``, ``log(...)``) are functions, not columns.
     names = []
@@ -293,7 +293,7 @@ def _parse_cached(formula: str) -> ParsedFormula:
     rhs = formula[rhs_start:]
     if not rhs.strip():
         raise FormulaError("empty right-hand side after '~'", formula, len(formula))
-    for i, ch, d in chars:
+    for i, ch, _ in chars:
         if ch == "|" and i < t:
             raise FormulaError("'|' is not allowed in the response", formula, i)
 
@@ -340,7 +340,7 @@ def _check_fixed_piece(formula: str, text: str, start: int) -> None:
     """Let formulaic parse one summand of the fixed part; point at its complaint."""
     try:
         formulaic.Formula(text)
-    except Exception as exc:  # noqa: BLE001 - formulaic's syntax errors
+    except Exception as exc:
         msg = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
         lines = msg.splitlines()
         offset = 0
@@ -416,7 +416,7 @@ def _parse_bar(formula: str, inner, pstart: int, pend: int) -> list[RandomTermSp
 def _check_expr(formula: str, expr: str, pos: int) -> None:
     try:
         formulaic.Formula(expr)
-    except Exception as exc:  # noqa: BLE001 - formulaic's own parse errors
+    except Exception as exc:
         raise FormulaError(f"cannot read the left side of '|': {exc}", formula, pos) from None
 
 

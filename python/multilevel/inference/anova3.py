@@ -24,11 +24,12 @@ def _sum_coded(fit: Any) -> tuple[np.ndarray, dict[str, list[int]]]:
     """The sum-coded model matrix of the fit's fixed part on its rows, and each term's columns."""
     import formulaic
 
-    from multilevel import design as design_mod
+    from multilevel.contextual import formula_context
+    from multilevel.data import as_pandas
 
     d = fit.design
-    frame = design_mod.as_pandas(fit._data).iloc[np.asarray(d.rows)]
-    context = design_mod._formula_context()
+    frame = as_pandas(fit._data).iloc[np.asarray(d.rows)]
+    context = formula_context()
     spec = formulaic.model_matrix(d.parsed.fixed, frame, context=context).model_spec
     categorical = {str(f) for f in spec.factor_contrasts}
     parts, names = [], []

@@ -111,7 +111,7 @@ class BootResult:
 
 def refit_response(fit: Any, y: np.ndarray, threads: int = 1) -> Any:
     """The Rust fit of the same model to another response, started at the fit's theta."""
-    from multilevel.lmm import make_problem
+    from multilevel.models.lmm import make_problem
 
     design = dataclasses.replace(fit.design, y=np.ascontiguousarray(y, dtype=float))
     problem = make_problem(design, threads=threads)

@@ -33,7 +33,8 @@ MAX_DENSE = 12_000
 
 
 def _z_matrix(terms: list[Any]) -> tuple[sparse.csc_matrix, list[tuple[int, int, int]]]:
-    """Z (n x sum of levels * q, level-major within each term) and each term's (offset, levels, q)."""
+    """Z (n x sum of levels * q, level-major within each term) and each term's
+    (offset, levels, q)."""
     blocks, layout, offset = [], [], 0
     for t in terms:
         codes = np.asarray(t.codes)
@@ -177,7 +178,8 @@ class KenwardRoger:
         return phi + 2.0 * phi @ U @ phi
 
     def test(self, L: np.ndarray, rhs: np.ndarray | None = None) -> dict[str, float]:
-        """F statistic (scaled), numerator and denominator df, scaling and p-value for L beta = r."""
+        """F statistic (scaled), numerator and denominator df, scaling and p-value for
+        L beta = r."""
         from scipy import stats
 
         L = np.atleast_2d(np.asarray(L, dtype=float))

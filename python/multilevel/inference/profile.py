@@ -4,9 +4,9 @@ For one parameter psi (a standard deviation, a correlation, sigma or a fixed eff
 profile is zeta(psi) = sign(psi - psi_hat) sqrt(d(psi) - d_hat), with d(psi) the deviance
 minimised over all other parameters while psi is held fixed, and d_hat the minimum (Bates et
 al. 2015, section 5.1). As lme4, a REML fit is profiled through the ML deviance (its
-intervals are those of the ML fit). A 95% interval is where |zeta| <= 1.96; here its ends are found as
-roots of zeta(psi) -/+ 1.96 (lme4 interpolates a spline through a grid of zeta values, which
-gives the same ends to about 1e-4).
+intervals are those of the ML fit). A 95% interval is where |zeta| <= 1.96; here its ends are
+found as roots of zeta(psi) -/+ 1.96 (lme4 interpolates a spline through a grid of zeta
+values, which gives the same ends to about 1e-4).
 
 Variance parameters are held on lme4's scale (standard deviations, correlations, sigma); the
 others are optimised over on that scale, with beta at its conditional estimate. A fixed effect
@@ -97,7 +97,7 @@ class Profiler:
         self.beta_hat = np.asarray(fit.beta, dtype=float)
         self.names = [p.name for p in self.params] + list(fit.fixef.index)
         self._bases: dict[int, float] = {}
-        self._layouts = [varcomp._layout(t) for t in fit.design.terms]
+        self._layouts = [varcomp.term_layout(t) for t in fit.design.terms]
         self._se: np.ndarray | None = None  # delta-method SEs of the variance parameters
 
     # -- variance parameters -------------------------------------------------------------

@@ -45,7 +45,7 @@ def params(fit: Any) -> list[Param]:
     """The variance parameters in theta's order (lme4's ``.sig01, ...``, then sigma)."""
     out = []
     for k, t in enumerate(fit.design.terms):
-        for i, j in _layout(t):
+        for i, j in term_layout(t):
             if i == j:
                 out.append(Param("sd", k, i, j, f"sd_{t.names[i]}|{t.group}"))
             else:
@@ -54,7 +54,7 @@ def params(fit: Any) -> list[Param]:
     return out
 
 
-def _layout(t: Any) -> list[tuple[int, int]]:
+def term_layout(t: Any) -> list[tuple[int, int]]:
     """Positions (row, column) of a term's theta in its Lambda: column-major lower triangle."""
     q = len(t.names)
     if getattr(t, "diagonal", False):
@@ -69,7 +69,7 @@ def _covariances(fit: Any, varpar: np.ndarray) -> list[np.ndarray]:
     for t in fit.design.terms:
         q = len(t.names)
         L = np.zeros((q, q))
-        for i, j in _layout(t):
+        for i, j in term_layout(t):
             L[i, j] = varpar[pos]
             pos += 1
         out.append(sigma**2 * L @ L.T)

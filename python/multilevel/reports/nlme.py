@@ -18,10 +18,7 @@ import numpy as np
 import pandas as pd
 
 from multilevel.inference import varcomp, wald
-from multilevel.results import _abbreviate as abbreviate
-from multilevel.results import _r_format as r_format
-from multilevel.results import _r_matrix as r_matrix
-from multilevel.results import _r_named_vector as r_named_vector
+from multilevel.results.rformat import abbreviate, r_format, r_matrix, r_named_vector
 
 
 @dataclass

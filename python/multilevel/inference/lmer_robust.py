@@ -63,13 +63,15 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _stats
 
+from multilevel.data import as_pandas, n_rows
 from multilevel.exceptions import DataError, MissingColumnError, MissingValuesWarning
+from multilevel.factors import factor
+from multilevel.inference.sandwich import cluster_label, split_rows, sym_power
 
 __all__ = ["TYPES", "RobustVcov", "cluster_robust", "vcov_robust"]
 
 TYPES = ("CR0", "CR1", "CR1p", "CR1S", "CR2", "CR3", "CR4")
 _CANONICAL = {t.upper(): t for t in TYPES}
-_EIG_TOL = 1e-12  # clubSandwich's matrix_power: eigenvalues <= 10^-12 are set to 0
 
 WEIGHTS_MESSAGE = (
     "cluster-robust covariances of lmer fits with prior weights are not implemented "
@@ -162,10 +164,6 @@ def parse_vcov(vcov: Any) -> tuple[str, Any]:
     raise TypeError("vcov must be a type such as 'CR2' or a dict such as {'CR2': 'school'}")
 
 
-def _label(spec: Any) -> str:
-    return spec if isinstance(spec, str) else "<array>"
-
-
 def drop_missing_cluster(spec: Any, data: Any, weights: Any, offset: Any):
     """Before an lmer fit with ``vcov=``: drop the rows whose cluster value is missing.
 
@@ -174,8 +172,6 @@ def drop_missing_cluster(spec: Any, data: Any, weights: Any, offset: Any):
     nothing was dropped). The rows are counted in ``fit.n_dropped`` (see :func:`restore_rows`),
     as :func:`multilevel.ols` counts rows missing a cluster.
     """
-    from multilevel.design import as_pandas
-
     if spec is None:
         return data, weights, offset, spec, None
     df = as_pandas(data)
@@ -196,7 +192,7 @@ def drop_missing_cluster(spec: Any, data: Any, weights: Any, offset: Any):
     k = int(missing.sum())
     warnings.warn(
         f"dropped {k} row{'s' if k != 1 else ''} with a missing cluster value "
-        f"(in {_label(spec)!r})",
+        f"(in {cluster_label(spec)!r})",
         MissingValuesWarning,
         stacklevel=3,
     )
@@ -244,7 +240,7 @@ def resolve_cluster(fit: Any, spec: Any) -> tuple[np.ndarray, int, str]:
             raise DataError("the model has no random effects to cluster on")
         t = design.terms[_outer_group(design)]
         return np.asarray(t.codes, dtype=np.int64), len(t.levels), t.group
-    label = _label(spec)
+    label = cluster_label(spec)
     if isinstance(spec, str):
         for t in design.terms:
             if t.group == spec:
@@ -255,8 +251,6 @@ def resolve_cluster(fit: Any, spec: Any) -> tuple[np.ndarray, int, str]:
                 f"cluster {spec!r} is not a grouping factor of the model and the "
                 "fit keeps no data; give the cluster as an array"
             )
-        from multilevel.design import as_pandas
-
         df = as_pandas(data)
         if spec not in df.columns:
             raise MissingColumnError(spec, df.columns)
@@ -266,13 +260,7 @@ def resolve_cluster(fit: Any, spec: Any) -> tuple[np.ndarray, int, str]:
         if values.ndim != 1:
             raise DataError("the cluster array must be one-dimensional")
         data = getattr(fit, "_data", None)
-        n_input = (
-            None
-            if data is None
-            else len(data)
-            if not isinstance(data, dict)
-            else (len(next(iter(data.values()))) if data else 0)
-        )
+        n_input = None if data is None else n_rows(data)
         if n_input is not None and len(values) == n_input:
             values = values[np.asarray(design.rows)]
         elif len(values) != nobs:
@@ -288,8 +276,8 @@ def resolve_cluster(fit: Any, spec: Any) -> tuple[np.ndarray, int, str]:
             "the fit; pass vcov={...} to lmer() to drop those rows before fitting, or give "
             "them a level"
         )
-    codes, uniques = pd.factorize(pd.Series(values), sort=False)
-    return codes.astype(np.int64), len(uniques), label
+    codes, levels = factor(pd.Series(values))
+    return codes, len(levels), label
 
 
 def check_nested(design: Any, codes: np.ndarray, n_clusters: int, label: str) -> None:
@@ -314,25 +302,10 @@ def check_nested(design: Any, codes: np.ndarray, n_clusters: int, label: str) ->
 
 
 # --------------------------------------------------------------------------- linear algebra
-def _sym_power(S: np.ndarray, power: float) -> np.ndarray:
-    """Symmetric matrix power by eigendecomposition; eigenvalues <= 1e-12 give 0."""
-    vals, vecs = np.linalg.eigh((S + S.T) / 2.0)
-    keep = vals > _EIG_TOL
-    scaled = np.zeros_like(vals)
-    scaled[keep] = vals[keep] ** power
-    return (vecs * scaled) @ vecs.T
-
-
 def _psd_root(F: np.ndarray) -> np.ndarray:
     """R with R'R = F for a positive semi-definite F (clubSandwich's ``chol_psd``)."""
     vals, vecs = np.linalg.eigh((F + F.T) / 2.0)
     return np.sqrt(np.maximum(vals, 0.0))[:, None] * vecs.T
-
-
-def _split(codes: np.ndarray, n_clusters: int) -> list[np.ndarray]:
-    order = np.argsort(codes, kind="stable")
-    bounds = np.cumsum(np.bincount(codes, minlength=n_clusters))[:-1]
-    return np.split(order, bounds)
 
 
 def _local_levels(
@@ -433,7 +406,7 @@ def cluster_robust(
     ]
     clusters: list[_Cluster] = []
     F_sum = np.zeros((p, p))
-    for j, rows in enumerate(_split(codes, J)):
+    for j, rows in enumerate(split_rows(codes, J)):
         Xj = X[rows]
         if zlam:
             ZL = _z_lambda(zlam, rows, j)
@@ -450,7 +423,7 @@ def cluster_robust(
 
     scale = {
         "CR1": J / (J - 1),
-        "CR1p": J / (J - p) if J > p else math.nan,
+        "CR1p": J / (J - p) if p < J else math.nan,
         "CR1S": J * (n - 1) / ((J - 1) * (n - p)),
     }.get(kind, 1.0)
     root = math.sqrt(scale)
@@ -466,7 +439,7 @@ def cluster_robust(
             V[np.diag_indices_from(V)] += 1.0
             L = np.linalg.cholesky(V)
             S = V - Xj @ B @ Xj.T
-            Gm = _sym_power(L.T @ S @ L, -0.5)
+            Gm = sym_power(L.T @ S @ L, -0.5)
             E = ((cl.WX.T @ L) @ Gm) @ L.T  # X_j' W_j A_j with A_j = L G^-1/2 L'
             s = E @ ej
             ME = B @ E
@@ -478,7 +451,7 @@ def cluster_robust(
                 T = np.linalg.solve(np.eye(p) - F @ B, np.eye(p))
             elif kind == "CR4":
                 R = _psd_root(F)
-                T = R.T @ _sym_power(R @ (F - F @ B @ F) @ R.T, -0.5) @ R
+                T = R.T @ sym_power(R @ (F - F @ B @ F) @ R.T, -0.5) @ R
             else:
                 T = root * np.eye(p)
             s = T @ (cl.WX.T @ ej)

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from multilevel import design as _design
-from multilevel.results import LmerFit
+from multilevel.data import as_pandas
+from multilevel.results.lmer import LmerFit
 
 __all__ = ["lmer"]
 
@@ -44,9 +45,18 @@ def _check_threads(threads: Any) -> int:
     return int(threads)
 
 
-def lmer(formula: str, data: Any, reml: bool = True, weights: Any = None, offset: Any = None,
-         start: Sequence[float] | None = None, max_fun: int | None = None,
-         data_name: str | None = None, vcov: Any = None, threads: int | None = None) -> LmerFit:
+def lmer(
+    formula: str,
+    data: Any,
+    reml: bool = True,
+    weights: Any = None,
+    offset: Any = None,
+    start: Sequence[float] | None = None,
+    max_fun: int | None = None,
+    data_name: str | None = None,
+    vcov: Any = None,
+    threads: int | None = None,
+) -> LmerFit:
     """Fit a linear mixed model by REML or maximum likelihood, as lme4's ``lmer``.
 
     Parameters
@@ -72,7 +82,7 @@ def lmer(formula: str, data: Any, reml: bool = True, weights: Any = None, offset
         Cluster-robust covariance of the fixed effects for ``fit.vcov``, ``fit.se`` and the
         summary (clubSandwich's ``vcovCR``): ``{"CR2": "school"}`` (a column, grouping factor
         or array), or ``"CR2"`` alone to cluster on the grouping factor with fewest levels.
-        Types CR0, CR1, CR1p, CR1S, CR2, CR3, CR4; see :mod:`multilevel.lmer_robust`. Rows
+        Types CR0, CR1, CR1p, CR1S, CR2, CR3, CR4; see :mod:`multilevel.inference.lmer_robust`. Rows
         with a missing cluster value are dropped (and counted) before the fit.
     threads : int, optional
         Number of threads for every parallel step of the fit; default
@@ -104,27 +114,31 @@ def lmer(formula: str, data: Any, reml: bool = True, weights: Any = None, offset
     n_threads = _check_threads(threads)
     fit_data, kept = data, None
     if vcov is not None:  # cluster-robust: checked, and rows missing the cluster dropped, first
-        from multilevel import lmer_robust
+        from multilevel.inference import lmer_robust
 
         kind, cluster = lmer_robust.parse_vcov(vcov)
         if weights is not None:
             raise NotImplementedError(lmer_robust.WEIGHTS_MESSAGE)
         fit_data, weights, offset, cluster, kept = lmer_robust.drop_missing_cluster(
-            cluster, data, weights, offset)
-    design = _design.build(formula, fit_data, weights=weights, offset=offset,
-                           data_name=data_name)
+            cluster, data, weights, offset
+        )
+    design = _design.build(formula, fit_data, weights=weights, offset=offset, data_name=data_name)
     if vcov is not None and not isinstance(cluster, str) and cluster is not None:
         cluster = np.asarray(cluster)[np.asarray(design.rows)]  # aligned with the rows used
     if kept is not None:
-        design = lmer_robust.restore_rows(design, kept, len(_design.as_pandas(data)))
+        design = lmer_robust.restore_rows(design, kept, len(as_pandas(data)))
     problem = make_problem(design, threads=n_threads)
     fit = LmerFit._fit(
-        design, problem, reml, start=start, max_fun=max_fun,
-        data_name=data_name if data_name is not None else design.data_name, data=data,
+        design,
+        problem,
+        reml,
+        start=start,
+        max_fun=max_fun,
+        data_name=data_name if data_name is not None else design.data_name,
+        data=data,
         weights_name=weights if isinstance(weights, str) else None,
         offset_name=offset if isinstance(offset, str) else None,
     )
     if vcov is not None:
         fit.robust = lmer_robust.vcov_robust(fit, kind, cluster)
     return fit
-

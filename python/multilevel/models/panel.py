@@ -34,16 +34,14 @@ the number of estimated coefficients (not counting the absorbed entity effects):
 plm's ``type="HC0"``. Cluster-robust tests use ``G - 1`` degrees of freedom.
 
 R-squared: ``r2`` is plm's: the squared correlation of the transformed response (demeaned for
-within, quasi-demeaned for random, differenced for fd) with its fitted values; ``r2_within``, ``r2_between`` and
-``r2_overall`` are Stata's: squared correlations of ``y`` with ``x' beta`` after within
-demeaning, of the entity means, and of the raw rows.
+within, quasi-demeaned for random, differenced for fd) with its fitted values; ``r2_within``,
+``r2_between`` and ``r2_overall`` are Stata's: squared correlations of ``y`` with ``x' beta``
+after within demeaning, of the entity means, and of the raw rows.
 """
 
 from __future__ import annotations
 
 import math
-import sys as _sys
-import types as _types
 import warnings
 from typing import Any
 
@@ -52,18 +50,13 @@ import pandas as pd
 import scipy.linalg
 
 from multilevel._tallqr import kept_columns, tall_r
-from multilevel.design import RANK_TOL, _factor, _rank_keep
+from multilevel.design.fixed import fixed_arrays
+from multilevel.design.rank import RANK_TOL, rank_keep
 from multilevel.exceptions import DataError, MultilevelWarning
-from multilevel.robust import (
-    OlsFit,
-    _chi2_sf,
-    _parse_vcov,
-    _prepare,
-    _Sandwich,
-    _summary_text,
-    _vcov_label,
-    sandwich,
-)
+from multilevel.factors import factor
+from multilevel.inference.sandwich import Sandwich, cluster_sums, sandwich
+from multilevel.inference.tails import chi2_sf
+from multilevel.models.ols import OlsFit, parse_vcov, summary_text, vcov_label
 
 __all__ = ["HausmanTest", "PanelFit", "hausman", "panel"]
 
@@ -72,11 +65,7 @@ _MODELS = ("within", "random", "between", "pooled", "fd")
 
 def _group_means(A: np.ndarray, codes: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Entity means of the columns of A: (N, k)."""
-    A2 = A.reshape(len(A), -1)
-    out = np.empty((len(counts), A2.shape[1]))
-    for j in range(A2.shape[1]):
-        out[:, j] = np.bincount(codes, weights=A2[:, j], minlength=len(counts)) / counts
-    return out
+    return cluster_sums(A.reshape(len(A), -1), codes, len(counts)) / counts[:, None]
 
 
 def _corr2(a: np.ndarray, b: np.ndarray) -> float:
@@ -87,7 +76,7 @@ def _corr2(a: np.ndarray, b: np.ndarray) -> float:
 
 
 class PanelFit(OlsFit):
-    """Result of :func:`panel`; everything of :class:`~multilevel.robust.OlsFit` plus:
+    """Result of :func:`panel`; everything of :class:`~multilevel.models.ols.OlsFit` plus:
 
     Attributes
     ----------
@@ -131,7 +120,7 @@ class PanelFit(OlsFit):
 
     def summary(self, level: float = 0.95) -> str:
         """A Stata xtreg-like report."""
-        return _summary_text(self, self._header(), level)
+        return summary_text(self, self._header(), level)
 
 
 def _check_duplicates(
@@ -240,28 +229,16 @@ def panel(
     >>> round(re.theta, 4)
     0.8612
     """
-    if model == "pooling":
-        model = "pooled"
-    if model not in _MODELS:
-        raise ValueError(f"model must be one of {', '.join(_MODELS)}; got {model!r}")
-    if model == "fd" and time is None:
-        raise ValueError("model='fd' needs the time column (time=)")
-    if isinstance(vcov, str) and vcov.lower() == "cluster":
-        vcov = {"CR1": entity}
-    kind, specs = _parse_vcov(vcov)
-    if kind in ("HC0", "HC1", "HC2", "HC3"):
-        raise ValueError("panel supports vcov='iid', 'cluster' or {'CR0'|'CR1': column}")
-    if kind == "CR2":
-        raise ValueError("CR2 is not available for panel models; use CR0 or CR1")
+    model, kind, specs = _check_arguments(model, entity, time, vcov)
     extras: list[Any] = [entity] + ([time] if time is not None else []) + specs
-    prep = _prepare(formula, data, None, extras)
+    prep = fixed_arrays(formula, data, None, extras)
     y, X, names = prep.y, prep.X, prep.names
     ent_raw = prep.extras[0]
     tim_raw = prep.extras[1] if time is not None else None
-    clus = prep.extras[(2 if time is not None else 1):]
-    codes, ent_levels = _factor(ent_raw)  # one hash pass, then only the levels are sorted
+    clus = prep.extras[(2 if time is not None else 1) :]
+    codes, ent_levels = factor(ent_raw)  # one hash pass, then only the levels are sorted
     if tim_raw is not None:
-        tcodes, tim_levels = _factor(tim_raw)
+        tcodes, tim_levels = factor(tim_raw)
         _check_duplicates(codes, ent_levels, tcodes, tim_levels, entity, time)
     rows = prep.rows
     if model == "fd":  # consecutive rows of an entity, in time order
@@ -273,8 +250,10 @@ def panel(
     N = len(ent_levels)
     counts = np.bincount(codes, minlength=N).astype(float)
     has_int = "(Intercept)" in names
-    label = _vcov_label(kind, specs) if not (kind == "CR1" and specs == [entity]) else (
-        f"CR1 ({entity})"
+    label = (
+        vcov_label(kind, specs)
+        if not (kind == "CR1" and specs == [entity])
+        else (f"CR1 ({entity})")
     )
     ybar = _group_means(y, codes, counts)[:, 0]
     Xbar = _group_means(X, codes, counts)
@@ -285,9 +264,7 @@ def panel(
 
     if model in ("within", "random"):
         yw = y - ybar[codes]
-        Xw_all = np.empty_like(X, order="F")  # column by column: contiguous passes
-        for j in range(p):
-            np.subtract(X[:, j], Xbar[codes, j], out=Xw_all[:, j])
+        Xw_all = _demeaned(X, Xbar, codes)
         Xw, keep_w = _drop_constant(Xw_all, names, X, warn_names=(model == "within"))
         if Xw.shape[1] == 0:
             raise DataError("no regressor varies within entities")
@@ -304,22 +281,7 @@ def panel(
         fixef = pd.Series(ybar - Xbar[:, keep_w] @ bw, index=ent_levels, name="fixef")
     elif model == "random":
         s2e = ssr_w / df_w
-        # T_i-weighted between regression on the columns of X (plm's "Between" model). Columns
-        # aliased among the entity means (the entity mean of a regressor next to the
-        # regressor, as in a Mundlak model) are dropped, as plm drops them; the projection,
-        # and so s2_u, depends only on the span.
-        sw = np.sqrt(counts)
-        kept_b = _rank_keep(Xbar * sw[:, None])
-        Xb = Xbar[:, kept_b]
-        bb = _regress(ybar * sw, Xb * sw[:, None], [names[j] for j in kept_b])[0]
-        eb = ybar - Xb @ bb
-        quad = float(np.sum(counts * eb**2))
-        Kz = Xb.shape[1] - 1 if has_int else Xb.shape[1]
-        m_nu = N - Kz - 1
-        ZBZ = (Xb * counts[:, None]).T @ Xb
-        ZSZ = (Xb * (counts**2)[:, None]).T @ Xb
-        m_eta = n - float(np.trace(np.linalg.solve(ZBZ, ZSZ)))
-        s2u = max((quad - m_nu * s2e) / m_eta, 0.0)
+        s2u = _swamy_arora_s2u(ybar, Xbar, counts, names, has_int, n, s2e)
         th_i = 1.0 - np.sqrt(s2e / (counts * s2u + s2e))
         yt = y - th_i[codes] * ybar[codes]
         Xt = X - th_i[codes][:, None] * Xbar[codes]
@@ -340,15 +302,7 @@ def panel(
         k_df = p
     else:  # fd
         same = codes[1:] == codes[:-1]
-        yt = (y[1:] - y[:-1])[same]
-        Xd = (X[1:] - X[:-1])[same]
-        if has_int:
-            Xd[:, names.index("(Intercept)")] = 1.0
-        Xt, keep_d = _drop_constant(Xd, names, X, warn_names=False)
-        if has_int and names.index("(Intercept)") not in keep_d:
-            keep_d = sorted(keep_d + [names.index("(Intercept)")])
-            Xt = Xd[:, keep_d]
-        tnames = [names[j] for j in keep_d]
+        yt, Xt, tnames = _first_differences(y, X, same, names, has_int)
         beta, _, R_t = _regress(yt, Xt, tnames)
         k_df = Xt.shape[1]
         clus = [c[1:][same] for c in clus]
@@ -358,13 +312,7 @@ def panel(
     nt = len(yt)
     if nt - k_df <= 0:
         raise DataError(f"{nt} observations cannot fit {k_df} parameters in model={model!r}")
-    if kind == "iid":
-        R_inv = scipy.linalg.solve_triangular(R_t, np.eye(len(beta)), check_finite=False)
-        B = R_inv @ R_inv.T  # (X'X)^-1 from the QR factor
-        s2 = float(resid @ resid) / (nt - k_df)
-        sw_ = _Sandwich(s2 * B, np.full(len(beta), float(nt - k_df)), float(nt - k_df))
-    else:
-        sw_ = sandwich(Xt, resid, kind, clusters=clus, k=k_small if k_small else Xt.shape[1])
+    sw_ = _covariance(kind, Xt, R_t, resid, k_df, clus, k_small)
     intercept_in_t = model in ("between", "pooled", "fd") and has_int
     fit = PanelFit(
         beta,
@@ -383,28 +331,117 @@ def panel(
         rows=rows if model != "between" else None,
         fitted=fitted,
     )
-    # plm's R-squared (summary.plm, r.squared type "cor"): the squared correlation of the
-    # transformed response and its fitted values, and the adjusted version with
-    # (n - 1) / df_resid. It is 1 - SSR/TSS except for random effects on unbalanced panels.
-    fit.r2 = _corr2(yt, fitted)
-    fit.adj_r2 = 1.0 - (1.0 - fit.r2) * (nt - 1) / fit.df_resid
     fit.n_entities = N
     fit.entity, fit.time = entity, time
     fit.theta, fit.sigma2_e, fit.sigma2_u, fit.fixef = theta, s2e, s2u, fixef
-    # Stata's R-squared from the slopes.
+    _r_squared(fit, yt, fitted, y, X, ybar, Xbar, codes, names, tnames, beta)
+    return fit
+
+
+def _demeaned(X: np.ndarray, Xbar: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """X minus its entity means, column by column (contiguous passes)."""
+    Xw = np.empty_like(X, order="F")
+    for j in range(X.shape[1]):
+        np.subtract(X[:, j], Xbar[codes, j], out=Xw[:, j])
+    return Xw
+
+
+def _covariance(kind, Xt, R_t, resid, k_df, clus, k_small) -> Sandwich:
+    """The covariance of the transformed regression: classical from its QR factor, or a
+    cluster-robust sandwich."""
+    nt, k = Xt.shape
+    if kind == "iid":
+        R_inv = scipy.linalg.solve_triangular(R_t, np.eye(k), check_finite=False)
+        B = R_inv @ R_inv.T  # (X'X)^-1 from the QR factor
+        s2 = float(resid @ resid) / (nt - k_df)
+        return Sandwich(s2 * B, np.full(k, float(nt - k_df)), float(nt - k_df))
+    return sandwich(Xt, resid, kind, clusters=clus, k=k_small if k_small else k)
+
+
+def _check_arguments(model: str, entity: str, time: str | None, vcov: Any):
+    """(model, covariance kind, cluster specs) of :func:`panel`'s arguments, checked."""
+    if model == "pooling":
+        model = "pooled"
+    if model not in _MODELS:
+        raise ValueError(f"model must be one of {', '.join(_MODELS)}; got {model!r}")
+    if model == "fd" and time is None:
+        raise ValueError("model='fd' needs the time column (time=)")
+    if isinstance(vcov, str) and vcov.lower() == "cluster":
+        vcov = {"CR1": entity}
+    kind, specs = parse_vcov(vcov)
+    if kind in ("HC0", "HC1", "HC2", "HC3"):
+        raise ValueError("panel supports vcov='iid', 'cluster' or {'CR0'|'CR1': column}")
+    if kind == "CR2":
+        raise ValueError("CR2 is not available for panel models; use CR0 or CR1")
+    return model, kind, specs
+
+
+def _swamy_arora_s2u(
+    ybar: np.ndarray,
+    Xbar: np.ndarray,
+    counts: np.ndarray,
+    names: list[str],
+    has_int: bool,
+    n: int,
+    s2e: float,
+) -> float:
+    """The entity variance of the random-effects model (Swamy-Arora, as plm).
+
+    T_i-weighted between regression on the columns of X (plm's "Between" model). Columns
+    aliased among the entity means (the entity mean of a regressor next to the regressor, as
+    in a Mundlak model) are dropped, as plm drops them; the projection, and so s2_u, depends
+    only on the span."""
+    N = len(counts)
+    sw = np.sqrt(counts)
+    kept_b = rank_keep(Xbar * sw[:, None])
+    Xb = Xbar[:, kept_b]
+    bb = _regress(ybar * sw, Xb * sw[:, None], [names[j] for j in kept_b])[0]
+    eb = ybar - Xb @ bb
+    quad = float(np.sum(counts * eb**2))
+    Kz = Xb.shape[1] - 1 if has_int else Xb.shape[1]
+    m_nu = N - Kz - 1
+    ZBZ = (Xb * counts[:, None]).T @ Xb
+    ZSZ = (Xb * (counts**2)[:, None]).T @ Xb
+    m_eta = n - float(np.trace(np.linalg.solve(ZBZ, ZSZ)))
+    return max((quad - m_nu * s2e) / m_eta, 0.0)
+
+
+def _first_differences(
+    y: np.ndarray, X: np.ndarray, same: np.ndarray, names: list[str], has_int: bool
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Differences of consecutive rows of the same entity (``same``), the intercept kept."""
+    yt = (y[1:] - y[:-1])[same]
+    Xd = (X[1:] - X[:-1])[same]
+    if has_int:
+        Xd[:, names.index("(Intercept)")] = 1.0
+    Xt, keep_d = _drop_constant(Xd, names, X, warn_names=False)
+    if has_int and names.index("(Intercept)") not in keep_d:
+        keep_d = sorted([*keep_d, names.index("(Intercept)")])
+        Xt = Xd[:, keep_d]
+    return yt, Xt, [names[j] for j in keep_d]
+
+
+def _r_squared(fit, yt, fitted, y, X, ybar, Xbar, codes, names, tnames, beta) -> None:
+    """plm's and Stata's R-squared, set on ``fit``.
+
+    plm's (summary.plm, r.squared type "cor"): the squared correlation of the transformed
+    response ``yt`` and its fitted values, and the adjusted version with (n - 1) / df_resid.
+    It is 1 - SSR/TSS except for random effects on unbalanced panels. Stata's (within,
+    between, overall) come from the slopes."""
+    fit.r2 = _corr2(yt, fitted)
+    fit.adj_r2 = 1.0 - (1.0 - fit.r2) * (len(yt) - 1) / fit.df_resid
     slope = [j for j, nm in enumerate(names) if nm != "(Intercept)" and nm in tnames]
     b_s = np.array([beta[tnames.index(names[j])] for j in slope])
-    b_slope = np.zeros(p)  # X @ b_slope: x'beta over the slopes, without copying columns
+    b_slope = np.zeros(X.shape[1])  # X @ b_slope: x'beta over the slopes, no column copies
     b_slope[slope] = b_s
     xb = X @ b_slope
-    xb_bar = Xbar[:, slope] @ b_s if slope else np.zeros(N)
-    if model == "within" and len(slope) == len(tnames):
+    xb_bar = Xbar[:, slope] @ b_s if slope else np.zeros(len(ybar))
+    if fit.model == "within" and len(slope) == len(tnames):
         fit.r2_within = fit.r2  # the same two vectors: demeaned y and its fitted values
     else:
         fit.r2_within = _corr2(y - ybar[codes], xb - xb_bar[codes])
     fit.r2_between = _corr2(ybar, xb_bar)
     fit.r2_overall = _corr2(y, xb)
-    return fit
 
 
 class HausmanTest:
@@ -439,16 +476,4 @@ def hausman(fe: PanelFit, re: PanelFit) -> HausmanTest:
     d = fe.coef[names].to_numpy() - re.coef[names].to_numpy()
     V = fe.vcov.loc[names, names].to_numpy() - re.vcov.loc[names, names].to_numpy()
     stat = float(d @ np.linalg.solve(V, d))
-    return HausmanTest(stat, len(names), _chi2_sf(stat, len(names)), names)
-
-
-# `multilevel.panel` is both this module and its main function. Once the module has been
-# imported, the import system binds the package attribute `multilevel.panel` to the module,
-# hiding the lazily exported function; making the module callable keeps `ml.panel(...)`
-# working either way.
-class _CallableModule(_types.ModuleType):
-    def __call__(self, *args: Any, **kwargs: Any) -> PanelFit:
-        return panel(*args, **kwargs)
-
-
-_sys.modules[__name__].__class__ = _CallableModule
+    return HausmanTest(stat, len(names), chi2_sf(stat, len(names)), names)

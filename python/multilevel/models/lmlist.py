@@ -18,16 +18,16 @@ warning naming it (a :class:`~multilevel.exceptions.DataError` if no group remai
 from __future__ import annotations
 
 import math
-import sys as _sys
-import types as _types
 import warnings
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from multilevel.design.fixed import fixed_arrays
 from multilevel.exceptions import DataError, MultilevelWarning
-from multilevel.robust import _prepare, _t_pvalue
+from multilevel.factors import factor
+from multilevel.inference.tails import t_pvalue
 
 __all__ = ["LmListFit", "lmlist"]
 
@@ -127,16 +127,9 @@ def lmlist(
     >>> print(round(fits.coef_mean["ses"], 4), round(fits.coef_cov.loc["ses", "ses"], 4))
     2.2016 2.6602
     """
-    prep = _prepare(formula, data, None, [group])
+    prep = fixed_arrays(formula, data, None, [group])
     y, X, names = prep.y, prep.X, prep.names
-    g = pd.Series(prep.extras[0])
-    if isinstance(g.dtype, pd.CategoricalDtype):
-        g = g.cat.remove_unused_categories()
-        codes = g.cat.codes.to_numpy().astype(np.int64)
-        levels = pd.Index(g.cat.categories)
-    else:
-        codes, levels = pd.factorize(g, sort=True)
-        codes = codes.astype(np.int64)
+    codes, levels = factor(pd.Series(prep.extras[0]))
     p = X.shape[1]
     need = p + 1 if min_obs is None else max(int(min_obs), p + 1)
     order = np.argsort(codes, kind="stable")
@@ -189,10 +182,10 @@ def lmlist(
         df_t = dfs_a
     se = pd.DataFrame(se_vals, index=idx, columns=names)
     t = coef / se
-    pvals = np.array(
-        [[_t_pvalue(t.iat[i, j], df_t[i]) for j in range(p)] for i in range(len(used))]
+    pvals = np.array([[t_pvalue(t.iat[i, j], df_t[i]) for j in range(p)] for i in range(len(used))])
+    cov = (
+        np.cov(coef.to_numpy(), rowvar=False, ddof=1) if len(used) > 1 else np.full((p, p), np.nan)
     )
-    cov = np.cov(coef.to_numpy(), rowvar=False, ddof=1) if len(used) > 1 else np.full((p, p), np.nan)
     return LmListFit(
         coef=coef,
         se=se,
@@ -209,12 +202,3 @@ def lmlist(
         group=group,
         pool=pool,
     )
-
-
-# `multilevel.lmlist` is both this module and its main function; see the note in panel.py.
-class _CallableModule(_types.ModuleType):
-    def __call__(self, *args: Any, **kwargs: Any) -> LmListFit:
-        return lmlist(*args, **kwargs)
-
-
-_sys.modules[__name__].__class__ = _CallableModule

@@ -14,7 +14,8 @@ Models Using lme4", Journal of Statistical Software 67(1), section 3:
   and the REML criterion is
   ``log|L|^2 + log|R_X|^2 + (n - p) (1 + log(2 pi pwrss / (n - p))) - sum(log w)``.
 
-It is meant for small problems only: ``Z`` is built as a dense n x q matrix. It serves as the
+It lives in tests/, out of the wheel. It is meant for small problems only: ``Z`` is built as
+a dense n x q matrix. It serves as the
 oracle against which the Rust core (``multilevel._core.LmmProblem``) is tested, and as
 ``DenseLmmProblem``, a class with the same methods and result attributes as the Rust class, so
 that the Python layers can be exercised without the compiled core.
@@ -59,18 +60,6 @@ class DenseLmmProblem:
     terms : list of ``(codes, n_levels, Z, diagonal)``; codes int (n,), Z (n, q)
     weights, offset : optional arrays (n,)
     threads : int, ignored (the Rust class's number of threads)
-
-    Examples
-    --------
-    >>> rng = np.random.default_rng(1)
-    >>> g = np.repeat(np.arange(5), 4).astype(np.int32)
-    >>> y = rng.normal(size=20) + rng.normal(size=5)[g]
-    >>> prob = DenseLmmProblem(y, np.ones((20, 1)), [(g, 5, np.ones((20, 1)), False)])
-    >>> prob.n_theta, prob.theta0.tolist()
-    (1, [1.0])
-    >>> fit = prob.fit(reml=True)
-    >>> bool(abs(fit.objective - prob.objective(fit.theta, True)) < 1e-12)
-    True
     """
 
     def __init__(self, y, X, terms, weights=None, offset=None, threads=0):
@@ -129,7 +118,9 @@ class DenseLmmProblem:
         return out
 
     def _Lambda(self, theta) -> np.ndarray:
-        mats = [np.kron(np.eye(nl), lam) for lam, (_, nl, _) in zip(self.lambdas(theta), self._terms)]
+        mats = [
+            np.kron(np.eye(nl), lam) for lam, (_, nl, _) in zip(self.lambdas(theta), self._terms)
+        ]
         return linalg.block_diag(*mats) if mats else np.zeros((0, 0))
 
     def _solve(self, theta, reml: bool) -> dict:
@@ -157,8 +148,17 @@ class DenseLmmProblem:
             sigma = math.sqrt(pwrss / n)
         obj -= self._sum_log_w
         return {
-            "L": L, "RX": RX, "Lam": Lam, "beta": beta, "u": u, "b": Lam @ u, "pwrss": pwrss,
-            "ldL2": ldL2, "ldRX2": ldRX2, "objective": float(obj), "sigma": sigma,
+            "L": L,
+            "RX": RX,
+            "Lam": Lam,
+            "beta": beta,
+            "u": u,
+            "b": Lam @ u,
+            "pwrss": pwrss,
+            "ldL2": ldL2,
+            "ldRX2": ldRX2,
+            "objective": float(obj),
+            "sigma": sigma,
         }
 
     def _split(self, v: np.ndarray) -> list[np.ndarray]:
@@ -208,30 +208,48 @@ class DenseLmmProblem:
             k += q * nl
         return out
 
-    def fit(self, reml: bool, theta0: Sequence[float] | None = None,
-            max_fun=None) -> SimpleNamespace:
+    def fit(
+        self, reml: bool, theta0: Sequence[float] | None = None, max_fun=None
+    ) -> SimpleNamespace:
         """Minimise the objective over theta within its bounds; attributes as the Rust class's."""
         x0 = self.theta0 if theta0 is None else np.asarray(theta0, dtype=float)
-        f = lambda t: self.objective(t, reml)
+
+        def f(t):
+            return self.objective(t, reml)
+
         bounds = [(lo if np.isfinite(lo) else None, None) for lo in self.lower]
         f0 = f(x0)
         maxiter = 10_000 if max_fun is None else int(max_fun)
         n_eval = 0
-        res = optimize.minimize(f, x0, method="L-BFGS-B", bounds=bounds,
-                                options={"maxfun": maxiter, "ftol": 1e-15, "gtol": 1e-10})
+        res = optimize.minimize(
+            f,
+            x0,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options={"maxfun": maxiter, "ftol": 1e-15, "gtol": 1e-10},
+        )
         n_eval += res.nfev
         best_x, best_f = res.x, res.fun
         nm_bounds = [(lo if np.isfinite(lo) else None, None) for lo in self.lower]
-        res2 = optimize.minimize(f, best_x, method="Nelder-Mead", bounds=nm_bounds,
-                                 options={"maxfev": maxiter, "xatol": 1e-9, "fatol": 1e-12})
+        res2 = optimize.minimize(
+            f,
+            best_x,
+            method="Nelder-Mead",
+            bounds=nm_bounds,
+            options={"maxfev": maxiter, "xatol": 1e-9, "fatol": 1e-12},
+        )
         n_eval += res2.nfev
         if res2.fun < best_f:
             best_x, best_f = res2.x, res2.fun
         best_x = np.maximum(best_x, self.lower)
         out = self.solution(best_x, reml)
         out.optimizer = SimpleNamespace(
-            theta0=np.asarray(x0, dtype=float), theta=best_x.copy(), f0=float(f0),
-            f=float(out.objective), n_eval=int(n_eval), status="converged",
+            theta0=np.asarray(x0, dtype=float),
+            theta=best_x.copy(),
+            f0=float(f0),
+            f=float(out.objective),
+            n_eval=int(n_eval),
+            status="converged",
             message="dense reference: L-BFGS-B then Nelder-Mead",
         )
         out.check = self._check(best_x, reml)
@@ -241,7 +259,10 @@ class DenseLmmProblem:
         """Finite-difference gradient and Hessian at theta; singular if a diagonal is ~0."""
         k = theta.shape[0]
         h = 1e-4
-        f = lambda t: self.objective(t, reml)
+
+        def f(t):
+            return self.objective(t, reml)
+
         # one-sided steps keep theta inside its bounds
         g = np.zeros(k)
         H = np.zeros((k, k))
@@ -265,19 +286,16 @@ class DenseLmmProblem:
             scaled = g.copy()
         interior = ~((self.lower == 0) & (theta < 1e-4))
         converged = bool(np.all(np.abs(scaled[interior]) < 2e-3)) if interior.any() else True
-        return SimpleNamespace(gradient=g, hessian=H, scaled_gradient=scaled,
-                               converged=converged, singular=singular,
-                               message="dense reference: finite differences")
+        return SimpleNamespace(
+            gradient=g,
+            hessian=H,
+            scaled_gradient=scaled,
+            converged=converged,
+            singular=singular,
+            message="dense reference: finite differences",
+        )
 
 
 def dense_objective(y, X, terms, theta, reml: bool, weights=None, offset=None) -> float:
-    """The profiled objective (ML deviance or REML criterion) of lme4 at ``theta``, densely.
-
-    Examples
-    --------
-    >>> y = np.array([1.0, 2.0, 2.5, 4.0, 3.0, 5.0])
-    >>> g = np.array([0, 0, 1, 1, 2, 2], dtype=np.int32)
-    >>> round(dense_objective(y, np.ones((6, 1)), [(g, 3, np.ones((6, 1)), False)], [0.0], False), 6)
-    20.215932
-    """
+    """The profiled objective (ML deviance or REML criterion) of lme4 at ``theta``, densely."""
     return DenseLmmProblem(y, X, terms, weights, offset).objective(np.asarray(theta, float), reml)
