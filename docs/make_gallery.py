@@ -175,11 +175,11 @@ def page() -> str:
 def main() -> int:
     IMG.mkdir(exist_ok=True)
     env: dict = {}
-    exec(SETUP, env)  # noqa: S102 - the page's own code
+    exec(SETUP, env)
     too_big = []
     for name, _, _, code in ENTRIES:
         local = dict(env)
-        exec(textwrap.dedent(code), local)  # noqa: S102
+        exec(textwrap.dedent(code), local)
         fig = local["fig"] if "fig" in local else local["ax"].figure
         path = IMG / f"{name}.png"
         fig.savefig(path, dpi=DPI, bbox_inches="tight")

@@ -121,8 +121,9 @@ class DenseGlmm:
     (proportions for the binomial), ``weights`` the prior weights (trials for cbind
     responses), ``n`` the binomial trials of R's initialize (1 elsewhere)."""
 
-    def __init__(self, y, X, terms: list[RandomTerm], family: Family, weights=None,
-                 offset=None, n=None):
+    def __init__(
+        self, y, X, terms: list[RandomTerm], family: Family, weights=None, offset=None, n=None
+    ):
         self.y = np.asarray(y, float)
         self.X = np.asarray(X, float)
         self.terms = terms
@@ -141,7 +142,7 @@ class DenseGlmm:
         theta = np.asarray(theta, float)
         blocks, start = [], 0
         for t in self.terms:
-            blocks.append(t.lambda_(theta[start:start + t.n_theta]))
+            blocks.append(t.lambda_(theta[start : start + t.n_theta]))
             start += t.n_theta
         return linalg.block_diag(*blocks)
 
@@ -156,7 +157,7 @@ class DenseGlmm:
         """Working weights w and working response z (on the eta scale)."""
         fam = self.family
         mu_eta = fam.mu_eta(eta)
-        w = self.weights * mu_eta ** 2 / fam.variance(mu)
+        w = self.weights * mu_eta**2 / fam.variance(mu)
         z = eta + (self.y - mu) / mu_eta
         return w, z
 
@@ -173,15 +174,13 @@ class DenseGlmm:
         joint = beta is None
         beta = np.zeros(p) if joint else np.asarray(beta, float)
         u = np.zeros(q)
-        if joint:  # lme4's start: eta from the family's starting mu
-            eta = self.family.linkfun(self._mustart())
-        else:
-            eta = self.offset + self.X @ beta
+        # lme4's start: eta from the family's starting mu (joint), else X beta + offset
+        eta = self.family.linkfun(self._mustart()) if joint else self.offset + self.X @ beta
         pdev, mu = self._pdev(eta, u)
         if joint:
             pdev = np.inf  # that eta is not of the form X beta + Z Lambda u: no comparison
         it = 0
-        for it in range(1, maxit + 1):
+        for it in range(1, maxit + 1):  # noqa: B007 (the count is returned)
             w, z = self._working(eta, mu)
             target = z - self.offset
             if joint:
@@ -203,8 +202,11 @@ class DenseGlmm:
             u, beta, eta, mu = u + step_u, beta + step_b, eta_new, mu_new
             change = abs(pdev - pdev_new) / (abs(pdev_new) + 0.1)
             pdev = pdev_new
-            if change < tol and max(np.max(np.abs(step_u), initial=0),
-                                    np.max(np.abs(step_b), initial=0)) < 1e-10:
+            if (
+                change < tol
+                and max(np.max(np.abs(step_u), initial=0), np.max(np.abs(step_b), initial=0))
+                < 1e-10
+            ):
                 break
         else:
             raise RuntimeError(f"PIRLS did not converge in {maxit} iterations")
@@ -286,8 +288,16 @@ class GlmFit:
     converged: bool
 
 
-def glm_fit(X, y, family: Family, weights=None, offset=None, mustart=None,
-            epsilon: float = 1e-8, maxit: int = 25) -> GlmFit:
+def glm_fit(
+    X,
+    y,
+    family: Family,
+    weights=None,
+    offset=None,
+    mustart=None,
+    epsilon: float = 1e-8,
+    maxit: int = 25,
+) -> GlmFit:
     """R's glm.fit (IRLS): the GLM of the fixed part, the Rust GLMM's beta start.
 
     ``y`` and ``weights`` as the family's initialize leaves them; ``mustart`` its starting mu
@@ -298,15 +308,18 @@ def glm_fit(X, y, family: Family, weights=None, offset=None, mustart=None,
     weights = np.ones(nobs) if weights is None else np.asarray(weights, float)
     offset = np.zeros(nobs) if offset is None else np.asarray(offset, float)
     if mustart is None:
-        mustart = (family.initialize(y, weights).mustart if family.name == "binomial"
-                   else family.initialize(y).mustart)
+        mustart = (
+            family.initialize(y, weights).mustart
+            if family.name == "binomial"
+            else family.initialize(y).mustart
+        )
     eta = family.linkfun(mustart)
     mu = family.linkinv(eta)
     dev_old = float(np.sum(family.dev_resids(y, mu, weights)))
     coef_old = None
     converged = False
     it = 0
-    for it in range(1, maxit + 1):
+    for it in range(1, maxit + 1):  # noqa: B007 (the count is returned)
         mu_eta = family.mu_eta(eta)
         good = (weights > 0) & (mu_eta != 0)
         z = (eta - offset)[good] + (y - mu)[good] / mu_eta[good]

@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+
 from _dense_glmm import DenseGlmm, RandomTerm, gauss_hermite, glm_fit
 from conftest import load_reference, load_reference_data
-
 from multilevel import families as fm
 
 # How each case's response, weights and offset are made from its data file (the formula's
@@ -32,19 +32,34 @@ RESPONSES = {
     "negbin": {"y": lambda d: d["y"]},
 }
 CASE_RESPONSE = {
-    "cbpp_laplace": "cbpp", "cbpp_agq25": "cbpp", "cbpp_nagq0": "cbpp",
+    "cbpp_laplace": "cbpp",
+    "cbpp_agq25": "cbpp",
+    "cbpp_nagq0": "cbpp",
     "cbpp_probit_prop": "cbpp_probit_prop",
-    "grouseticks": "grouseticks", "grouseticks_help": "grouseticks",
+    "grouseticks": "grouseticks",
+    "grouseticks_help": "grouseticks",
     "verbagg": "verbagg",
-    "contraception": "contraception", "contraception_urban": "contraception",
-    "poisson_offset": "poisson_offset", "poisson_offset_agq9": "poisson_offset",
-    "gamma_log": "gamma_log", "negbin": "negbin",
+    "contraception": "contraception",
+    "contraception_urban": "contraception",
+    "poisson_offset": "poisson_offset",
+    "poisson_offset_agq9": "poisson_offset",
+    "gamma_log": "gamma_log",
+    "negbin": "negbin",
 }
 ALL_CASES = sorted(CASE_RESPONSE)
 # VerbAgg's dense Z is 7584 x 340: a few seconds per objective; kept, but only at the optimum.
-LAPLACE_CASES = ["cbpp_laplace", "cbpp_probit_prop", "grouseticks", "grouseticks_help",
-                 "contraception", "contraception_urban", "poisson_offset", "gamma_log",
-                 "negbin", "verbagg"]
+LAPLACE_CASES = [
+    "cbpp_laplace",
+    "cbpp_probit_prop",
+    "grouseticks",
+    "grouseticks_help",
+    "contraception",
+    "contraception_urban",
+    "poisson_offset",
+    "gamma_log",
+    "negbin",
+    "verbagg",
+]
 AGQ_CASES = ["cbpp_agq25", "poisson_offset_agq9"]
 
 
@@ -66,7 +81,7 @@ def _column(data: pd.DataFrame, name: str) -> np.ndarray:
         return data[name].to_numpy(float)
     for col in data.columns:
         if isinstance(data[col].dtype, pd.CategoricalDtype) and name.startswith(col):
-            level = name[len(col):]
+            level = name[len(col) :]
             if level in data[col].cat.categories:
                 return (data[col] == level).to_numpy(float)
     raise KeyError(f"cannot build model-matrix column {name!r}")
@@ -121,8 +136,12 @@ def test_inputs_match_lme4(case):
     np.testing.assert_allclose(prob.weights, m["prior_weights"], rtol=1e-15, atol=0)
     np.testing.assert_allclose(prob.offset, m["offset"], rtol=1e-15, atol=0)
     np.testing.assert_allclose(prob.n, m["n"], rtol=1e-15, atol=0)
-    np.testing.assert_allclose(prob.family._mustart(prob.y) if prob.family.name != "binomial"
-                               else prob._mustart(), m["mustart"], rtol=1e-15, atol=0)
+    np.testing.assert_allclose(
+        prob.family._mustart(prob.y) if prob.family.name != "binomial" else prob._mustart(),
+        m["mustart"],
+        rtol=1e-15,
+        atol=0,
+    )
     # sums of the same columns in another order: 1e-12 relative to the column's scale
     scale = np.abs(prob.X).sum(axis=0)
     assert np.all(np.abs(prob.X.sum(axis=0) - m["X_colsums"]) <= 1e-12 * scale)
@@ -174,8 +193,10 @@ def test_agq_at_lme4_estimates(case):
     # devfun is at the exact modes: both values agree with the oracle to rounding)
     for theta, beta, want, want_tight in [
         (ref["theta"], ref["beta"], ref["objective_at_opt"], ref["objective_at_opt_tight"]),
-        *[(o["theta"], o["beta"], o["objective"], o["objective_tight"])
-          for o in ref["objective_at_other"]],
+        *[
+            (o["theta"], o["beta"], o["objective"], o["objective_tight"])
+            for o in ref["objective_at_other"]
+        ],
     ]:
         value = prob.agq(theta, beta, nagq)
         assert value == pytest.approx(want_tight, rel=1e-8)
@@ -214,10 +235,14 @@ def test_conditional_modes_match_ranef(case):
     for t in ref["terms"]:
         values = np.asarray(ref["ranef"][t["group"]]["values"])  # levels x q, level-major
         k = values.size
-        sd = np.sqrt(np.diag(prob.lambda_(ref["theta"])[start:start + t["q"],
-                                                       start:start + t["q"]] ** 2).sum())
-        np.testing.assert_allclose(b[start:start + k], values.reshape(-1), rtol=0,
-                                   atol=1e-4 * max(sd, 1e-3))
+        sd = np.sqrt(
+            np.diag(
+                prob.lambda_(ref["theta"])[start : start + t["q"], start : start + t["q"]] ** 2
+            ).sum()
+        )
+        np.testing.assert_allclose(
+            b[start : start + k], values.reshape(-1), rtol=0, atol=1e-4 * max(sd, 1e-3)
+        )
         start += k
 
 
@@ -256,8 +281,12 @@ def test_conditional_variances_match_ranef_condvar(case):
     for t in ref["terms"]:
         q = t["q"]
         want = np.asarray(ref["ranef"][t["group"]]["condvar"])  # levels x q x q
-        got = np.stack([cov[start + j * q:start + (j + 1) * q, start + j * q:start + (j + 1) * q]
-                        for j in range(t["n_levels"])])
+        got = np.stack(
+            [
+                cov[start + j * q : start + (j + 1) * q, start + j * q : start + (j + 1) * q]
+                for j in range(t["n_levels"])
+            ]
+        )
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-12)
         start += q * t["n_levels"]
 

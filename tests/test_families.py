@@ -10,8 +10,8 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REFERENCE_DIR
 
+from conftest import REFERENCE_DIR
 from multilevel import families as fm
 from multilevel.families import ResponseError, ResponseWarning
 
@@ -61,7 +61,9 @@ def test_initialize_matches_r(entry):
     np.testing.assert_allclose(start.n, entry["init_n"], rtol=1e-15)
 
 
-@pytest.mark.parametrize("entry", FAMILIES["extremes"], ids=[e["link"] for e in FAMILIES["extremes"]])
+@pytest.mark.parametrize(
+    "entry", FAMILIES["extremes"], ids=[e["link"] for e in FAMILIES["extremes"]]
+)
 def test_extreme_eta_clamped_as_r(entry):
     """R clamps mu away from 0 and 1 (and mu_eta away from 0) at extreme eta."""
     lk = fm.link(entry["link"])
@@ -76,13 +78,17 @@ def test_extreme_eta_clamped_as_r(entry):
 
 # ------------------------------------------------------------------------------ bad responses
 
-@pytest.mark.parametrize("key, fam, match", [
-    ("poisson_negative", fm.Poisson(), "negative counts in rows \\(0-based\\) 1"),
-    ("binomial_above_one", fm.Binomial(), "must lie in \\[0, 1\\]"),
-    ("gamma_non_positive", fm.Gamma(), "must be positive; rows \\(0-based\\) 1"),
-    ("inverse_gaussian_non_positive", fm.InverseGaussian(), "must be positive"),
-    ("negative_binomial_negative", fm.NegativeBinomial(1.0), "negative counts"),
-])
+
+@pytest.mark.parametrize(
+    "key, fam, match",
+    [
+        ("poisson_negative", fm.Poisson(), "negative counts in rows \\(0-based\\) 1"),
+        ("binomial_above_one", fm.Binomial(), "must lie in \\[0, 1\\]"),
+        ("gamma_non_positive", fm.Gamma(), "must be positive; rows \\(0-based\\) 1"),
+        ("inverse_gaussian_non_positive", fm.InverseGaussian(), "must be positive"),
+        ("negative_binomial_negative", fm.NegativeBinomial(1.0), "negative counts"),
+    ],
+)
 def test_response_outside_support_raises(key, fam, match):
     case = FAMILIES["messages"][key]
     assert case["error"]  # R refuses this response too
@@ -118,6 +124,7 @@ def test_non_finite_response_raises():
 
 # ------------------------------------------------------------------------------ binomial forms
 
+
 def test_binomial_response_forms_agree():
     """cbind(successes, failures), proportions with weights = trials, and 0/1 rows expanded
     give the same deviance at the same mu."""
@@ -136,6 +143,7 @@ def test_binomial_response_forms_agree():
     assert dev01 > dev_two
     # the log-likelihood parts agree: aic of the grouped form + 2 log choose = Bernoulli aic
     from scipy.special import gammaln
+
     logchoose = np.sum(gammaln(s + f + 1) - gammaln(s + 1) - gammaln(f + 1))
     aic_two = fam.aic(two.y, two.n, mu, two.weights, dev_two)
     aic01 = fam.aic(y01, np.ones_like(y01), mu01, np.ones_like(y01), dev01)
@@ -156,6 +164,7 @@ def test_weight_zero_rows_are_set_to_zero_as_r():
 
 
 # ------------------------------------------------------------------------------ resolution
+
 
 def test_family_resolution():
     assert fm.family("binomial") == fm.Binomial()

@@ -106,8 +106,9 @@ _LOGIT_THRESH = 30.0
 def _logit_linkinv(eta):
     eta = _arr(eta)
     with np.errstate(over="ignore"):
-        t = np.where(eta < -_LOGIT_THRESH, EPS,
-                     np.where(eta > _LOGIT_THRESH, 1.0 / EPS, np.exp(eta)))
+        t = np.where(
+            eta < -_LOGIT_THRESH, EPS, np.where(eta > _LOGIT_THRESH, 1.0 / EPS, np.exp(eta))
+        )
     return t / (1.0 + t)
 
 
@@ -136,8 +137,11 @@ def _qcauchy(p):
     p = _arr(p)
     lower = p <= 0.5
     with np.errstate(divide="ignore"):
-        return np.where(lower, -1.0 / np.tan(np.pi * np.where(lower, p, 0.25)),
-                        1.0 / np.tan(np.pi * np.where(lower, 0.25, 1.0 - p)))
+        return np.where(
+            lower,
+            -1.0 / np.tan(np.pi * np.where(lower, p, 0.25)),
+            1.0 / np.tan(np.pi * np.where(lower, 0.25, 1.0 - p)),
+        )
 
 
 def _pcauchy(x):
@@ -180,22 +184,47 @@ def _log_linkinv(eta):
 
 
 _LINKS: dict[str, Link] = {
-    "logit": Link("logit", lambda mu: np.log(_arr(mu) / (1.0 - _arr(mu))),
-                  _logit_linkinv, _logit_mu_eta, _always),
-    "probit": Link("probit", lambda mu: special.ndtri(_arr(mu)),
-                   _probit_linkinv, _probit_mu_eta, _always),
+    "logit": Link(
+        "logit",
+        lambda mu: np.log(_arr(mu) / (1.0 - _arr(mu))),
+        _logit_linkinv,
+        _logit_mu_eta,
+        _always,
+    ),
+    "probit": Link(
+        "probit", lambda mu: special.ndtri(_arr(mu)), _probit_linkinv, _probit_mu_eta, _always
+    ),
     "cauchit": Link("cauchit", _qcauchy, _cauchit_linkinv, _cauchit_mu_eta, _always),
-    "cloglog": Link("cloglog", lambda mu: np.log(-np.log(1.0 - _arr(mu))),
-                    _cloglog_linkinv, _cloglog_mu_eta, _always),
+    "cloglog": Link(
+        "cloglog",
+        lambda mu: np.log(-np.log(1.0 - _arr(mu))),
+        _cloglog_linkinv,
+        _cloglog_mu_eta,
+        _always,
+    ),
     "identity": Link("identity", _arr, _arr, lambda eta: np.ones_like(_arr(eta)), _always),
     "log": Link("log", lambda mu: np.log(_arr(mu)), _log_linkinv, _log_linkinv, _always),
-    "sqrt": Link("sqrt", lambda mu: np.sqrt(_arr(mu)), lambda eta: _arr(eta) ** 2,
-                 lambda eta: 2.0 * _arr(eta), _finite_positive),
-    "inverse": Link("inverse", lambda mu: 1.0 / _arr(mu), lambda eta: 1.0 / _arr(eta),
-                    lambda eta: -1.0 / _arr(eta) ** 2, _finite_nonzero),
-    "1/mu^2": Link("1/mu^2", lambda mu: 1.0 / _arr(mu) ** 2,
-                   lambda eta: 1.0 / np.sqrt(_arr(eta)),
-                   lambda eta: -1.0 / (2.0 * _arr(eta) ** 1.5), _finite_positive),
+    "sqrt": Link(
+        "sqrt",
+        lambda mu: np.sqrt(_arr(mu)),
+        lambda eta: _arr(eta) ** 2,
+        lambda eta: 2.0 * _arr(eta),
+        _finite_positive,
+    ),
+    "inverse": Link(
+        "inverse",
+        lambda mu: 1.0 / _arr(mu),
+        lambda eta: 1.0 / _arr(eta),
+        lambda eta: -1.0 / _arr(eta) ** 2,
+        _finite_nonzero,
+    ),
+    "1/mu^2": Link(
+        "1/mu^2",
+        lambda mu: 1.0 / _arr(mu) ** 2,
+        lambda eta: 1.0 / np.sqrt(_arr(eta)),
+        lambda eta: -1.0 / (2.0 * _arr(eta) ** 1.5),
+        _finite_positive,
+    ),
 }
 
 
@@ -207,10 +236,10 @@ def link(name: str | Link) -> Link:
     --------
     >>> link("log").name
     'log'
-    >>> link("logt")
+    >>> link("logt")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: unknown link 'logt'; links are 1/mu^2, cauchit, cloglog, identity, inverse, log, logit, probit, sqrt
+    ValueError: unknown link 'logt'; ...
     """
     if isinstance(name, Link):
         return name
@@ -248,8 +277,10 @@ class Family:
     def __init__(self, link: str | Link | None = None):
         name = self.links[0] if link is None else (link.name if isinstance(link, Link) else link)
         if name not in self.links:
-            raise ValueError(f"link {name!r} is not available for the {self.name} family; "
-                             f"choose one of {', '.join(self.links)}")
+            raise ValueError(
+                f"link {name!r} is not available for the {self.name} family; "
+                f"choose one of {', '.join(self.links)}"
+            )
         self.link = _LINKS[name] if not isinstance(link, Link) else link
 
     def __repr__(self) -> str:
@@ -298,8 +329,10 @@ class Family:
         """Raise :class:`ResponseError` if y is outside the family's support."""
         y = _arr(y)
         if not np.all(np.isfinite(y)):
-            raise ResponseError(f"the response of the {self.name} family has "
-                                f"{int(np.sum(~np.isfinite(y)))} non-finite values")
+            raise ResponseError(
+                f"the response of the {self.name} family has "
+                f"{int(np.sum(~np.isfinite(y)))} non-finite values"
+            )
 
     def _mustart(self, y: np.ndarray) -> np.ndarray:
         return y.copy()
@@ -340,10 +373,10 @@ class Binomial(Family):
     >>> start = Binomial().initialize(np.array([[2.0, 12.0], [3.0, 9.0]]))
     >>> start.y.tolist(), start.weights.tolist()
     ([0.14285714285714285, 0.25], [14.0, 12.0])
-    >>> Binomial().initialize(np.array([0.5, 1.2]))
+    >>> Binomial().initialize(np.array([0.5, 1.2]))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    multilevel.families.ResponseError: binomial response: proportions must lie in [0, 1]; rows (0-based) 1 are outside
+    multilevel.families.ResponseError: binomial response: proportions must lie in [0, 1]; ...
     """
 
     name = "binomial"
@@ -366,9 +399,13 @@ class Binomial(Family):
         m = n if np.any(n > 1) else wt
         k = np.round(m * y)
         size = np.round(m)
-        logpmf = (special.gammaln(size + 1) - special.gammaln(k + 1)
-                  - special.gammaln(size - k + 1)
-                  + special.xlogy(k, mu) + special.xlog1py(size - k, -mu))
+        logpmf = (
+            special.gammaln(size + 1)
+            - special.gammaln(k + 1)
+            - special.gammaln(size - k + 1)
+            + special.xlogy(k, mu)
+            + special.xlog1py(size - k, -mu)
+        )
         scale = np.where(m > 0, wt / np.where(m > 0, m, 1.0), 0.0)
         return float(-2.0 * np.sum(scale * logpmf))
 
@@ -377,8 +414,9 @@ class Binomial(Family):
         y = _arr(y)
         bad = (y < 0) | (y > 1)
         if np.any(bad):
-            raise ResponseError("binomial response: proportions must lie in [0, 1]; "
-                                f"{_bad_rows(bad)} are outside")
+            raise ResponseError(
+                f"binomial response: proportions must lie in [0, 1]; {_bad_rows(bad)} are outside"
+            )
 
     def initialize(self, y, weights=None) -> Start:
         """0/1 (numeric or bool), a two-level factor (the first level is failure),
@@ -389,14 +427,17 @@ class Binomial(Family):
         if y.ndim == 2 and y.shape[1] == 2:
             return self._initialize_counts(y, w)
         if y.ndim != 1:
-            raise ResponseError("binomial response: give 0/1 values, proportions with "
-                                "weights = trials, or two columns (successes, failures)")
+            raise ResponseError(
+                "binomial response: give 0/1 values, proportions with "
+                "weights = trials, or two columns (successes, failures)"
+            )
         y = np.where(w == 0, 0.0, y)
         self.check_response(y)
         successes = w * y
         if np.any(np.abs(successes - np.round(successes)) > 1e-3):
-            warnings.warn("non-integer #successes in a binomial glm!", ResponseWarning,
-                          stacklevel=2)
+            warnings.warn(
+                "non-integer #successes in a binomial glm!", ResponseWarning, stacklevel=2
+            )
         return Start(y, w, (w * y + 0.5) / (w + 1.0), np.ones_like(y))
 
     def _initialize_counts(self, y: np.ndarray, w: np.ndarray) -> Start:
@@ -404,11 +445,11 @@ class Binomial(Family):
             raise ResponseError("binomial response: successes and failures must be finite")
         bad = np.any(y < 0, axis=1)
         if np.any(bad):
-            raise ResponseError("binomial response: negative successes or failures in "
-                                f"{_bad_rows(bad)}")
+            raise ResponseError(
+                f"binomial response: negative successes or failures in {_bad_rows(bad)}"
+            )
         if np.any(np.abs(y - np.round(y)) > 1e-3):
-            warnings.warn("non-integer counts in a binomial glm!", ResponseWarning,
-                          stacklevel=3)
+            warnings.warn("non-integer counts in a binomial glm!", ResponseWarning, stacklevel=3)
         n = y[:, 0] + y[:, 1]
         prop = np.where(n == 0, 0.0, y[:, 0] / np.where(n == 0, 1.0, n))
         return Start(prop, w * n, (n * prop + 0.5) / (n + 1.0), n)
@@ -427,9 +468,12 @@ def _binary_from_factor(y):
         if np.any(codes < 0):
             raise ResponseError("binomial response: missing values in the factor response")
         if len(cats) > 2:
-            warnings.warn(f"binomial response is a factor with {len(cats)} levels: the first "
-                          f"level ({cats[0]!r}) is failure, all others success",
-                          ResponseWarning, stacklevel=3)
+            warnings.warn(
+                f"binomial response is a factor with {len(cats)} levels: the first "
+                f"level ({cats[0]!r}) is failure, all others success",
+                ResponseWarning,
+                stacklevel=3,
+            )
         return (codes != 0).astype(float)
     arr = np.asarray(y)
     if arr.dtype == bool:
@@ -492,10 +536,10 @@ class Gamma(Family):
     >>> import numpy as np
     >>> Gamma(link="log").dev_resids(np.array([2.0, 1.0]), np.array([2.0, 2.0]), 1.0).round(6)
     array([-0.      ,  0.386294])
-    >>> Gamma().initialize(np.array([1.0, 0.0]))
+    >>> Gamma().initialize(np.array([1.0, 0.0]))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    multilevel.families.ResponseError: Gamma response: values must be positive; rows (0-based) 1 are not
+    multilevel.families.ResponseError: Gamma response: values must be positive; ...
     """
 
     name = "Gamma"
@@ -519,16 +563,21 @@ class Gamma(Family):
         disp = dev / np.sum(wt)
         shape = 1.0 / disp
         scale = mu * disp
-        logpdf = (special.xlogy(shape - 1.0, y) - y / scale - special.gammaln(shape)
-                  - shape * np.log(scale))
+        logpdf = (
+            special.xlogy(shape - 1.0, y)
+            - y / scale
+            - special.gammaln(shape)
+            - shape * np.log(scale)
+        )
         return float(-2.0 * np.sum(logpdf * wt) + 2.0)
 
     def check_response(self, y) -> None:
         super().check_response(y)
         bad = _arr(y) <= 0
         if np.any(bad):
-            raise ResponseError(f"Gamma response: values must be positive; {_bad_rows(bad)} "
-                                "are not")
+            raise ResponseError(
+                f"Gamma response: values must be positive; {_bad_rows(bad)} are not"
+            )
 
 
 class InverseGaussian(Family):
@@ -550,20 +599,22 @@ class InverseGaussian(Family):
 
     def dev_resids(self, y, mu, wt):
         y, mu, wt = _arr(y), _arr(mu), _arr(wt)
-        return wt * (y - mu) ** 2 / (y * mu ** 2)
+        return wt * (y - mu) ** 2 / (y * mu**2)
 
     def aic(self, y, n, mu, wt, dev) -> float:
         y, wt = _arr(y), _arr(wt)
         sw = np.sum(wt)
-        return float(sw * (1.0 + np.log(dev / sw * 2.0 * np.pi)) + 3.0 * np.sum(np.log(y) * wt)
-                     + 2.0)
+        return float(
+            sw * (1.0 + np.log(dev / sw * 2.0 * np.pi)) + 3.0 * np.sum(np.log(y) * wt) + 2.0
+        )
 
     def check_response(self, y) -> None:
         super().check_response(y)
         bad = _arr(y) <= 0
         if np.any(bad):
-            raise ResponseError("inverse.gaussian response: values must be positive; "
-                                f"{_bad_rows(bad)} are not")
+            raise ResponseError(
+                f"inverse.gaussian response: values must be positive; {_bad_rows(bad)} are not"
+            )
 
 
 class NegativeBinomial(Family):
@@ -604,22 +655,30 @@ class NegativeBinomial(Family):
     def dev_resids(self, y, mu, wt):
         y, mu, wt = _arr(y), _arr(mu), _arr(wt)
         th = self.theta
-        return 2.0 * wt * (y * np.log(np.maximum(1.0, y) / mu)
-                           - (y + th) * np.log((y + th) / (mu + th)))
+        return (
+            2.0
+            * wt
+            * (y * np.log(np.maximum(1.0, y) / mu) - (y + th) * np.log((y + th) / (mu + th)))
+        )
 
     def aic(self, y, n, mu, wt, dev) -> float:
         y, mu, wt = _arr(y), _arr(mu), _arr(wt)
         th = self.theta
-        term = ((y + th) * np.log(mu + th) - special.xlogy(y, mu) + special.gammaln(y + 1.0)
-                - th * np.log(th) + special.gammaln(th) - special.gammaln(th + y))
+        term = (
+            (y + th) * np.log(mu + th)
+            - special.xlogy(y, mu)
+            + special.gammaln(y + 1.0)
+            - th * np.log(th)
+            + special.gammaln(th)
+            - special.gammaln(th + y)
+        )
         return float(2.0 * np.sum(term * wt))
 
     def check_response(self, y) -> None:
         super().check_response(y)
         bad = _arr(y) < 0
         if np.any(bad):
-            raise ResponseError("negative.binomial response: negative counts in "
-                                f"{_bad_rows(bad)}")
+            raise ResponseError(f"negative.binomial response: negative counts in {_bad_rows(bad)}")
 
     def _mustart(self, y):
         return y + (y == 0) / 6.0
@@ -654,9 +713,12 @@ class Gaussian(Family):
         super().check_response(y)
         y = _arr(y)
         if (self.link.name == "log" and np.any(y <= 0)) or (
-                self.link.name == "inverse" and np.any(y == 0)):
-            raise ResponseError(f"gaussian response with the {self.link.name} link: cannot "
-                                "find valid starting values (non-positive or zero values)")
+            self.link.name == "inverse" and np.any(y == 0)
+        ):
+            raise ResponseError(
+                f"gaussian response with the {self.link.name} link: cannot "
+                "find valid starting values (non-positive or zero values)"
+            )
 
 
 _FAMILIES: dict[str, type[Family]] = {
@@ -687,10 +749,10 @@ def family(spec: str | Family, link: str | None = None, **kwargs) -> Family:
     Gamma(link='log')
     >>> family("negative.binomial", theta=1.5)
     NegativeBinomial(theta=1.5, link='log')
-    >>> family("bernoulli")
+    >>> family("bernoulli")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: unknown family 'bernoulli'; families are binomial, poisson, Gamma, inverse.gaussian, gaussian, negative.binomial (with theta=)
+    ValueError: unknown family 'bernoulli'; ...
     """
     if isinstance(spec, Family):
         if link is not None and link != spec.link.name:
@@ -702,9 +764,13 @@ def family(spec: str | Family, link: str | None = None, **kwargs) -> Family:
         raise TypeError(f"family must be a name or a Family, not {type(spec).__name__}")
     cls = _FAMILIES.get(spec.strip().lower())
     if cls is None:
-        raise ValueError(f"unknown family {spec!r}; families are binomial, poisson, Gamma, "
-                         "inverse.gaussian, gaussian, negative.binomial (with theta=)")
+        raise ValueError(
+            f"unknown family {spec!r}; families are binomial, poisson, Gamma, "
+            "inverse.gaussian, gaussian, negative.binomial (with theta=)"
+        )
     if cls is NegativeBinomial and "theta" not in kwargs:
-        raise ValueError("the negative.binomial family needs its dispersion: "
-                         "family('negative.binomial', theta=...)")
+        raise ValueError(
+            "the negative.binomial family needs its dispersion: "
+            "family('negative.binomial', theta=...)"
+        )
     return cls(link=link, **kwargs)
