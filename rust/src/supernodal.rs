@@ -54,7 +54,7 @@ use crate::blocks::scale_block;
 use crate::crossprod::CrossProducts;
 use crate::dense_llt::{self, SharedPanel};
 use crate::error::{LmmError, Result};
-use crate::team::{Ctx, Team};
+use crate::team::Ctx;
 
 /// Diagonal blocks up to this many columns are factored by a plain column loop; larger ones by
 /// faer's blocked dense Cholesky.
@@ -774,11 +774,17 @@ impl SupernodalCholesky {
     /// The numeric step: L(theta) from A and the per-term lambda templates.
     pub fn update(&mut self, a: &CrossProducts, lambdas: &[Vec<f64>]) -> Result<()> {
         scale_flat(a, lambdas, &self.sym.layout, &mut self.scaled);
-        let team = Team::global();
-        let parallel = !self.serial && self.is_parallel() && team.n_threads() > 1;
-        if parallel && self.workers.len() < team.n_threads() {
-            let w = self.workers[0].clone();
-            self.workers.resize(team.n_threads(), w);
+        // MERGE: the team of the handle given at construction (issue 10); until then, a team of
+        // the schedule's thread count (made, from the handle's cache, only to run in parallel).
+        let exec = (!self.serial && self.is_parallel())
+            .then(|| crate::exec::Exec::new(self.sym.schedule.threads));
+        let team = exec.as_ref().map(crate::exec::Exec::team);
+        let team = team.filter(|t| t.n_threads() > 1);
+        if let Some(team) = team {
+            if self.workers.len() < team.n_threads() {
+                let w = self.workers[0].clone();
+                self.workers.resize(team.n_threads(), w);
+            }
         }
         let sym = &self.sym;
         let scaled = &self.scaled[..];
@@ -918,10 +924,9 @@ impl SupernodalCholesky {
                 }
             }
         };
-        if parallel {
-            team.run(job);
-        } else {
-            job(&Ctx::single());
+        match team {
+            Some(team) => team.run(job),
+            None => job(&Ctx::single()),
         }
         match failed.load(Ordering::Relaxed) {
             usize::MAX => {}

@@ -121,7 +121,7 @@ impl PyLmmProblem {
                     &chunk,
                     balanced_piece_rows(chunk.nrows(), PIECE_ROWS),
                 )
-                .and_then(|acc| LmmProblem::new(acc.finish()))?;
+                .and_then(|acc| LmmProblem::new(acc.finish(), &crate::exec::Exec::new(0)))?;
                 problem.set_start(optim::lme4_start(&chunk, &shapes))?;
                 Ok(problem)
             })
