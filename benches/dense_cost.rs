@@ -15,8 +15,8 @@ fn spd(n: usize) -> Mat<f64> {
     let mut state = 12345u64;
     let mut next = || {
         state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         ((state >> 11) as f64) / ((1u64 << 53) as f64) - 0.5
     };
     let b = Mat::<f64>::from_fn(n, n, |_, _| next());
@@ -28,7 +28,7 @@ fn spd(n: usize) -> Mat<f64> {
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
+    v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
 
@@ -46,7 +46,7 @@ fn main() {
     let mut buf = MemBuffer::new(cholesky_in_place_scratch::<f64>(
         n,
         Par::rayon(exec.threads()),
-        Default::default(),
+        faer::Spec::default(),
     ));
     // The variants take turns, rep by rep, so that the drift of a shared machine hits all alike.
     let teams = [("team", exec.team()), ("team of 1", serial.team())];
@@ -62,10 +62,10 @@ fn main() {
             exec.install(|| {
                 cholesky_in_place(
                     work.as_mut(),
-                    Default::default(),
+                    faer::linalg::cholesky::llt::factor::LltRegularization::default(),
                     par,
                     MemStack::new(&mut buf),
-                    Default::default(),
+                    faer::Spec::default(),
                 )
                 .unwrap();
             });
@@ -104,10 +104,10 @@ fn main() {
     work.copy_from(&a);
     cholesky_in_place(
         work.as_mut(),
-        Default::default(),
+        faer::linalg::cholesky::llt::factor::LltRegularization::default(),
         Par::Seq,
         MemStack::new(&mut buf),
-        Default::default(),
+        faer::Spec::default(),
     )
     .unwrap();
     for j in 0..n {

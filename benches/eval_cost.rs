@@ -93,8 +93,8 @@ fn main() {
     let chunk = RowChunk {
         y: &y,
         x: &x,
-        codes: codes.iter().map(|c| c.as_slice()).collect(),
-        z: z.iter().map(|z| z.as_slice()).collect(),
+        codes: codes.iter().map(std::vec::Vec::as_slice).collect(),
+        z: z.iter().map(std::vec::Vec::as_slice).collect(),
         weights: None,
         offset: None,
     };

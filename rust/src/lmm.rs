@@ -10,6 +10,14 @@
 //!   ML:   ldL2 - ldW + n (1 + log(2 pi pwrss / n))
 //!   REML: ldL2 - ldW + ldRX2 + (n - p)(1 + log(2 pi pwrss / (n - p)))
 //! ```
+//!
+//! One evaluation reads `criterion(update_l(set_theta(theta)))`, as MixedModels.jl's
+//! `objective(updateL!(setθ!(m, θ)))`: `set_theta` checks theta (the one check) and fills the
+//! per-term lambda templates (`remat.rs`); `update_l` runs the numeric step of the factor
+//! (`linalg::factor`), unless L is already at theta or was kept aside there (`keep_factor`);
+//! `criterion` reads ldL2, ldRX2 and pwrss off L. A one-term model's optimiser evaluations skip
+//! L altogether (`linalg::oneterm`). The execution handle given to `new` is passed down to the
+//! factor's symbolic step and used for the parallel passes here.
 
 use faer::MatRef;
 use rayon::prelude::*;
@@ -116,7 +124,7 @@ impl LmmProblem {
         self.a
             .shapes
             .iter()
-            .flat_map(|s| s.lower_bounds())
+            .flat_map(super::remat::ReTermShape::lower_bounds)
             .collect()
     }
 
@@ -125,7 +133,12 @@ impl LmmProblem {
     pub fn theta0(&self) -> Vec<f64> {
         match &self.start {
             Some(t) => t.clone(),
-            None => self.a.shapes.iter().flat_map(|s| s.theta0()).collect(),
+            None => self
+                .a
+                .shapes
+                .iter()
+                .flat_map(super::remat::ReTermShape::theta0)
+                .collect(),
         }
     }
 

@@ -80,11 +80,11 @@ impl BlockedCholesky {
         for i in 0..nt {
             let mut row: Vec<SparseBlocks> = Vec::with_capacity(i);
             let mut maps = Vec::with_capacity(i);
-            for j in 0..i {
+            for (j, row_j) in below.iter().enumerate() {
                 // L[i][j]: A[i][j]'s pattern and the fill-in of L[i][k] L[j][k]', k < j.
                 let mut extra = Vec::new();
-                for k in 0..j {
-                    extra.extend(product_pattern(&row[k], &below[j][k]));
+                for (lik, ljk) in row.iter().zip(row_j) {
+                    extra.extend(product_pattern(lik, ljk));
                 }
                 let s = &a.pairs[i][j];
                 let pattern = s.zeroed_pattern().with_extra_pattern(&extra);
@@ -175,6 +175,8 @@ impl BlockedCholesky {
 
     /// Block column j < K of the scaled, inflated cross-product: L[j][j], L[i][j] (i > j) and
     /// L[K][j].
+    // Index loops mirror the block formulas (L[i][j] from A[i][j], lambda_i and lambda_j).
+    #[allow(clippy::needless_range_loop)]
     fn initialise_column(&mut self, a: &CrossProducts, lambdas: &[Vec<f64>], j: usize) {
         let nt = self.shapes.len();
         let q = self.shapes[j].q;
@@ -535,11 +537,18 @@ fn dense_cholesky(m: &mut Mat<f64>, par: Par) -> std::result::Result<(), usize> 
     let mut mem = faer::dyn_stack::MemBuffer::new(cholesky_in_place_scratch::<f64>(
         n,
         par,
-        Default::default(),
+        faer::Spec::default(),
     ));
     let stack = faer::dyn_stack::MemStack::new(&mut mem);
-    let params: faer::Spec<LltParams, f64> = Default::default();
-    cholesky_in_place(m.as_mut(), Default::default(), par, stack, params).map_err(|e| match e {
+    let params: faer::Spec<LltParams, f64> = faer::Spec::default();
+    cholesky_in_place(
+        m.as_mut(),
+        faer::linalg::cholesky::llt::factor::LltRegularization::default(),
+        par,
+        stack,
+        params,
+    )
+    .map_err(|e| match e {
         LltError::NonPositivePivot { index } => index,
     })?;
     for j in 1..n {

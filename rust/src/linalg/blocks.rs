@@ -91,6 +91,7 @@ impl SparseBlocks {
     }
 
     /// The same pattern with every value zero.
+    #[must_use]
     pub fn zeroed_pattern(&self) -> Self {
         let mut s = self.clone();
         s.data.iter_mut().for_each(|v| *v = 0.0);
@@ -131,6 +132,7 @@ impl SparseBlocks {
     }
 
     /// The union of this pattern with extra (row, col) keys; values of existing blocks kept.
+    #[must_use]
     pub fn with_extra_pattern(&self, extra: &[(u32, u32)]) -> Self {
         if extra.is_empty() {
             return self.clone();

@@ -218,8 +218,14 @@ fn factor_diagonal(
 ) -> bool {
     // SAFETY: the caller's thread alone touches this block in this step.
     let diag = unsafe { panel.view_mut(j0, j1, j0, j1) };
-    let params: faer::Spec<LltParams, f64> = Default::default();
-    match cholesky_in_place(diag, Default::default(), Par::Seq, stack, params) {
+    let params: faer::Spec<LltParams, f64> = faer::Spec::default();
+    match cholesky_in_place(
+        diag,
+        faer::linalg::cholesky::llt::factor::LltRegularization::default(),
+        Par::Seq,
+        stack,
+        params,
+    ) {
         Err(LltError::NonPositivePivot { index }) => {
             failed.store(j0 + index, Ordering::Relaxed);
             false
@@ -257,8 +263,8 @@ mod tests {
         let mut state = seed;
         let mut next = || {
             state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
             ((state >> 11) as f64) / ((1u64 << 53) as f64) - 0.5
         };
         let b = Mat::<f64>::from_fn(m, k, |_, _| next());
@@ -293,7 +299,7 @@ mod tests {
         let mut buf = MemBuffer::new(cholesky_in_place_scratch::<f64>(
             BLOCK,
             Par::Seq,
-            Default::default(),
+            faer::Spec::default(),
         ));
         let buf = Mutex::new(&mut buf);
         let results = Mutex::new(Vec::new());
@@ -321,16 +327,16 @@ mod tests {
             let mut buf = MemBuffer::new(cholesky_in_place_scratch::<f64>(
                 k,
                 Par::Seq,
-                Default::default(),
+                faer::Spec::default(),
             ));
             {
                 let (mut top, mut bottom) = want.as_mut().split_at_row_mut(k);
                 cholesky_in_place(
                     top.as_mut(),
-                    Default::default(),
+                    faer::linalg::cholesky::llt::factor::LltRegularization::default(),
                     Par::Seq,
                     MemStack::new(&mut buf),
-                    Default::default(),
+                    faer::Spec::default(),
                 )
                 .unwrap();
                 solve_lower_triangular_in_place(

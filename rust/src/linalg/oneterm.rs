@@ -269,7 +269,7 @@ impl OneTerm {
         let e = &mut self.e[..pd * q];
         for (dzl, h) in dz.chunks_exact(pd * q).zip(self.h.chunks_exact(nh)) {
             for (b, eb) in e.chunks_exact_mut(pd).enumerate() {
-                eb.iter_mut().for_each(|v| *v = 0.0);
+                eb.fill(0.0);
                 for (a_, da) in dzl.chunks_exact(pd).enumerate() {
                     let (hi, lo) = if a_ >= b { (a_, b) } else { (b, a_) };
                     let hba = h[lo * q - lo * (lo.saturating_sub(1)) / 2 + (hi - lo)];

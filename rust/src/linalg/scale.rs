@@ -106,7 +106,7 @@ pub fn scale_inflate_block_with(
 }
 
 /// lambda^2 a + 1: a scalar term's own block for one level, with lambda^2 formed once per theta.
-#[inline(always)]
+#[inline]
 pub fn inflate_scalar(lambda_sq: f64, a: f64) -> f64 {
     lambda_sq * a + 1.0
 }
@@ -114,7 +114,7 @@ pub fn inflate_scalar(lambda_sq: f64, a: f64) -> f64 {
 /// The lower triangle (m00, m10, m11) of lambda' A lambda + I for q = 2, from the lower
 /// triangle of A (a00 = a[0], a10 = a[1], a11 = a[3]) and of lambda (l00, l10, l11): the same
 /// sums as `scale_inflate_block`, written out for the one-term evaluation's closed form.
-#[inline(always)]
+#[inline]
 pub fn inflate_2x2(a: &[f64], l00: f64, l10: f64, l11: f64) -> (f64, f64, f64) {
     let (a00, a10, a11) = (a[0], a[1], a[3]);
     let t00 = a00 * l00 + a10 * l10;

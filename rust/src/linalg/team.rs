@@ -140,9 +140,10 @@ impl Ctx<'_> {
             return;
         }
         spin_until(|| {
-            if sh.panicked.load(Ordering::Relaxed) {
-                panic!("another thread of the team panicked");
-            }
+            assert!(
+                !sh.panicked.load(Ordering::Relaxed),
+                "another thread of the team panicked"
+            );
             sh.generation.load(Ordering::Acquire) != generation
         });
     }
@@ -244,7 +245,10 @@ impl Team {
         }
         sh.epoch.fetch_add(1, Ordering::SeqCst);
         {
-            let parked = sh.parked.lock().unwrap_or_else(|e| e.into_inner());
+            let parked = sh
+                .parked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if *parked > 0 {
                 sh.wake.notify_all();
             }
@@ -262,9 +266,7 @@ impl Team {
         if let Err(payload) = result {
             resume_unwind(payload);
         }
-        if panicked {
-            panic!("a thread of the team panicked");
-        }
+        assert!(!panicked, "a thread of the team panicked");
     }
 }
 
@@ -302,10 +304,16 @@ fn helper(sh: &Shared, tid: usize) {
             if idle.elapsed() < IDLE_SPIN {
                 continue;
             }
-            let mut parked = sh.parked.lock().unwrap_or_else(|e| e.into_inner());
+            let mut parked = sh
+                .parked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             *parked += 1;
             while sh.epoch.load(Ordering::SeqCst) == seen {
-                parked = sh.wake.wait(parked).unwrap_or_else(|e| e.into_inner());
+                parked = sh
+                    .wake
+                    .wait(parked)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
             }
             *parked -= 1;
             idle = Instant::now();
@@ -372,11 +380,9 @@ mod tests {
         let team = Team::new(2);
         let result = catch_unwind(AssertUnwindSafe(|| {
             team.run(|ctx| {
-                if ctx.tid() == 1 {
-                    panic!("helper fails");
-                }
+                assert!(ctx.tid() != 1, "helper fails");
                 ctx.barrier();
-            })
+            });
         }));
         assert!(result.is_err());
         // The team still works afterwards.

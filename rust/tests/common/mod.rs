@@ -373,7 +373,10 @@ pub fn dense_z(data: &Data) -> (Vec<f64>, usize) {
 pub fn dense_lambda(data: &Data, theta: &[f64]) -> Vec<f64> {
     let shapes = data.shapes();
     let lambdas = remat::lambdas(&shapes, theta);
-    let qtot: usize = shapes.iter().map(|s| s.size()).sum();
+    let qtot: usize = shapes
+        .iter()
+        .map(multilevel::remat::ReTermShape::size)
+        .sum();
     let mut lam = vec![0.0; qtot * qtot];
     let mut off = 0;
     for (s, l) in shapes.iter().zip(&lambdas) {
