@@ -81,6 +81,11 @@ impl LmmProblem {
                 "a linear mixed model needs at least one random-effects term".into(),
             ));
         }
+        if let Some(k) = a.shapes.iter().position(|s| s.q == 0) {
+            return Err(LmmError::Shape(format!(
+                "random-effects term {k} has no columns"
+            )));
+        }
         let factor = LFactor::analyse(&a, exec)?;
         let lambdas = a.shapes.iter().map(|s| vec![0.0; s.q * s.q]).collect();
         let one_term = OneTerm::new(&a);
