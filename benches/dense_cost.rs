@@ -1,5 +1,6 @@
 //! Cost of the dense Cholesky of an n x n panel: faer sequential, faer on rayon, and
-//! `dense_llt::factor` on the team (`cargo bench --profile fast --bench dense_cost -- 579`).
+//! `dense_llt::factor` on the team (`cargo bench --profile fast --bench dense_cost -- 579`), all
+//! with the threads of the execution handle (`THREADS`, default every core).
 
 use std::sync::atomic::AtomicUsize;
 use std::time::Instant;
@@ -7,15 +8,15 @@ use std::time::Instant;
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt::factor::{cholesky_in_place, cholesky_in_place_scratch};
 use faer::{Mat, Par};
-use multilevel::dense_llt::{self, SharedPanel};
-use multilevel::team::Team;
+use multilevel::exec::Exec;
+use multilevel::linalg::dense_llt::{self, SharedPanel};
 
 fn spd(n: usize) -> Mat<f64> {
     let mut state = 12345u64;
     let mut next = || {
         state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         ((state >> 11) as f64) / ((1u64 << 53) as f64) - 0.5
     };
     let b = Mat::<f64>::from_fn(n, n, |_, _| next());
@@ -27,7 +28,7 @@ fn spd(n: usize) -> Mat<f64> {
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
+    v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
 
@@ -37,31 +38,37 @@ fn main() {
         .find(|a| !a.starts_with("--"))
         .map_or(579, |s| s.parse().unwrap());
     let reps = 200;
+    let threads = std::env::var("THREADS").map_or(0, |v| v.parse().expect("THREADS: a number"));
+    let exec = Exec::new(threads);
+    let serial = Exec::serial();
     let a = spd(n);
     let mut work = a.clone();
     let mut buf = MemBuffer::new(cholesky_in_place_scratch::<f64>(
         n,
-        Par::rayon(0),
-        Default::default(),
+        Par::rayon(exec.threads()),
+        faer::Spec::default(),
     ));
     // The variants take turns, rep by rep, so that the drift of a shared machine hits all alike.
-    let global = Team::global();
-    let one = Team::new(1);
-    let teams = [("team", global), ("team of 1", &one)];
+    let teams = [("team", exec.team()), ("team of 1", serial.team())];
     let mut times = vec![Vec::new(); 2 + teams.len()];
     let mut vals = vec![0.0; n * n];
     for _ in 0..reps {
-        for (v, par) in [Par::Seq, Par::rayon(0)].into_iter().enumerate() {
+        for (v, par) in [Par::Seq, Par::rayon(exec.threads())]
+            .into_iter()
+            .enumerate()
+        {
             work.copy_from(&a);
             let t0 = Instant::now();
-            cholesky_in_place(
-                work.as_mut(),
-                Default::default(),
-                par,
-                MemStack::new(&mut buf),
-                Default::default(),
-            )
-            .unwrap();
+            exec.install(|| {
+                cholesky_in_place(
+                    work.as_mut(),
+                    faer::linalg::cholesky::llt::factor::LltRegularization::default(),
+                    par,
+                    MemStack::new(&mut buf),
+                    faer::Spec::default(),
+                )
+                .unwrap();
+            });
             times[v].push(t0.elapsed().as_secs_f64() * 1e3);
         }
         for (v, (_, team)) in teams.iter().enumerate() {
@@ -97,10 +104,10 @@ fn main() {
     work.copy_from(&a);
     cholesky_in_place(
         work.as_mut(),
-        Default::default(),
+        faer::linalg::cholesky::llt::factor::LltRegularization::default(),
         Par::Seq,
         MemStack::new(&mut buf),
-        Default::default(),
+        faer::Spec::default(),
     )
     .unwrap();
     for j in 0..n {

@@ -4,18 +4,23 @@
 //! ```text
 //! python benches/dump_design.py insteval /tmp/insteval
 //! cargo bench --profile fast --bench eval_cost -- /tmp/insteval 200
-//! FACTOR=blocked cargo bench --profile fast --bench eval_cost -- /tmp/insteval 50
+//! FACTOR=supernodal THREADS=1 cargo bench --profile fast --bench eval_cost -- /tmp/pastes 50
 //! ```
+//! `FACTOR` (blocked or supernodal) forces a form where the structure allows it; `THREADS` sets
+//! the execution handle (default: every core).
 //! Prints the median and the minimum over the evaluations, alternating two nearby thetas so that
 //! no evaluation is a cache hit.
 
 use std::fs;
 use std::time::Instant;
 
-use multilevel::cholesky::{BlockedCholesky, FactorMethod};
 use multilevel::crossprod::{accumulate_parallel, balanced_piece_rows, RowChunk, PIECE_ROWS};
+use multilevel::exec::Exec;
+use multilevel::linalg::blocked::BlockedCholesky;
+use multilevel::linalg::factor::{Factor, LFactor};
 use multilevel::lmm::LmmProblem;
 use multilevel::remat::ReTermShape;
+use multilevel::supernodal::SupernodalCholesky;
 
 fn read_f64(path: &str) -> Vec<f64> {
     let bytes = fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -88,8 +93,8 @@ fn main() {
     let chunk = RowChunk {
         y: &y,
         x: &x,
-        codes: codes.iter().map(|c| c.as_slice()).collect(),
-        z: z.iter().map(|z| z.as_slice()).collect(),
+        codes: codes.iter().map(std::vec::Vec::as_slice).collect(),
+        z: z.iter().map(std::vec::Vec::as_slice).collect(),
         weights: None,
         offset: None,
     };
@@ -111,21 +116,29 @@ fn main() {
     let acc = accumulate_parallel(&shapes, p, &chunk, balanced_piece_rows(n, PIECE_ROWS)).unwrap();
     let a = acc.finish();
     let t_acc = t.elapsed().as_secs_f64() * 1e3;
-    let mut prob = LmmProblem::new(a).unwrap();
-    if let Ok(method) = std::env::var("FACTOR") {
-        let method = match method.as_str() {
-            "blocked" => FactorMethod::Blocked,
-            "supernodal" => FactorMethod::Supernodal,
-            _ => FactorMethod::Auto,
-        };
-        prob.chol = BlockedCholesky::with_method(&prob.a, method).unwrap();
+    let threads = std::env::var("THREADS").map_or(0, |v| v.parse().expect("THREADS: a number"));
+    let exec = Exec::new(threads);
+    let mut prob = LmmProblem::new(a, &exec).unwrap();
+    match std::env::var("FACTOR").as_deref() {
+        Ok("blocked") => {
+            let b = BlockedCholesky::new(&prob.a, &exec).expect("a structure with no fill-in");
+            prob.factor = b.into();
+        }
+        Ok("supernodal") => {
+            prob.factor = SupernodalCholesky::analyse(&prob.a, &exec).unwrap().into();
+        }
+        _ => {}
     }
+    let form = match &prob.factor {
+        LFactor::Blocked(_) => "blocked",
+        LFactor::Supernodal(_) => "supernodal",
+    };
     eprintln!(
-        "setup {:.1} ms (cross-products {t_acc:.1} ms), factor {:?}",
+        "setup {:.1} ms (cross-products {t_acc:.1} ms), factor {form}, {} threads",
         t.elapsed().as_secs_f64() * 1e3,
-        prob.chol.method()
+        exec.threads()
     );
-    if let Some(s) = prob.chol.supernodal() {
+    if let Some(s) = prob.factor.supernodal() {
         eprintln!("{:?}", s.stats());
     }
     let theta0 = prob.theta0();
@@ -136,7 +149,7 @@ fn main() {
     let first = prob.objective(&thetas[0], true).unwrap();
     // The serial update (two evaluations at once in the convergence check) on one thread.
     let other = prob.objective(&thetas[1], true).unwrap();
-    prob.chol.set_serial(true);
+    prob.factor.set_serial(true);
     let t = Instant::now();
     let same = prob.objective(&thetas[0], true).unwrap() == first
         && prob.objective(&thetas[1], true).unwrap() == other;
@@ -144,7 +157,7 @@ fn main() {
         "serial: {:.2} ms per evaluation, same values as on the team: {same}",
         t.elapsed().as_secs_f64() * 1e3 / 2.0
     );
-    prob.chol.set_serial(false);
+    prob.factor.set_serial(false);
     let cpu0 = cpu_seconds();
     let wall0 = Instant::now();
     let mut times = Vec::with_capacity(reps);

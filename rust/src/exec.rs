@@ -34,7 +34,7 @@ impl Exec {
     /// A handle for `threads` threads; 0 means every core the process may use.
     pub fn new(threads: usize) -> Exec {
         let threads = if threads == 0 {
-            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            Exec::schedule_width()
         } else {
             threads
         };
@@ -60,6 +60,14 @@ impl Exec {
     /// Number of threads, at least 1.
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// How many threads a schedule whose layout decides the order of floating-point sums
+    /// (the supernodal factor's) is laid out for: the machine's cores, whatever this handle's
+    /// number of threads. The team then runs that schedule with as many threads as it has
+    /// (one: in turn), so every `threads` gives the same values to the last bit.
+    pub fn schedule_width() -> usize {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     }
 
     /// The spinning team of this many threads (the caller is thread 0).

@@ -10,13 +10,23 @@
 //!   ML:   ldL2 - ldW + n (1 + log(2 pi pwrss / n))
 //!   REML: ldL2 - ldW + ldRX2 + (n - p)(1 + log(2 pi pwrss / (n - p)))
 //! ```
+//!
+//! One evaluation reads `criterion(update_l(set_theta(theta)))`, as MixedModels.jl's
+//! `objective(updateL!(setθ!(m, θ)))`: `set_theta` checks theta (the one check) and fills the
+//! per-term lambda templates (`remat.rs`); `update_l` runs the numeric step of the factor
+//! (`linalg::factor`), unless L is already at theta or was kept aside there (`keep_factor`);
+//! `criterion` reads ldL2, ldRX2 and pwrss off L. A one-term model's optimiser evaluations skip
+//! L altogether (`linalg::oneterm`). The execution handle given to `new` is passed down to the
+//! factor's symbolic step and used for the parallel passes here.
 
+use faer::MatRef;
 use rayon::prelude::*;
 
-use crate::cholesky::BlockedCholesky;
 use crate::crossprod::CrossProducts;
 use crate::error::{LmmError, Result};
-use crate::oneterm::OneTerm;
+use crate::exec::Exec;
+use crate::linalg::factor::{Factor, LFactor};
+use crate::linalg::oneterm::OneTerm;
 use crate::remat::{self, ReTermShape};
 use crate::supernodal::KeptValues;
 
@@ -24,12 +34,16 @@ use crate::supernodal::KeptValues;
 #[derive(Clone, Debug)]
 pub struct LmmProblem {
     pub a: CrossProducts,
-    pub chol: BlockedCholesky,
-    /// The theta at which `chol` was last updated successfully (`current_valid`).
-    current: Vec<f64>,
-    current_valid: bool,
-    /// Per-term lambda templates, refilled in place at each theta.
+    /// L(theta), in the form the structure of A calls for.
+    pub factor: LFactor,
+    /// The threads this problem may use.
+    exec: Exec,
+    /// The theta set last (`set_theta`) and its per-term lambda templates.
+    theta: Vec<f64>,
     lambdas: Vec<Vec<f64>>,
+    /// The theta at which `factor` was last updated successfully (when `factored`).
+    current: Vec<f64>,
+    factored: bool,
     /// The one-pass evaluator when the model has a single term (the optimiser's objective).
     one_term: Option<OneTerm>,
     /// lme4's data-based start, when it has one (see `optim::lme4_start`).
@@ -60,26 +74,39 @@ pub struct Solution {
 }
 
 impl LmmProblem {
-    pub fn new(a: CrossProducts) -> Result<Self> {
+    /// The model of the cross-products `a`, its factor analysed for the threads of `exec`.
+    pub fn new(a: CrossProducts, exec: &Exec) -> Result<Self> {
         if a.shapes.is_empty() {
             return Err(LmmError::Shape(
                 "a linear mixed model needs at least one random-effects term".into(),
             ));
         }
-        let chol = BlockedCholesky::new(&a)?;
+        if let Some(k) = a.shapes.iter().position(|s| s.q == 0) {
+            return Err(LmmError::Shape(format!(
+                "random-effects term {k} has no columns"
+            )));
+        }
+        let factor = LFactor::analyse(&a, exec)?;
         let lambdas = a.shapes.iter().map(|s| vec![0.0; s.q * s.q]).collect();
         let one_term = OneTerm::new(&a);
         Ok(LmmProblem {
             a,
-            chol,
-            current: Vec::new(),
-            current_valid: false,
+            factor,
+            exec: exec.clone(),
+            theta: Vec::new(),
             lambdas,
+            current: Vec::new(),
+            factored: false,
             one_term,
             start: None,
             kept: KeptValues::default(),
             kept_theta: None,
         })
+    }
+
+    /// The execution handle given at construction.
+    pub fn exec(&self) -> &Exec {
+        &self.exec
     }
 
     pub fn shapes(&self) -> &[ReTermShape] {
@@ -102,7 +129,7 @@ impl LmmProblem {
         self.a
             .shapes
             .iter()
-            .flat_map(|s| s.lower_bounds())
+            .flat_map(super::remat::ReTermShape::lower_bounds)
             .collect()
     }
 
@@ -111,17 +138,20 @@ impl LmmProblem {
     pub fn theta0(&self) -> Vec<f64> {
         match &self.start {
             Some(t) => t.clone(),
-            None => self.a.shapes.iter().flat_map(|s| s.theta0()).collect(),
+            None => self
+                .a
+                .shapes
+                .iter()
+                .flat_map(super::remat::ReTermShape::theta0)
+                .collect(),
         }
     }
 
     /// Sets (or clears) the data-based start that `theta0` returns.
     pub fn set_start(&mut self, start: Option<Vec<f64>>) -> Result<()> {
         if let Some(t) = &start {
-            let lower = self.lower_bounds();
-            if t.len() != lower.len()
-                || t.iter().zip(&lower).any(|(v, lo)| v < lo || !v.is_finite())
-            {
+            let below = t.iter().zip(self.lower_bounds()).any(|(v, lo)| *v < lo);
+            if below || self.check_theta(t).is_err() {
                 return Err(LmmError::Theta(format!("start {t:?} is not a valid theta")));
             }
         }
@@ -129,6 +159,7 @@ impl LmmProblem {
         Ok(())
     }
 
+    /// The one check of a theta given from outside: its length and finite values.
     fn check_theta(&self, theta: &[f64]) -> Result<()> {
         let n = self.n_theta();
         if theta.len() != n {
@@ -143,46 +174,49 @@ impl LmmProblem {
         Ok(())
     }
 
-    /// Fills the per-term lambda templates for theta.
-    fn fill_lambdas(&mut self, theta: &[f64]) {
+    /// Sets theta (checked) and the per-term lambda templates; L is not touched (`update_l`).
+    pub fn set_theta(&mut self, theta: &[f64]) -> Result<&mut Self> {
+        self.check_theta(theta)?;
+        self.theta.clear();
+        self.theta.extend_from_slice(theta);
         let mut offset = 0;
         for (s, lam) in self.a.shapes.iter().zip(self.lambdas.iter_mut()) {
             let k = s.n_theta();
             s.fill_lambda(&theta[offset..offset + k], lam);
             offset += k;
         }
+        Ok(self)
     }
 
-    /// Updates L for theta (a no-op when theta is the one last factored).
-    pub fn set_theta(&mut self, theta: &[f64]) -> Result<()> {
-        self.check_theta(theta)?;
-        if self.current_valid && self.current == theta {
-            return Ok(());
+    /// Brings L to the theta set last: nothing to do when it is the one factored last; the
+    /// factor kept aside by `keep_factor` when it is that one's; otherwise the numeric step.
+    pub fn update_l(&mut self) -> Result<&mut Self> {
+        if self.factored && self.current == self.theta {
+            return Ok(self);
         }
-        if self.kept_theta.as_deref() == Some(theta) && self.chol.swap_values(&mut self.kept) {
-            // The factor kept aside by `keep_factor` is the one at theta.
+        if self.kept_theta.as_ref() == Some(&self.theta) && self.factor.swap_values(&mut self.kept)
+        {
             self.kept_theta = None;
         } else {
-            self.current_valid = false;
-            self.fill_lambdas(theta);
-            self.chol.update(&self.a, &self.lambdas)?;
+            self.factored = false;
+            self.factor.update(&self.a, &self.lambdas)?;
         }
         self.current.clear();
-        self.current.extend_from_slice(theta);
-        self.current_valid = true;
-        Ok(())
+        self.current.extend_from_slice(&self.theta);
+        self.factored = true;
+        Ok(self)
     }
 
     /// Sets aside the factor at the current theta (in constant time, by exchanging it with a
-    /// second set of values), so that a later `set_theta` there takes it back instead of
+    /// second set of values), so that a later `update_l` there takes it back instead of
     /// factoring again: the optimiser keeps its best point's factor this way, and the solution
     /// after the fit (and the convergence check in between) costs one evaluation less. Does
     /// nothing for a one-term model (its objective does not factor), the blocked form or a
     /// very large factor.
     pub fn keep_factor(&mut self) {
-        if self.current_valid && self.chol.swap_values(&mut self.kept) {
+        if self.factored && self.factor.swap_values(&mut self.kept) {
             self.kept_theta = Some(std::mem::take(&mut self.current));
-            self.current_valid = false;
+            self.factored = false;
         }
     }
 
@@ -199,11 +233,12 @@ impl LmmProblem {
         }
     }
 
+    /// The profiled objective from the factor as it stands.
     fn criterion(&self, reml: bool) -> f64 {
         self.criterion_of(
-            self.chol.ld_l2(),
-            self.chol.ld_rx2(),
-            self.chol.pwrss(),
+            self.factor.ld_l2(),
+            self.factor.ld_rx2(),
+            self.factor.pwrss(),
             reml,
         )
     }
@@ -211,22 +246,22 @@ impl LmmProblem {
     /// The objective (-2 log-likelihood, or the REML criterion) at theta; L is left factored
     /// at theta.
     pub fn objective(&mut self, theta: &[f64], reml: bool) -> Result<f64> {
-        self.set_theta(theta)?;
-        Ok(self.criterion(reml))
+        Ok(self.set_theta(theta)?.update_l()?.criterion(reml))
     }
 
     /// The objective at theta as the optimiser needs it: the same value as `objective`, but L is
     /// not necessarily left factored at theta. A one-term model is evaluated in one pass over
     /// its levels (`OneTerm`), with no allocation.
     pub fn objective_value(&mut self, theta: &[f64], reml: bool) -> Result<f64> {
-        if self.one_term.is_none() || (self.current_valid && self.current == theta) {
-            return self.objective(theta, reml);
+        self.set_theta(theta)?;
+        let at_theta = self.factored && self.current == self.theta;
+        match self.one_term.as_mut() {
+            Some(one) if !at_theta => {
+                let d = one.evaluate(&self.a, &self.lambdas[0])?;
+                Ok(self.criterion_of(d.ld_l2, d.ld_rx2, d.pwrss, reml))
+            }
+            _ => Ok(self.update_l()?.criterion(reml)),
         }
-        self.check_theta(theta)?;
-        self.fill_lambdas(theta);
-        let one = self.one_term.as_mut().expect("checked above");
-        let d = one.evaluate(&self.a, &self.lambdas[0])?;
-        Ok(self.criterion_of(d.ld_l2, d.ld_rx2, d.pwrss, reml))
     }
 
     /// The objective at each of `thetas`, as `objective_value` one by one would give them (to
@@ -235,8 +270,7 @@ impl LmmProblem {
     /// copy): on two cores that takes about two thirds of the time, as a single evaluation
     /// does not keep both busy.
     pub fn objective_values(&mut self, thetas: &[Vec<f64>], reml: bool) -> Result<Vec<f64>> {
-        let threads = rayon::current_num_threads();
-        if thetas.len() < 4 || threads < 2 || !self.chol.is_parallel() {
+        if thetas.len() < 4 || self.exec.threads() < 2 || !self.factor.is_parallel() {
             return thetas
                 .iter()
                 .map(|t| self.objective_value(t, reml))
@@ -246,8 +280,8 @@ impl LmmProblem {
         let kept = std::mem::take(&mut self.kept);
         let kept_theta = self.kept_theta.take();
         let mut other = self.clone();
-        self.chol.set_serial(true);
-        other.chol.set_serial(true);
+        self.factor.set_serial(true);
+        other.factor.set_serial(true);
         let (mine, theirs): (Vec<_>, Vec<_>) =
             thetas.iter().enumerate().partition(|(i, _)| i % 2 == 0);
         let (a, b) = std::thread::scope(|scope| {
@@ -263,7 +297,7 @@ impl LmmProblem {
                 .collect();
             (a, helper.join())
         });
-        self.chol.set_serial(false);
+        self.factor.set_serial(false);
         self.kept = kept;
         self.kept_theta = kept_theta;
         let b = match b {
@@ -281,27 +315,16 @@ impl LmmProblem {
 
     /// beta, u, b, sigma and the unscaled covariance of beta at theta.
     pub fn solution(&mut self, theta: &[f64], reml: bool) -> Result<Solution> {
-        self.set_theta(theta)?;
-        let objective = self.criterion(reml);
-        let p = self.a.p;
-        let d = self.chol.d_block();
-        // R_X' beta = c_beta, with R_X' the upper triangle of the transposed X block of L.
-        let mut beta: Vec<f64> = (0..p).map(|j| d[(p, j)]).collect();
-        for j in (0..p).rev() {
-            let mut s = beta[j];
-            for k in j + 1..p {
-                s -= d[(k, j)] * beta[k];
-            }
-            beta[j] = s / d[(j, j)];
-        }
+        let objective = self.set_theta(theta)?.update_l()?.criterion(reml);
+        let d = self.factor.d_block();
+        let beta = fixed_effects(d);
         // L_Z' u = c_u - L_XZ' beta.
-        let mut u = self.chol.random_effects_rhs(&beta);
-        self.chol.solve_lzt(&mut u);
-        let lambdas = remat::lambdas(&self.a.shapes, theta);
+        let mut u = self.factor.random_effects_rhs(&beta);
+        self.factor.solve_lzt(&mut u);
         let b = u
             .iter()
             .zip(&self.a.shapes)
-            .zip(&lambdas)
+            .zip(&self.lambdas)
             .map(|((uk, s), lam)| {
                 let q = s.q;
                 let mut bk = vec![0.0; uk.len()];
@@ -313,29 +336,9 @@ impl LmmProblem {
                 bk
             })
             .collect();
-        // (R_X R_X')^-1 through the inverse of the lower-triangular X block.
-        let mut rinv = vec![0.0; p * p];
-        for c in 0..p {
-            rinv[c + c * p] = 1.0;
-            for i in c..p {
-                let mut s = if i == c { 1.0 } else { 0.0 };
-                for k in c..i {
-                    s -= d[(i, k)] * rinv[k + c * p];
-                }
-                rinv[i + c * p] = s / d[(i, i)];
-            }
-        }
-        let mut vcov = vec![0.0; p * p];
-        for j in 0..p {
-            for i in 0..p {
-                vcov[i + j * p] = (i.max(j)..p)
-                    .map(|k| rinv[k + i * p] * rinv[k + j * p])
-                    .sum();
-            }
-        }
-        let pwrss = self.chol.pwrss();
+        let pwrss = self.factor.pwrss();
         let n = self.a.nobs as f64;
-        let denom = if reml { n - p as f64 } else { n };
+        let denom = if reml { n - self.a.p as f64 } else { n };
         Ok(Solution {
             theta: theta.to_vec(),
             objective,
@@ -344,68 +347,116 @@ impl LmmProblem {
             b,
             sigma: (pwrss / denom).sqrt(),
             pwrss,
-            ld_l2: self.chol.ld_l2(),
-            ld_rx2: self.chol.ld_rx2(),
-            vcov_unscaled: vcov,
-            lambdas,
+            ld_l2: self.factor.ld_l2(),
+            ld_rx2: self.factor.ld_rx2(),
+            vcov_unscaled: vcov_unscaled(d),
+            lambdas: self.lambdas.clone(),
         })
     }
 
     /// Per term, the levels x (q x q) diagonal blocks of Lambda (L_Z L_Z')^-1 Lambda'
-    /// (lme4's `condVar` divided by sigma^2), column-major.
+    /// (lme4's `condVar` divided by sigma^2), column-major; the levels are split between the
+    /// threads of the handle.
     pub fn condvar(&mut self, theta: &[f64]) -> Result<Vec<Vec<f64>>> {
-        self.set_theta(theta)?;
-        let shapes = self.a.shapes.clone();
-        let lambdas = remat::lambdas(&shapes, theta);
-        let chol = &self.chol;
-        let out = shapes
-            .iter()
-            .enumerate()
-            .map(|(k, s)| {
-                let q = s.q;
-                let blocks: Vec<Vec<f64>> = (0..s.n_levels)
-                    .into_par_iter()
-                    .map(|lev| {
-                        // W = L_Z^-1 E for the q unit vectors of this level; block = W'W.
-                        let cols: Vec<Vec<Vec<f64>>> = (0..q)
-                            .map(|a| {
-                                let mut x: Vec<Vec<f64>> =
-                                    shapes.iter().map(|t| vec![0.0; t.size()]).collect();
-                                x[k][lev * q + a] = 1.0;
-                                chol.solve_lz(&mut x);
-                                x
-                            })
-                            .collect();
-                        let mut inner = vec![0.0; q * q];
-                        for a in 0..q {
-                            for c in 0..q {
-                                inner[a + c * q] = cols[a]
-                                    .iter()
-                                    .zip(&cols[c])
-                                    .map(|(x, y)| x.iter().zip(y).map(|(u, v)| u * v).sum::<f64>())
-                                    .sum();
-                            }
-                        }
-                        // lambda inner lambda'
-                        let lam = &lambdas[k];
-                        let mut blk = vec![0.0; q * q];
-                        for a in 0..q {
-                            for c in 0..q {
-                                let mut v = 0.0;
-                                for e in 0..q {
-                                    for f in 0..q {
-                                        v += lam[a + e * q] * inner[e + f * q] * lam[c + f * q];
-                                    }
-                                }
-                                blk[a + c * q] = v;
-                            }
-                        }
-                        blk
-                    })
-                    .collect();
-                blocks.concat()
-            })
-            .collect();
+        self.set_theta(theta)?.update_l()?;
+        let (shapes, lambdas, factor) = (&self.a.shapes, &self.lambdas, &self.factor);
+        let out = self.exec.install(|| {
+            shapes
+                .iter()
+                .enumerate()
+                .map(|(k, s)| {
+                    let blocks: Vec<Vec<f64>> = (0..s.n_levels)
+                        .into_par_iter()
+                        .map(|lev| condvar_block(factor, shapes, &lambdas[k], k, lev))
+                        .collect();
+                    blocks.concat()
+                })
+                .collect()
+        });
         Ok(out)
     }
+}
+
+/// beta from L_D: R_X' beta = c_beta, with R_X' the upper triangle of the transposed X block.
+fn fixed_effects(d: MatRef<'_, f64>) -> Vec<f64> {
+    let p = d.nrows() - 1;
+    let mut beta: Vec<f64> = (0..p).map(|j| d[(p, j)]).collect();
+    for j in (0..p).rev() {
+        let mut s = beta[j];
+        for k in j + 1..p {
+            s -= d[(k, j)] * beta[k];
+        }
+        beta[j] = s / d[(j, j)];
+    }
+    beta
+}
+
+/// (R_X R_X')^-1 (p x p, column-major) through the inverse of the lower-triangular X block of
+/// L_D.
+fn vcov_unscaled(d: MatRef<'_, f64>) -> Vec<f64> {
+    let p = d.nrows() - 1;
+    let mut rinv = vec![0.0; p * p];
+    for c in 0..p {
+        rinv[c + c * p] = 1.0;
+        for i in c..p {
+            let mut s = if i == c { 1.0 } else { 0.0 };
+            for k in c..i {
+                s -= d[(i, k)] * rinv[k + c * p];
+            }
+            rinv[i + c * p] = s / d[(i, i)];
+        }
+    }
+    let mut vcov = vec![0.0; p * p];
+    for j in 0..p {
+        for i in 0..p {
+            vcov[i + j * p] = (i.max(j)..p)
+                .map(|k| rinv[k + i * p] * rinv[k + j * p])
+                .sum();
+        }
+    }
+    vcov
+}
+
+/// The q x q block of level `lev` of term k in Lambda (L_Z L_Z')^-1 Lambda': with W = L_Z^-1 E
+/// for the level's q unit vectors E, lambda W'W lambda'.
+fn condvar_block(
+    factor: &LFactor,
+    shapes: &[ReTermShape],
+    lam: &[f64],
+    k: usize,
+    lev: usize,
+) -> Vec<f64> {
+    let q = shapes[k].q;
+    let cols: Vec<Vec<Vec<f64>>> = (0..q)
+        .map(|a| {
+            let mut x: Vec<Vec<f64>> = shapes.iter().map(|t| vec![0.0; t.size()]).collect();
+            x[k][lev * q + a] = 1.0;
+            factor.solve_lz(&mut x);
+            x
+        })
+        .collect();
+    let mut inner = vec![0.0; q * q];
+    for a in 0..q {
+        for c in 0..q {
+            inner[a + c * q] = cols[a]
+                .iter()
+                .zip(&cols[c])
+                .map(|(x, y)| x.iter().zip(y).map(|(u, v)| u * v).sum::<f64>())
+                .sum();
+        }
+    }
+    // lambda inner lambda'
+    let mut blk = vec![0.0; q * q];
+    for a in 0..q {
+        for c in 0..q {
+            let mut v = 0.0;
+            for e in 0..q {
+                for f in 0..q {
+                    v += lam[a + e * q] * inner[e + f * q] * lam[c + f * q];
+                }
+            }
+            blk[a + c * q] = v;
+        }
+    }
+    blk
 }

@@ -5,6 +5,7 @@ mod common;
 
 use common::{random_codes, rel, Data, Rng};
 use multilevel::error::LmmError;
+use multilevel::exec::Exec;
 use multilevel::lmm::LmmProblem;
 use multilevel::model::crossprod::{accumulate_parallel, CrossProdAccumulator, RowChunk};
 use multilevel::model::remat::ReTermShape;
@@ -68,7 +69,7 @@ fn chunks_merged_in_any_order_give_the_same_objective() {
         sequential.add(&data.rows(w[0], w[1]).chunk()).unwrap();
     }
     let e_seq = max_rel(
-        &objectives(&mut LmmProblem::new(sequential.finish()).unwrap()),
+        &objectives(&mut LmmProblem::new(sequential.finish(), &Exec::new(0)).unwrap()),
         &reference,
     );
 
@@ -78,7 +79,7 @@ fn chunks_merged_in_any_order_give_the_same_objective() {
         reversed.merge(p).unwrap();
     }
     let e_rev = max_rel(
-        &objectives(&mut LmmProblem::new(reversed.finish()).unwrap()),
+        &objectives(&mut LmmProblem::new(reversed.finish(), &Exec::new(0)).unwrap()),
         &reference,
     );
 
@@ -90,7 +91,7 @@ fn chunks_merged_in_any_order_give_the_same_objective() {
         shuffled.merge(&pieces[i]).unwrap();
     }
     let e_shuf = max_rel(
-        &objectives(&mut LmmProblem::new(shuffled.finish()).unwrap()),
+        &objectives(&mut LmmProblem::new(shuffled.finish(), &Exec::new(0)).unwrap()),
         &reference,
     );
 
@@ -104,7 +105,7 @@ fn chunks_merged_in_any_order_give_the_same_objective() {
     right.merge(&pieces[4]).unwrap();
     right.merge(&left).unwrap();
     let e_tree = max_rel(
-        &objectives(&mut LmmProblem::new(right.finish()).unwrap()),
+        &objectives(&mut LmmProblem::new(right.finish(), &Exec::new(0)).unwrap()),
         &reference,
     );
 
@@ -168,7 +169,7 @@ fn parallel_pieces_give_the_same_objective() {
     for piece_rows in [1, 7, 64, 123, 499, 500, 10_000] {
         let acc = accumulate_parallel(&shapes, data.p, &data.chunk(), piece_rows).unwrap();
         let e = max_rel(
-            &objectives(&mut LmmProblem::new(acc.finish()).unwrap()),
+            &objectives(&mut LmmProblem::new(acc.finish(), &Exec::new(0)).unwrap()),
             &reference,
         );
         assert!(
@@ -253,7 +254,7 @@ fn merging_different_models_is_an_error() {
     );
     // The failed merges left it unchanged.
     let before = objectives(&mut data.problem());
-    let after = objectives(&mut LmmProblem::new(acc.finish()).unwrap());
+    let after = objectives(&mut LmmProblem::new(acc.finish(), &Exec::new(0)).unwrap());
     assert_eq!(before, after);
 }
 

@@ -23,7 +23,7 @@ fn reps() -> usize {
 }
 
 #[test]
-#[ignore]
+#[ignore = "a timing, not a test"]
 fn t_objective() {
     let mut problem = sleepstudy_like().problem();
     let theta = [0.96, 0.015, 0.23];
@@ -41,7 +41,7 @@ fn t_objective() {
 }
 
 #[test]
-#[ignore]
+#[ignore = "a timing, not a test"]
 fn t_objective_value() {
     let mut problem = sleepstudy_like().problem();
     let theta = [0.96, 0.015, 0.23];
@@ -59,7 +59,7 @@ fn t_objective_value() {
 }
 
 #[test]
-#[ignore]
+#[ignore = "a timing, not a test"]
 fn t_fit() {
     let mut problem = sleepstudy_like().problem();
     let reps = reps();
@@ -76,7 +76,7 @@ fn t_fit() {
 }
 
 #[test]
-#[ignore]
+#[ignore = "a timing, not a test"]
 fn t_fit_nocheck() {
     let mut problem = sleepstudy_like().problem();
     let reps = reps();
@@ -95,7 +95,7 @@ fn t_fit_nocheck() {
 }
 
 #[test]
-#[ignore]
+#[ignore = "a timing, not a test"]
 fn t_bobyqa() {
     use multilevel::bobyqa::{default_initial_steps, Bobyqa, Tolerances};
     let lo = [0.0, f64::NEG_INFINITY, 0.0];
@@ -127,13 +127,14 @@ fn t_bobyqa() {
 }
 
 #[test]
-#[ignore]
+#[ignore = "writes the trajectories to a file"]
 fn dump_trajectories() {
     // Every evaluated point of a few runs, for bit-exact comparisons across refactorings.
     use multilevel::bobyqa::{default_initial_steps, Bobyqa, Tolerances};
+    use std::fmt::Write;
+    type Problem = (Box<dyn Fn(&[f64]) -> f64>, Vec<f64>, Vec<f64>, Vec<f64>);
     let inf = f64::INFINITY;
     let mut out = String::new();
-    type Problem = (Box<dyn Fn(&[f64]) -> f64>, Vec<f64>, Vec<f64>, Vec<f64>);
     let problems: Vec<Problem> = vec![
         (
             Box::new(|x: &[f64]| 100.0 * (x[1] - x[0] * x[0]).powi(2) + (1.0 - x[0]).powi(2)),
@@ -168,10 +169,11 @@ fn dump_trajectories() {
         };
         let r = Bobyqa::new(n).minimize_scaled(
             |t| {
-                out.push_str(&format!(
-                    "{:?}\n",
+                let _ = writeln!(
+                    out,
+                    "{:?}",
                     t.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-                ));
+                );
                 f(t)
             },
             &mut x,
@@ -180,12 +182,13 @@ fn dump_trajectories() {
             &steps,
             &tol,
         );
-        out.push_str(&format!(
-            "end {} {:?} {:?}\n",
+        let _ = writeln!(
+            out,
+            "end {} {:?} {:?}",
             r.n_eval,
             r.status,
             x.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-        ));
+        );
     }
     std::fs::write(
         std::env::var("DUMP").unwrap_or("/tmp/optim/traj.txt".into()),

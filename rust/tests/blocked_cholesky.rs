@@ -11,10 +11,11 @@
 mod common;
 
 use common::{dense_reference, random_codes, rel, rel1, rel_vec, Data, DenseReference, Rng};
-use multilevel::blocks::Block;
-use multilevel::cholesky::{FactorMethod, DENSE_LIMIT};
+use multilevel::exec::Exec;
+use multilevel::linalg::blocked::BlockedCholesky;
+use multilevel::linalg::factor::Factor;
 use multilevel::remat;
-use multilevel::supernodal::{SupernodalCholesky, DIRECT_UPDATE, SMALL_PANEL, TEAM_FACTOR_MIN};
+use multilevel::supernodal::{DIRECT_UPDATE, SMALL_PANEL, TEAM_FACTOR_MIN};
 
 const TOL_OBJ: f64 = 1e-10;
 const TOL_SOL: f64 = 1e-9;
@@ -32,8 +33,9 @@ struct MaxErr {
     condvar: f64,
 }
 
-/// The factors checked: both forms, the supernodal one also with a schedule for three threads
-/// whatever its size (so that the parallel paths run on these small structures too).
+/// The factors checked: both forms (the blocked one where the structure allows it), the
+/// supernodal one also with a schedule for three threads whatever its size (so that the
+/// parallel paths run on these small structures too).
 #[derive(Clone, Copy, Debug)]
 enum Variant {
     Blocked,
@@ -74,17 +76,18 @@ fn check_variant(
 ) -> MaxErr {
     let shapes = data.shapes();
     let mut problem = match variant {
-        Variant::Blocked => data.problem_with(FactorMethod::Blocked),
-        Variant::Supernodal => data.problem_with(FactorMethod::Supernodal),
+        Variant::Blocked => match data.problem_blocked() {
+            Some(p) => p,
+            None => return MaxErr::default(),
+        },
+        Variant::Supernodal => data.problem_supernodal(0),
         Variant::SupernodalThreeThreads => {
-            let mut p = data.problem();
-            let s = SupernodalCholesky::with_threads(&p.a, 3).unwrap();
-            let stats = s.stats();
+            let p = data.problem_supernodal(3);
+            let stats = p.factor.supernodal().unwrap().stats();
             assert!(
                 stats.n_supernodes < 6 || stats.n_groups >= 2,
                 "{name}: the three-thread schedule has groups: {stats:?}"
             );
-            p.chol = s.into();
             p
         }
     };
@@ -107,9 +110,9 @@ fn check_variant(
                 dense.objective_ml
             };
             let e_obj = rel(obj, want);
-            let e_l2 = rel1(problem.chol.ld_l2(), dense.ld_l2);
-            let e_rx2 = rel1(problem.chol.ld_rx2(), dense.ld_rx2);
-            let e_pw = rel(problem.chol.pwrss(), dense.pwrss);
+            let e_l2 = rel1(problem.factor.ld_l2(), dense.ld_l2);
+            let e_rx2 = rel1(problem.factor.ld_rx2(), dense.ld_rx2);
+            let e_pw = rel(problem.factor.pwrss(), dense.pwrss);
             assert!(
                 e_obj <= TOL_OBJ,
                 "{ctx}: objective {obj} vs dense {want} (rel {e_obj:e})"
@@ -117,19 +120,19 @@ fn check_variant(
             assert!(
                 e_l2 <= TOL_OBJ,
                 "{ctx}: ld_l2 {} vs dense {} (rel {e_l2:e})",
-                problem.chol.ld_l2(),
+                problem.factor.ld_l2(),
                 dense.ld_l2
             );
             assert!(
                 e_rx2 <= TOL_OBJ,
                 "{ctx}: ld_rx2 {} vs dense {} (rel {e_rx2:e})",
-                problem.chol.ld_rx2(),
+                problem.factor.ld_rx2(),
                 dense.ld_rx2
             );
             assert!(
                 e_pw <= TOL_OBJ,
                 "{ctx}: pwrss {} vs dense {} (rel {e_pw:e})",
-                problem.chol.pwrss(),
+                problem.factor.pwrss(),
                 dense.pwrss
             );
 
@@ -315,17 +318,14 @@ fn two_crossed_scalar_terms() {
         },
         &[0.8, 0.5],
     );
-    assert_eq!(
-        data.problem().chol.method(),
-        FactorMethod::Supernodal,
-        "crossed terms are factored in the supernodal form by default"
-    );
-    let mut problem = data.problem_with(FactorMethod::Blocked);
     assert!(
-        matches!(problem.chol.blocks().unwrap()[1][1], Block::Dense(_)),
-        "crossed terms fill in L[1][1]"
+        data.problem().factor.supernodal().is_some(),
+        "crossed terms are factored in the supernodal form"
     );
-    problem.objective(&[1.0, 1.0], false).unwrap();
+    assert!(
+        data.problem_blocked().is_none(),
+        "crossed terms fill in L[1][1]: no blocked form"
+    );
     check(
         "two crossed",
         &data,
@@ -353,19 +353,21 @@ fn nested_terms_stay_block_diagonal() {
         },
         &[0.6, 0.9],
     );
+    let problem = data.problem();
+    let blocked = problem
+        .factor
+        .blocked()
+        .expect("nested terms keep the blocked form");
     assert_eq!(
-        data.problem().chol.method(),
-        FactorMethod::Blocked,
-        "nested terms keep the blocked form by default"
+        blocked.diagonal_blocks()[1].n,
+        12,
+        "L[1][1]: one block per school"
     );
-    let problem = data.problem_with(FactorMethod::Blocked);
-    assert!(
-        matches!(problem.chol.blocks().unwrap()[1][1], Block::Diag(_)),
-        "nested terms leave L[1][1] block diagonal"
-    );
-    assert!(
-        matches!(problem.chol.blocks().unwrap()[1][0], Block::Sparse(_)),
-        "nested terms give a sparse L[1][0]"
+    let l10 = blocked.below_diagonal(1, 0);
+    assert_eq!(
+        l10.nnz_blocks(),
+        60,
+        "L[1][0]: one block per class, no fill-in"
     );
     check(
         "nested",
@@ -412,14 +414,9 @@ fn three_terms_crossed_and_nested() {
         },
         &[0.5, 0.9, 0.2, 0.4, 0.7],
     );
-    let problem = data.problem_with(FactorMethod::Blocked);
     assert!(
-        matches!(problem.chol.blocks().unwrap()[1][1], Block::Diag(_)),
-        "school stays block diagonal"
-    );
-    assert!(
-        matches!(problem.chol.blocks().unwrap()[2][2], Block::Dense(_)),
-        "rater is filled in"
+        data.problem_blocked().is_none(),
+        "rater is crossed with the others: L[2][2] fills in"
     );
     check(
         "three terms, nested first",
@@ -580,12 +577,11 @@ fn crossed_large_enough_for_dense_kernels() {
         &[0.7, 0.5, -0.2, 0.4, 0.9],
     );
     let problem = data.problem();
-    assert_eq!(
-        problem.chol.method(),
-        FactorMethod::Supernodal,
-        "a filled block makes Auto choose the supernodal form"
-    );
-    let stats = problem.chol.supernodal().unwrap().stats();
+    let stats = problem
+        .factor
+        .supernodal()
+        .expect("a filled block calls for the supernodal form")
+        .stats();
     eprintln!("three crossed, large: {stats:?}");
     assert!(
         stats.largest_supernode > SMALL_PANEL,
@@ -633,7 +629,7 @@ fn crossed_with_a_dense_root_factored_by_the_team() {
     // wide enough for the team's blocked factor (`dense_llt`), next to the columns chunks and
     // independent subtrees that the other tests reach.
     let data = students_by_lecturers(21);
-    let stats = data.problem().chol.supernodal().unwrap().stats();
+    let stats = data.problem().factor.supernodal().unwrap().stats();
     eprintln!("students x lecturers: {stats:?}");
     assert!(
         stats.largest_supernode >= TEAM_FACTOR_MIN,
@@ -656,21 +652,18 @@ fn serial_updates_and_evaluations_in_pairs_match_the_team_bit_for_bit() {
     // (`LmmProblem::objective_values`); its finite differences need the very values that the
     // team gives, not values within rounding.
     let data = students_by_lecturers(23);
-    let mut problem = data.problem();
-    problem.chol = SupernodalCholesky::with_threads(&problem.a, 2)
-        .unwrap()
-        .into();
-    assert!(problem.chol.is_parallel());
+    let mut problem = data.problem_supernodal(2);
+    assert!(problem.factor.is_parallel());
     // Including the top supernodes that one thread finishes alone (`dense_llt` on one thread
     // where the team would use it).
-    let stats = problem.chol.supernodal().unwrap().stats();
+    let stats = problem.factor.supernodal().unwrap().stats();
     assert!(stats.n_top_groups >= 1, "{stats:?}");
     let thetas: Vec<Vec<f64>> = (0..7)
         .map(|i| {
             vec![
-                0.5 + 0.1 * i as f64,
-                0.9 - 0.05 * i as f64,
-                0.2 + 0.03 * i as f64,
+                0.5 + 0.1 * f64::from(i),
+                0.9 - 0.05 * f64::from(i),
+                0.2 + 0.03 * f64::from(i),
             ]
         })
         .collect();
@@ -679,7 +672,7 @@ fn serial_updates_and_evaluations_in_pairs_match_the_team_bit_for_bit() {
             .iter()
             .map(|t| problem.objective_value(t, reml).unwrap())
             .collect();
-        problem.chol.set_serial(true);
+        problem.factor.set_serial(true);
         for (t, want) in thetas.iter().zip(&team) {
             let got = problem.objective_value(t, reml).unwrap();
             assert_eq!(
@@ -688,7 +681,7 @@ fn serial_updates_and_evaluations_in_pairs_match_the_team_bit_for_bit() {
                 "serial at {t:?}: {got} vs {want}"
             );
         }
-        problem.chol.set_serial(false);
+        problem.factor.set_serial(false);
         let pairs = problem.objective_values(&thetas, reml).unwrap();
         for ((t, got), want) in thetas.iter().zip(&pairs).zip(&team) {
             assert_eq!(
@@ -707,19 +700,13 @@ fn a_failed_factor_leaves_nothing_behind() {
     // (here theta overflows the third term, whose columns are in the dense root: "block 2 of
     // L"). The next evaluation must not see them: the same objective, to the last bit.
     let data = students_by_lecturers(29);
-    let fresh = |threads: usize| {
-        let mut p = data.problem();
-        p.chol = SupernodalCholesky::with_threads(&p.a, threads)
-            .unwrap()
-            .into();
-        p
-    };
+    let fresh = |threads: usize| data.problem_supernodal(threads);
     let theta = vec![0.7, 1.1, 0.4];
     // The lecturers' columns are spread over the subtrees, the narrow top supernodes (finished
     // side by side, one thread each) and the root.
     for threads in [2, 3] {
         let p = fresh(threads);
-        let stats = p.chol.supernodal().unwrap().stats();
+        let stats = p.factor.supernodal().unwrap().stats();
         assert!(stats.n_top_groups >= 2, "{threads} threads: {stats:?}");
     }
     for bad_theta in [[0.7, 1.1, 1e160], [0.7, 1e160, 0.4]] {
@@ -772,13 +759,12 @@ fn banded_crossed(seed: u64, n: usize, n1: usize, n2: usize, swap: bool) -> Data
 
 #[test]
 fn crossed_beyond_the_dense_limit() {
-    // 30,000 x 21,000 crossed levels: the blocked form would need a dense 21,000-column block
-    // (over DENSE_LIMIT), so Auto must choose the supernodal form. No dense reference is
+    // 30,000 x 21,000 crossed levels: a blocked form would need a dense 21,000-column block
+    // (3.5 GB), the supernodal form is the one that fits. No dense reference is
     // possible at this size; instead the two term orders, which give different orderings and
     // factors of the same matrix, must agree, and so must the fitted objective with the data
     // simulated the same way.
     let (n, n1, n2) = (70_000, 30_000, 21_000);
-    assert!(n2 > DENSE_LIMIT);
     let theta = [0.8, 0.5];
     let mut first = banded_crossed(15, n, n1, n2, false);
     let mut rng = Rng::new(16);
@@ -787,22 +773,13 @@ fn crossed_beyond_the_dense_limit() {
     let mut second = first.clone();
     second.terms.swap(0, 1);
 
-    let blocked = multilevel::cholesky::BlockedCholesky::with_method(
-        &first.problem_with(FactorMethod::Supernodal).a,
-        FactorMethod::Blocked,
-    );
-    assert!(
-        matches!(blocked, Err(multilevel::error::LmmError::TooLarge { .. })),
-        "the blocked form is too large here"
-    );
     let mut p1 = first.problem();
     let mut p2 = second.problem();
-    assert_eq!(p1.chol.method(), FactorMethod::Supernodal);
-    assert_eq!(p2.chol.method(), FactorMethod::Supernodal);
+    assert!(BlockedCholesky::new(&p1.a, &Exec::new(0)).is_none());
     eprintln!(
         "beyond the dense limit: {:?} / swapped {:?}",
-        p1.chol.supernodal().unwrap().stats(),
-        p2.chol.supernodal().unwrap().stats()
+        p1.factor.supernodal().unwrap().stats(),
+        p2.factor.supernodal().unwrap().stats()
     );
     for t in [[1.0, 1.0], [0.8, 0.5], [0.3, 1.7], [1.1, 0.0]] {
         for reml in [false, true] {
@@ -832,14 +809,10 @@ fn a_kept_factor_gives_the_solution_of_a_fresh_one() {
     // (one at a time and in pairs), then takes it back for the solution: the same numbers, to
     // the last bit, as factoring there afresh.
     let data = students_by_lecturers(31);
-    let fresh = || {
-        let mut p = data.problem();
-        p.chol = SupernodalCholesky::with_threads(&p.a, 2).unwrap().into();
-        p
-    };
+    let fresh = || data.problem_supernodal(2);
     let best = vec![0.6, 0.9, 0.3];
     let others: Vec<Vec<f64>> = (1..6)
-        .map(|i| vec![0.6 + 0.05 * i as f64, 0.9, 0.3 - 0.02 * i as f64])
+        .map(|i| vec![0.6 + 0.05 * f64::from(i), 0.9, 0.3 - 0.02 * f64::from(i)])
         .collect();
     for reml in [false, true] {
         let want = fresh().solution(&best, reml).unwrap();
@@ -868,5 +841,54 @@ fn a_kept_factor_gives_the_solution_of_a_fresh_one() {
         for (a, b) in got.u.iter().flatten().zip(want.u.iter().flatten()) {
             assert_eq!(a.to_bits(), b.to_bits(), "u {a} vs {b}");
         }
+    }
+}
+
+#[test]
+fn one_thread_and_two_threads_give_the_same_fit_bit_for_bit() {
+    // The execution handle sets the threads; the numbers must not depend on it: a crossed model
+    // (supernodal, with a schedule for two threads when the handle has two) and a nested one
+    // (blocked), fitted with REML on one thread and on two.
+    let nested = simulated(
+        33,
+        360,
+        2,
+        |rng, d| {
+            let (class, school) = nested_codes(rng, 360);
+            d.add_term(rng, class, 60, 1, false)
+                .add_term(rng, school, 12, 2, false);
+        },
+        &[0.6, 0.9, 0.2, 0.4],
+    );
+    for (name, data) in [("crossed", students_by_lecturers(35)), ("nested", nested)] {
+        // Per thread count: evaluations, theta, objective, beta, b, and objectives in pairs
+        // (the convergence check's way) near the optimum, as bits.
+        let bits: Vec<Vec<u64>> = [1, 2]
+            .iter()
+            .map(|&threads| {
+                let mut problem = data.problem_on(&Exec::new(threads));
+                assert_eq!(problem.exec().threads(), threads);
+                let fit =
+                    multilevel::optim::fit(&mut problem, &multilevel::optim::FitOptions::default())
+                        .unwrap_or_else(|e| panic!("{name}, {threads} threads: {e}"));
+                let s = &fit.solution;
+                let near: Vec<Vec<f64>> = (0..5)
+                    .map(|i| {
+                        s.theta
+                            .iter()
+                            .map(|t| t * (1.0 + 0.01 * f64::from(i)))
+                            .collect()
+                    })
+                    .collect();
+                let values = problem.objective_values(&near, true).unwrap();
+                let all = s.theta.iter().chain(std::iter::once(&s.objective));
+                let all = all.chain(&s.beta);
+                let all = all.chain(s.b.iter().flatten()).chain(&values);
+                std::iter::once(fit.optimizer.n_eval as u64)
+                    .chain(all.map(|v| v.to_bits()))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(bits[0], bits[1], "{name}: one thread and two differ");
     }
 }

@@ -77,3 +77,15 @@ fn diagonal_term_weights_offset() {
     d.simulate(&mut rng, &[0.8, 0.3], &[2.0, 0.5], 1.2);
     check("diagonal", &d, &[vec![0.8, 0.3], vec![1.0, 0.0]]);
 }
+
+#[test]
+fn a_term_with_no_columns_is_an_error_not_a_panic() {
+    // `(0 | g)`: q = 0 (issue 15).
+    let mut rng = Rng::new(5);
+    let mut d = Data::new(&mut rng, 50, 1);
+    let codes = random_codes(&mut rng, 50, 5);
+    d.add_term(&mut rng, codes, 5, 0, false);
+    let a = d.accumulator().finish();
+    let err = multilevel::lmm::LmmProblem::new(a, &multilevel::exec::Exec::serial()).unwrap_err();
+    assert!(err.to_string().contains("no columns"), "{err}");
+}

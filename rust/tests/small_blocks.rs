@@ -1,17 +1,17 @@
-//! Tiny dense blocks of the blocked factor (a factor with few levels crossed with the first
-//! term, the fixed-effects block), which `cholesky` handles with plain loops below its size
-//! threshold, against the dense reference: objective, determinants, beta and b.
+//! The blocked factor's dense D = [X y] block, factored by the plain loops of `small.rs` up to
+//! 16 rows and by faer above, against the dense reference: objective, beta and b, on nested
+//! structures (the ones the blocked form serves) with few and with many fixed effects.
 
 mod common;
 
 use common::{dense_reference, random_codes, rel, rel_vec, Data, Rng};
-use multilevel::blocks::Block;
-use multilevel::cholesky::FactorMethod;
 
-/// The blocked form explicitly: `Auto` factors crossed structures in the supernodal form,
-/// and the small-block loops live in the blocked one.
 fn check(name: &str, data: &Data, thetas: &[Vec<f64>]) {
-    let mut problem = data.problem_with(FactorMethod::Blocked);
+    let mut problem = data.problem();
+    assert!(
+        problem.factor.blocked().is_some(),
+        "{name}: the blocked form"
+    );
     for theta in thetas {
         let dense = dense_reference(data, theta);
         for reml in [false, true] {
@@ -34,52 +34,43 @@ fn check(name: &str, data: &Data, thetas: &[Vec<f64>]) {
     }
 }
 
+/// Classes in schools (a vector term on the schools), with p fixed effects.
+fn nested(seed: u64, p: usize) -> Data {
+    let mut rng = Rng::new(seed);
+    let n = 600;
+    let mut d = Data::new(&mut rng, n, p);
+    let class = random_codes(&mut rng, n, 60);
+    let school: Vec<i32> = class.iter().map(|c| c / 5).collect();
+    d.add_term(&mut rng, class, 60, 1, false)
+        .add_term(&mut rng, school, 12, 2, false);
+    d.with_weights(&mut rng, 0.5, 1.5);
+    let beta: Vec<f64> = (0..p).map(|j| 1.0 - 0.1 * j as f64).collect();
+    d.simulate(&mut rng, &[0.8, 1.2, 0.3, 0.5], &beta, 0.7);
+    d
+}
+
 #[test]
-fn crossed_with_a_small_factor() {
-    // 24 x 6 as penicillin, with a slope on the small factor too (q = 2: a 12 x 12 block).
-    let mut rng = Rng::new(21);
-    let n = 288;
-    let mut d = Data::new(&mut rng, n, 2);
-    let plate = random_codes(&mut rng, n, 24);
-    let sample = random_codes(&mut rng, n, 6);
-    d.add_term(&mut rng, plate, 24, 1, false)
-        .add_term(&mut rng, sample, 6, 2, false);
-    d.simulate(&mut rng, &[0.8, 1.2, 0.3, 0.5], &[3.0, -1.0], 0.7);
-    let problem = d.problem_with(FactorMethod::Blocked);
-    let l = problem.chol.blocks().expect("the blocked form");
-    assert!(
-        matches!(l[1][1], Block::Dense(ref m) if m.nrows() == 12),
-        "the small factor's block fills in and is dense"
-    );
+fn a_small_fixed_effects_block() {
     check(
-        "24 x 6",
-        &d,
+        "p = 3",
+        &nested(21, 3),
         &[
             vec![0.8, 1.2, 0.3, 0.5],
-            vec![1.0, 0.0, 0.0, 1.0],
+            vec![1.0, 1.0, 0.0, 1.0],
             vec![0.5, 2.0, -0.4, 0.0],
         ],
     );
 }
 
 #[test]
-fn three_crossed_small_factors() {
-    let mut rng = Rng::new(22);
-    let n = 200;
-    let mut d = Data::new(&mut rng, n, 3);
-    for levels in [20, 7, 4] {
-        let c = random_codes(&mut rng, n, levels);
-        d.add_term(&mut rng, c, levels, 1, false);
-    }
-    d.with_weights(&mut rng, 0.5, 1.5);
-    d.simulate(&mut rng, &[0.7, 1.1, 0.4], &[1.0, 0.5, -0.5], 1.0);
+fn a_large_fixed_effects_block() {
     check(
-        "20 x 7 x 4",
-        &d,
+        "p = 20",
+        &nested(22, 20),
         &[
-            vec![0.7, 1.1, 0.4],
-            vec![1.0, 1.0, 1.0],
-            vec![0.3, 0.0, 2.0],
+            vec![0.8, 1.2, 0.3, 0.5],
+            vec![1.0, 1.0, 0.0, 1.0],
+            vec![0.0, 0.7, -0.4, 0.9],
         ],
     );
 }

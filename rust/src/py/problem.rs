@@ -253,8 +253,7 @@ impl PyLmmProblem {
             let inner = rows.with_source(py, |source| {
                 py.detach(|| {
                     let a = accumulate(source, &exec)?.finish();
-                    // MERGE: pass exec
-                    let mut problem = LmmProblem::new(a)?;
+                    let mut problem = LmmProblem::new(a, &exec)?;
                     problem.set_start(lme4_start(source)?)?;
                     Ok::<_, LmmError>(problem)
                 })

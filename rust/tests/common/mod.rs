@@ -14,10 +14,13 @@
 
 #![allow(dead_code)]
 
-use multilevel::cholesky::{BlockedCholesky, FactorMethod};
 use multilevel::crossprod::{CrossProdAccumulator, RowChunk};
+use multilevel::exec::Exec;
+use multilevel::linalg::blocked::BlockedCholesky;
+use multilevel::linalg::factor::Factor;
 use multilevel::lmm::LmmProblem;
 use multilevel::remat::{self, ReTermShape};
+use multilevel::supernodal::SupernodalCholesky;
 
 /// xorshift64* with a splitmix64 seeding step; deterministic across platforms.
 pub struct Rng(u64);
@@ -240,15 +243,33 @@ impl Data {
         acc
     }
 
+    /// The problem on every core, its factor in the form its structure calls for.
     pub fn problem(&self) -> LmmProblem {
-        LmmProblem::new(self.accumulator().finish()).expect("a valid problem")
+        self.problem_on(&Exec::new(0))
     }
 
-    /// The problem with its factor in the given form.
-    pub fn problem_with(&self, method: FactorMethod) -> LmmProblem {
+    /// The problem on the threads of `exec`.
+    pub fn problem_on(&self, exec: &Exec) -> LmmProblem {
+        LmmProblem::new(self.accumulator().finish(), exec).expect("a valid problem")
+    }
+
+    /// The problem with its factor in the blocked form, when the structure allows it.
+    pub fn problem_blocked(&self) -> Option<LmmProblem> {
         let mut problem = self.problem();
-        problem.chol =
-            BlockedCholesky::with_method(&problem.a, method).expect("a valid symbolic factor");
+        problem.factor = BlockedCholesky::new(&problem.a, &Exec::new(0))?.into();
+        Some(problem)
+    }
+
+    /// The problem with its factor in the supernodal form, with a schedule for `threads`
+    /// threads whatever its size (0: the schedule the factor would choose).
+    pub fn problem_supernodal(&self, threads: usize) -> LmmProblem {
+        let mut problem = self.problem();
+        let s = if threads == 0 {
+            SupernodalCholesky::analyse(&problem.a, &Exec::new(0))
+        } else {
+            SupernodalCholesky::with_threads(&problem.a, threads)
+        };
+        problem.factor = s.expect("a valid symbolic factor").into();
         problem
     }
 }
@@ -352,7 +373,10 @@ pub fn dense_z(data: &Data) -> (Vec<f64>, usize) {
 pub fn dense_lambda(data: &Data, theta: &[f64]) -> Vec<f64> {
     let shapes = data.shapes();
     let lambdas = remat::lambdas(&shapes, theta);
-    let qtot: usize = shapes.iter().map(|s| s.size()).sum();
+    let qtot: usize = shapes
+        .iter()
+        .map(multilevel::remat::ReTermShape::size)
+        .sum();
     let mut lam = vec![0.0; qtot * qtot];
     let mut off = 0;
     for (s, l) in shapes.iter().zip(&lambdas) {

@@ -118,9 +118,11 @@ pub struct SupernodalCholesky {
 
 impl SupernodalCholesky {
     /// The symbolic step: ordering, supernodes, update lists, the assembly map and the schedule
-    /// (for the threads of `exec`, or one thread for a small factor).
+    /// (for the machine's cores, or one thread for a small factor), run on `exec`'s team.
     pub fn new(a: &CrossProducts, exec: &Exec) -> Result<Self> {
-        Self::build(a, exec.clone(), exec.threads(), PARALLEL_MIN_WORK)
+        // Laid out for the machine's cores whatever exec's threads: the same values for every
+        // number of threads (`Exec::schedule_width`).
+        Self::build(a, exec.clone(), Exec::schedule_width(), PARALLEL_MIN_WORK)
     }
 
     /// The symbolic step with a schedule for `threads` threads whatever the size of the factor

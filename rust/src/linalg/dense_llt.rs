@@ -24,6 +24,7 @@
 //! threads. (LAPACK parallelises the same algorithm through a threaded BLAS; faer's own parallel
 //! Cholesky goes through rayon, whose workers fall asleep between the steps, see `team.rs`.)
 
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use faer::dyn_stack::MemStack;
@@ -46,19 +47,24 @@ const SOLVE_ROWS: usize = 128;
 /// A panel shared by the threads of a job. Each step writes parts no other thread touches in
 /// that step (see `factor`), so the pointer may be used from every thread.
 #[derive(Clone, Copy)]
-pub struct SharedPanel {
+pub struct SharedPanel<'a> {
     ptr: *mut f64,
     m: usize,
     k: usize,
+    /// The panel borrows its values mutably for as long as it lives.
+    values: PhantomData<&'a mut [f64]>,
 }
 
-// SAFETY: the threads write disjoint parts between barriers (see `factor`).
-unsafe impl Send for SharedPanel {}
-unsafe impl Sync for SharedPanel {}
+// SAFETY: a `SharedPanel` is a pointer to values that it borrows mutably for its lifetime; the
+// threads of a job access it only through `view` and `view_mut`, on parts that no other thread
+// writes in the same step (see `factor`), with barriers between the steps.
+unsafe impl Send for SharedPanel<'_> {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for SharedPanel<'_> {}
 
-impl SharedPanel {
+impl<'a> SharedPanel<'a> {
     /// The m x k panel in `values` (column-major, m >= k, `values.len() >= m * k`).
-    pub fn new(values: &mut [f64], m: usize, k: usize) -> Self {
+    pub fn new(values: &'a mut [f64], m: usize, k: usize) -> Self {
         assert!(
             m >= k && values.len() >= m * k,
             "panel larger than its values"
@@ -67,6 +73,7 @@ impl SharedPanel {
             ptr: values.as_mut_ptr(),
             m,
             k,
+            values: PhantomData,
         }
     }
 
@@ -75,14 +82,19 @@ impl SharedPanel {
     /// # Safety
     /// No other thread may write these elements while the view lives.
     unsafe fn view(&self, r0: usize, r1: usize, c0: usize, c1: usize) -> MatRef<'_, f64> {
-        debug_assert!(r0 <= r1 && r1 <= self.m && c0 <= c1 && c1 <= self.k);
-        MatRef::from_raw_parts(
-            self.ptr.add(c0 * self.m + r0),
-            r1 - r0,
-            c1 - c0,
-            1,
-            self.m as isize,
-        )
+        assert!(r0 <= r1 && r1 <= self.m && c0 <= c1 && c1 <= self.k);
+        // SAFETY: rows r0..r1 and columns c0..c1 of the m x k column-major panel lie inside the
+        // values given to `new` (m * k of them); the caller guarantees that no thread writes
+        // them while the view lives.
+        unsafe {
+            MatRef::from_raw_parts(
+                self.ptr.add(c0 * self.m + r0),
+                r1 - r0,
+                c1 - c0,
+                1,
+                self.m as isize,
+            )
+        }
     }
 
     /// Rows r0..r1, columns c0..c1, to write.
@@ -91,14 +103,18 @@ impl SharedPanel {
     /// No other thread may read or write these elements while the view lives.
     #[allow(clippy::mut_from_ref)]
     unsafe fn view_mut(&self, r0: usize, r1: usize, c0: usize, c1: usize) -> MatMut<'_, f64> {
-        debug_assert!(r0 <= r1 && r1 <= self.m && c0 <= c1 && c1 <= self.k);
-        MatMut::from_raw_parts_mut(
-            self.ptr.add(c0 * self.m + r0),
-            r1 - r0,
-            c1 - c0,
-            1,
-            self.m as isize,
-        )
+        assert!(r0 <= r1 && r1 <= self.m && c0 <= c1 && c1 <= self.k);
+        // SAFETY: as in `view`; the caller guarantees that no other thread reads or writes these
+        // elements while the view lives.
+        unsafe {
+            MatMut::from_raw_parts_mut(
+                self.ptr.add(c0 * self.m + r0),
+                r1 - r0,
+                c1 - c0,
+                1,
+                self.m as isize,
+            )
+        }
     }
 }
 
@@ -108,7 +124,7 @@ impl SharedPanel {
 /// non-positive pivot it receives the pivot's column, which every thread returns.
 pub fn factor(
     ctx: &Ctx,
-    panel: SharedPanel,
+    panel: SharedPanel<'_>,
     failed: &AtomicUsize,
     stack: Option<&mut MemStack>,
 ) -> std::result::Result<(), usize> {
@@ -194,7 +210,7 @@ fn j1_of(j0: usize, k: usize) -> usize {
 /// Factors the diagonal block j0..j1 in place; false (and its column in `failed`) at a
 /// non-positive pivot.
 fn factor_diagonal(
-    panel: SharedPanel,
+    panel: SharedPanel<'_>,
     j0: usize,
     j1: usize,
     failed: &AtomicUsize,
@@ -202,8 +218,14 @@ fn factor_diagonal(
 ) -> bool {
     // SAFETY: the caller's thread alone touches this block in this step.
     let diag = unsafe { panel.view_mut(j0, j1, j0, j1) };
-    let params: faer::Spec<LltParams, f64> = Default::default();
-    match cholesky_in_place(diag, Default::default(), Par::Seq, stack, params) {
+    let params: faer::Spec<LltParams, f64> = faer::Spec::default();
+    match cholesky_in_place(
+        diag,
+        faer::linalg::cholesky::llt::factor::LltRegularization::default(),
+        Par::Seq,
+        stack,
+        params,
+    ) {
         Err(LltError::NonPositivePivot { index }) => {
             failed.store(j0 + index, Ordering::Relaxed);
             false
@@ -241,8 +263,8 @@ mod tests {
         let mut state = seed;
         let mut next = || {
             state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
             ((state >> 11) as f64) / ((1u64 << 53) as f64) - 0.5
         };
         let b = Mat::<f64>::from_fn(m, k, |_, _| next());
@@ -277,7 +299,7 @@ mod tests {
         let mut buf = MemBuffer::new(cholesky_in_place_scratch::<f64>(
             BLOCK,
             Par::Seq,
-            Default::default(),
+            faer::Spec::default(),
         ));
         let buf = Mutex::new(&mut buf);
         let results = Mutex::new(Vec::new());
@@ -305,16 +327,16 @@ mod tests {
             let mut buf = MemBuffer::new(cholesky_in_place_scratch::<f64>(
                 k,
                 Par::Seq,
-                Default::default(),
+                faer::Spec::default(),
             ));
             {
                 let (mut top, mut bottom) = want.as_mut().split_at_row_mut(k);
                 cholesky_in_place(
                     top.as_mut(),
-                    Default::default(),
+                    faer::linalg::cholesky::llt::factor::LltRegularization::default(),
                     Par::Seq,
                     MemStack::new(&mut buf),
-                    Default::default(),
+                    faer::Spec::default(),
                 )
                 .unwrap();
                 solve_lower_triangular_in_place(

@@ -17,12 +17,14 @@
 //! barriers on every thread. A second caller while the team is busy (two fits at once from
 //! different Python threads) gets a one-thread context instead of waiting.
 //!
-//! MixedModels.jl stays single-threaded here; CHOLMOD (lme4) parallelises only inside BLAS.
+//! Teams are made and cached by the execution handle (`exec.rs`), one per thread count; nothing
+//! here chooses a number of threads. MixedModels.jl stays single-threaded here; CHOLMOD (lme4)
+//! parallelises only inside BLAS.
 
 use std::cell::UnsafeCell;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a helper spins for the next job before it parks.
@@ -38,8 +40,11 @@ type Job = dyn Fn(&Ctx) + Sync;
 #[derive(Clone, Copy)]
 struct JobPtr(*const Job);
 
-// SAFETY: the job is `Sync`, and the pointer is only read while `run` keeps the job alive.
+// SAFETY: the job is `Sync` (so it may be called from any thread), and the pointer is only
+// dereferenced while `run` keeps the job alive (it waits for every helper to finish with it).
 unsafe impl Send for JobPtr {}
+// SAFETY: as for `Send`: sharing the pointer only lets other threads call the `Sync` job while
+// `run` keeps it alive.
 unsafe impl Sync for JobPtr {}
 
 struct Shared {
@@ -135,9 +140,10 @@ impl Ctx<'_> {
             return;
         }
         spin_until(|| {
-            if sh.panicked.load(Ordering::Relaxed) {
-                panic!("another thread of the team panicked");
-            }
+            assert!(
+                !sh.panicked.load(Ordering::Relaxed),
+                "another thread of the team panicked"
+            );
             sh.generation.load(Ordering::Acquire) != generation
         });
     }
@@ -175,13 +181,6 @@ pub struct Team {
 }
 
 impl Team {
-    /// The process-wide team: as many threads as rayon's global pool (so `RAYON_NUM_THREADS`
-    /// sets both), started on first use.
-    pub fn global() -> &'static Team {
-        static TEAM: OnceLock<Team> = OnceLock::new();
-        TEAM.get_or_init(|| Team::new(rayon::current_num_threads().max(1)))
-    }
-
     /// A team of `n_threads` threads: the caller of `run` and `n_threads - 1` helpers.
     pub fn new(n_threads: usize) -> Team {
         let n_threads = n_threads.max(1);
@@ -246,7 +245,10 @@ impl Team {
         }
         sh.epoch.fetch_add(1, Ordering::SeqCst);
         {
-            let parked = sh.parked.lock().unwrap_or_else(|e| e.into_inner());
+            let parked = sh
+                .parked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if *parked > 0 {
                 sh.wake.notify_all();
             }
@@ -264,9 +266,7 @@ impl Team {
         if let Err(payload) = result {
             resume_unwind(payload);
         }
-        if panicked {
-            panic!("a thread of the team panicked");
-        }
+        assert!(!panicked, "a thread of the team panicked");
     }
 }
 
@@ -304,10 +304,16 @@ fn helper(sh: &Shared, tid: usize) {
             if idle.elapsed() < IDLE_SPIN {
                 continue;
             }
-            let mut parked = sh.parked.lock().unwrap_or_else(|e| e.into_inner());
+            let mut parked = sh
+                .parked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             *parked += 1;
             while sh.epoch.load(Ordering::SeqCst) == seen {
-                parked = sh.wake.wait(parked).unwrap_or_else(|e| e.into_inner());
+                parked = sh
+                    .wake
+                    .wait(parked)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
             }
             *parked -= 1;
             idle = Instant::now();
@@ -374,11 +380,9 @@ mod tests {
         let team = Team::new(2);
         let result = catch_unwind(AssertUnwindSafe(|| {
             team.run(|ctx| {
-                if ctx.tid() == 1 {
-                    panic!("helper fails");
-                }
+                assert!(ctx.tid() != 1, "helper fails");
                 ctx.barrier();
-            })
+            });
         }));
         assert!(result.is_err());
         // The team still works afterwards.

@@ -1,9 +1,12 @@
-//! Block types of the blocked Cholesky factor and the small dense kernels they need.
+//! Block types of the cross-products and of the blocked Cholesky factor.
 //!
-//! MixedModels.jl keeps each block of L in the cheapest type that can hold it: a diagonal or
-//! block-diagonal matrix for a term's own block when no fill-in reaches it, a sparse matrix of
-//! q_i x q_j blocks for the blocks below the first term, dense matrices elsewhere. The same three
-//! types are here. Small q x q blocks are column-major slices of f64.
+//! MixedModels.jl keeps each block of L in the cheapest type that can hold it (its
+//! `UniformBlockDiagonal` and `BlockedSparse`; lme4 keeps one CHOLMOD sparse factor). Here:
+//! `BlockDiag`, n square q x q blocks on a diagonal (a term's own block of A, and of L when no
+//! fill-in reaches it), and `SparseBlocks`, a sparse matrix of q_i x q_j blocks compressed by
+//! block column (the blocks of A between two terms, and of L below the diagonal when nothing
+//! fills them in). Each small block is a column-major slice of f64. Dense blocks (the rows of
+//! D = [X y]) are faer matrices.
 
 use faer::Mat;
 
@@ -88,6 +91,7 @@ impl SparseBlocks {
     }
 
     /// The same pattern with every value zero.
+    #[must_use]
     pub fn zeroed_pattern(&self) -> Self {
         let mut s = self.clone();
         s.data.iter_mut().for_each(|v| *v = 0.0);
@@ -128,6 +132,7 @@ impl SparseBlocks {
     }
 
     /// The union of this pattern with extra (row, col) keys; values of existing blocks kept.
+    #[must_use]
     pub fn with_extra_pattern(&self, extra: &[(u32, u32)]) -> Self {
         if extra.is_empty() {
             return self.clone();
@@ -172,143 +177,9 @@ impl SparseBlocks {
     }
 }
 
-/// A block of the Cholesky factor.
-#[derive(Clone, Debug)]
-pub enum Block {
-    Diag(BlockDiag),
-    Sparse(SparseBlocks),
-    Dense(Mat<f64>),
-}
-
-impl Block {
-    pub fn is_dense(&self) -> bool {
-        matches!(self, Block::Dense(_))
-    }
-}
-
-/// In-place Cholesky of a small q x q column-major block (lower triangle used and written,
-/// upper triangle zeroed). Returns the failing pivot on a non-positive one.
-pub fn chol_small(a: &mut [f64], q: usize) -> Result<(), usize> {
-    for j in 0..q {
-        let mut d = a[j + j * q];
-        for k in 0..j {
-            d -= a[j + k * q] * a[j + k * q];
-        }
-        if d <= 0.0 || !d.is_finite() {
-            return Err(j);
-        }
-        let d = d.sqrt();
-        a[j + j * q] = d;
-        for i in j + 1..q {
-            let mut s = a[i + j * q];
-            for k in 0..j {
-                s -= a[i + k * q] * a[j + k * q];
-            }
-            a[i + j * q] = s / d;
-        }
-        for i in 0..j {
-            a[i + j * q] = 0.0;
-        }
-    }
-    Ok(())
-}
-
-/// b <- b L^{-T} for an r x q column-major block b and lower-triangular q x q L.
-pub fn right_solve_lt(b: &mut [f64], r: usize, l: &[f64], q: usize) {
-    // Row by row: x L' = b_row  <=>  L x' = b_row', forward substitution.
-    for i in 0..r {
-        for j in 0..q {
-            let mut s = b[i + j * r];
-            for k in 0..j {
-                s -= b[i + k * r] * l[j + k * q];
-            }
-            b[i + j * r] = s / l[j + j * q];
-        }
-    }
-}
-
-/// x <- L^{-1} x for lower-triangular q x q L.
-pub fn solve_l_small(l: &[f64], q: usize, x: &mut [f64]) {
-    for j in 0..q {
-        let mut s = x[j];
-        for k in 0..j {
-            s -= l[j + k * q] * x[k];
-        }
-        x[j] = s / l[j + j * q];
-    }
-}
-
-/// x <- L^{-T} x for lower-triangular q x q L.
-pub fn solve_lt_small(l: &[f64], q: usize, x: &mut [f64]) {
-    for j in (0..q).rev() {
-        let mut s = x[j];
-        for k in j + 1..q {
-            s -= l[k + j * q] * x[k];
-        }
-        x[j] = s / l[j + j * q];
-    }
-}
-
-/// out (qa x qb) = lambda_a' blk lambda_b, for a qa x qb block and lower-triangular templates.
-pub fn scale_block(
-    blk: &[f64],
-    lambda_a: &[f64],
-    qa: usize,
-    lambda_b: &[f64],
-    qb: usize,
-    out: &mut [f64],
-) {
-    if qa == 1 && qb == 1 {
-        out[0] = lambda_a[0] * (blk[0] * lambda_b[0]);
-        return;
-    }
-    // tmp = blk lambda_b  (qa x qb); on the stack for the usual small blocks.
-    let mut stack_buf = [0.0f64; 16];
-    let mut heap_buf = Vec::new();
-    let tmp: &mut [f64] = if qa * qb <= 16 {
-        &mut stack_buf[..qa * qb]
-    } else {
-        heap_buf.resize(qa * qb, 0.0);
-        &mut heap_buf
-    };
-    for j in 0..qb {
-        for k in j..qb {
-            let l = lambda_b[k + j * qb];
-            if l != 0.0 {
-                for i in 0..qa {
-                    tmp[i + j * qa] += blk[i + k * qa] * l;
-                }
-            }
-        }
-    }
-    // out = lambda_a' tmp
-    for j in 0..qb {
-        for i in 0..qa {
-            let mut s = 0.0;
-            for k in i..qa {
-                s += lambda_a[k + i * qa] * tmp[k + j * qa];
-            }
-            out[i + j * qa] = s;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn small_cholesky_reconstructs() {
-        let mut a = vec![4.0, 2.0, 2.0, 3.0];
-        chol_small(&mut a, 2).unwrap();
-        let l = a.clone();
-        // L L' == original
-        assert!((l[0] * l[0] - 4.0).abs() < 1e-14);
-        assert!((l[1] * l[0] - 2.0).abs() < 1e-14);
-        assert!((l[1] * l[1] + l[3] * l[3] - 3.0).abs() < 1e-14);
-        assert_eq!(l[2], 0.0);
-        assert!(chol_small(&mut [1.0, 2.0, 2.0, 1.0], 2).is_err());
-    }
 
     #[test]
     fn sparse_blocks_round_trip() {
@@ -322,29 +193,5 @@ mod tests {
         let d = s.to_dense();
         assert_eq!(d[(2, 0)], 3.0);
         assert_eq!(d[(0, 1)], 1.0);
-    }
-
-    #[test]
-    fn scale_block_matches_dense_product() {
-        let blk = [1.0, 2.0, 3.0, 4.0];
-        let la = [1.0, 0.5, 0.0, 2.0];
-        let lb = [3.0, -1.0, 0.0, 1.0];
-        let mut out = [0.0; 4];
-        scale_block(&blk, &la, 2, &lb, 2, &mut out);
-        // la' * blk * lb computed by hand
-        let t = |i: usize, j: usize| -> f64 {
-            let mut s = 0.0;
-            for k in 0..2 {
-                for m in 0..2 {
-                    s += la[k + i * 2] * blk[k + m * 2] * lb[m + j * 2];
-                }
-            }
-            s
-        };
-        for j in 0..2 {
-            for i in 0..2 {
-                assert!((out[i + j * 2] - t(i, j)).abs() < 1e-14);
-            }
-        }
     }
 }

@@ -9,7 +9,8 @@
 //! ```
 //!
 //! so ldL2 = sum_l log det M_l, ldRX2 = 2 sum_{a < p} log R_aa and pwrss = R_pp^2: what
-//! `cholesky::BlockedCholesky::update` computes for one term. Here it is done in two sweeps
+//! `blocked::BlockedCholesky::update` computes for one term (lme4 and MixedModels.jl have no
+//! such shortcut: they update the factor). Here it is done in two sweeps
 //! that suit a long list of tiny blocks: a scalar pass over the levels for det M_l and H_l
 //! (closed form for q = 1 and 2), then the (p + 1)(p + 2) / 2 entries of the sum as dot
 //! products of length levels x q over a row-major copy of D'WZ, made once (when that copy would
@@ -17,9 +18,10 @@
 //! per evaluation. This is the evaluation that the optimiser repeats; the blocked factor is still
 //! used for the solution at the optimum.
 
-use crate::blocks::chol_small;
 use crate::crossprod::CrossProducts;
 use crate::error::{LmmError, Result};
+use crate::linalg::scale::{inflate_2x2, inflate_scalar, scale_inflate_block_with};
+use crate::linalg::small::chol_small;
 
 /// Largest row-major copy of D'WZ kept for the evaluation (64 MB of f64).
 const MAX_COPY: usize = 1 << 23;
@@ -39,7 +41,7 @@ pub struct OneTerm {
     e: Vec<f64>,
     /// S, then R ((p + 1) x (p + 1), column-major, lower triangle).
     s: Vec<f64>,
-    /// q x q scratch of `levels_any`.
+    /// q x q scratch of `levels_any`: lambda' A_l (t), M_l and L_l (m), L_l^-1 lambda' (v).
     t: Vec<f64>,
     m: Vec<f64>,
     v: Vec<f64>,
@@ -112,7 +114,7 @@ impl OneTerm {
         let mut log_det = 0.0;
         let mut prod = 1.0f64;
         for (l, (h, &al)) in self.h.iter_mut().zip(diag).enumerate() {
-            let m = lam2 * al + 1.0;
+            let m = inflate_scalar(lam2, al);
             if !(m > 0.0 && m.is_finite()) {
                 return Err(not_pd(l));
             }
@@ -138,13 +140,7 @@ impl OneTerm {
             .zip(diag.chunks_exact(4))
             .enumerate()
         {
-            let (a00, a10, a11) = (al[0], al[1], al[3]);
-            // M = lambda' A lambda + I.
-            let t00 = a00 * l00 + a10 * l10;
-            let t10 = a10 * l00 + a11 * l10;
-            let m00 = l00 * t00 + l10 * t10 + 1.0;
-            let m10 = l11 * t10;
-            let m11 = l11 * (a11 * l11) + 1.0;
+            let (m00, m10, m11) = inflate_2x2(al, l00, l10, l11);
             let det = m00 * m11 - m10 * m10;
             if !(m00 > 0.0 && det > 0.0 && det.is_finite()) {
                 return Err(not_pd(2 * l + usize::from(m00 > 0.0)));
@@ -176,37 +172,12 @@ impl OneTerm {
         let mut log_det = 0.0;
         let mut prod = 1.0f64;
         for l in 0..self.n_levels {
-            let al = &diag[l * qq..(l + 1) * qq];
-            // t = A_l lambda; m = lambda' t + I (lower triangle).
-            for b in 0..q {
-                for i in 0..q {
-                    t[i + b * q] = (b..q).map(|e| al[i + e * q] * lambda[e + b * q]).sum();
-                }
-            }
-            for b in 0..q {
-                for i in b..q {
-                    let s: f64 = (i..q).map(|e| lambda[e + i * q] * t[e + b * q]).sum();
-                    m[i + b * q] = s + if i == b { 1.0 } else { 0.0 };
-                }
-            }
+            // M_l = lambda' A_l lambda + I = L_l L_l'.
+            scale_inflate_block_with(&diag[l * qq..(l + 1) * qq], lambda, q, t, m);
+            chol_small(m, q).map_err(|j| not_pd(l * q + j))?;
             for j in 0..q {
-                let mut d = m[j + j * q];
-                for k in 0..j {
-                    d -= m[j + k * q] * m[j + k * q];
-                }
-                if !(d > 0.0 && d.is_finite()) {
-                    return Err(not_pd(l * q + j));
-                }
-                let d = d.sqrt();
-                m[j + j * q] = d;
+                let d = m[j + j * q];
                 prod *= d * d;
-                for i in j + 1..q {
-                    let mut s = m[i + j * q];
-                    for k in 0..j {
-                        s -= m[i + k * q] * m[j + k * q];
-                    }
-                    m[i + j * q] = s / d;
-                }
             }
             if prod > 1e200 {
                 log_det += prod.ln();
@@ -298,7 +269,7 @@ impl OneTerm {
         let e = &mut self.e[..pd * q];
         for (dzl, h) in dz.chunks_exact(pd * q).zip(self.h.chunks_exact(nh)) {
             for (b, eb) in e.chunks_exact_mut(pd).enumerate() {
-                eb.iter_mut().for_each(|v| *v = 0.0);
+                eb.fill(0.0);
                 for (a_, da) in dzl.chunks_exact(pd).enumerate() {
                     let (hi, lo) = if a_ >= b { (a_, b) } else { (b, a_) };
                     let hba = h[lo * q - lo * (lo.saturating_sub(1)) / 2 + (hi - lo)];
