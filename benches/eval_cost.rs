@@ -14,13 +14,15 @@
 use std::fs;
 use std::time::Instant;
 
-use multilevel::crossprod::{accumulate_parallel, balanced_piece_rows, RowChunk, PIECE_ROWS};
 use multilevel::exec::Exec;
 use multilevel::linalg::blocked::BlockedCholesky;
 use multilevel::linalg::factor::{Factor, LFactor};
+use multilevel::linalg::supernodal::SupernodalCholesky;
 use multilevel::lmm::LmmProblem;
-use multilevel::remat::ReTermShape;
-use multilevel::supernodal::SupernodalCholesky;
+use multilevel::model::crossprod::{
+    accumulate_parallel, balanced_piece_rows, RowChunk, PIECE_ROWS,
+};
+use multilevel::model::remat::ReTermShape;
 
 fn read_f64(path: &str) -> Vec<f64> {
     let bytes = fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -101,7 +103,7 @@ fn main() {
     if std::env::var("ACC").is_ok() {
         for _ in 0..3 {
             let t = Instant::now();
-            let mut acc = multilevel::crossprod::CrossProdAccumulator::new(&shapes, p);
+            let mut acc = multilevel::model::crossprod::CrossProdAccumulator::new(&shapes, p);
             acc.add(&chunk).unwrap();
             let t1 = t.elapsed().as_secs_f64() * 1e3;
             let a = acc.finish();

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::team::Team;
+use crate::linalg::team::Team;
 
 /// The threads a fit may use: a team (spinning, for the numeric factor) and a rayon pool (for
 /// coarse parallel passes), both of the same size. Cheap to clone.
@@ -26,7 +26,9 @@ pub struct Exec {
 
 impl std::fmt::Debug for Exec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Exec").field("threads", &self.threads).finish()
+        f.debug_struct("Exec")
+            .field("threads", &self.threads)
+            .finish_non_exhaustive()
     }
 }
 

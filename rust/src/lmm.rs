@@ -22,13 +22,13 @@
 use faer::MatRef;
 use rayon::prelude::*;
 
-use crate::crossprod::CrossProducts;
 use crate::error::{LmmError, Result};
 use crate::exec::Exec;
 use crate::linalg::factor::{Factor, LFactor};
 use crate::linalg::oneterm::OneTerm;
-use crate::remat::{self, ReTermShape};
-use crate::supernodal::KeptValues;
+use crate::linalg::supernodal::KeptValues;
+use crate::model::crossprod::CrossProducts;
+use crate::model::remat::{self, ReTermShape};
 
 /// A model ready to be evaluated: the cross-products and the factor they determine.
 #[derive(Clone, Debug)]
@@ -129,7 +129,7 @@ impl LmmProblem {
         self.a
             .shapes
             .iter()
-            .flat_map(super::remat::ReTermShape::lower_bounds)
+            .flat_map(ReTermShape::lower_bounds)
             .collect()
     }
 
@@ -138,12 +138,7 @@ impl LmmProblem {
     pub fn theta0(&self) -> Vec<f64> {
         match &self.start {
             Some(t) => t.clone(),
-            None => self
-                .a
-                .shapes
-                .iter()
-                .flat_map(super::remat::ReTermShape::theta0)
-                .collect(),
+            None => self.a.shapes.iter().flat_map(ReTermShape::theta0).collect(),
         }
     }
 

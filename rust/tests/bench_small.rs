@@ -97,7 +97,7 @@ fn t_fit_nocheck() {
 #[test]
 #[ignore = "a timing, not a test"]
 fn t_bobyqa() {
-    use multilevel::bobyqa::{default_initial_steps, Bobyqa, Tolerances};
+    use multilevel::optim::bobyqa::{default_initial_steps, Bobyqa, Tolerances};
     let lo = [0.0, f64::NEG_INFINITY, 0.0];
     let hi = [f64::INFINITY; 3];
     let f = |x: &[f64]| {
@@ -130,7 +130,7 @@ fn t_bobyqa() {
 #[ignore = "writes the trajectories to a file"]
 fn dump_trajectories() {
     // Every evaluated point of a few runs, for bit-exact comparisons across refactorings.
-    use multilevel::bobyqa::{default_initial_steps, Bobyqa, Tolerances};
+    use multilevel::optim::bobyqa::{default_initial_steps, Bobyqa, Tolerances};
     use std::fmt::Write;
     type Problem = (Box<dyn Fn(&[f64]) -> f64>, Vec<f64>, Vec<f64>, Vec<f64>);
     let inf = f64::INFINITY;

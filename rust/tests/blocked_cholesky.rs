@@ -14,8 +14,8 @@ use common::{dense_reference, random_codes, rel, rel1, rel_vec, Data, DenseRefer
 use multilevel::exec::Exec;
 use multilevel::linalg::blocked::BlockedCholesky;
 use multilevel::linalg::factor::Factor;
-use multilevel::remat;
-use multilevel::supernodal::{DIRECT_UPDATE, SMALL_PANEL, TEAM_FACTOR_MIN};
+use multilevel::linalg::supernodal::{DIRECT_UPDATE, SMALL_PANEL, TEAM_FACTOR_MIN};
+use multilevel::model::remat;
 
 const TOL_OBJ: f64 = 1e-10;
 const TOL_SOL: f64 = 1e-9;

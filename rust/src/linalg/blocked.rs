@@ -32,7 +32,6 @@ use faer::linalg::cholesky::llt::factor::{
 use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::{Accum, Mat, MatRef, Par};
 
-use crate::crossprod::CrossProducts;
 use crate::error::{LmmError, Result};
 use crate::exec::Exec;
 use crate::linalg::blocks::{BlockDiag, SparseBlocks};
@@ -40,7 +39,8 @@ use crate::linalg::scale::{scale_block, scale_dz_column, scale_inflate_block};
 use crate::linalg::small::{
     chol_small, right_solve_lt, solve_l_small, solve_lt_small, sub_product,
 };
-use crate::remat::ReTermShape;
+use crate::model::crossprod::CrossProducts;
+use crate::model::remat::ReTermShape;
 
 /// A dense block with at most this many rows and columns is handled by the plain loops of
 /// `small.rs`, without faer's dispatch and scratch allocation.

@@ -33,7 +33,7 @@ use faer::linalg::matmul::matmul;
 use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
 use faer::{Accum, MatMut, MatRef, Par};
 
-use crate::team::Ctx;
+use crate::linalg::team::Ctx;
 
 /// Columns per block step (and per trailing-update block). Blocks of 32 to 56 columns were 2 to
 /// 5% faster in `benches/dense_cost.rs`, but they round differently: InstEval's fit then took 72
@@ -252,7 +252,7 @@ fn failure(ctx: &Ctx, failed: &AtomicUsize, end: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::team::Team;
+    use crate::linalg::team::Team;
     use faer::dyn_stack::MemBuffer;
     use faer::linalg::cholesky::llt::factor::cholesky_in_place_scratch;
     use faer::Mat;

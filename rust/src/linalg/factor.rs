@@ -18,11 +18,11 @@
 
 use faer::MatRef;
 
-use crate::crossprod::CrossProducts;
 use crate::error::{LmmError, Result};
 use crate::exec::Exec;
 use crate::linalg::blocked::BlockedCholesky;
-use crate::supernodal::{KeptValues, SupernodalCholesky};
+use crate::linalg::supernodal::{KeptValues, SupernodalCholesky};
+use crate::model::crossprod::CrossProducts;
 
 /// The largest supernodal factor (in values, 64 MB) of which a second copy is kept aside
 /// (`Factor::swap_values`).

@@ -16,5 +16,5 @@ pub mod factor;
 pub mod oneterm;
 pub mod scale;
 pub mod small;
-pub mod team;
 pub mod supernodal;
+pub mod team;

@@ -18,10 +18,10 @@
 //! per evaluation. This is the evaluation that the optimiser repeats; the blocked factor is still
 //! used for the solution at the optimum.
 
-use crate::crossprod::CrossProducts;
 use crate::error::{LmmError, Result};
 use crate::linalg::scale::{inflate_2x2, inflate_scalar, scale_inflate_block_with};
 use crate::linalg::small::chol_small;
+use crate::model::crossprod::CrossProducts;
 
 /// Largest row-major copy of D'WZ kept for the evaluation (64 MB of f64).
 const MAX_COPY: usize = 1 << 23;
@@ -337,8 +337,8 @@ fn not_pd(pivot: usize) -> LmmError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crossprod::{CrossProdAccumulator, RowChunk};
-    use crate::remat::ReTermShape;
+    use crate::model::crossprod::{CrossProdAccumulator, RowChunk};
+    use crate::model::remat::ReTermShape;
 
     /// Both ways of forming the Schur complement give the same determinants.
     #[test]

@@ -24,9 +24,9 @@
 //! (`balanced_piece_rows`) and merge in row order, so A is the same to the last bit for any
 //! number of threads.
 
-use crate::blocks::SparseBlocks;
 use crate::error::{LmmError, Result};
 use crate::exec::Exec;
+use crate::linalg::blocks::SparseBlocks;
 use crate::model::remat::ReTermShape;
 pub use crate::model::source::RowChunk;
 use crate::model::source::{Layout, RowSource};

@@ -6,8 +6,8 @@
 //! factor, within 1e-4 of it; lme4's `isSingular`). The Newton step -H^-1 g over the free
 //! parameters is returned too: `fit` uses it to finish fits that fail the gradient test.
 
-use crate::blocks::{chol_small, solve_l_small, solve_lt_small};
 use crate::error::Result;
+use crate::linalg::small::{chol_small, solve_l_small, solve_lt_small};
 use crate::optim::Objective;
 
 /// lme4's post-fit checks.

@@ -13,7 +13,6 @@ use numpy::{
 };
 use pyo3::prelude::*;
 
-use crate::bobyqa::Tolerances;
 use crate::error::{LmmError, Result};
 use crate::exec::Exec;
 use crate::lmm::LmmProblem;
@@ -21,6 +20,7 @@ use crate::model::crossprod::accumulate;
 use crate::model::remat::{ReMat, ReTermShape};
 use crate::model::source::MemorySource;
 use crate::model::start::lme4_start;
+use crate::optim::bobyqa::Tolerances;
 use crate::optim::{self, FitOptions};
 use crate::py::convergence_check::PyConvergenceCheck;
 use crate::py::errors::{catch_panic, internal_error, InternalError};

@@ -7,7 +7,7 @@ use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods};
 use pyo3::prelude::*;
 
 use crate::lmm::{LmmProblem, Solution};
-use crate::remat::ReTermShape;
+use crate::model::remat::ReTermShape;
 
 /// The linear mixed model at one theta: estimates and the parts of the objective.
 ///

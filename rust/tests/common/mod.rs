@@ -14,13 +14,13 @@
 
 #![allow(dead_code)]
 
-use multilevel::crossprod::{CrossProdAccumulator, RowChunk};
 use multilevel::exec::Exec;
 use multilevel::linalg::blocked::BlockedCholesky;
 use multilevel::linalg::factor::Factor;
+use multilevel::linalg::supernodal::SupernodalCholesky;
 use multilevel::lmm::LmmProblem;
-use multilevel::remat::{self, ReTermShape};
-use multilevel::supernodal::SupernodalCholesky;
+use multilevel::model::crossprod::{CrossProdAccumulator, RowChunk};
+use multilevel::model::remat::{self, ReTermShape};
 
 /// xorshift64* with a splitmix64 seeding step; deterministic across platforms.
 pub struct Rng(u64);
@@ -375,7 +375,7 @@ pub fn dense_lambda(data: &Data, theta: &[f64]) -> Vec<f64> {
     let lambdas = remat::lambdas(&shapes, theta);
     let qtot: usize = shapes
         .iter()
-        .map(multilevel::remat::ReTermShape::size)
+        .map(multilevel::model::remat::ReTermShape::size)
         .sum();
     let mut lam = vec![0.0; qtot * qtot];
     let mut off = 0;

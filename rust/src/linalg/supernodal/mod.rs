@@ -44,9 +44,9 @@ use std::sync::Arc;
 
 use faer::Mat;
 
-use crate::crossprod::CrossProducts;
 use crate::error::Result;
 use crate::exec::Exec;
+use crate::model::crossprod::CrossProducts;
 use numeric::Worker;
 use schedule::PARALLEL_MIN_WORK;
 use symbolic::Symbolic;

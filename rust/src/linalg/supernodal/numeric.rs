@@ -31,11 +31,11 @@ use super::kernels::SharedSlice;
 use super::schedule::team_factors;
 use super::symbolic::{FlatLayout, Symbolic};
 use super::{SupernodalCholesky, SMALL_PANEL};
-use crate::blocks::scale_block;
-use crate::crossprod::CrossProducts;
-use crate::dense_llt::{self, SharedPanel};
 use crate::error::Result;
-use crate::team::Ctx;
+use crate::linalg::dense_llt::{self, SharedPanel};
+use crate::linalg::scale::scale_block;
+use crate::linalg::team::Ctx;
+use crate::model::crossprod::CrossProducts;
 
 /// Scratch of one thread.
 #[derive(Clone, Debug)]

@@ -18,10 +18,10 @@ use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::sparse::linalg::amd;
 use faer::sparse::SymbolicSparseColMatRef;
 
-use crate::crossprod::CrossProducts;
 use crate::error::{LmmError, Result};
 use crate::exec::Exec;
-use crate::remat::ReTermShape;
+use crate::model::crossprod::CrossProducts;
+use crate::model::remat::ReTermShape;
 
 /// Supernodes with at least this many random-effects columns get their columns reordered (see
 /// `order_wide_supernodes`).

@@ -26,10 +26,10 @@ use faer::Side;
 use super::ordering::{order_wide_supernodes, term_columns};
 use super::schedule::{Schedule, COST_FMA, COST_PULL};
 use super::DIRECT_UPDATE;
-use crate::crossprod::CrossProducts;
 use crate::error::{LmmError, Result};
 use crate::exec::Exec;
-use crate::remat::ReTermShape;
+use crate::model::crossprod::CrossProducts;
+use crate::model::remat::ReTermShape;
 
 /// One update that supernode `d` sends to a later supernode: rows `start..` of d's below-diagonal
 /// pattern, of which the first `len` fall in the target's columns; their rows in the target's
