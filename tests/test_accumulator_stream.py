@@ -5,6 +5,7 @@ at once: the objective to 1e-10 relative, the same lme4 start, the same fit.
 
 from __future__ import annotations
 
+import itertools
 import pickle
 
 import numpy as np
@@ -39,23 +40,28 @@ def _data(n: int = 3000, seed: int = 11, slope: bool = True, weights: bool = Fal
 
 
 def _one_shot(y, X, terms, w=None, threads=0):
-    return _core.LmmProblem(y, X, [(c, n, z, False) for c, n, z in terms], weights=w,
-                            threads=threads)
+    return _core.LmmProblem(
+        y, X, [(c, n, z, False) for c, n, z in terms], weights=w, threads=threads
+    )
 
 
 def _accumulator(terms, p, threads=0):
-    return _core.Accumulator([n for _, n, _ in terms], [z.shape[1] for _, _, z in terms], p,
-                             threads=threads)
+    return _core.Accumulator(
+        [n for _, n, _ in terms], [z.shape[1] for _, _, z in terms], p, threads=threads
+    )
 
 
 def _batches(y, X, terms, w, cuts, threads=0):
     """One accumulator per batch rows cuts[i]..cuts[i+1]."""
     out = []
-    for a, b in zip(cuts[:-1], cuts[1:]):
+    for a, b in itertools.pairwise(cuts):
         acc = _accumulator(terms, X.shape[1], threads)
-        acc.add(y[a:b], np.asfortranarray(X[a:b]),
-                [(c[a:b], np.asfortranarray(z[a:b])) for c, _, z in terms],
-                weights=None if w is None else w[a:b])
+        acc.add(
+            y[a:b],
+            np.asfortranarray(X[a:b]),
+            [(c[a:b], np.asfortranarray(z[a:b])) for c, _, z in terms],
+            weights=None if w is None else w[a:b],
+        )
         out.append(acc)
     return out
 
@@ -63,13 +69,19 @@ def _batches(y, X, terms, w, cuts, threads=0):
 def _objectives(problem, n_theta):
     rng = np.random.default_rng(5)
     thetas = [problem.theta0, *(rng.uniform(0.1, 1.5, n_theta) for _ in range(3))]
-    return np.array([problem.objective(np.asarray(t, dtype=float), reml)
-                     for t in thetas for reml in (False, True)])
+    return np.array(
+        [
+            problem.objective(np.asarray(t, dtype=float), reml)
+            for t in thetas
+            for reml in (False, True)
+        ]
+    )
 
 
 @pytest.mark.parametrize("weights", [False, True])
-@pytest.mark.parametrize("cuts", [[0, 3000], [0, 1, 700, 701, 2999, 3000],
-                                  list(range(0, 3001, 137)) + [3000]])
+@pytest.mark.parametrize(
+    "cuts", [[0, 3000], [0, 1, 700, 701, 2999, 3000], list(range(0, 3001, 137)) + [3000]]
+)
 def test_batches_in_any_merge_order_give_the_one_shot_objective(cuts, weights):
     y, X, terms, w = _data(weights=weights)
     whole = _one_shot(y, X, terms, w)
@@ -109,8 +121,11 @@ def test_one_add_per_row_batch_sizes_and_threads():
     acc = _accumulator(terms, 3)
     # Batches added to one accumulator: of 1 row, of 3, then the rest.
     for a, b in [(0, 1), (1, 4), (4, 400)]:
-        acc.add(y[a:b], np.asfortranarray(X[a:b]),
-                [(c[a:b], np.asfortranarray(z[a:b])) for c, _, z in terms])
+        acc.add(
+            y[a:b],
+            np.asfortranarray(X[a:b]),
+            [(c[a:b], np.asfortranarray(z[a:b])) for c, _, z in terms],
+        )
     np.testing.assert_allclose(_objectives(acc.problem(), whole.n_theta), reference, rtol=REL)
 
 
@@ -134,7 +149,13 @@ def test_bytes_and_pickle_round_trip_exactly():
     assert again.to_bytes() == data
     assert pickle.loads(pickle.dumps(acc[0])).to_bytes() == data
     assert (again.nrows, again.nobs, again.p, again.n_levels, again.q, again.diagonal) == (
-        3000, acc[0].nobs, 3, [60, 25], [2, 1], [False, False])
+        3000,
+        acc[0].nobs,
+        3,
+        [60, 25],
+        [2, 1],
+        [False, False],
+    )
     assert data[:8] == b"MLVLACC\0"
     assert int.from_bytes(data[8:16], "little") == 1
 
