@@ -159,8 +159,6 @@ impl LaneAccumulator {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn lanes_take_contiguous_shares_of_the_pieces() {
         // 10 pieces over 8 lanes: 1 or 2 pieces each, in order, every piece once.

@@ -80,21 +80,25 @@ impl PairAccumulator {
         let (mut a, mut b) = (0, 0);
         while a < self.keys.len() && b < keys.len() {
             let (ka, kb) = (self.keys[a], keys[b]);
-            if ka < kb {
-                out_keys.push(ka);
-                out_values.extend_from_slice(&self.values[a * bs..(a + 1) * bs]);
-                a += 1;
-            } else if kb < ka {
-                out_keys.push(kb);
-                out_values.extend_from_slice(&values[b * bs..(b + 1) * bs]);
-                b += 1;
-            } else {
-                out_keys.push(ka);
-                let theirs = &values[b * bs..(b + 1) * bs];
-                let ours = &self.values[a * bs..(a + 1) * bs];
-                out_values.extend(ours.iter().zip(theirs).map(|(x, y)| x + y));
-                a += 1;
-                b += 1;
+            match ka.cmp(&kb) {
+                std::cmp::Ordering::Less => {
+                    out_keys.push(ka);
+                    out_values.extend_from_slice(&self.values[a * bs..(a + 1) * bs]);
+                    a += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    out_keys.push(kb);
+                    out_values.extend_from_slice(&values[b * bs..(b + 1) * bs]);
+                    b += 1;
+                }
+                std::cmp::Ordering::Equal => {
+                    out_keys.push(ka);
+                    let theirs = &values[b * bs..(b + 1) * bs];
+                    let ours = &self.values[a * bs..(a + 1) * bs];
+                    out_values.extend(ours.iter().zip(theirs).map(|(x, y)| x + y));
+                    a += 1;
+                    b += 1;
+                }
             }
         }
         out_keys.extend_from_slice(&self.keys[a..]);
@@ -184,7 +188,7 @@ pub(crate) fn add_chunk(
         items.clear();
         match chunk.weights {
             None => {
-                items.extend((0..chunk.nrows()).map(|r| (key(cj[r], ck[r], nk), zk[r] * zj[r])))
+                items.extend((0..chunk.nrows()).map(|r| (key(cj[r], ck[r], nk), zk[r] * zj[r])));
             }
             Some(w) => items.extend(
                 (0..chunk.nrows())

@@ -193,7 +193,7 @@ pub fn from_bytes(bytes: &[u8]) -> Result<CrossProdAccumulator> {
     if bytes.len() < 8 || bytes[..8] != MAGIC {
         return Err(bad("it does not start with the magic bytes \"MLVLACC\\0\""));
     }
-    if bytes.len() % 8 != 0 || bytes.len() < 16 {
+    if !bytes.len().is_multiple_of(8) || bytes.len() < 16 {
         return Err(bad(format!(
             "{} bytes is not a whole number of 8-byte words",
             bytes.len()

@@ -111,6 +111,8 @@ impl PyAccumulator {
     }
 }
 
+// PyO3 extracts the lists of the arguments as owned vectors.
+#[allow(clippy::needless_pass_by_value)]
 #[pymethods]
 impl PyAccumulator {
     #[new]
@@ -255,7 +257,8 @@ impl PyAccumulator {
     /// The accumulator as bytes: ``model/wire.rs``'s layout (version 1, little-endian, a magic
     /// header and a checksum). ``Accumulator.from_bytes`` reads it back; writing what was read
     /// gives the same bytes.
-    fn to_bytes<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+    #[pyo3(name = "to_bytes")]
+    fn serialise<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let inner = &mut self.inner;
         let bytes = catch_panic(|| Ok(py.detach(|| wire::to_bytes(inner.collapse()))))?;
         Ok(PyBytes::new(py, &bytes))
@@ -279,7 +282,7 @@ impl PyAccumulator {
         py: Python<'py>,
     ) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyBytes>,))> {
         let from_bytes = py.get_type::<PyAccumulator>().getattr("from_bytes")?;
-        Ok((from_bytes, (self.to_bytes(py)?,)))
+        Ok((from_bytes, (self.serialise(py)?,)))
     }
 
     /// The linear mixed model of the rows added: an ``LmmProblem`` on the accumulator's
