@@ -120,7 +120,7 @@ class Accumulator:
     def to_bytes(self) -> bytes:
         """The versioned little-endian layout of ``rust/src/model/wire.rs``."""
     @staticmethod
-    def from_bytes(data: bytes, threads: int = 0) -> Accumulator:
+    def from_bytes(data: bytes | bytearray, threads: int = 0) -> Accumulator:
         """Reads ``to_bytes``'s output; a corrupt buffer raises ``ShapeError``."""
     def __reduce__(self) -> tuple[object, tuple[bytes]]: ...
     def problem(self) -> LmmProblem:

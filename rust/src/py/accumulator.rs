@@ -12,6 +12,7 @@ use numpy::{
     PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::PyBytes;
 
 use crate::error::LmmError;
@@ -264,11 +265,13 @@ impl PyAccumulator {
         Ok(PyBytes::new(py, &bytes))
     }
 
-    /// An accumulator from ``to_bytes``'s output; a buffer that is not one (a wrong magic,
-    /// version, length or checksum) raises ``ShapeError`` saying which.
+    /// An accumulator from ``to_bytes``'s output (``bytes`` or ``bytearray``, as a Spark binary
+    /// column gives); a buffer that is not one (a wrong magic, version, length or checksum)
+    /// raises ``ShapeError`` saying which.
     #[staticmethod]
     #[pyo3(signature = (data, threads=0))]
-    fn from_bytes(py: Python<'_>, data: &[u8], threads: usize) -> PyResult<Self> {
+    fn from_bytes(py: Python<'_>, data: PyBackedBytes, threads: usize) -> PyResult<Self> {
+        let data: &[u8] = &data;
         let acc = catch_panic(|| py.detach(|| wire::from_bytes(data)).map_err(PyErr::from))?;
         Ok(PyAccumulator {
             inner: LaneAccumulator::from_accumulator(acc),
