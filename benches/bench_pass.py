@@ -10,9 +10,10 @@ design layer.
 
 Each build is a ``_core.abi3.so`` file, loaded on its own in a fresh process; the builds
 alternate round by round (A, B, B, A, ...) so that a shared machine's drift hits both alike.
-Reported per build and panel: the median time of the build, rows per second of the pass, and
-the peak resident memory during the build above the memory before it (Linux: VmHWM after
-writing 5 to ``/proc/self/clear_refs``).
+Reported per build and panel: the median wall time of the build, rows per second of the pass,
+the CPU time of the process during the build (all its threads: on a loaded machine, where wall
+times inflate, the steadier figure), and the peak resident memory during the build above the
+memory before it (Linux: VmHWM after writing 5 to ``/proc/self/clear_refs``).
 
 Usage::
 
@@ -69,7 +70,7 @@ codes = np.ascontiguousarray(g, dtype=np.int32)
 groups = int(codes.max()) + 1
 del table, g, x1
 gc.collect()
-times, peaks = [], []
+times, cpus, peaks = [], [], []
 for _ in range({repeats}):
     base = status("VmRSS")
     try:
@@ -78,14 +79,15 @@ for _ in range({repeats}):
         reset = True
     except OSError:
         reset = False
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     problem = core.LmmProblem(y, X, [(codes, groups, Z, False)], threads={threads})
     times.append(time.perf_counter() - t)
+    cpus.append(time.process_time() - c)
     peaks.append(status("VmHWM") - base if reset else float("nan"))
     nobs = problem.nobs
     del problem
     gc.collect()
-print(json.dumps({{"times": times, "peaks": peaks, "rows": n, "groups": groups, "nobs": nobs}}))
+print(json.dumps({{"times": times, "cpus": cpus, "peaks": peaks, "rows": n, "groups": groups, "nobs": nobs}}))
 """
 
 
@@ -135,16 +137,19 @@ def main() -> None:
                     flush=True,
                 )
     print()
-    print(f"{'panel':6s} {'build':40s} {'median s':>9s} {'Mrows/s':>8s} {'peak MB':>8s}")
+    print(
+        f"{'panel':6s} {'build':40s} {'median s':>9s} {'Mrows/s':>8s} {'CPU s':>7s} {'peak MB':>8s}"
+    )
     for size, per_build in raw.items():
         for b, results in per_build.items():
             times = [statistics.median(r["times"]) for r in results]
+            cpus = [statistics.median(r["cpus"]) for r in results]
             peaks = [max(r["peaks"]) for r in results]
             rows = results[0]["rows"]
             med = statistics.median(times)
             print(
                 f"{size:6s} {b[-40:]:40s} {med:9.3f} {rows / med / 1e6:8.1f} "
-                f"{statistics.median(peaks) / 1e6:8.0f}"
+                f"{statistics.median(cpus):7.3f} {statistics.median(peaks) / 1e6:8.0f}"
             )
     if a.json:
         a.json.write_text(json.dumps(raw, indent=1))
