@@ -12,6 +12,7 @@ import numpy.typing as npt
 from typing_extensions import disjoint_base
 
 __all__ = [
+    "Accumulator",
     "ConvergenceCheck",
     "FitResult",
     "InternalError",
@@ -73,6 +74,73 @@ class LmmProblem:
         ftol_abs: float = 1e-8,
     ) -> FitResult: ...
     def condvar(self, theta: _F64 | list[float]) -> list[_F64]: ...
+
+@final
+class Accumulator:
+    """The cross-product of a linear mixed model, accumulated from batches of rows.
+
+    One random-effects term per entry of ``n_levels`` (its number of levels) and ``q`` (its
+    number of columns of Z); ``p`` fixed-effect columns; ``threads`` for each ``add`` (0: all
+    cores; the sums do not depend on it); ``diagonal`` marks uncorrelated terms. Partial
+    accumulators (a Dask partition, a Spark task) merge in any order, up to rounding, and travel
+    as bytes (``to_bytes`` / ``from_bytes``, also used by pickle). ``problem()`` gives the
+    ``LmmProblem`` of all the rows added, with lme4's start.
+
+    >>> import numpy as np
+    >>> acc = Accumulator([3], [1], 1)
+    >>> ones = np.ones((4, 1), order="F")
+    >>> acc.add(np.array([1.0, 2.0, 4.0, 3.0]), ones, [(np.array([0, 1, 2, 1], np.int32), ones)])
+    >>> acc.nrows
+    4
+    """
+
+    def __new__(
+        cls,
+        n_levels: list[int],
+        q: list[int],
+        p: int,
+        threads: int = 0,
+        diagonal: list[bool] | None = None,
+    ) -> Accumulator: ...
+    def add(
+        self,
+        y: _F64,
+        x: _F64,
+        terms: list[tuple[npt.NDArray[np.int32], _F64]],
+        weights: _F64 | None = None,
+        offset: _F64 | None = None,
+    ) -> None:
+        """Adds one batch: ``y`` (n,), ``X`` (n, p) in Fortran order, per term ``(codes, Z)``
+        with ``codes`` (n,) int32 0-based levels and ``Z`` (n, q) in Fortran order, optional
+        ``weights`` and ``offset`` (n,). Read in place with the GIL released; a bad batch
+        raises (``ShapeError``, ``CodeError`` naming the term and the batch's row) and adds
+        nothing."""
+    def merge(self, other: Accumulator) -> None:
+        """Adds the rows of another accumulator of the same model."""
+    def to_bytes(self) -> bytes:
+        """The versioned little-endian layout of ``rust/src/model/wire.rs``."""
+    @staticmethod
+    def from_bytes(data: bytes | bytearray, threads: int = 0) -> Accumulator:
+        """Reads ``to_bytes``'s output; a corrupt buffer raises ``ShapeError``."""
+    def __reduce__(self) -> tuple[object, tuple[bytes]]: ...
+    def problem(self) -> LmmProblem:
+        """The ``LmmProblem`` of the rows added (the accumulator stays usable)."""
+    @property
+    def nrows(self) -> int:
+        """Rows added, whatever their weights."""
+    @property
+    def nobs(self) -> int:
+        """Rows added with a non-zero weight."""
+    @property
+    def p(self) -> int: ...
+    @property
+    def n_levels(self) -> list[int]: ...
+    @property
+    def q(self) -> list[int]: ...
+    @property
+    def diagonal(self) -> list[bool]: ...
+    @property
+    def threads(self) -> int: ...
 
 @disjoint_base
 class Solution:

@@ -1,5 +1,8 @@
 //! The cross-product accumulator: chunking, merge order and parallel pieces change A only by
 //! rounding, so the objective agrees to 1e-12 relative; bad input gives the documented errors.
+//! A stream of batches, added in lanes, merged as a tree and sent through bytes, gives the
+//! objective of all the rows at once (1e-10 relative, the streaming acceptance) and lme4's
+//! start of the rows.
 
 mod common;
 
@@ -8,7 +11,11 @@ use multilevel::error::LmmError;
 use multilevel::exec::Exec;
 use multilevel::lmm::LmmProblem;
 use multilevel::model::crossprod::{accumulate_parallel, CrossProdAccumulator, RowChunk};
-use multilevel::model::remat::ReTermShape;
+use multilevel::model::lanes::LaneAccumulator;
+use multilevel::model::remat::{ReMat, ReTermShape};
+use multilevel::model::source::MemorySource;
+use multilevel::model::start::lme4_start;
+use multilevel::model::wire;
 
 const TOL: f64 = 1e-12;
 
@@ -365,6 +372,124 @@ fn shape_mismatches_are_errors() {
                 Err(LmmError::Shape(_))
             ),
             "{what}: parallel"
+        );
+    }
+}
+
+/// Problem from an accumulator, with lme4's start from its moments.
+fn problem_of(acc: CrossProdAccumulator) -> LmmProblem {
+    let start = acc.lme4_start();
+    let mut problem = LmmProblem::new(acc.finish(), &Exec::new(0)).unwrap();
+    problem.set_start(start).unwrap();
+    problem
+}
+
+#[test]
+fn a_stream_of_batches_through_bytes_gives_the_one_shot_objective() {
+    let data = crossed_data();
+    let reference = objectives(&mut data.problem());
+    let exec = Exec::new(2);
+    let cuts: [&[usize]; 3] = [&[0, 500], &CUTS, &[0, 250, 251, 252, 499, 500]];
+    for cuts in cuts {
+        // One partial accumulator per batch, each added in lanes, serialised, read back and
+        // merged as a balanced tree.
+        let mut level: Vec<CrossProdAccumulator> = cuts
+            .windows(2)
+            .map(|w| {
+                let mut lanes = LaneAccumulator::new(&data.shapes(), data.p);
+                lanes.add(&data.rows(w[0], w[1]).chunk(), &exec).unwrap();
+                let bytes = wire::to_bytes(&lanes.into_accumulator());
+                let back = wire::from_bytes(&bytes).unwrap();
+                assert_eq!(wire::to_bytes(&back), bytes, "bytes round trip");
+                back
+            })
+            .collect();
+        while level.len() > 1 {
+            let mut next = Vec::new();
+            let mut it = level.into_iter();
+            while let Some(mut a) = it.next() {
+                if let Some(b) = it.next() {
+                    a.merge(&b).unwrap();
+                }
+                next.push(a);
+            }
+            level = next;
+        }
+        let acc = level.pop().unwrap();
+        assert_eq!((acc.n_rows(), acc.nobs()), (500, 500));
+        let e = max_rel(&objectives(&mut problem_of(acc)), &reference);
+        assert!(e <= 1e-10, "cuts {cuts:?}: objective differs by {e:e}");
+    }
+}
+
+#[test]
+fn streamed_start_equals_the_start_of_the_rows() {
+    // Two crossed scalar intercepts: lme4's moment start applies.
+    let mut rng = Rng::new(5);
+    let n = 700;
+    let mut data = Data::new(&mut rng, n, 2);
+    let c1 = random_codes(&mut rng, n, 30);
+    let c2 = random_codes(&mut rng, n, 12);
+    data.add_term(&mut rng, c1, 30, 1, false)
+        .add_term(&mut rng, c2, 12, 1, false);
+    data.simulate(&mut rng, &[0.8, 0.5], &[3.0, 1.0], 1.0);
+    let terms = data
+        .terms
+        .iter()
+        .enumerate()
+        .map(|(k, t)| ReMat::new(k, t.shape, &t.codes, &t.z).unwrap())
+        .collect();
+    let source = MemorySource::new(&data.y, &data.x, data.p, terms, None, None).unwrap();
+    let expected = lme4_start(&source).unwrap().expect("the rule applies");
+    let mut acc = CrossProdAccumulator::new(&data.shapes(), data.p);
+    for w in [0, 1, 99, 350, 351, 700].windows(2) {
+        let mut part = CrossProdAccumulator::new(&data.shapes(), data.p);
+        part.add(&data.rows(w[0], w[1]).chunk()).unwrap();
+        acc.merge(&wire::from_bytes(&wire::to_bytes(&part)).unwrap())
+            .unwrap();
+    }
+    let streamed = acc.lme4_start().expect("the rule applies");
+    for (a, b) in streamed.iter().zip(&expected) {
+        assert!(rel(*a, *b) <= 1e-13, "start {a} vs {b}");
+    }
+    // The fits from the stream and from the rows agree.
+    let options = multilevel::optim::FitOptions {
+        reml: false,
+        theta0: None,
+        max_fun: None,
+        tolerances: multilevel::optim::bobyqa::Tolerances::lme4(),
+        check: false,
+    };
+    let mut whole = data.problem();
+    whole.set_start(Some(expected)).unwrap();
+    let f1 = multilevel::optim::fit(&mut whole, &options).unwrap();
+    let f2 = multilevel::optim::fit(&mut problem_of(acc), &options).unwrap();
+    assert!(rel(f1.solution.objective, f2.solution.objective) <= 1e-10);
+}
+
+#[test]
+fn corrupt_bytes_are_errors() {
+    let data = crossed_data();
+    let bytes = wire::to_bytes(&data.accumulator());
+    let mut flipped = bytes.clone();
+    flipped[200] ^= 4;
+    let mut version = bytes.clone();
+    version[8] = 9;
+    for (what, b) in [
+        ("magic", {
+            let mut m = bytes.clone();
+            m[0] = b'X';
+            m
+        }),
+        ("truncated", bytes[..bytes.len() - 8].to_vec()),
+        ("odd length", bytes[..bytes.len() - 3].to_vec()),
+        ("flipped bit", flipped),
+        ("version", version),
+        ("empty", Vec::new()),
+    ] {
+        assert!(
+            matches!(wire::from_bytes(&b), Err(LmmError::Shape(_))),
+            "{what}: accepted"
         );
     }
 }

@@ -3,120 +3,58 @@
 //! The data enter a linear mixed model only through A (Bates et al. 2015, section 3; the
 //! `A` field of MixedModels.jl's `LinearMixedModel`). A is a sum over rows, so an accumulator
 //! that takes rows in chunks and merges with another accumulator gives the same A, up to
-//! rounding, whatever the chunking and the merge order: the in-memory fit is one chunk (or one
-//! per thread), a streaming or distributed fit is many.
+//! rounding, whatever the chunking and the merge order: the in-memory fit is one chunk, a
+//! streaming or distributed fit is many.
 //!
 //! Blocks, for random-effects terms i > j and the dense block D = [X y]:
 //! - A[i][i] = Z_i' W Z_i: block diagonal, one q_i x q_i block per level (each row has one level);
-//! - A[i][j] = Z_i' W Z_j: sparse, one q_i x q_j block per observed pair of levels;
+//! - A[i][j] = Z_i' W Z_j: sparse, one q_i x q_j block per observed pair of levels
+//!   (`model::pairs`: sorted keys, merged linearly);
 //! - A[D][j] = D' W Z_j: dense, (p + 1) x (levels_j q_j);
 //! - A[D][D] = D' W D: dense, (p + 1) x (p + 1).
 //!
-//! Prior weights w scale each row's contribution; an offset is subtracted from y.
+//! Prior weights w scale each row's contribution; an offset is subtracted from y. The
+//! accumulator also carries the moments of lme4's start (`model::moments`), so that a problem
+//! built from it needs no row again.
 //!
-//! A chunk's Z_i' W Z_j is formed by sorting its rows by (level j, level i) (a radix sort) and
-//! summing runs of equal keys; accumulators keep these blocks sorted by key, so that adding a
-//! chunk or merging another accumulator is a linear merge, without hashing.
-//!
-//! Chunks come from a row source (`model::source`) as views: the parallel pass cuts a chunk
-//! into pieces of rows that index the caller's column-major arrays through their leading
-//! dimensions, so no row is copied. The pieces depend on the number of rows only
-//! (`balanced_piece_rows`) and merge in row order, so A is the same to the last bit for any
-//! number of threads.
+//! The pass over a chunk runs in a fixed number of lanes (`model::lanes`): lane l folds its
+//! contiguous share of the chunk's rows into one accumulator of its own, the lanes run on the
+//! execution handle's threads and are merged in lane order. The lanes depend on the number of
+//! rows only, so A is the same to the last bit for any number of threads, and the memory is the
+//! lanes' accumulators, whatever the number of rows. The serialised form, for partial
+//! accumulators of a distributed pass, is `model::wire`.
 
 use crate::error::{LmmError, Result};
 use crate::exec::Exec;
 use crate::linalg::blocks::SparseBlocks;
+use crate::model::dense::{self, DenseBlocks};
+use crate::model::lanes::LaneAccumulator;
+use crate::model::moments::StartMoments;
+use crate::model::pairs::{self, PairAccumulator, PairScratch, PairShape};
 use crate::model::remat::ReTermShape;
 pub use crate::model::source::RowChunk;
 use crate::model::source::{Layout, RowSource};
 
-/// Z_i' W Z_j for one pair of terms (i > j) while rows are still arriving: its blocks sorted by
-/// key = level_j * n_i + level_i (column-major order), each qi x qj column-major.
-#[derive(Clone, Default)]
-struct PairAccumulator {
-    keys: Vec<u64>,
-    values: Vec<f64>,
-}
-
-impl PairAccumulator {
-    /// Adds another sorted list of blocks of `bs` values each.
-    fn merge_sorted(&mut self, keys: &[u64], values: &[f64], bs: usize) {
-        if keys.is_empty() {
-            return;
-        }
-        if self.keys.is_empty() {
-            self.keys = keys.to_vec();
-            self.values = values.to_vec();
-            return;
-        }
-        let mut out_keys = Vec::with_capacity(self.keys.len() + keys.len());
-        let mut out_values = Vec::with_capacity(self.values.len() + values.len());
-        let (mut a, mut b) = (0, 0);
-        while a < self.keys.len() || b < keys.len() {
-            let take_a = b == keys.len() || (a < self.keys.len() && self.keys[a] <= keys[b]);
-            let take_b = a == self.keys.len() || (b < keys.len() && keys[b] <= self.keys[a]);
-            if take_a && take_b {
-                out_keys.push(keys[b]);
-                let start = out_values.len();
-                out_values.extend_from_slice(&self.values[a * bs..(a + 1) * bs]);
-                add_into(&mut out_values[start..], &values[b * bs..(b + 1) * bs]);
-                a += 1;
-                b += 1;
-            } else if take_a {
-                out_keys.push(self.keys[a]);
-                out_values.extend_from_slice(&self.values[a * bs..(a + 1) * bs]);
-                a += 1;
-            } else {
-                out_keys.push(keys[b]);
-                out_values.extend_from_slice(&values[b * bs..(b + 1) * bs]);
-                b += 1;
-            }
-        }
-        self.keys = out_keys;
-        self.values = out_values;
-    }
-}
-
-/// Sorts (key, row) pairs by key, least significant digit first, 11 bits a pass, over the bits
-/// that `max_key` needs; `tmp` is scratch of the same length.
-fn radix_sort(items: &mut Vec<(u64, u32)>, tmp: &mut Vec<(u64, u32)>, max_key: u64) {
-    const BITS: u32 = 11;
-    let bits = 64 - max_key.leading_zeros();
-    tmp.resize(items.len(), (0, 0));
-    let mut shift = 0;
-    while shift < bits {
-        let mut count = [0usize; 1 << BITS];
-        for &(k, _) in items.iter() {
-            count[((k >> shift) as usize) & ((1 << BITS) - 1)] += 1;
-        }
-        let mut sum = 0;
-        for c in &mut count {
-            let v = *c;
-            *c = sum;
-            sum += v;
-        }
-        for &item in items.iter() {
-            let d = ((item.0 >> shift) as usize) & ((1 << BITS) - 1);
-            tmp[count[d]] = item;
-            count[d] += 1;
-        }
-        std::mem::swap(items, tmp);
-        shift += BITS;
-    }
-}
-
 /// The accumulator: feed it chunks, merge it with others, then `finish` it.
-#[derive(Clone)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CrossProdAccumulator {
-    shapes: Vec<ReTermShape>,
-    p: usize,
-    nobs: usize,
-    sum_log_w: f64,
-    diag: Vec<Vec<f64>>,
-    pairs: Vec<Vec<PairAccumulator>>,
-    dz: Vec<Vec<f64>>,
-    dd: Vec<f64>,
+    pub(crate) shapes: Vec<ReTermShape>,
+    pub(crate) p: usize,
+    /// Rows added, whatever their weights.
+    pub(crate) n_rows: usize,
+    /// Rows of non-zero weight.
+    pub(crate) nobs: usize,
+    pub(crate) sum_log_w: f64,
+    /// Per term, levels x (q x q) column-major blocks of Z_k' W Z_k.
+    pub(crate) diag: Vec<Vec<f64>>,
+    /// pairs[k][j], j < k: Z_k' W Z_j while rows arrive.
+    pub(crate) pairs: Vec<Vec<PairAccumulator>>,
+    /// Per term, (p + 1) x (levels q) column-major D' W Z_k.
+    pub(crate) dz: Vec<Vec<f64>>,
+    /// (p + 1) x (p + 1) column-major D' W D, lower triangle (mirrored in `finish`).
+    pub(crate) dd: Vec<f64>,
+    /// The moments of lme4's start, for models whose terms all have one column.
+    pub(crate) moments: Option<StartMoments>,
 }
 
 impl CrossProdAccumulator {
@@ -125,6 +63,7 @@ impl CrossProdAccumulator {
         CrossProdAccumulator {
             shapes: shapes.to_vec(),
             p,
+            n_rows: 0,
             nobs: 0,
             sum_log_w: 0.0,
             diag: shapes
@@ -136,151 +75,103 @@ impl CrossProdAccumulator {
                 .collect(),
             dz: shapes.iter().map(|s| vec![0.0; pd * s.size()]).collect(),
             dd: vec![0.0; pd * pd],
+            moments: StartMoments::new(shapes),
         }
+    }
+
+    /// The random-effects terms' shapes.
+    pub fn shapes(&self) -> &[ReTermShape] {
+        &self.shapes
+    }
+
+    /// Number of fixed-effect columns.
+    pub fn p(&self) -> usize {
+        self.p
+    }
+
+    /// Rows added, whatever their weights.
+    pub fn n_rows(&self) -> usize {
+        self.n_rows
+    }
+
+    /// Rows of non-zero weight.
+    pub fn nobs(&self) -> usize {
+        self.nobs
     }
 
     /// Adds the rows of one chunk.
     pub fn add(&mut self, chunk: &RowChunk) -> Result<()> {
         let layout = chunk.check(&self.shapes, self.p)?;
-        self.add_checked(chunk, &layout);
+        self.add_checked(chunk, &layout, &mut PairScratch::default());
         Ok(())
     }
 
-    /// Adds the rows of a chunk already checked against this model (`layout` from its check).
-    // Index loops mirror the block formulas (several arrays indexed by the same level and term).
-    #[allow(clippy::needless_range_loop)]
-    fn add_checked(&mut self, chunk: &RowChunk, layout: &Layout) {
-        let n = chunk.nrows();
-        let ldx = layout.ldx;
-        let p = self.p;
-        let pd = p + 1;
+    /// Adds the rows of a chunk already checked against this model (`layout` from its check);
+    /// `scratch` is the pair products' working memory.
+    pub(crate) fn add_checked(
+        &mut self,
+        chunk: &RowChunk,
+        layout: &Layout,
+        scratch: &mut PairScratch,
+    ) {
+        self.n_rows += chunk.nrows();
+        if let Some(m) = &mut self.moments {
+            m.add(chunk);
+        }
+        self.add_rows(chunk, layout);
         let nt = self.shapes.len();
-        let mut d = vec![0.0; pd];
-        let mut zrow: Vec<Vec<f64>> = self.shapes.iter().map(|s| vec![0.0; s.q]).collect();
-        let mut level = vec![0usize; nt];
-        for r in 0..n {
-            let w = chunk.weights.map_or(1.0, |w| w[r]);
-            if w == 0.0 {
-                continue;
-            }
-            self.nobs += 1;
-            // log 1 = 0 exactly: unweighted rows add nothing (and cost no logarithm).
-            if w != 1.0 {
-                self.sum_log_w += w.ln();
-            }
-            for (j, dj) in d.iter_mut().take(p).enumerate() {
-                *dj = chunk.x[r + j * ldx];
-            }
-            d[p] = chunk.y[r] - chunk.offset.map_or(0.0, |o| o[r]);
-            for k in 0..nt {
-                let (q, ld) = layout.z[k];
-                level[k] = chunk.codes[k][r] as usize;
-                for a in 0..q {
-                    zrow[k][a] = chunk.z[k][r + a * ld];
-                }
-            }
-            // D'WD, lower triangle (mirrored in `finish`).
-            for j in 0..pd {
-                let wdj = w * d[j];
-                for i in j..pd {
-                    self.dd[i + j * pd] += d[i] * wdj;
-                }
-            }
-            for k in 0..nt {
-                let q = self.shapes[k].q;
-                let z = &zrow[k];
-                let l = level[k];
-                let blk = &mut self.diag[k][l * q * q..(l + 1) * q * q];
-                for b in 0..q {
-                    let wzb = w * z[b];
-                    for a in 0..q {
-                        blk[a + b * q] += z[a] * wzb;
-                    }
-                }
-                let dz = &mut self.dz[k];
-                for b in 0..q {
-                    let col = (l * q + b) * pd;
-                    let wzb = w * z[b];
-                    for i in 0..pd {
-                        dz[col + i] += d[i] * wzb;
-                    }
-                }
+        for k in 1..nt {
+            for j in 0..k {
+                let pair = PairShape {
+                    k,
+                    j,
+                    nk: self.shapes[k].n_levels as u64,
+                    nj: self.shapes[j].n_levels as u64,
+                    qk: self.shapes[k].q,
+                    qj: self.shapes[j].q,
+                };
+                pairs::add_chunk(&mut self.pairs[k][j], &pair, chunk, layout, scratch);
             }
         }
-        self.add_pairs(chunk, layout);
     }
 
-    /// Z_i' W Z_j of a chunk for every pair of terms i > j, merged into the accumulator.
-    fn add_pairs(&mut self, chunk: &RowChunk, layout: &Layout) {
-        let n = chunk.nrows();
-        let nt = self.shapes.len();
-        let mut items: Vec<(u64, u32)> = Vec::with_capacity(n);
-        let mut tmp = Vec::new();
-        let mut keys = Vec::new();
-        let mut values = Vec::new();
-        for k in 1..nt {
-            let (nk, qk) = (self.shapes[k].n_levels as u64, self.shapes[k].q);
-            for j in 0..k {
-                let (nj, qj) = (self.shapes[j].n_levels as u64, self.shapes[j].q);
-                let bs = qk * qj;
-                items.clear();
-                for r in 0..n {
-                    if chunk.weights.is_some_and(|w| w[r] == 0.0) {
-                        continue;
-                    }
-                    let key = chunk.codes[j][r] as u64 * nk + chunk.codes[k][r] as u64;
-                    items.push((key, r as u32));
-                }
-                radix_sort(&mut items, &mut tmp, (nj * nk).saturating_sub(1));
-                keys.clear();
-                values.clear();
-                if bs == 1 {
-                    // Scalar blocks (two scalar terms, as in crossed intercepts): the same
-                    // operations as below, without the block loops (a new block starts from
-                    // 0.0, hence `0.0 + v`).
-                    let (zj, zk) = (chunk.z[j], chunk.z[k]);
-                    for &(key, r) in &items {
-                        let r = r as usize;
-                        let w = chunk.weights.map_or(1.0, |w| w[r]);
-                        let v = zk[r] * (w * zj[r]);
-                        match values.last_mut() {
-                            Some(last) if keys.last() == Some(&key) => *last += v,
-                            _ => {
-                                keys.push(key);
-                                values.push(0.0 + v);
-                            }
-                        }
-                    }
-                } else {
-                    let (ldj, ldk) = (layout.z[j].1, layout.z[k].1);
-                    for &(key, r) in &items {
-                        let r = r as usize;
-                        if keys.last() != Some(&key) {
-                            keys.push(key);
-                            values.extend(std::iter::repeat_n(0.0, bs));
-                        }
-                        let w = chunk.weights.map_or(1.0, |w| w[r]);
-                        let blk = &mut values[(keys.len() - 1) * bs..];
-                        for b in 0..qj {
-                            let wzb = w * chunk.z[j][r + b * ldj];
-                            for a in 0..qk {
-                                blk[a + b * qk] += chunk.z[k][r + a * ldk] * wzb;
-                            }
-                        }
-                    }
-                }
-                self.pairs[k][j].merge_sorted(&keys, &values, bs);
-            }
+    /// D'WD, and per term Z_k'WZ_k and D'WZ_k, of a checked chunk (`model::dense`).
+    fn add_rows(&mut self, chunk: &RowChunk, layout: &Layout) {
+        let mut blocks = DenseBlocks {
+            dd: &mut self.dd,
+            diag: &mut self.diag,
+            dz: &mut self.dz,
+            nobs: &mut self.nobs,
+            sum_log_w: &mut self.sum_log_w,
+        };
+        dense::add_rows(&mut blocks, chunk, layout);
+    }
+
+    /// Checks that `other` accumulates the same model.
+    pub(crate) fn check_same_model(&self, other: &CrossProdAccumulator) -> Result<()> {
+        if other.shapes != self.shapes || other.p != self.p {
+            return Err(LmmError::Shape(format!(
+                "merging accumulators of different models: terms {:?} with p = {} and terms {:?} \
+                 with p = {}",
+                self.shapes, self.p, other.shapes, other.p
+            )));
         }
+        Ok(())
     }
 
     /// Adds another accumulator's rows to this one.
     pub fn merge(&mut self, other: &CrossProdAccumulator) -> Result<()> {
-        if other.shapes != self.shapes || other.p != self.p {
-            return Err(LmmError::Shape(
-                "merging accumulators of different models".into(),
-            ));
-        }
+        self.merge_with(other, &mut PairScratch::default())
+    }
+
+    /// `merge`, with the pair merges' working memory.
+    pub(crate) fn merge_with(
+        &mut self,
+        other: &CrossProdAccumulator,
+        scratch: &mut PairScratch,
+    ) -> Result<()> {
+        self.check_same_model(other)?;
+        self.n_rows += other.n_rows;
         self.nobs += other.nobs;
         self.sum_log_w += other.sum_log_w;
         add_into(&mut self.dd, &other.dd);
@@ -289,11 +180,19 @@ impl CrossProdAccumulator {
             add_into(&mut self.dz[k], &other.dz[k]);
             for j in 0..k {
                 let bs = self.shapes[k].q * self.shapes[j].q;
-                let theirs = &other.pairs[k][j];
-                self.pairs[k][j].merge_sorted(&theirs.keys, &theirs.values, bs);
+                self.pairs[k][j].merge(&other.pairs[k][j], bs, scratch);
             }
         }
+        if let (Some(a), Some(b)) = (&mut self.moments, &other.moments) {
+            a.merge(b);
+        }
         Ok(())
+    }
+
+    /// lme4's data-based start from the accumulated moments (`model::start`), or `None` when
+    /// its rule does not apply.
+    pub fn lme4_start(&self) -> Option<Vec<f64>> {
+        self.moments.as_ref().and_then(StartMoments::theta)
     }
 
     /// The finished cross-products, with the sparse blocks in column-major block order.
@@ -345,7 +244,7 @@ impl CrossProdAccumulator {
     }
 }
 
-fn add_into(a: &mut [f64], b: &[f64]) {
+pub(crate) fn add_into(a: &mut [f64], b: &[f64]) {
     for (x, y) in a.iter_mut().zip(b) {
         *x += *y;
     }
@@ -371,14 +270,14 @@ pub struct CrossProducts {
     pub dd: Vec<f64>,
 }
 
-/// Most rows per piece when a chunk's cross-products are accumulated in parallel (see
-/// `balanced_piece_rows`).
+/// Most rows per piece of a lane (see `balanced_piece_rows`): the pair products sort one piece
+/// at a time, so a lane's sort buffers hold this many rows.
 pub const PIECE_ROWS: usize = 1 << 16;
 
-/// Rows per piece for `accumulate_parallel` on `n` rows: pieces of at most `max_rows` rows, in
-/// an even number (both of two threads get the same share), of equal size. It depends on n
-/// only, so the result does not depend on the machine. With fixed pieces of `max_rows`, the
-/// 73,421 rows of InstEval split 65,536 + 7,885 and the second thread had little to do.
+/// Rows per piece for the pass over `n` rows: pieces of at most `max_rows` rows, in an even
+/// number (both of two lanes get the same share), of equal size. It depends on n only, so the
+/// result does not depend on the machine. With fixed pieces of `max_rows`, the 73,421 rows of
+/// InstEval split 65,536 + 7,885 and the second thread had little to do.
 pub fn balanced_piece_rows(n: usize, max_rows: usize) -> usize {
     let max_rows = max_rows.max(1);
     let pieces = n.div_ceil(max_rows).max(1);
@@ -390,62 +289,27 @@ pub fn balanced_piece_rows(n: usize, max_rows: usize) -> usize {
     n.div_ceil(pieces).max(1)
 }
 
-/// Accumulates a chunk split into pieces of `piece_rows` rows in parallel (rayon, in the pool
-/// the caller installed), merging the pieces in row order so that the result does not depend on
-/// the number of threads. Each piece is a view of the chunk's rows (`RowChunk::rows`), not a
-/// copy.
+/// Accumulates a chunk cut into pieces of `piece_rows` rows, in lanes (`model::lanes`) on the
+/// rayon pool the caller installed; the lanes merge in lane order, so the result does not
+/// depend on the number of threads. The pieces are views of the chunk's rows, not copies.
 pub fn accumulate_parallel(
     shapes: &[ReTermShape],
     p: usize,
     chunk: &RowChunk,
     piece_rows: usize,
 ) -> Result<CrossProdAccumulator> {
-    use rayon::prelude::*;
-    let n = chunk.nrows();
-    let piece_rows = piece_rows.max(1);
-    let starts: Vec<usize> = (0..n).step_by(piece_rows).collect();
-    if starts.len() <= 1 {
-        let mut acc = CrossProdAccumulator::new(shapes, p);
-        acc.add(chunk)?;
-        return Ok(acc);
-    }
-    let layout = chunk.check(shapes, p)?;
-    let pieces: Vec<CrossProdAccumulator> = starts
-        .par_iter()
-        .map(|&start| {
-            let end = (start + piece_rows).min(n);
-            // The whole chunk was checked above, so the pieces need not be again.
-            let mut acc = CrossProdAccumulator::new(shapes, p);
-            acc.add_checked(&chunk.rows(&layout, start, end), &layout);
-            acc
-        })
-        .collect();
-    let mut iter = pieces.into_iter();
-    let mut total = iter.next().expect("at least one piece");
-    for piece in iter {
-        total.merge(&piece)?;
-    }
-    Ok(total)
+    let mut lanes = LaneAccumulator::new(shapes, p);
+    lanes.add_in_pool(chunk, piece_rows)?;
+    Ok(lanes.into_accumulator())
 }
 
 /// The cross-product pass over a row source: each chunk the source hands out (the in-memory
-/// source gives one) is accumulated in parallel pieces of `balanced_piece_rows` rows on
-/// `exec`'s threads, and the chunks are merged in row order. For one chunk the result is the
-/// chunk's accumulator itself, bit for bit.
+/// source gives one) is added in lanes on `exec`'s threads (`LaneAccumulator::add`), and the
+/// lanes are merged in lane order at the end.
 pub fn accumulate(source: &dyn RowSource, exec: &Exec) -> Result<CrossProdAccumulator> {
-    let (shapes, p) = (source.shapes(), source.p());
-    let mut total: Option<CrossProdAccumulator> = None;
-    source.for_each_chunk(usize::MAX, &mut |chunk| {
-        let piece_rows = balanced_piece_rows(chunk.nrows(), PIECE_ROWS);
-        let acc = exec.install(|| accumulate_parallel(shapes, p, chunk, piece_rows))?;
-        if let Some(t) = &mut total {
-            t.merge(&acc)
-        } else {
-            total = Some(acc);
-            Ok(())
-        }
-    })?;
-    Ok(total.unwrap_or_else(|| CrossProdAccumulator::new(shapes, p)))
+    let mut lanes = LaneAccumulator::new(source.shapes(), source.p());
+    source.for_each_chunk(usize::MAX, &mut |chunk| lanes.add(chunk, exec))?;
+    Ok(lanes.into_accumulator())
 }
 
 #[cfg(test)]
@@ -584,17 +448,23 @@ mod tests {
                 "rows {start}..{end}"
             );
         }
-        // The parallel pass against the copying version it replaced: same pieces, same merges.
+        // The lanes against copies of the same rows: lane l sums its contiguous share of the
+        // pieces in one accumulator, and the lanes merge in lane order.
         for piece_rows in [1, 64, 333, 1000] {
             let parallel = accumulate_parallel(&SHAPES, P, &all, piece_rows).unwrap();
+            let pieces = 1000usize.div_ceil(piece_rows);
+            let used = pieces.min(crate::model::lanes::LANES);
             let mut copied: Option<CrossProdAccumulator> = None;
-            for start in (0..1000).step_by(piece_rows) {
-                let copy = data.copy(start, (start + piece_rows).min(1000));
-                let mut acc = CrossProdAccumulator::new(&SHAPES, P);
-                acc.add(&copy.source().chunk()).unwrap();
+            for l in 0..used {
+                let mut lane = CrossProdAccumulator::new(&SHAPES, P);
+                for piece in l * pieces / used..(l + 1) * pieces / used {
+                    let start = piece * piece_rows;
+                    let copy = data.copy(start, (start + piece_rows).min(1000));
+                    lane.add(&copy.source().chunk()).unwrap();
+                }
                 match &mut copied {
-                    Some(t) => t.merge(&acc).unwrap(),
-                    None => copied = Some(acc),
+                    Some(t) => t.merge(&lane).unwrap(),
+                    None => copied = Some(lane),
                 }
             }
             assert_eq!(
@@ -603,6 +473,30 @@ mod tests {
                 "pieces of {piece_rows} rows"
             );
         }
+    }
+
+    #[test]
+    fn the_number_of_threads_changes_no_bit() {
+        let data = rows(5000);
+        let source = data.source();
+        let all = source.chunk();
+        for piece_rows in [100, 700, 5000] {
+            let a: Vec<Vec<u64>> = [1, 2, 3]
+                .iter()
+                .map(|&t| {
+                    let exec = Exec::new(t);
+                    let mut lanes = LaneAccumulator::new(&SHAPES, P);
+                    exec.install(|| lanes.add_in_pool(&all, piece_rows))
+                        .unwrap();
+                    bits(&lanes.into_accumulator().finish())
+                })
+                .collect();
+            assert_eq!(a[0], a[1], "1 and 2 threads, pieces of {piece_rows}");
+            assert_eq!(a[0], a[2], "1 and 3 threads, pieces of {piece_rows}");
+        }
+        let a1 = accumulate(&source, &Exec::new(1)).unwrap().finish();
+        let a2 = accumulate(&source, &Exec::new(2)).unwrap().finish();
+        assert_eq!(bits(&a1), bits(&a2), "accumulate on 1 and 2 threads");
     }
 
     /// The in-memory source, handing out chunks of at most `max` rows whatever is asked.

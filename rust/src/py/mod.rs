@@ -1,10 +1,12 @@
 //! The Python binding `multilevel._core`: the only code that knows about Python, one file per
 //! Python class. `LmmProblem` (problem.rs) borrows the caller's NumPy arrays and holds them;
+//! `Accumulator` (accumulator.rs) builds one from batches of rows, merged and serialised;
 //! its results are typed classes (`Solution`, `FitResult`, `OptimizerSummary`,
 //! `ConvergenceCheck`) instead of dicts; errors map one variant to one exception class and a
 //! panic to `InternalError` (errors.rs). The module's stub is python/multilevel/_core.pyi,
 //! checked against this module by mypy's stubtest (tests/test_core_stub.py).
 
+mod accumulator;
 mod convergence_check;
 mod errors;
 mod fit_result;
@@ -17,6 +19,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<problem::PyLmmProblem>()?;
+    m.add_class::<accumulator::PyAccumulator>()?;
     m.add_class::<solution::PySolution>()?;
     m.add_class::<fit_result::PyFitResult>()?;
     m.add_class::<optimizer_summary::PyOptimizerSummary>()?;

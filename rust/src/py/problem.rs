@@ -200,16 +200,27 @@ pub struct PyLmmProblem {
     inner: LmmProblem,
     /// The threads of every pass and evaluation.
     exec: Exec,
-    /// The input arrays, held for later passes over the rows (see `HeldRows`).
+    /// The input arrays, held for later passes over the rows (see `HeldRows`); `None` for a
+    /// problem built from an `Accumulator`, whose rows are gone.
     // No pass reads them after construction yet; PIRLS and the bootstrap will.
     #[allow(dead_code)]
-    rows: HeldRows,
+    rows: Option<HeldRows>,
     /// Set when a panic interrupted a call: the factor may be half updated, so the problem
     /// refuses further calls.
     poisoned: bool,
 }
 
 impl PyLmmProblem {
+    /// A problem from cross-products accumulated elsewhere (`Accumulator.problem`): no rows held.
+    pub(crate) fn from_problem(inner: LmmProblem, exec: Exec) -> Self {
+        PyLmmProblem {
+            inner,
+            exec,
+            rows: None,
+            poisoned: false,
+        }
+    }
+
     /// Runs `f` on the model with the GIL released; a panic poisons the problem and becomes
     /// `InternalError`.
     fn run<T: Send>(
@@ -262,7 +273,7 @@ impl PyLmmProblem {
             Ok(PyLmmProblem {
                 inner,
                 exec,
-                rows,
+                rows: Some(rows),
                 poisoned: false,
             })
         })
