@@ -87,7 +87,8 @@ for _ in range({repeats}):
     nobs = problem.nobs
     del problem
     gc.collect()
-print(json.dumps({{"times": times, "cpus": cpus, "peaks": peaks, "rows": n, "groups": groups, "nobs": nobs}}))
+print(json.dumps({{"times": times, "cpus": cpus, "peaks": peaks, "rows": n, "groups": groups,
+                  "nobs": nobs}}))
 """
 
 

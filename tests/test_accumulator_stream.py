@@ -206,7 +206,7 @@ def test_bad_batches_name_the_term_and_row():
         acc.add(y, X, [good[0], (good[1][0][:49], good[1][1])])
     with pytest.raises(exceptions.ShapeError, match="X is"):
         acc.add(y[:49], X, good)
-    with pytest.raises(exceptions.ShapeError, match="2 terms given|1 terms given"):
+    with pytest.raises(exceptions.ShapeError, match=r"2 terms given|1 terms given"):
         acc.add(y, X, good[:1])
     assert acc.nrows == 0, "a bad batch adds nothing"
 

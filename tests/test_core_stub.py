@@ -108,14 +108,13 @@ def test_each_core_error_has_its_own_class():
     prob = _core.LmmProblem(y, X, terms)
     with pytest.raises(exceptions.ThetaError):
         prob.objective([1.0, 0.0], True)
-    # The other variants (NotPositiveDefinite, TooLarge, Optimizer) need inputs that the
+    # The other variants (NotPositiveDefinite, Optimizer) need inputs that the
     # design layer never hands over; rust/src/py/errors.rs maps them in the same `match`.
     for cls in (
         exceptions.ShapeError,
         exceptions.CodeError,
         exceptions.ThetaError,
         exceptions.NotPositiveDefiniteError,
-        exceptions.TooLargeError,
         exceptions.OptimizerError,
     ):
         assert issubclass(cls, exceptions.MultilevelError)

@@ -1,9 +1,8 @@
 """Crossed random effects too large for a dense fill-in block.
 
 Two crossed factors of 30,000 and 21,000 levels: the blocked factor would need a dense
-21,000 x 21,000 block after fill-in (over the old 20,000-column limit, where ``lmer`` raised
-``TooLargeError``); the supernodal factor fits them. There is no lme4 reference at this size
-(lme4 takes minutes), so the checks are internal:
+21,000 x 21,000 block after fill-in; the supernodal factor fits them. There is no lme4
+reference at this size (lme4 takes minutes), so the checks are internal:
 
 - the objective does not depend on the order of the terms in the core (a different ordering and
   a different factor of the same matrix): 1e-10 relative;

@@ -92,9 +92,6 @@ class NotPositiveDefiniteError(FitError):
     """A matrix of the fit that must be positive definite is not."""
 
 
-class TooLargeError(FitError, MemoryError):
-    """A crossed structure whose fill-in would need a dense block larger than allowed."""
-
 
 class OptimizerError(FitError):
     """The optimiser could not run or found no finite objective."""

@@ -22,16 +22,6 @@ pub enum LmmError {
     /// A matrix that should be positive definite is not (for example a rank-deficient X).
     #[error("{what} is not positive definite (pivot {pivot})")]
     NotPositiveDefinite { what: String, pivot: usize },
-    /// The fill-in of a crossed structure would need a dense block larger than allowed.
-    #[error(
-        "random-effects term {term} would need a dense {size} x {size} block after fill-in \
-             (limit {limit}); this crossed structure is too large for the dense fallback"
-    )]
-    TooLarge {
-        term: usize,
-        size: usize,
-        limit: usize,
-    },
     /// The optimiser could not run.
     #[error("optimizer: {0}")]
     Optimizer(String),

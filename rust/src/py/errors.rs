@@ -36,7 +36,6 @@ pub fn to_py(err: &LmmError) -> PyErr {
         LmmError::Code { .. } => "CodeError",
         LmmError::Theta(_) => "ThetaError",
         LmmError::NotPositiveDefinite { .. } => "NotPositiveDefiniteError",
-        LmmError::TooLarge { .. } => "TooLargeError",
         LmmError::Optimizer(_) => "OptimizerError",
     };
     let message = err.to_string();
