@@ -92,7 +92,6 @@ class NotPositiveDefiniteError(FitError):
     """A matrix of the fit that must be positive definite is not."""
 
 
-
 class OptimizerError(FitError):
     """The optimiser could not run or found no finite objective."""
 
