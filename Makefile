@@ -21,17 +21,18 @@ test-python:
 
 lint:
 	cargo fmt --check
-	cargo clippy --all-targets -- -D warnings
-	ruff check python tests benches
-	ruff format --check python tests benches
+	cargo clippy --all-targets --features python -- -D warnings
+	ruff check python tests benches docs
+	ruff format --check python tests benches docs
 
 fmt:
 	cargo fmt
-	ruff format python tests benches
+	ruff format python tests benches docs
 
 bench:
 	$(PY) benches/bench_lmm.py
 	$(PY) benches/bench_panel.py
+	$(PY) benches/bench_inference.py
 
 # Regenerates tests/reference/ from R (needs R with lme4, nlme, plm, sandwich, clubSandwich).
 reference:
