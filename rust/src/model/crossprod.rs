@@ -316,7 +316,7 @@ pub fn accumulate(source: &dyn RowSource, exec: &Exec) -> Result<CrossProdAccumu
 mod tests {
     use super::*;
     use crate::model::remat::ReMat;
-    use crate::model::source::MemorySource;
+    use crate::model::source::{Chunked, MemorySource};
 
     /// A small deterministic generator (64-bit LCG, top bits).
     struct Lcg(u64);
@@ -497,28 +497,6 @@ mod tests {
         let a1 = accumulate(&source, &Exec::new(1)).unwrap().finish();
         let a2 = accumulate(&source, &Exec::new(2)).unwrap().finish();
         assert_eq!(bits(&a1), bits(&a2), "accumulate on 1 and 2 threads");
-    }
-
-    /// The in-memory source, handing out chunks of at most `max` rows whatever is asked.
-    struct Chunked<'a>(MemorySource<'a>, usize);
-
-    impl RowSource for Chunked<'_> {
-        fn n_rows(&self) -> usize {
-            self.0.n_rows()
-        }
-        fn p(&self) -> usize {
-            self.0.p()
-        }
-        fn shapes(&self) -> &[ReTermShape] {
-            self.0.shapes()
-        }
-        fn for_each_chunk(
-            &self,
-            max_rows: usize,
-            f: &mut dyn FnMut(&RowChunk<'_>) -> Result<()>,
-        ) -> Result<()> {
-            self.0.for_each_chunk(max_rows.min(self.1), f)
-        }
     }
 
     #[test]

@@ -32,7 +32,7 @@ mod tests {
     use super::*;
     use crate::error::LmmError;
     use crate::model::remat::{ReMat, ReTermShape};
-    use crate::model::source::{MemorySource, RowChunk};
+    use crate::model::source::{Chunked, MemorySource, RowChunk};
 
     fn shape(n_levels: usize, q: usize) -> ReTermShape {
         ReTermShape {
@@ -53,28 +53,6 @@ mod tests {
             .map(|(k, &(c, z, s))| ReMat::new(k, s, c, z).unwrap())
             .collect();
         MemorySource::new(y, x, 1, terms, None, None).unwrap()
-    }
-
-    /// The in-memory source cut into chunks of `max` rows.
-    struct Chunked<'a>(MemorySource<'a>, usize);
-
-    impl RowSource for Chunked<'_> {
-        fn n_rows(&self) -> usize {
-            self.0.n_rows()
-        }
-        fn p(&self) -> usize {
-            self.0.p()
-        }
-        fn shapes(&self) -> &[ReTermShape] {
-            self.0.shapes()
-        }
-        fn for_each_chunk(
-            &self,
-            max_rows: usize,
-            f: &mut dyn FnMut(&RowChunk<'_>) -> Result<()>,
-        ) -> Result<()> {
-            self.0.for_each_chunk(max_rows.min(self.1), f)
-        }
     }
 
     #[test]

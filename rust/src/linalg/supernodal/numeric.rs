@@ -33,7 +33,7 @@ use super::symbolic::{FlatLayout, Symbolic};
 use super::{SupernodalCholesky, SMALL_PANEL};
 use crate::error::Result;
 use crate::linalg::dense_llt::{self, SharedPanel};
-use crate::linalg::scale::scale_block;
+use crate::linalg::scale::{inflate_scalar, scale_block, scale_dz_column, scale_inflate_block};
 use crate::linalg::team::Ctx;
 use crate::model::crossprod::CrossProducts;
 
@@ -457,17 +457,14 @@ fn scale_flat(a: &CrossProducts, lambdas: &[Vec<f64>], layout: &FlatLayout, out:
         if q == 1 {
             let l2 = lam[0] * lam[0];
             for (o, v) in dst.iter_mut().zip(&a.diag[k]) {
-                *o = l2 * v + 1.0;
+                *o = inflate_scalar(l2, *v);
             }
         } else {
             for (o, blk) in dst
                 .chunks_exact_mut(q * q)
                 .zip(a.diag[k].chunks_exact(q * q))
             {
-                scale_block(blk, lam, q, lam, q, o);
-                for e in 0..q {
-                    o[e + e * q] += 1.0;
-                }
+                scale_inflate_block(blk, lam, q, o);
             }
         }
         for j in 0..k {
@@ -509,16 +506,7 @@ fn scale_dz(dz: &[f64], lam: &[f64], q: usize, pd: usize, dst: &mut [f64]) {
     } else {
         for (o, slab) in dst.chunks_exact_mut(pd * q).zip(dz.chunks_exact(pd * q)) {
             for b in 0..q {
-                let col = &mut o[b * pd..(b + 1) * pd];
-                col.fill(0.0);
-                for e in b..q {
-                    let coef = lam[e + b * q];
-                    if coef != 0.0 {
-                        for (v, x) in col.iter_mut().zip(&slab[e * pd..(e + 1) * pd]) {
-                            *v += coef * x;
-                        }
-                    }
-                }
+                scale_dz_column(slab, lam, q, b, &mut o[b * pd..(b + 1) * pd]);
             }
         }
     }
