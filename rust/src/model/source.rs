@@ -273,6 +273,31 @@ impl RowSource for MemorySource<'_> {
     }
 }
 
+/// For tests: an in-memory source handing out chunks of at most `.1` rows whatever is asked,
+/// as a stream of small batches would.
+#[cfg(test)]
+pub(crate) struct Chunked<'a>(pub MemorySource<'a>, pub usize);
+
+#[cfg(test)]
+impl RowSource for Chunked<'_> {
+    fn n_rows(&self) -> usize {
+        self.0.n_rows()
+    }
+    fn p(&self) -> usize {
+        self.0.p()
+    }
+    fn shapes(&self) -> &[ReTermShape] {
+        self.0.shapes()
+    }
+    fn for_each_chunk(
+        &self,
+        max_rows: usize,
+        f: &mut dyn FnMut(&RowChunk<'_>) -> Result<()>,
+    ) -> Result<()> {
+        self.0.for_each_chunk(max_rows.min(self.1), f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,30 +390,5 @@ mod tests {
             })
             .unwrap();
         assert_eq!(calls, 1, "an empty source gives one empty chunk");
-    }
-}
-
-/// For tests: an in-memory source handing out chunks of at most `.1` rows whatever is asked,
-/// as a stream of small batches would.
-#[cfg(test)]
-pub(crate) struct Chunked<'a>(pub MemorySource<'a>, pub usize);
-
-#[cfg(test)]
-impl RowSource for Chunked<'_> {
-    fn n_rows(&self) -> usize {
-        self.0.n_rows()
-    }
-    fn p(&self) -> usize {
-        self.0.p()
-    }
-    fn shapes(&self) -> &[ReTermShape] {
-        self.0.shapes()
-    }
-    fn for_each_chunk(
-        &self,
-        max_rows: usize,
-        f: &mut dyn FnMut(&RowChunk<'_>) -> Result<()>,
-    ) -> Result<()> {
-        self.0.for_each_chunk(max_rows.min(self.1), f)
     }
 }
