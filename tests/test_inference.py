@@ -387,3 +387,19 @@ def test_stata_report():
     assert "chibar2(01) = 106.21" in str(one)
     with pytest.raises(ValueError, match="style must be"):
         fit.summary(style="spss")
+
+
+def test_wald_on_ols_and_panel_fits():
+    d = ml.datasets.load("hsb")
+    f = ml.ols("mathach ~ ses * sector", d, vcov={"CR2": "school"})
+    slopes = [n for n in f.coef.index if n != "(Intercept)"]
+    w = f.wald([f"{n} = 0" for n in slopes])
+    # the joint test of every slope is the fit's own F test (checked against clubSandwich)
+    assert abs(w.statistic - f.fvalue) < 1e-9 * f.fvalue and w.dendf == f.f_df[1]
+    one = f.wald("ses = 0")
+    assert abs(one.rows["statistic"].iloc[0] - f.t["ses"]) < 1e-12
+    assert abs(one.p_value - f.p["ses"]) < 1e-12  # F(1, df) = t^2 with the coefficient's df
+    g = ml.datasets.load("grunfeld")
+    fe = ml.panel("inv ~ value + capital", g, entity="firm", time="year", model="within")
+    w = fe.wald("value = capital")
+    assert w.numdf == 1 and w.dendf == fe.f_df[1]
