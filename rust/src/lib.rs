@@ -9,6 +9,7 @@ pub mod cholesky;
 pub mod dense_llt;
 pub mod error;
 pub mod exec;
+pub mod glmm;
 pub mod lmm;
 pub mod model;
 pub mod oneterm;
