@@ -4,7 +4,11 @@
 //! conditional modes on the LMM's blocked factor (pirls.rs), the Laplace and adaptive
 //! Gauss-Hermite objectives (laplace.rs) and lme4's two-stage fit (fit.rs).
 
+pub mod agq;
 #[cfg(test)]
 mod families_reference;
 pub mod family;
+pub mod fit;
+pub mod laplace;
+pub mod pirls;
 pub mod special;
