@@ -36,6 +36,7 @@ from multilevel import families as fm
 __all__ = ["GlmerFit", "glmer"]
 
 _CBIND = re.compile(r"^\s*cbind\((?P<args>.*)\)\s*~(?P<rhs>.*)$", re.S)
+_SCALE = re.compile(r"\bscale\(\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\)")
 _OFFSET = re.compile(r"\+\s*offset\((?P<expr>[^()]*(\([^()]*\))?[^()]*)\)")
 
 
@@ -113,6 +114,14 @@ def glmer(formula: str, data, family="binomial", nagq: int = 1, weights=None, of
         v = _eval(m.group("expr"), df)
         off_extra = v if off_extra is None else off_extra + v
     formula = _OFFSET.sub("", formula)
+    renamed = {}
+    for m in set(_SCALE.findall(formula)):
+        # R's scale(x): centred and divided by the sd (n - 1), as a column of its own.
+        v = df[m].to_numpy(float)
+        col = f"__ml_scale_{m}__"
+        df[col] = (v - np.nanmean(v)) / np.nanstd(v, ddof=1)
+        formula = re.sub(rf"\bscale\(\s*{re.escape(m)}\s*\)", col, formula)
+        renamed[col] = f"scale({m})"
     w_user = None if weights is None else (df[weights].to_numpy(float) if isinstance(
         weights, str) else np.asarray(weights, float))
     trials = None
@@ -160,7 +169,9 @@ def glmer(formula: str, data, family="binomial", nagq: int = 1, weights=None, of
                              threads or 0, getattr(fam, "theta", None))
     beta0 = _glm_start(X, start.y, fam, start.weights, o, start.mustart)
     res = prob.fit(nagq, list(map(float, beta0)))
-    return GlmerFit(res, d, fam, start.y, start.weights, o, nagq, original)
+    fit = GlmerFit(res, d, fam, start.y, start.weights, o, nagq, original)
+    fit._names = [renamed.get(n, n) for n in fit._names]
+    return fit
 
 
 class GlmerFit:
