@@ -14,6 +14,8 @@ from typing_extensions import disjoint_base
 __all__ = [
     "ConvergenceCheck",
     "FitResult",
+    "GlmmFit",
+    "GlmmProblem",
     "InternalError",
     "LmmProblem",
     "OptimizerSummary",
@@ -150,6 +152,8 @@ class ConvergenceCheck:
 
 def _panic_for_tests() -> None: ...
 
+@final
+@disjoint_base
 class GlmmFit:
     """Result of ``GlmmProblem.fit``."""
 
@@ -180,6 +184,8 @@ class GlmmFit:
     @property
     def stage2(self) -> tuple[list[float], list[float], float, float, int, str] | None: ...
 
+@final
+@disjoint_base
 class GlmmProblem:
     """A generalized linear mixed model over y, X, the terms and a family."""
 

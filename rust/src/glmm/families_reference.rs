@@ -2,7 +2,11 @@
 //! (the values of `Rscript tests/reference/make_reference.R glmm`) by a one-off script; the
 //! Rust families are tested against them in family.rs.
 
-#![allow(clippy::unreadable_literal, clippy::excessive_precision)]
+#![allow(
+    clippy::unreadable_literal,
+    clippy::excessive_precision,
+    clippy::approx_constant
+)]
 
 pub struct Entry {
     pub family: &'static str,

@@ -167,10 +167,10 @@ impl<'a> Pirls<'a> {
         let link = d.family.link;
         let n = d.n();
         let mut z = vec![0.0; n];
-        for r in 0..n {
+        for (r, zr) in z.iter_mut().enumerate() {
             let me = link.mu_eta(self.eta[r]);
             self.w[r] = d.weights[r] * me * me / d.family.variance(self.mu[r]);
-            z[r] = self.eta[r] + (d.y[r] - self.mu[r]) / me;
+            *zr = self.eta[r] + (d.y[r] - self.mu[r]) / me;
         }
         let source = MemorySource::new(
             &z,
@@ -181,13 +181,12 @@ impl<'a> Pirls<'a> {
             Some(&d.offset),
         )?;
         let a = accumulate(&source, &self.exec)?.finish();
-        match &mut self.chol {
-            Some(c) => c.update(&a, &self.lambdas)?,
-            None => {
-                let mut c = BlockedCholesky::new(&a)?;
-                c.update(&a, &self.lambdas)?;
-                self.chol = Some(c);
-            }
+        if let Some(c) = &mut self.chol {
+            c.update(&a, &self.lambdas)?;
+        } else {
+            let mut c = BlockedCholesky::new(&a)?;
+            c.update(&a, &self.lambdas)?;
+            self.chol = Some(c);
         }
         Ok(())
     }
@@ -196,9 +195,10 @@ impl<'a> Pirls<'a> {
     /// (beta, u) jointly.
     fn solve(&self, beta: Option<&[f64]>) -> (Vec<f64>, Vec<Vec<f64>>) {
         let chol = self.chol.as_ref().expect("factored before solving");
-        let beta = match beta {
-            Some(b) => b.to_vec(),
-            None => {
+        let beta = if let Some(b) = beta {
+            b.to_vec()
+        } else {
+            {
                 let p = self.data.p;
                 let d = chol.d_block();
                 let mut beta: Vec<f64> = (0..p).map(|j| d[(p, j)]).collect();

@@ -9,7 +9,7 @@ use std::f64::consts::PI;
 
 /// log Gamma(x) for x > 0.
 pub fn ln_gamma(x: f64) -> f64 {
-    if !(x > 0.0) || !x.is_finite() {
+    if x.is_nan() || x <= 0.0 || x.is_infinite() {
         return f64::INFINITY;
     }
     let mut x = x;

@@ -6,6 +6,9 @@ use pyo3::prelude::*;
 
 use crate::glmm::fit::{GlmmFit, StageSummary};
 
+/// An optimiser stage for Python: (x0, x, f0, f, n_eval, status).
+type Stage = (Vec<f64>, Vec<f64>, f64, f64, usize, String);
+
 /// A fitted GLMM: theta, beta, u and b (per term), the objective (-2 logLik), vcov(beta),
 /// the Hessian of the objective over (theta, beta), eta and mu at the mode, and the two
 /// optimiser stages' summaries.
@@ -28,7 +31,7 @@ fn square<'py>(py: Python<'py>, v: &[f64]) -> Bound<'py, PyArray2<f64>> {
     PyArray2::from_vec2(py, &rows).expect("square")
 }
 
-fn stage(s: &StageSummary) -> (Vec<f64>, Vec<f64>, f64, f64, usize, String) {
+fn stage(s: &StageSummary) -> Stage {
     (
         s.x0.clone(),
         s.x.clone(),
@@ -97,12 +100,12 @@ impl PyGlmmFit {
     }
     /// Stage 1 (nagq = 0): (x0, x, f0, f, n_eval, status).
     #[getter]
-    fn stage1(&self) -> (Vec<f64>, Vec<f64>, f64, f64, usize, String) {
+    fn stage1(&self) -> Stage {
         stage(&self.fit.stage1)
     }
     /// Stage 2 ((theta, beta) jointly), or None for a nagq = 0 fit.
     #[getter]
-    fn stage2(&self) -> Option<(Vec<f64>, Vec<f64>, f64, f64, usize, String)> {
+    fn stage2(&self) -> Option<Stage> {
         self.fit.stage2.as_ref().map(stage)
     }
     fn __repr__(&self) -> String {

@@ -152,6 +152,7 @@ impl PyGlmmProblem {
     /// lme4's devfun: the Laplace (nagq = 1) or AGQ (nagq > 1) objective at (theta, beta),
     /// or with `beta=None` the nagq = 0 objective with beta estimated in PIRLS.
     #[pyo3(signature = (theta, beta=None, nagq=1))]
+    #[allow(clippy::needless_pass_by_value)]
     fn objective(
         &self,
         py: Python<'_>,
@@ -177,6 +178,7 @@ impl PyGlmmProblem {
     /// lme4's two-stage fit from the GLM's coefficients `beta0` (and theta0, 1 on the
     /// diagonals by default).
     #[pyo3(signature = (nagq, beta0, theta0=None))]
+    #[allow(clippy::needless_pass_by_value)]
     fn fit(
         &self,
         py: Python<'_>,
