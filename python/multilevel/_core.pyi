@@ -153,7 +153,6 @@ class ConvergenceCheck:
 def _panic_for_tests() -> None: ...
 
 @final
-@disjoint_base
 class GlmmFit:
     """Result of ``GlmmProblem.fit``."""
 
@@ -185,7 +184,6 @@ class GlmmFit:
     def stage2(self) -> tuple[list[float], list[float], float, float, int, str] | None: ...
 
 @final
-@disjoint_base
 class GlmmProblem:
     """A generalized linear mixed model over y, X, the terms and a family."""
 
