@@ -134,3 +134,13 @@ def test_nagq_needs_one_scalar_term():
     data = load_reference_data(ref)
     with pytest.raises(ValueError, match="single, scalar"):
         glmer(ref["formula"], data, family="binomial", nagq=5)
+
+
+@pytest.mark.parametrize("case", ["cbpp_agq25", "contraception_urban", "gamma_log"])
+def test_condvar_matches_lme4(case):
+    ref, fit = fitted(case)
+    for g, r in ref["ranef"].items():
+        ours = fit.ranef_condvar[g]
+        theirs = np.asarray(r["condvar"], float).reshape(ours.shape)
+        # at estimates within 1% of an SE: 1% relative
+        np.testing.assert_allclose(ours, theirs, rtol=1e-2, atol=1e-4)

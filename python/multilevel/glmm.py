@@ -239,6 +239,14 @@ class GlmerFit:
         return out
 
     @property
+    def ranef_condvar(self) -> dict[str, np.ndarray]:
+        """Per grouping factor, the conditional covariances of the modes (levels x q x q),
+        lme4's ``attr(ranef(fit, condVar = TRUE)[[g]], "postVar")``."""
+        s2 = self.sigma ** 2
+        return {t.group: s2 * np.asarray(c)
+                for t, c in zip(self.design.terms, self._res.condvar, strict=True)}
+
+    @property
     def coef(self) -> dict[str, pd.DataFrame]:
         fe = self.fixef
         out = {}

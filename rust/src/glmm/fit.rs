@@ -45,6 +45,9 @@ pub struct GlmmFit {
     pub mu: Vec<f64>,
     /// Working weights at the mode.
     pub weights: Vec<f64>,
+    /// Per term, levels x (q x q) column-major blocks of Lambda (L_Z L_Z')^-1 Lambda' at the
+    /// mode (lme4's `condVar` for families without a dispersion).
+    pub condvar: Vec<Vec<f64>>,
     pub stage1: StageSummary,
     pub stage2: Option<StageSummary>,
 }
@@ -331,7 +334,61 @@ fn finish(
         eta: p.eta.clone(),
         mu: p.mu.clone(),
         weights: p.w.clone(),
+        condvar: condvar(p),
         stage1,
         stage2,
     }
+}
+
+/// The diagonal blocks of Lambda (L_Z L_Z')^-1 Lambda' at the current factor, per term.
+pub fn condvar(p: &Pirls) -> Vec<Vec<f64>> {
+    let shapes = p.shapes();
+    let Some(chol) = p.chol() else {
+        return shapes
+            .iter()
+            .map(|s| vec![f64::NAN; s.n_levels * s.q * s.q])
+            .collect();
+    };
+    shapes
+        .iter()
+        .enumerate()
+        .map(|(k, s)| {
+            let q = s.q;
+            let lam = &p.lambdas[k];
+            let mut out = Vec::with_capacity(s.n_levels * q * q);
+            for lev in 0..s.n_levels {
+                // Columns of L_Z^-1 E for this level's q unit vectors; inner = their cross-products.
+                let cols: Vec<Vec<Vec<f64>>> = (0..q)
+                    .map(|a| {
+                        let mut x: Vec<Vec<f64>> =
+                            shapes.iter().map(|t| vec![0.0; t.size()]).collect();
+                        x[k][lev * q + a] = 1.0;
+                        chol.solve_lz(&mut x);
+                        x
+                    })
+                    .collect();
+                let dot = |x: &Vec<Vec<f64>>, y: &Vec<Vec<f64>>| -> f64 {
+                    x.iter()
+                        .zip(y)
+                        .map(|(u, v)| u.iter().zip(v).map(|(a, b)| a * b).sum::<f64>())
+                        .sum()
+                };
+                let inner: Vec<f64> = (0..q * q)
+                    .map(|i| dot(&cols[i % q], &cols[i / q]))
+                    .collect();
+                for c in 0..q {
+                    for a in 0..q {
+                        let mut v = 0.0;
+                        for e in 0..q {
+                            for f in 0..q {
+                                v += lam[a + e * q] * inner[e + f * q] * lam[c + f * q];
+                            }
+                        }
+                        out.push(v);
+                    }
+                }
+            }
+            out
+        })
+        .collect()
 }

@@ -98,6 +98,29 @@ impl PyGlmmFit {
     fn weights<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
         self.fit.weights.clone().into_pyarray(py)
     }
+    /// Per term, the conditional covariances of b: levels x q x q (lme4's condVar, before
+    /// scaling by sigma^2 for families with a dispersion).
+    #[getter]
+    fn condvar<'py>(&self, py: Python<'py>) -> Vec<Bound<'py, numpy::PyArray3<f64>>> {
+        self.fit
+            .condvar
+            .iter()
+            .zip(&self.fit.b)
+            .map(|(v, b)| {
+                // b holds levels q values, v levels q^2.
+                let q = v.len() / b.len().max(1);
+                let levels = b.len() / q.max(1);
+                let arr: Vec<Vec<Vec<f64>>> = (0..levels)
+                    .map(|l| {
+                        (0..q)
+                            .map(|a| (0..q).map(|c| v[l * q * q + a + c * q]).collect())
+                            .collect()
+                    })
+                    .collect();
+                numpy::PyArray3::from_vec3(py, &arr).expect("levels x q x q blocks")
+            })
+            .collect()
+    }
     /// Stage 1 (nagq = 0): (x0, x, f0, f, n_eval, status).
     #[getter]
     fn stage1(&self) -> Stage {
