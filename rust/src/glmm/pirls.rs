@@ -318,3 +318,69 @@ impl<'a> Pirls<'a> {
         b_of(&self.shapes, &self.lambdas, &self.u)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::glmm::family::{Distribution, Link};
+    use crate::glmm::laplace;
+
+    /// A small Poisson problem: 40 rows, 6 levels of one intercept term, an intercept and a
+    /// covariate.
+    fn rows() -> (Vec<f64>, Vec<f64>, Vec<i32>, Vec<f64>) {
+        let n = 40;
+        let mut y = Vec::new();
+        let mut x = vec![1.0; n];
+        let mut codes = Vec::new();
+        for r in 0..n {
+            let xv = (r as f64 * 0.37).sin();
+            x.push(xv);
+            codes.push((r % 6) as i32);
+            y.push(f64::from(((r * 7 + 3) % 5) as u8) + if r % 6 == 2 { 3.0 } else { 0.0 });
+        }
+        (y, x, codes, vec![1.0; n])
+    }
+
+    #[test]
+    fn mode_is_stationary_and_agq_with_one_node_is_laplace_minus_the_constant() {
+        let (y, x, codes, z) = rows();
+        let n = y.len();
+        let shape = ReTermShape {
+            n_levels: 6,
+            q: 1,
+            diagonal: false,
+        };
+        let data = GlmmData {
+            y: &y,
+            x: &x,
+            p: 2,
+            terms: vec![ReMat::new(0, shape, &codes, &z).expect("term")],
+            weights: vec![1.0; n],
+            offset: vec![0.0; n],
+            family: Family::new(Distribution::Poisson, Link::Log),
+        };
+        let mut p = Pirls::new(&data, Exec::serial());
+        let theta = [0.8];
+        p.run(&theta, Some(&[0.5, 0.3])).expect("pirls");
+        // d pdev / du = 0: u = lambda Z' (y - mu) for the canonical link.
+        let mut grad = vec![0.0; 6];
+        for r in 0..n {
+            grad[codes[r] as usize] += theta[0] * (y[r] - p.mu[r]);
+        }
+        for j in 0..6 {
+            assert!((p.u[0][j] - grad[j]).abs() < 1e-10, "level {j}");
+        }
+        // AGQ with one node (z = 0, w = 1) is dev + ||u||^2 + ldL2; Laplace has aic for dev.
+        let dev: f64 = data.dev_resids(&p.mu).iter().sum();
+        let lap = laplace::laplace(&p);
+        let agq1 = laplace::agq(&p, 1).expect("agq");
+        let constant = data.aic(&p.mu, dev) - dev;
+        assert!((lap - agq1 - constant).abs() < 1e-10 * lap.abs());
+        // Joint PIRLS (nAGQ = 0): beta at its penalised optimum, X'(y - mu) = 0.
+        p.run(&theta, None).expect("joint pirls");
+        for j in 0..2 {
+            let g: f64 = (0..n).map(|r| x[r + j * n] * (y[r] - p.mu[r])).sum();
+            assert!(g.abs() < 1e-9, "column {j}: {g}");
+        }
+    }
+}
