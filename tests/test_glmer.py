@@ -23,7 +23,7 @@ from multilevel.glmm import glmer
 
 CASES = ["cbpp_laplace", "cbpp_agq25", "cbpp_nagq0", "cbpp_probit_prop", "grouseticks",
          "verbagg", "contraception", "contraception_urban", "poisson_offset",
-         "poisson_offset_agq9", "gamma_log"]
+         "poisson_offset_agq9", "gamma_log", "negbin", "grouseticks_help"]
 
 # lme4 takes its Hessian (and so vcov and the SEs) from its devfun at PIRLS tolerance 1e-7,
 # whose error varies smoothly with (theta, beta) and biases the finite differences: on
@@ -58,7 +58,8 @@ def test_objective_at_lme4_estimates(case):
     terms = [(np.asarray(t.codes, np.int32), t.n_levels, np.asfortranarray(t.Z, float), False)
              for t in d.terms]
     prob = _core.GlmmProblem(fit.y, np.asfortranarray(d.X, float), terms, fit.family.name,
-                             fit.family.link.name, fit.prior_weights, fit.offset)
+                             fit.family.link.name, fit.prior_weights, fit.offset,
+                             nb_theta=getattr(fit.family, "theta", None))
     nagq = ref["nagq"]
     points = [(ref["theta"], ref["beta"], ref["objective_at_opt_tight"])]
     points += [(o["theta"], o.get("beta"), o["objective_tight"])
