@@ -157,6 +157,21 @@ pub struct Family {
     pub link: Link,
 }
 
+/// Largest integer whose log factorial is tabulated.
+const LFACT_MAX: usize = 4096;
+
+/// log(x!) for x >= 0: from a table for integers up to `LFACT_MAX` (the counts of binomial and
+/// Poisson responses, so that aic costs no log Gamma per row), `ln_gamma(x + 1)` otherwise.
+fn ln_factorial(x: f64) -> f64 {
+    static TABLE: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
+    if x >= 0.0 && x <= LFACT_MAX as f64 && x.fract() == 0.0 {
+        let t = TABLE.get_or_init(|| (0..=LFACT_MAX).map(|i| ln_gamma(i as f64 + 1.0)).collect());
+        t[x as usize]
+    } else {
+        ln_gamma(x + 1.0)
+    }
+}
+
 /// y log(y / mu), 0 at y = 0.
 fn ylogy(y: f64, mu: f64) -> f64 {
     if y > 0.0 {
@@ -230,21 +245,20 @@ impl Family {
                     }
                     let k = (m * y).round();
                     let size = m.round();
-                    let logpmf =
-                        ln_gamma(size + 1.0) - ln_gamma(k + 1.0) - ln_gamma(size - k + 1.0)
-                            + xlogy(k, mu)
-                            + if size - k == 0.0 {
-                                0.0
-                            } else {
-                                (size - k) * (-mu).ln_1p()
-                            };
+                    let logpmf = ln_factorial(size) - ln_factorial(k) - ln_factorial(size - k)
+                        + xlogy(k, mu)
+                        + if size - k == 0.0 {
+                            0.0
+                        } else {
+                            (size - k) * (-mu).ln_1p()
+                        };
                     s += wt / m * logpmf;
                 }
                 -2.0 * s
             }
             Distribution::Poisson => {
                 -2.0 * rows
-                    .map(|((&y, &mu), &wt)| (xlogy(y, mu) - mu - ln_gamma(y + 1.0)) * wt)
+                    .map(|((&y, &mu), &wt)| (xlogy(y, mu) - mu - ln_factorial(y)) * wt)
                     .sum::<f64>()
             }
             Distribution::Gamma => {
@@ -269,7 +283,7 @@ impl Family {
                 let c = -th * th.ln() + ln_gamma(th);
                 2.0 * rows
                     .map(|((&y, &mu), &wt)| {
-                        ((y + th) * (mu + th).ln() - xlogy(y, mu) + ln_gamma(y + 1.0) + c
+                        ((y + th) * (mu + th).ln() - xlogy(y, mu) + ln_factorial(y) + c
                             - ln_gamma(th + y))
                             * wt
                     })
