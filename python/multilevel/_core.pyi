@@ -15,6 +15,8 @@ __all__ = [
     "Accumulator",
     "ConvergenceCheck",
     "FitResult",
+    "GlmmFit",
+    "GlmmProblem",
     "InternalError",
     "LmmProblem",
     "OptimizerSummary",
@@ -217,3 +219,59 @@ class ConvergenceCheck:
     def message(self) -> str: ...
 
 def _panic_for_tests() -> None: ...
+
+@final
+class GlmmFit:
+    """Result of ``GlmmProblem.fit``."""
+
+    @property
+    def nagq(self) -> int: ...
+    @property
+    def theta(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def beta(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def u(self) -> list[npt.NDArray[np.float64]]: ...
+    @property
+    def b(self) -> list[npt.NDArray[np.float64]]: ...
+    @property
+    def objective(self) -> float: ...
+    @property
+    def vcov(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def hessian(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def eta(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def mu(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def weights(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def condvar(self) -> list[npt.NDArray[np.float64]]: ...
+    @property
+    def stage1(self) -> tuple[list[float], list[float], float, float, int, str]: ...
+    @property
+    def stage2(self) -> tuple[list[float], list[float], float, float, int, str] | None: ...
+
+@final
+class GlmmProblem:
+    """A generalized linear mixed model over y, X, the terms and a family."""
+
+    def __new__(
+        cls,
+        y: npt.NDArray[np.float64],
+        x: npt.NDArray[np.float64],
+        terms: list[tuple[npt.NDArray[np.int32], int, npt.NDArray[np.float64], bool]],
+        family: str,
+        link: str,
+        weights: npt.NDArray[np.float64] | None = None,
+        offset: npt.NDArray[np.float64] | None = None,
+        threads: int = 0,
+        nb_theta: float | None = None,
+    ) -> GlmmProblem: ...
+    def objective(
+        self, theta: list[float], beta: list[float] | None = None, nagq: int = 1
+    ) -> float: ...
+    def fit(
+        self, nagq: int, beta0: list[float], theta0: list[float] | None = None
+    ) -> GlmmFit: ...

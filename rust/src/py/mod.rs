@@ -10,6 +10,8 @@ mod accumulator;
 mod convergence_check;
 mod errors;
 mod fit_result;
+mod glmm_fit;
+mod glmm_problem;
 mod optimizer_summary;
 mod problem;
 mod solution;
@@ -24,6 +26,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<fit_result::PyFitResult>()?;
     m.add_class::<optimizer_summary::PyOptimizerSummary>()?;
     m.add_class::<convergence_check::PyConvergenceCheck>()?;
+    m.add_class::<glmm_problem::PyGlmmProblem>()?;
+    m.add_class::<glmm_fit::PyGlmmFit>()?;
     m.add("InternalError", m.py().get_type::<errors::InternalError>())?;
     m.add_function(wrap_pyfunction!(errors::_panic_for_tests, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

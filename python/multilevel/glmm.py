@@ -1,0 +1,377 @@
+"""Generalized linear mixed models: ``glmer`` (lme4's glmer) and its result ``GlmerFit``.
+
+The formula and data become y, X and the random-effects terms through the design builder
+(:func:`multilevel.design.build`); a ``cbind(successes, failures)`` response becomes the
+proportion y = s / (s + f) with prior weights s + f, and ``offset(expr)`` in the formula is
+added to ``offset=``, both here before the design is built, as lme4 does. The family's
+``initialize`` checks the response (negative counts, proportions outside [0, 1], non-positive
+Gamma values raise :class:`multilevel.families.ResponseError`). The fit is lme4's two-stage
+one, in Rust (``_core.GlmmProblem``): beta starts at the GLM of the fixed part (IRLS, R's
+glm.fit, computed here with the families' functions), theta at 1.
+
+Examples
+--------
+>>> import multilevel as ml
+>>> from multilevel.glmm import glmer
+>>> cbpp = ml.datasets.load("cbpp")  # doctest: +SKIP
+>>> fit = glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
+...             family="binomial")  # doctest: +SKIP
+>>> round(fit.loglik, 2)  # doctest: +SKIP
+-92.03
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from multilevel import _core
+from multilevel import design as _design
+from multilevel import families as fm
+
+__all__ = ["GlmerFit", "glmer"]
+
+_CBIND = re.compile(r"^\s*cbind\((?P<args>.*)\)\s*~(?P<rhs>.*)$", re.S)
+_SCALE = re.compile(r"\bscale\(\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\)")
+_OFFSET = re.compile(r"\+\s*offset\((?P<expr>[^()]*(\([^()]*\))?[^()]*)\)")
+
+
+def _split_args(text: str) -> list[str]:
+    depth, parts, cur = 0, [], ""
+    for ch in text:
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+            continue
+        depth += ch == "("
+        depth -= ch == ")"
+        cur += ch
+    parts.append(cur)
+    return [p.strip() for p in parts]
+
+
+def _eval(expr: str, df: pd.DataFrame) -> np.ndarray:
+    env = {c: df[c] for c in df.columns if isinstance(c, str)}
+    env.update({"np": np, "log": np.log, "exp": np.exp, "sqrt": np.sqrt})
+    return np.asarray(eval(expr, {"__builtins__": {}}, env), dtype=float)  # noqa: S307
+
+
+def _glm_start(X, y, family: fm.Family, weights, offset, mustart, maxit: int = 25):
+    """R's glm.fit (IRLS) for beta's start."""
+    eta = family.linkfun(mustart)
+    mu = family.linkinv(eta)
+    dev_old = float(np.sum(family.dev_resids(y, mu, weights)))
+    coef = np.zeros(X.shape[1])
+    for _ in range(maxit):
+        mu_eta = family.mu_eta(eta)
+        good = (weights > 0) & (mu_eta != 0)
+        z = (eta - offset)[good] + (y - mu)[good] / mu_eta[good]
+        sw = np.sqrt(weights[good] * mu_eta[good] ** 2 / family.variance(mu)[good])
+        coef, *_ = np.linalg.lstsq(X[good] * sw[:, None], z * sw, rcond=None)
+        eta = X @ coef + offset
+        mu = family.linkinv(eta)
+        dev = float(np.sum(family.dev_resids(y, mu, weights)))
+        if abs(dev - dev_old) / (abs(dev) + 0.1) < 1e-8:
+            break
+        dev_old = dev
+    return coef
+
+
+def glmer(formula: str, data, family="binomial", nagq: int = 1, weights=None, offset=None,
+          threads: int | None = None) -> GlmerFit:
+    """Fit a generalized linear mixed model by maximum likelihood (Laplace, or adaptive
+    Gauss-Hermite quadrature with ``nagq`` > 1 nodes for one scalar random effect; ``nagq=0``
+    is lme4's fast first stage).
+
+    Parameters
+    ----------
+    formula : str
+        lme4 formula; the response may be ``cbind(successes, failures)`` and the fixed part
+        may hold ``offset(expr)``.
+    data : pandas or polars DataFrame, or dict of arrays
+    family : str or multilevel.families.Family
+        "binomial", "poisson", "Gamma", "inverse.gaussian", or an instance such as
+        ``families.Binomial(link="probit")`` or ``families.NegativeBinomial(theta=2.0)``.
+    nagq : int
+        0, 1 (Laplace, the default) or the number of quadrature nodes.
+    weights, offset : str or array, optional
+        Prior weights (binomial trials for a proportion response) and an offset.
+    threads : int, optional
+        Threads for the passes over the rows (default: all).
+    """
+    fam = fm.family(family)
+    original = formula
+    df = _design.as_pandas(data).copy()
+    nagq = int(nagq)
+    if nagq < 0:
+        raise ValueError("nagq must be >= 0")
+    off_extra = None
+    for m in list(_OFFSET.finditer(formula)):
+        v = _eval(m.group("expr"), df)
+        off_extra = v if off_extra is None else off_extra + v
+    formula = _OFFSET.sub("", formula)
+    renamed = {}
+    for m in set(_SCALE.findall(formula)):
+        # R's scale(x): centred and divided by the sd (n - 1), as a column of its own.
+        v = df[m].to_numpy(float)
+        col = f"__ml_scale_{m}__"
+        df[col] = (v - np.nanmean(v)) / np.nanstd(v, ddof=1)
+        formula = re.sub(rf"\bscale\(\s*{re.escape(m)}\s*\)", col, formula)
+        renamed[col] = f"scale({m})"
+    w_user = None if weights is None else (df[weights].to_numpy(float) if isinstance(
+        weights, str) else np.asarray(weights, float))
+    trials = None
+    m = _CBIND.match(formula)
+    if m:
+        if fam.name != "binomial":
+            raise fm.ResponseError("cbind(successes, failures) needs the binomial family")
+        s_expr, f_expr = _split_args(m.group("args"))
+        s, f = _eval(s_expr, df), _eval(f_expr, df)
+        if np.any(s < 0) or np.any(f < 0):
+            raise fm.ResponseError("binomial response: negative successes or failures")
+        trials = s + f
+        df["__ml_y__"] = np.where(trials > 0, s / np.where(trials > 0, trials, 1.0), 0.0)
+        formula = "__ml_y__ ~" + m.group("rhs")
+    elif fam.name == "binomial":
+        lhs = formula.split("~", 1)[0].strip()
+        if lhs in df.columns and not pd.api.types.is_numeric_dtype(df[lhs]) or (
+                lhs in df.columns and df[lhs].dtype == bool):
+            df[lhs] = np.asarray(fm._binary_from_factor(df[lhs]), dtype=float)
+    prior = w_user if trials is None else (trials if w_user is None else w_user * trials)
+    if prior is not None:
+        df["__ml_w__"] = prior
+    offset_v = None
+    if offset is not None:
+        offset_v = df[offset].to_numpy(float) if isinstance(offset, str) else np.asarray(
+            offset, float)
+    if off_extra is not None:
+        offset_v = off_extra if offset_v is None else offset_v + off_extra
+    if offset_v is not None:
+        df["__ml_o__"] = offset_v
+    d = _design.build(formula, df, weights="__ml_w__" if prior is not None else None,
+                      offset="__ml_o__" if offset_v is not None else None, allow_n=True)
+    y = np.asarray(d.y, float)
+    w = np.ones_like(y) if d.weights is None else np.asarray(d.weights, float)
+    start = fam.initialize(y, w) if fam.name == "binomial" else fam.initialize(y)
+    o = np.zeros_like(y) if d.offset is None else np.asarray(d.offset, float)
+    if nagq > 1 and (len(d.terms) != 1 or d.terms[0].q != 1):
+        raise ValueError("nagq > 1 is only available for models with a single, scalar "
+                         "random-effects term")
+    X = np.asfortranarray(d.X, dtype=float)
+    terms = [(np.asarray(t.codes, np.int32), t.n_levels, np.asfortranarray(t.Z, float), False)
+             for t in d.terms]
+    prob = _core.GlmmProblem(np.ascontiguousarray(start.y, float), X, terms, fam.name,
+                             fam.link.name, np.ascontiguousarray(start.weights, float), o,
+                             threads or 0, getattr(fam, "theta", None))
+    beta0 = _glm_start(X, start.y, fam, start.weights, o, start.mustart)
+    res = prob.fit(nagq, list(map(float, beta0)))
+    fit = GlmerFit(res, d, fam, start.y, start.weights, o, nagq, original)
+    fit._names = [renamed.get(n, n) for n in fit._names]
+    return fit
+
+
+class GlmerFit:
+    """A fitted GLMM (lme4's glmerMod): the estimates and lme4's accessors."""
+
+    def __init__(self, res, d, family, y, weights, offset, nagq, formula):
+        self._res = res
+        self.design = d
+        self.family = family
+        self.y = y
+        self.prior_weights = weights
+        self.offset = offset
+        self.nagq = nagq
+        self.formula = formula
+        self.theta = np.asarray(res.theta)
+        self._names = list(d.fixed_names)
+        self._index = None
+
+    # --------------------------------------------------------------- estimates
+    @property
+    def fixef(self) -> pd.Series:
+        return pd.Series(np.asarray(self._res.beta), index=self._names)
+
+    @property
+    def vcov(self) -> pd.DataFrame:
+        return pd.DataFrame(np.asarray(self._res.vcov), index=self._names, columns=self._names)
+
+    @property
+    def se(self) -> pd.Series:
+        return pd.Series(np.sqrt(np.diag(np.asarray(self._res.vcov))), index=self._names)
+
+    @property
+    def sigma(self) -> float:
+        """1 for the binomial, Poisson and negative binomial; lme4's estimate otherwise."""
+        if not self.family.has_dispersion:
+            return 1.0
+        # lme4: sqrt(pwrss / n), pwrss the Pearson residuals' sum of squares plus ||u||^2.
+        mu = self.fitted_values
+        r = (self.y - mu) * np.sqrt(self.prior_weights / self.family.variance(mu))
+        sqr_u = sum(float(np.sum(np.asarray(u) ** 2)) for u in self._res.u)
+        return math.sqrt((float(np.sum(r * r)) + sqr_u) / len(self.y))
+
+    def _lambdas(self) -> list[np.ndarray]:
+        out, k = [], 0
+        for t in self.design.terms:
+            q = t.q
+            lam = np.zeros((q, q))
+            if t.diagonal:
+                lam[np.diag_indices(q)] = self.theta[k:k + q]
+                k += q
+            else:
+                for j in range(q):
+                    for i in range(j, q):
+                        lam[i, j] = self.theta[k]
+                        k += 1
+            out.append(lam)
+        return out
+
+    @property
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        out = {}
+        for t, b in zip(self.design.terms, self._res.b, strict=True):
+            out[t.group] = pd.DataFrame(np.asarray(b).reshape(t.n_levels, t.q),
+                                        index=t.levels, columns=t.names)
+        return out
+
+    @property
+    def ranef_condvar(self) -> dict[str, np.ndarray]:
+        """Per grouping factor, the conditional covariances of the modes (levels x q x q),
+        lme4's ``attr(ranef(fit, condVar = TRUE)[[g]], "postVar")``."""
+        s2 = self.sigma ** 2
+        return {t.group: s2 * np.asarray(c)
+                for t, c in zip(self.design.terms, self._res.condvar, strict=True)}
+
+    @property
+    def coef(self) -> dict[str, pd.DataFrame]:
+        fe = self.fixef
+        out = {}
+        for g, r in self.ranef.items():
+            c = pd.DataFrame({n: np.full(len(r), fe[n]) for n in fe.index}, index=r.index)
+            for col in r.columns:
+                c[col] = c.get(col, 0.0) + r[col]
+            out[g] = c
+        return out
+
+    @property
+    def varcorr(self) -> pd.DataFrame:
+        rows = []
+        s = self.sigma
+        for t, lam in zip(self.design.terms, self._lambdas(), strict=True):
+            cov = s * s * lam @ lam.T
+            sd = np.sqrt(np.diag(cov))
+            for i in range(t.q):
+                rows.append((t.group, t.names[i], None, cov[i, i], sd[i]))
+            for j in range(t.q):
+                for i in range(j + 1, t.q):
+                    cor = cov[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else 0.0
+                    rows.append((t.group, t.names[j], t.names[i], cov[i, j], cor))
+        if self.family.has_dispersion:
+            rows.append(("Residual", None, None, s * s, s))
+        return pd.DataFrame(rows, columns=["group", "var1", "var2", "vcov", "sdcor"])
+
+    # --------------------------------------------------------------- likelihood
+    @property
+    def objective(self) -> float:
+        return float(self._res.objective)
+
+    @property
+    def df(self) -> int:
+        return len(self._names) + len(self.theta) + int(self.family.has_dispersion)
+
+    @property
+    def loglik(self) -> float:
+        return -0.5 * self.objective
+
+    @property
+    def aic(self) -> float:
+        return self.objective + 2 * self.df
+
+    @property
+    def bic(self) -> float:
+        return self.objective + self.df * math.log(self.nobs)
+
+    @property
+    def deviance(self) -> float:
+        """lme4's deviance() of a glmer fit: the sum of the squared deviance residuals."""
+        return float(np.sum(self.resid("deviance") ** 2))
+
+    @property
+    def nobs(self) -> int:
+        return len(self.y)
+
+    @property
+    def ngroups(self) -> dict[str, int]:
+        return self.design.ngroups
+
+    # --------------------------------------------------------------- fitted values
+    @property
+    def linear_predictor(self) -> np.ndarray:
+        return np.asarray(self._res.eta)
+
+    @property
+    def fitted_values(self) -> np.ndarray:
+        return np.asarray(self._res.mu)
+
+    @property
+    def fitted(self) -> np.ndarray:
+        """mu on the response scale, one per row used."""
+        return self.fitted_values
+
+    def predict(self, type: str = "link") -> np.ndarray:  # noqa: A002
+        """Predictions at the fitted data with the random effects: eta or mu."""
+        if type == "link":
+            return self.linear_predictor
+        if type == "response":
+            return self.fitted_values
+        raise ValueError("type must be 'link' or 'response'")
+
+    def resid(self, type: str = "deviance") -> np.ndarray:  # noqa: A002
+        y, mu, wt = self.y, self.fitted_values, self.prior_weights
+        fam = self.family
+        if type == "deviance":
+            d = fam.dev_resids(y, mu, wt)
+            return np.sign(y - mu) * np.sqrt(np.maximum(d, 0.0))
+        if type == "pearson":
+            return (y - mu) * np.sqrt(wt) / np.sqrt(fam.variance(mu))
+        if type == "response":
+            return y - mu
+        if type == "working":
+            return (y - mu) / fam.mu_eta(self.linear_predictor)
+        raise ValueError("type must be 'deviance', 'pearson', 'response' or 'working'")
+
+    # --------------------------------------------------------------- report
+    def summary(self) -> str:
+        fam = self.family
+        method = ("Laplace Approximation" if self.nagq == 1 else
+                  f"Adaptive Gauss-Hermite Quadrature (nAGQ = {self.nagq})"
+                  if self.nagq > 1 else "nAGQ = 0")
+        lines = [f"Generalized linear mixed model fit by maximum likelihood ({method}) "
+                 "['glmerMod']",
+                 f" Family: {fam.name}  ( {fam.link.name} )",
+                 f"Formula: {self.formula}", "",
+                 f"{'AIC':>9} {'BIC':>9} {'logLik':>9} {'deviance':>9} {'df.resid':>9}",
+                 f"{self.aic:9.1f} {self.bic:9.1f} {self.loglik:9.1f} {self.objective:9.1f} "
+                 f"{self.nobs - self.df:9d}", "", "Random effects:"]
+        vc = self.varcorr
+        lines.append(f" {'Groups':<9}{'Name':<13}{'Variance':>10} {'Std.Dev.':>9}")
+        for _, r in vc[vc.var2.isna()].iterrows():
+            lines.append(f" {r.group:<9}{(r.var1 or ''):<13}{r.vcov:10.4g} {r.sdcor:9.4g}")
+        ng = ", ".join(f"{g}, {k}" for g, k in self.ngroups.items())
+        lines += [f"Number of obs: {self.nobs}, groups:  {ng}", "", "Fixed effects:"]
+        est, se = self.fixef, self.se
+        z = est / se
+        p = pd.Series(2 * stats.norm.sf(np.abs(z)), index=est.index)
+        lines.append(f"{'':<14}{'Estimate':>10} {'Std. Error':>10} {'z value':>8} "
+                     f"{'Pr(>|z|)':>9}")
+        for n in est.index:
+            lines.append(f"{n:<14}{est[n]:10.5f} {se[n]:10.5f} {z[n]:8.3f} {p[n]:9.3g}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"GlmerFit({self.formula!r}, family={self.family!r}, nagq={self.nagq}, "
+                f"loglik={self.loglik:.4f})")

@@ -1,0 +1,395 @@
+//! lme4's two-stage GLMM fit (`glmer`): stage 1 (nAGQ = 0) minimises the Laplace objective over
+//! theta with beta estimated inside PIRLS; stage 2 (nAGQ >= 1) minimises the Laplace or AGQ
+//! objective over (theta, beta) jointly from stage 1's estimates, with u* warm-started. Both
+//! stages use BOBYQA (lme4: bobyqa, then Nelder-Mead; the deviance is what is compared). After
+//! the fit, the covariance of beta is lme4's Hessian-based one (`calc.derivs`, `use.hessian`):
+//! the Hessian H of the objective over (theta, beta) by central finite differences (lme4's
+//! `deriv12`, step 1e-4), vcov(beta) = the beta block of (H / 2)^-1; the nAGQ = 0 fit uses
+//! the PIRLS approximation (R_X R_X')^-1 instead.
+
+use crate::error::{LmmError, Result};
+use crate::exec::Exec;
+use crate::glmm::laplace;
+use crate::glmm::pirls::{GlmmData, Pirls};
+use crate::linalg::factor::Factor;
+use crate::optim::bobyqa::{default_initial_steps, Bobyqa, BobyqaStatus, Tolerances};
+
+/// Finite-difference step of lme4's `deriv12`.
+const FD_STEP: f64 = 1e-4;
+
+/// What one optimiser stage did.
+#[derive(Clone, Debug)]
+pub struct StageSummary {
+    pub x0: Vec<f64>,
+    pub x: Vec<f64>,
+    pub f0: f64,
+    pub f: f64,
+    pub n_eval: usize,
+    pub status: String,
+}
+
+/// A fitted GLMM.
+#[derive(Clone, Debug)]
+pub struct GlmmFit {
+    pub nagq: usize,
+    pub theta: Vec<f64>,
+    pub beta: Vec<f64>,
+    pub u: Vec<Vec<f64>>,
+    pub b: Vec<Vec<f64>>,
+    /// The objective at the estimates (lme4's `-2 logLik`).
+    pub objective: f64,
+    /// p x p column-major.
+    pub vcov: Vec<f64>,
+    /// (theta, beta) Hessian of the objective, column-major (empty for nAGQ = 0).
+    pub hessian: Vec<f64>,
+    pub eta: Vec<f64>,
+    pub mu: Vec<f64>,
+    /// Working weights at the mode.
+    pub weights: Vec<f64>,
+    /// Per term, levels x (q x q) column-major blocks of Lambda (L_Z L_Z')^-1 Lambda' at the
+    /// mode (lme4's `condVar` for families without a dispersion).
+    pub condvar: Vec<Vec<f64>>,
+    pub stage1: StageSummary,
+    pub stage2: Option<StageSummary>,
+}
+
+/// The GLMM objective at theta with beta profiled (nagq = 0 stage) or at (theta, beta).
+pub fn objective(p: &mut Pirls, theta: &[f64], beta: Option<&[f64]>, nagq: usize) -> Result<f64> {
+    p.run(theta, beta)?;
+    if nagq > 1 {
+        laplace::agq(p, nagq)
+    } else {
+        Ok(laplace::laplace(p))
+    }
+}
+
+fn minimize(
+    f: &mut dyn FnMut(&[f64]) -> f64,
+    x: &mut [f64],
+    lower: &[f64],
+    steps: Option<&[f64]>,
+    tol: &Tolerances,
+) -> Result<StageSummary> {
+    let n = x.len();
+    let x0 = x.to_vec();
+    let f0 = f(x);
+    let upper = vec![f64::INFINITY; n];
+    let mut s = vec![0.0; n];
+    default_initial_steps(x, lower, &upper, &mut s);
+    if let Some(st) = steps {
+        for i in 0..n {
+            s[i] = s[i].min(st[i]);
+        }
+    }
+    let mut tol = *tol;
+    tol.max_eval = tol.max_eval.max(2 * n + 2);
+    let mut solver = Bobyqa::new(n);
+    let out = solver.minimize_scaled(&mut *f, x, lower, &upper, &s, &tol);
+    if out.status == BobyqaStatus::InvalidArgs {
+        return Err(LmmError::Optimizer(format!(
+            "BOBYQA rejected the start {x0:?} or the bounds"
+        )));
+    }
+    if !out.f.is_finite() {
+        return Err(LmmError::Optimizer(
+            "no parameter gave a finite objective".into(),
+        ));
+    }
+    let status = if out.status.converged() {
+        "converged"
+    } else if out.status == BobyqaStatus::MaxEvalReached {
+        "max_fun"
+    } else {
+        "failure"
+    };
+    Ok(StageSummary {
+        x0,
+        x: x.to_vec(),
+        f0,
+        f: out.f,
+        n_eval: out.n_eval,
+        status: status.into(),
+    })
+}
+
+/// (R_X R_X')^-1 from the X block of the current factor (the nAGQ = 0 covariance, unscaled).
+pub fn rx_vcov(p: &Pirls) -> Vec<f64> {
+    let np = p.data.p;
+    let Some(chol) = p.chol() else {
+        return vec![f64::NAN; np * np];
+    };
+    let d = chol.d_block();
+    let mut rinv = vec![0.0; np * np];
+    for c in 0..np {
+        for i in c..np {
+            let mut s = if i == c { 1.0 } else { 0.0 };
+            for k in c..i {
+                s -= d[(i, k)] * rinv[k + c * np];
+            }
+            rinv[i + c * np] = s / d[(i, i)];
+        }
+    }
+    let mut v = vec![0.0; np * np];
+    for j in 0..np {
+        for i in 0..np {
+            v[i + j * np] = (i.max(j)..np)
+                .map(|k| rinv[k + i * np] * rinv[k + j * np])
+                .sum();
+        }
+    }
+    v
+}
+
+/// Central finite-difference Hessian of f at x (column-major).
+fn hessian(f: &mut dyn FnMut(&[f64]) -> f64, x: &[f64]) -> Vec<f64> {
+    let n = x.len();
+    let h = FD_STEP;
+    let f0 = f(x);
+    let mut hess = vec![0.0; n * n];
+    let mut xp = x.to_vec();
+    let mut fp = vec![0.0; n];
+    let mut fm = vec![0.0; n];
+    for i in 0..n {
+        xp[i] = x[i] + h;
+        fp[i] = f(&xp);
+        xp[i] = x[i] - h;
+        fm[i] = f(&xp);
+        xp[i] = x[i];
+        hess[i + i * n] = (fp[i] - 2.0 * f0 + fm[i]) / (h * h);
+    }
+    for i in 0..n {
+        for j in 0..i {
+            let mut v = 0.0;
+            for (si, sj, sign) in [
+                (1.0, 1.0, 1.0),
+                (1.0, -1.0, -1.0),
+                (-1.0, 1.0, -1.0),
+                (-1.0, -1.0, 1.0),
+            ] {
+                xp[i] = x[i] + si * h;
+                xp[j] = x[j] + sj * h;
+                v += sign * f(&xp);
+            }
+            xp[i] = x[i];
+            xp[j] = x[j];
+            let hij = v / (4.0 * h * h);
+            hess[i + j * n] = hij;
+            hess[j + i * n] = hij;
+        }
+    }
+    hess
+}
+
+/// The inverse of a symmetric positive definite matrix (column-major) by Cholesky, or None.
+fn spd_inverse(a: &[f64], n: usize) -> Option<Vec<f64>> {
+    let mut l = vec![0.0; n * n];
+    for j in 0..n {
+        let mut d = a[j + j * n];
+        for k in 0..j {
+            d -= l[j + k * n] * l[j + k * n];
+        }
+        if d <= 0.0 || !d.is_finite() {
+            return None;
+        }
+        let d = d.sqrt();
+        l[j + j * n] = d;
+        for i in j + 1..n {
+            let mut s = a[i + j * n];
+            for k in 0..j {
+                s -= l[i + k * n] * l[j + k * n];
+            }
+            l[i + j * n] = s / d;
+        }
+    }
+    let mut inv = vec![0.0; n * n];
+    for c in 0..n {
+        let mut x = vec![0.0; n];
+        x[c] = 1.0;
+        for i in 0..n {
+            let s: f64 = (0..i).map(|k| l[i + k * n] * x[k]).sum();
+            x[i] = (x[i] - s) / l[i + i * n];
+        }
+        for i in (0..n).rev() {
+            let s: f64 = (i + 1..n).map(|k| l[k + i * n] * x[k]).sum();
+            x[i] = (x[i] - s) / l[i + i * n];
+        }
+        for i in 0..n {
+            inv[i + c * n] = x[i];
+        }
+    }
+    Some(inv)
+}
+
+/// Fits the GLMM with `nagq` (0, 1 or more) from the GLM's beta and theta0.
+pub fn fit(
+    data: &GlmmData,
+    exec: Exec,
+    beta0: &[f64],
+    theta0: &[f64],
+    lower: &[f64],
+    nagq: usize,
+) -> Result<GlmmFit> {
+    let mut p = Pirls::new(data, exec);
+    p.beta = beta0.to_vec();
+    let nth = theta0.len();
+    let np = data.p;
+    // Stage 1: theta, beta profiled in PIRLS.
+    let mut theta = theta0.to_vec();
+    let tol1 = Tolerances::lme4();
+    let stage1 = {
+        let mut f = |t: &[f64]| objective(&mut p, t, None, 0).unwrap_or(f64::INFINITY);
+        minimize(&mut f, &mut theta, lower, None, &tol1)?
+    };
+    objective(&mut p, &theta, None, 0)?;
+    let beta1 = p.beta.clone();
+    let rx = rx_vcov(&p);
+    if nagq == 0 {
+        return Ok(finish(
+            &p,
+            0,
+            theta,
+            beta1,
+            stage1.f,
+            rx,
+            Vec::new(),
+            stage1,
+            None,
+        ));
+    }
+    // Stage 2: (theta, beta) jointly.
+    let mut x: Vec<f64> = theta.iter().chain(&beta1).copied().collect();
+    let mut lower2 = lower.to_vec();
+    lower2.extend(std::iter::repeat_n(f64::NEG_INFINITY, np));
+    let steps: Vec<f64> = (0..nth)
+        .map(|_| 0.1)
+        .chain((0..np).map(|j| 0.2 * rx[j + j * np].sqrt().clamp(1e-6, 10.0)))
+        .collect();
+    let tol2 = Tolerances {
+        xtol_rel: 1e-7,
+        xtol_abs: 1e-10,
+        ftol_rel: 0.0,
+        ftol_abs: 1e-10,
+        max_eval: 100_000,
+    };
+    let stage2 = {
+        let mut f = |v: &[f64]| {
+            objective(&mut p, &v[..nth], Some(&v[nth..]), nagq).unwrap_or(f64::INFINITY)
+        };
+        minimize(&mut f, &mut x, &lower2, Some(&steps), &tol2)?
+    };
+    let hess = {
+        let mut f =
+            |v: &[f64]| objective(&mut p, &v[..nth], Some(&v[nth..]), nagq).unwrap_or(f64::NAN);
+        hessian(&mut f, &x)
+    };
+    let value = objective(&mut p, &x[..nth], Some(&x[nth..]), nagq)?;
+    let n = nth + np;
+    let half: Vec<f64> = hess.iter().map(|h| h / 2.0).collect();
+    let vcov = match spd_inverse(&half, n) {
+        Some(inv) => {
+            let mut v = vec![0.0; np * np];
+            for j in 0..np {
+                for i in 0..np {
+                    v[i + j * np] = inv[(nth + i) + (nth + j) * n];
+                }
+            }
+            v
+        }
+        None => rx_vcov(&p),
+    };
+    let (theta, beta) = (x[..nth].to_vec(), x[nth..].to_vec());
+    Ok(finish(
+        &p,
+        nagq,
+        theta,
+        beta,
+        value,
+        vcov,
+        hess,
+        stage1,
+        Some(stage2),
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    p: &Pirls,
+    nagq: usize,
+    theta: Vec<f64>,
+    beta: Vec<f64>,
+    objective: f64,
+    vcov: Vec<f64>,
+    hessian: Vec<f64>,
+    stage1: StageSummary,
+    stage2: Option<StageSummary>,
+) -> GlmmFit {
+    GlmmFit {
+        nagq,
+        theta,
+        beta,
+        u: p.u.clone(),
+        b: p.b(),
+        objective,
+        vcov,
+        hessian,
+        eta: p.eta.clone(),
+        mu: p.mu.clone(),
+        weights: p.w.clone(),
+        condvar: condvar(p),
+        stage1,
+        stage2,
+    }
+}
+
+/// The diagonal blocks of Lambda (L_Z L_Z')^-1 Lambda' at the current factor, per term.
+pub fn condvar(p: &Pirls) -> Vec<Vec<f64>> {
+    let shapes = p.shapes();
+    let Some(chol) = p.chol() else {
+        return shapes
+            .iter()
+            .map(|s| vec![f64::NAN; s.n_levels * s.q * s.q])
+            .collect();
+    };
+    shapes
+        .iter()
+        .enumerate()
+        .map(|(k, s)| {
+            let q = s.q;
+            let lam = &p.lambdas[k];
+            let mut out = Vec::with_capacity(s.n_levels * q * q);
+            for lev in 0..s.n_levels {
+                // Columns of L_Z^-1 E for this level's q unit vectors; inner = their cross-products.
+                let cols: Vec<Vec<Vec<f64>>> = (0..q)
+                    .map(|a| {
+                        let mut x: Vec<Vec<f64>> =
+                            shapes.iter().map(|t| vec![0.0; t.size()]).collect();
+                        x[k][lev * q + a] = 1.0;
+                        chol.solve_lz(&mut x);
+                        x
+                    })
+                    .collect();
+                let dot = |x: &Vec<Vec<f64>>, y: &Vec<Vec<f64>>| -> f64 {
+                    x.iter()
+                        .zip(y)
+                        .map(|(u, v)| u.iter().zip(v).map(|(a, b)| a * b).sum::<f64>())
+                        .sum()
+                };
+                let inner: Vec<f64> = (0..q * q)
+                    .map(|i| dot(&cols[i % q], &cols[i / q]))
+                    .collect();
+                for c in 0..q {
+                    for a in 0..q {
+                        let mut v = 0.0;
+                        for e in 0..q {
+                            for f in 0..q {
+                                v += lam[a + e * q] * inner[e + f * q] * lam[c + f * q];
+                            }
+                        }
+                        out.push(v);
+                    }
+                }
+            }
+            out
+        })
+        .collect()
+}
