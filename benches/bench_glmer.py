@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import load_reference, load_reference_data  # noqa: E402
-
-from multilevel.glmm import glmer  # noqa: E402
+from conftest import load_reference, load_reference_data
+from multilevel.models.glmm import glmer
 
 HERE = Path(__file__).resolve().parent
 
@@ -34,14 +33,17 @@ def ours(case: str, reps: int) -> float:
 
 
 def lme4() -> dict[str, float]:
-    out = subprocess.run(["Rscript", str(HERE / "glmer_r.R"), "20"], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        ["Rscript", str(HERE / "glmer_r.R"), "20"], capture_output=True, text=True, check=True
+    ).stdout
     return {line.split()[0]: float(line.split()[1]) for line in out.strip().splitlines()}
 
 
 def main(rounds: int = 3) -> None:
-    times: dict[str, dict[str, list[float]]] = {"cbpp": {"ml": [], "lme4": []},
-                                                 "verbagg": {"ml": [], "lme4": []}}
+    times: dict[str, dict[str, list[float]]] = {
+        "cbpp": {"ml": [], "lme4": []},
+        "verbagg": {"ml": [], "lme4": []},
+    }
     ours("cbpp_laplace", 2)  # warm-up
     for _ in range(rounds):
         r = lme4()
@@ -51,8 +53,9 @@ def main(rounds: int = 3) -> None:
         times["verbagg"]["ml"].append(ours("verbagg", 1))
     for case, t in times.items():
         ml, r = np.median(t["ml"]), np.median(t["lme4"])
-        print(f"{case:8s} multilevel {ml * 1e3:9.1f} ms  lme4 {r * 1e3:9.1f} ms  "
-              f"ratio {r / ml:6.1f}x")
+        print(
+            f"{case:8s} multilevel {ml * 1e3:9.1f} ms  lme4 {r * 1e3:9.1f} ms  ratio {r / ml:6.1f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -15,15 +15,27 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import load_reference, load_reference_data
 
+from conftest import load_reference, load_reference_data
 from multilevel import _core
 from multilevel import families as fm
-from multilevel.glmm import glmer
+from multilevel.models.glmm import glmer
 
-CASES = ["cbpp_laplace", "cbpp_agq25", "cbpp_nagq0", "cbpp_probit_prop", "grouseticks",
-         "verbagg", "contraception", "contraception_urban", "poisson_offset",
-         "poisson_offset_agq9", "gamma_log", "negbin", "grouseticks_help"]
+CASES = [
+    "cbpp_laplace",
+    "cbpp_agq25",
+    "cbpp_nagq0",
+    "cbpp_probit_prop",
+    "grouseticks",
+    "verbagg",
+    "contraception",
+    "contraception_urban",
+    "poisson_offset",
+    "poisson_offset_agq9",
+    "gamma_log",
+    "negbin",
+    "grouseticks_help",
+]
 
 # lme4 takes its Hessian (and so vcov and the SEs) from its devfun at PIRLS tolerance 1e-7,
 # whose error varies smoothly with (theta, beta) and biases the finite differences: on
@@ -45,8 +57,14 @@ def fitted(case: str):
     if case not in _FITS:
         ref = load_reference(case, "glmm")
         data = load_reference_data(ref)
-        fit = glmer(ref["formula"], data, family=_family(ref), nagq=ref["nagq"],
-                    weights=ref.get("weights"), offset=ref.get("offset"))
+        fit = glmer(
+            ref["formula"],
+            data,
+            family=_family(ref),
+            nagq=ref["nagq"],
+            weights=ref.get("weights"),
+            offset=ref.get("offset"),
+        )
         _FITS[case] = (ref, fit)
     return _FITS[case]
 
@@ -55,18 +73,25 @@ def fitted(case: str):
 def test_objective_at_lme4_estimates(case):
     ref, fit = fitted(case)
     d = fit.design
-    terms = [(np.asarray(t.codes, np.int32), t.n_levels, np.asfortranarray(t.Z, float), False)
-             for t in d.terms]
-    prob = _core.GlmmProblem(fit.y, np.asfortranarray(d.X, float), terms, fit.family.name,
-                             fit.family.link.name, fit.prior_weights, fit.offset,
-                             nb_theta=getattr(fit.family, "theta", None))
+    terms = [
+        (np.asarray(t.codes, np.int32), t.n_levels, np.asfortranarray(t.Z, float), False)
+        for t in d.terms
+    ]
+    prob = _core.GlmmProblem(
+        fit.y,
+        np.asfortranarray(d.X, float),
+        terms,
+        fit.family.name,
+        fit.family.link.name,
+        fit.prior_weights,
+        fit.offset,
+        nb_theta=getattr(fit.family, "theta", None),
+    )
     nagq = ref["nagq"]
     points = [(ref["theta"], ref["beta"], ref["objective_at_opt_tight"])]
-    points += [(o["theta"], o.get("beta"), o["objective_tight"])
-               for o in ref["objective_at_other"]]
+    points += [(o["theta"], o.get("beta"), o["objective_tight"]) for o in ref["objective_at_other"]]
     for theta, beta, target in points:
-        v = (prob.objective(theta, None, 0) if nagq == 0 else
-             prob.objective(theta, beta, nagq))
+        v = prob.objective(theta, None, 0) if nagq == 0 else prob.objective(theta, beta, nagq)
         assert v == pytest.approx(target, rel=1e-8)  # the 1e-8 tier
 
 
@@ -83,8 +108,9 @@ def test_fit_matches_lme4(case):
     # variance components: sd within 0.5%
     vc = [r for r in ref["varcorr"] if r["var2"] is None]
     ours = fit.varcorr[fit.varcorr.var2.isna()]
-    np.testing.assert_allclose(ours.sdcor.to_numpy(), [r["sdcor"] for r in vc], rtol=0.005,
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        ours.sdcor.to_numpy(), [r["sdcor"] for r in vc], rtol=0.005, atol=1e-4
+    )
     assert fit.nobs == ref["nobs"]
     assert fit.ngroups == ref["ngroups"]
 
@@ -94,8 +120,7 @@ def test_fitted_and_residuals(case):
     ref, fit = fitted(case)
     # at estimates within 1% of an SE, mu agrees to about 1e-3 relative
     np.testing.assert_allclose(fit.fitted, ref["fitted"], rtol=2e-3, atol=1e-5)
-    np.testing.assert_allclose(fit.predict("link"), ref["linear_predictor"], rtol=2e-3,
-                               atol=1e-3)
+    np.testing.assert_allclose(fit.predict("link"), ref["linear_predictor"], rtol=2e-3, atol=1e-3)
     for kind in ["deviance", "pearson", "response", "working"]:
         np.testing.assert_allclose(fit.resid(kind), ref[f"resid_{kind}"], rtol=2e-2, atol=5e-3)
     assert fit.aic == pytest.approx(ref["aic"], rel=1e-5)
@@ -106,8 +131,9 @@ def test_fitted_and_residuals(case):
 def test_ranef_matches_lme4():
     ref, fit = fitted("cbpp_agq25")
     r = ref["ranef"]["herd"]
-    np.testing.assert_allclose(fit.ranef["herd"].to_numpy().ravel(),
-                               np.asarray(r["values"]).ravel(), atol=2e-4)
+    np.testing.assert_allclose(
+        fit.ranef["herd"].to_numpy().ravel(), np.asarray(r["values"]).ravel(), atol=2e-4
+    )
 
 
 def test_summary_layout():
@@ -119,6 +145,7 @@ def test_summary_layout():
 
 def test_bad_responses():
     import pandas as pd
+
     df = pd.DataFrame({"y": [1.0, -1.0, 2.0, 0.0] * 3, "g": list("aabb") * 3})
     with pytest.raises(fm.ResponseError):
         glmer("y ~ 1 + (1 | g)", df, family="poisson")

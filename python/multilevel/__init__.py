@@ -38,6 +38,7 @@ _LAZY = {
     "up": "multilevel.contextual",
     "cvar": "multilevel.contextual",
     "dvar": "multilevel.contextual",
+    "glmer": "multilevel.models.glmm",
     "bootstrap": "multilevel.inference.bootstrap",
     "compare": "multilevel.comparison",
 }
@@ -83,6 +84,7 @@ __all__ = [
     "compare",
     "cvar",
     "dvar",
+    "glmer",
     "hausman",
     "lmer",
     "lmlist",

@@ -12,7 +12,7 @@ glm.fit, computed here with the families' functions), theta at 1.
 Examples
 --------
 >>> import multilevel as ml
->>> from multilevel.glmm import glmer
+>>> from multilevel.models.glmm import glmer
 >>> cbpp = ml.datasets.load("cbpp")  # doctest: +SKIP
 >>> fit = glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
 ...             family="binomial")  # doctest: +SKIP
@@ -57,7 +57,7 @@ def _split_args(text: str) -> list[str]:
 def _eval(expr: str, df: pd.DataFrame) -> np.ndarray:
     env = {c: df[c] for c in df.columns if isinstance(c, str)}
     env.update({"np": np, "log": np.log, "exp": np.exp, "sqrt": np.sqrt})
-    return np.asarray(eval(expr, {"__builtins__": {}}, env), dtype=float)  # noqa: S307
+    return np.asarray(eval(expr, {"__builtins__": {}}, env), dtype=float)
 
 
 def _glm_start(X, y, family: fm.Family, weights, offset, mustart, maxit: int = 25):
@@ -81,8 +81,15 @@ def _glm_start(X, y, family: fm.Family, weights, offset, mustart, maxit: int = 2
     return coef
 
 
-def glmer(formula: str, data, family="binomial", nagq: int = 1, weights=None, offset=None,
-          threads: int | None = None) -> GlmerFit:
+def glmer(
+    formula: str,
+    data,
+    family="binomial",
+    nagq: int = 1,
+    weights=None,
+    offset=None,
+    threads: int | None = None,
+) -> GlmerFit:
     """Fit a generalized linear mixed model by maximum likelihood (Laplace, or adaptive
     Gauss-Hermite quadrature with ``nagq`` > 1 nodes for one scalar random effect; ``nagq=0``
     is lme4's fast first stage).
@@ -122,8 +129,13 @@ def glmer(formula: str, data, family="binomial", nagq: int = 1, weights=None, of
         df[col] = (v - np.nanmean(v)) / np.nanstd(v, ddof=1)
         formula = re.sub(rf"\bscale\(\s*{re.escape(m)}\s*\)", col, formula)
         renamed[col] = f"scale({m})"
-    w_user = None if weights is None else (df[weights].to_numpy(float) if isinstance(
-        weights, str) else np.asarray(weights, float))
+    w_user = (
+        None
+        if weights is None
+        else (
+            df[weights].to_numpy(float) if isinstance(weights, str) else np.asarray(weights, float)
+        )
+    )
     trials = None
     m = _CBIND.match(formula)
     if m:
@@ -138,35 +150,53 @@ def glmer(formula: str, data, family="binomial", nagq: int = 1, weights=None, of
         formula = "__ml_y__ ~" + m.group("rhs")
     elif fam.name == "binomial":
         lhs = formula.split("~", 1)[0].strip()
-        if lhs in df.columns and not pd.api.types.is_numeric_dtype(df[lhs]) or (
-                lhs in df.columns and df[lhs].dtype == bool):
+        if (lhs in df.columns and not pd.api.types.is_numeric_dtype(df[lhs])) or (
+            lhs in df.columns and df[lhs].dtype == bool
+        ):
             df[lhs] = np.asarray(fm._binary_from_factor(df[lhs]), dtype=float)
     prior = w_user if trials is None else (trials if w_user is None else w_user * trials)
     if prior is not None:
         df["__ml_w__"] = prior
     offset_v = None
     if offset is not None:
-        offset_v = df[offset].to_numpy(float) if isinstance(offset, str) else np.asarray(
-            offset, float)
+        offset_v = (
+            df[offset].to_numpy(float) if isinstance(offset, str) else np.asarray(offset, float)
+        )
     if off_extra is not None:
         offset_v = off_extra if offset_v is None else offset_v + off_extra
     if offset_v is not None:
         df["__ml_o__"] = offset_v
-    d = _design.build(formula, df, weights="__ml_w__" if prior is not None else None,
-                      offset="__ml_o__" if offset_v is not None else None, allow_n=True)
+    d = _design.build(
+        formula,
+        df,
+        weights="__ml_w__" if prior is not None else None,
+        offset="__ml_o__" if offset_v is not None else None,
+        allow_n=True,
+    )
     y = np.asarray(d.y, float)
     w = np.ones_like(y) if d.weights is None else np.asarray(d.weights, float)
     start = fam.initialize(y, w) if fam.name == "binomial" else fam.initialize(y)
     o = np.zeros_like(y) if d.offset is None else np.asarray(d.offset, float)
     if nagq > 1 and (len(d.terms) != 1 or d.terms[0].q != 1):
-        raise ValueError("nagq > 1 is only available for models with a single, scalar "
-                         "random-effects term")
+        raise ValueError(
+            "nagq > 1 is only available for models with a single, scalar random-effects term"
+        )
     X = np.asfortranarray(d.X, dtype=float)
-    terms = [(np.asarray(t.codes, np.int32), t.n_levels, np.asfortranarray(t.Z, float), False)
-             for t in d.terms]
-    prob = _core.GlmmProblem(np.ascontiguousarray(start.y, float), X, terms, fam.name,
-                             fam.link.name, np.ascontiguousarray(start.weights, float), o,
-                             threads or 0, getattr(fam, "theta", None))
+    terms = [
+        (np.asarray(t.codes, np.int32), t.n_levels, np.asfortranarray(t.Z, float), False)
+        for t in d.terms
+    ]
+    prob = _core.GlmmProblem(
+        np.ascontiguousarray(start.y, float),
+        X,
+        terms,
+        fam.name,
+        fam.link.name,
+        np.ascontiguousarray(start.weights, float),
+        o,
+        threads or 0,
+        getattr(fam, "theta", None),
+    )
     beta0 = _glm_start(X, start.y, fam, start.weights, o, start.mustart)
     res = prob.fit(nagq, list(map(float, beta0)))
     fit = GlmerFit(res, d, fam, start.y, start.weights, o, nagq, original)
@@ -220,7 +250,7 @@ class GlmerFit:
             q = t.q
             lam = np.zeros((q, q))
             if t.diagonal:
-                lam[np.diag_indices(q)] = self.theta[k:k + q]
+                lam[np.diag_indices(q)] = self.theta[k : k + q]
                 k += q
             else:
                 for j in range(q):
@@ -234,17 +264,20 @@ class GlmerFit:
     def ranef(self) -> dict[str, pd.DataFrame]:
         out = {}
         for t, b in zip(self.design.terms, self._res.b, strict=True):
-            out[t.group] = pd.DataFrame(np.asarray(b).reshape(t.n_levels, t.q),
-                                        index=t.levels, columns=t.names)
+            out[t.group] = pd.DataFrame(
+                np.asarray(b).reshape(t.n_levels, t.q), index=t.levels, columns=t.names
+            )
         return out
 
     @property
     def ranef_condvar(self) -> dict[str, np.ndarray]:
         """Per grouping factor, the conditional covariances of the modes (levels x q x q),
         lme4's ``attr(ranef(fit, condVar = TRUE)[[g]], "postVar")``."""
-        s2 = self.sigma ** 2
-        return {t.group: s2 * np.asarray(c)
-                for t, c in zip(self.design.terms, self._res.condvar, strict=True)}
+        s2 = self.sigma**2
+        return {
+            t.group: s2 * np.asarray(c)
+            for t, c in zip(self.design.terms, self._res.condvar, strict=True)
+        }
 
     @property
     def coef(self) -> dict[str, pd.DataFrame]:
@@ -322,7 +355,7 @@ class GlmerFit:
         """mu on the response scale, one per row used."""
         return self.fitted_values
 
-    def predict(self, type: str = "link") -> np.ndarray:  # noqa: A002
+    def predict(self, type: str = "link") -> np.ndarray:
         """Predictions at the fitted data with the random effects: eta or mu."""
         if type == "link":
             return self.linear_predictor
@@ -330,7 +363,7 @@ class GlmerFit:
             return self.fitted_values
         raise ValueError("type must be 'link' or 'response'")
 
-    def resid(self, type: str = "deviance") -> np.ndarray:  # noqa: A002
+    def resid(self, type: str = "deviance") -> np.ndarray:
         y, mu, wt = self.y, self.fitted_values, self.prior_weights
         fam = self.family
         if type == "deviance":
@@ -347,16 +380,24 @@ class GlmerFit:
     # --------------------------------------------------------------- report
     def summary(self) -> str:
         fam = self.family
-        method = ("Laplace Approximation" if self.nagq == 1 else
-                  f"Adaptive Gauss-Hermite Quadrature (nAGQ = {self.nagq})"
-                  if self.nagq > 1 else "nAGQ = 0")
-        lines = [f"Generalized linear mixed model fit by maximum likelihood ({method}) "
-                 "['glmerMod']",
-                 f" Family: {fam.name}  ( {fam.link.name} )",
-                 f"Formula: {self.formula}", "",
-                 f"{'AIC':>9} {'BIC':>9} {'logLik':>9} {'deviance':>9} {'df.resid':>9}",
-                 f"{self.aic:9.1f} {self.bic:9.1f} {self.loglik:9.1f} {self.objective:9.1f} "
-                 f"{self.nobs - self.df:9d}", "", "Random effects:"]
+        method = (
+            "Laplace Approximation"
+            if self.nagq == 1
+            else f"Adaptive Gauss-Hermite Quadrature (nAGQ = {self.nagq})"
+            if self.nagq > 1
+            else "nAGQ = 0"
+        )
+        lines = [
+            f"Generalized linear mixed model fit by maximum likelihood ({method}) ['glmerMod']",
+            f" Family: {fam.name}  ( {fam.link.name} )",
+            f"Formula: {self.formula}",
+            "",
+            f"{'AIC':>9} {'BIC':>9} {'logLik':>9} {'deviance':>9} {'df.resid':>9}",
+            f"{self.aic:9.1f} {self.bic:9.1f} {self.loglik:9.1f} {self.objective:9.1f} "
+            f"{self.nobs - self.df:9d}",
+            "",
+            "Random effects:",
+        ]
         vc = self.varcorr
         lines.append(f" {'Groups':<9}{'Name':<13}{'Variance':>10} {'Std.Dev.':>9}")
         for _, r in vc[vc.var2.isna()].iterrows():
@@ -366,12 +407,13 @@ class GlmerFit:
         est, se = self.fixef, self.se
         z = est / se
         p = pd.Series(2 * stats.norm.sf(np.abs(z)), index=est.index)
-        lines.append(f"{'':<14}{'Estimate':>10} {'Std. Error':>10} {'z value':>8} "
-                     f"{'Pr(>|z|)':>9}")
+        lines.append(f"{'':<14}{'Estimate':>10} {'Std. Error':>10} {'z value':>8} {'Pr(>|z|)':>9}")
         for n in est.index:
             lines.append(f"{n:<14}{est[n]:10.5f} {se[n]:10.5f} {z[n]:8.3f} {p[n]:9.3g}")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        return (f"GlmerFit({self.formula!r}, family={self.family!r}, nagq={self.nagq}, "
-                f"loglik={self.loglik:.4f})")
+        return (
+            f"GlmerFit({self.formula!r}, family={self.family!r}, nagq={self.nagq}, "
+            f"loglik={self.loglik:.4f})"
+        )
