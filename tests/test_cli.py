@@ -85,3 +85,12 @@ def test_singular_warning_on_stderr(tmp_path, capsys):
     _, err = capsys.readouterr()
     assert rc == 0
     assert "warning: boundary (singular) fit" in err
+
+
+def test_usage_errors_do_not_name_private_classes(capsys):
+    from multilevel import cli
+
+    assert cli.main(["fit", "y ~ x + (1 | g)", "--data", "nonexistent.csv"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("multilevel: error: --data 'nonexistent.csv' is neither")
+    assert "_UserError" not in err

@@ -85,6 +85,8 @@ def _one_line(exc: BaseException) -> str:
     pos = getattr(exc, "position", None)
     if pos is not None:
         first += f" (at character {pos + 1} of the formula)"
+    if isinstance(exc, _UserError):  # the command line's own message says it all
+        return first
     return f"{type(exc).__name__}: {first}"
 
 
