@@ -48,6 +48,7 @@ _SUBMODULES = {
     "datasets",
     "design",
     "factors",
+    "families",
     "formula",
     "inference",
     "models",
