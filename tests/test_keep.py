@@ -92,3 +92,108 @@ def test_unpickle_in_fresh_process(fits, tmp_path):
     assert "-875.9697" in out
     wald = fits["lmer"].confint(method="wald").round(3).iloc[-2:].to_numpy().tolist()
     assert str(wald) in out
+
+
+# ------------------------------------------------------------------ fit.save / ml.load
+@pytest.mark.parametrize("kind", list(ESTIMATES))
+def test_save_load_round_trip(fits, kind, tmp_path):
+    fit = fits[kind]
+    path = tmp_path / f"{kind}.mlfit"
+    fit.save(path)
+    back = ml.load(path)
+    assert type(back) is type(fit)
+    for name in ESTIMATES[kind]:
+        _same(getattr(fit, name), getattr(back, name))
+    assert str(back.summary()) == str(fit.summary())
+
+
+def test_saved_lmer_answers(fits, tmp_path):
+    fit = fits["lmer"]
+    fit.save(tmp_path / "f.mlfit")
+    back = ml.load(tmp_path / "f.mlfit")
+    for name in ("u", "b", "lambda_"):
+        for x, y in zip(getattr(fit, name), getattr(back, name)):
+            _same(x, y)
+    for key, value in fit.optimizer.items():
+        _same(back.optimizer[key], value)
+    for key, value in fit.check.items():
+        _same(back.check[key], value)
+    _same(back.ranef["Subject"], fit.ranef["Subject"])
+    new = {"Days": [0.0, 1.0], "Subject": ["308", "999"]}
+    _same(back.predict(new, allow_new_levels=True), fit.predict(new, allow_new_levels=True))
+    _same(back.confint(method="wald"), fit.confint(method="wald"))
+    _same(back.coef_table(), fit.coef_table())
+    assert back.refit_ml().loglik == pytest.approx(fit.refit_ml().loglik, rel=1e-9)
+
+
+def test_saved_lmer_with_formulaic_terms_predicts(tmp_path):
+    """Transforms, factors and cvar: the formula specs are rebuilt from the saved columns."""
+    hsb = ml.datasets.load("hsb")
+    fit = ml.lmer(
+        "mathach ~ np.log1p(meanses + 2) + C(sector) + cvar(ses, school) + (1 | school)", hsb
+    )
+    fit.save(tmp_path / "h.mlfit")
+    back = ml.load(tmp_path / "h.mlfit")
+    _same(back.beta, fit.beta)
+    new = hsb.iloc[:50]
+    _same(back.predict(new), fit.predict(new))
+    _same(back.predict(new, re_form="~0"), fit.predict(new, re_form="~0"))
+
+
+def test_saved_crossed_lmer(tmp_path):
+    pen = ml.datasets.load("penicillin")
+    fit = ml.lmer("diameter ~ 1 + (1 | plate) + (1 | sample)", pen)
+    fit.save(tmp_path / "p.mlfit")
+    back = ml.load(tmp_path / "p.mlfit")
+    _same(back.theta, fit.theta)
+    _same(back.varcorr, fit.varcorr)
+    assert back.objective_at(fit.theta) == pytest.approx(fit.objective, rel=1e-12)
+
+
+def _zip(path, files):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as z:
+        for name, text in files.items():
+            z.writestr(name, text)
+
+
+def test_load_rejects_what_is_not_a_saved_fit(fits, tmp_path):
+    import json
+
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    with pytest.raises(ml.FitFileError, match="not a saved multilevel fit"):
+        ml.load(text)
+    pkl = tmp_path / "fit.pkl"
+    pkl.write_bytes(pickle.dumps(fits["ols"]))
+    with pytest.raises(ml.FitFileError, match="not a saved multilevel fit"):
+        ml.load(pkl)
+    _zip(tmp_path / "other.zip", {"readme.txt": "x"})
+    with pytest.raises(ml.FitFileError, match=r"no fit\.json"):
+        ml.load(tmp_path / "other.zip")
+    _zip(tmp_path / "fmt.zip", {"fit.json": json.dumps({"format": "other"})})
+    with pytest.raises(ml.FitFileError, match="format is not multilevel-fit"):
+        ml.load(tmp_path / "fmt.zip")
+    newer = {"format": "multilevel-fit", "version": 99, "fit": {}}
+    _zip(tmp_path / "newer.zip", {"fit.json": json.dumps(newer)})
+    with pytest.raises(ml.FitFileError, match="version 99"):
+        ml.load(tmp_path / "newer.zip")
+    with pytest.raises(ml.FitFileError):
+        ml.load(tmp_path / "missing.mlfit")
+    assert issubclass(ml.FitFileError, ml.MultilevelError)
+
+
+def test_load_makes_only_known_classes(tmp_path):
+    import json
+
+    evil = {"t": "obj", "cls": "Popen", "fields": {"t": "dict", "v": [["args", "ls"]]}}
+    tree = {"t": "fit", "cls": "OlsFit", "state": {"t": "dict", "v": [["x", evil]]}}
+    manifest = {"format": "multilevel-fit", "version": 1, "fit": tree}
+    _zip(tmp_path / "evil.zip", {"fit.json": json.dumps(manifest)})
+    with pytest.raises(ml.FitFileError, match="unknown class 'Popen'"):
+        ml.load(tmp_path / "evil.zip")
+    bad = {"format": "multilevel-fit", "version": 1, "fit": {"t": "fit", "cls": "Popen"}}
+    _zip(tmp_path / "bad.zip", {"fit.json": json.dumps(bad)})
+    with pytest.raises(ml.FitFileError, match="holds no fit"):
+        ml.load(tmp_path / "bad.zip")

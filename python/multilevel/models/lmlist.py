@@ -28,11 +28,12 @@ from multilevel.design.fixed import fixed_arrays
 from multilevel.exceptions import DataError, MultilevelWarning
 from multilevel.factors import factor
 from multilevel.inference.tails import t_pvalue
+from multilevel.results.keep import KeepMixin
 
 __all__ = ["LmListFit", "lmlist"]
 
 
-class LmListFit:
+class LmListFit(KeepMixin):
     """Result of :func:`lmlist`.
 
     Attributes

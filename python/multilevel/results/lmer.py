@@ -30,6 +30,7 @@ import pandas as pd
 from multilevel.data import n_rows
 from multilevel.exceptions import ConvergenceWarning, SingularFitWarning
 from multilevel.inference.methods import InferenceMixin
+from multilevel.results.keep import KeepMixin
 from multilevel.results.rformat import make_unique
 from multilevel.results.summary import (
     SINGULAR_MESSAGE,
@@ -41,7 +42,7 @@ from multilevel.results.summary import (
 __all__ = ["LmerFit"]
 
 
-class LmerFit(InferenceMixin):
+class LmerFit(InferenceMixin, KeepMixin):
     """A fitted linear mixed model (lme4's ``merMod``), returned by :func:`multilevel.lmer`.
 
     Holds the design and the core's problem, so that other quantities (a refit with ML, the
