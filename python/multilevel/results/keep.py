@@ -181,19 +181,25 @@ def _fit_state(fit: Any) -> dict[str, Any]:
     return state
 
 
-def _used_columns(fit: Any) -> pd.DataFrame | None:
-    """The data columns the formula reads, at the rows used (to rebuild formula specs)."""
-    from multilevel.data import as_pandas
+def model_columns(design: Any) -> list[str]:
+    """Names of the data columns a design's formula reads (response, fixed, random, groups)."""
     from multilevel.formula import expr_variables
 
-    if fit._data is None:
-        return None
-    p = fit.design.parsed
+    p = design.parsed
     names = expr_variables(p.response, response=True) + expr_variables(p.fixed)
     for t in p.random:
         names += expr_variables(t.expr) + list(t.group_factors)
+    return list(dict.fromkeys(names))
+
+
+def _used_columns(fit: Any) -> pd.DataFrame | None:
+    """The data columns the formula reads, at the rows used (to rebuild formula specs)."""
+    from multilevel.data import as_pandas
+
+    if fit._data is None:
+        return getattr(fit, "_kept_frame", None)
     data = as_pandas(fit._data)
-    cols = [c for c in dict.fromkeys(names) if c in data.columns]
+    cols = [c for c in model_columns(fit.design) if c in data.columns]
     return data[cols].iloc[np.asarray(fit.design.rows)].reset_index(drop=True)
 
 
@@ -344,6 +350,8 @@ def _make(cls: type, state: dict[str, Any]) -> Any:
         fit._data = None
         if frame is not None:
             _rebuild_specs(fit.design, frame)
+            frame.index = pd.Index(np.asarray(fit.design.rows))
+        fit._kept_frame = frame  # the used columns, for augment() and a later save()
     else:
         fit.__dict__.update(state)
     return fit

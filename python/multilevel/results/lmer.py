@@ -38,11 +38,12 @@ from multilevel.results.summary import (
     convergence_message,
     fit_text,
 )
+from multilevel.results.tidy import LmerTables
 
 __all__ = ["LmerFit"]
 
 
-class LmerFit(InferenceMixin, KeepMixin):
+class LmerFit(InferenceMixin, KeepMixin, LmerTables):
     """A fitted linear mixed model (lme4's ``merMod``), returned by :func:`multilevel.lmer`.
 
     Holds the design and the core's problem, so that other quantities (a refit with ML, the
