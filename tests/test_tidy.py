@@ -158,3 +158,26 @@ def test_lmlist_tables(sleep):
         -0.5 * n * (np.log(2 * np.pi) + 1 + np.log(dev / n)), rel=1e-12
     )
     assert gl["df.residual"].iat[0] == 180 - 36
+
+
+# ------------------------------------------------------------------ Jupyter display
+def test_repr_html_of_fits_and_summaries(sleep):
+    from multilevel.results.html import pre
+
+    fits = [
+        ml.lmer("Reaction ~ Days + (Days | Subject)", sleep),
+        ml.ols("Reaction ~ Days", sleep),
+        ml.panel("Reaction ~ Days", sleep, entity="Subject"),
+        ml.lmlist("Reaction ~ Days", sleep, group="Subject"),
+    ]
+    for fit in fits:
+        h = fit._repr_html_()
+        assert h.startswith('<pre class="multilevel-fit">') and h.endswith("</pre>")
+        assert h == pre(str(fit.summary()), "fit")
+    s = fits[0].summary()
+    assert s._repr_html_() == pre(str(s), "summary")
+    assert "Random effects:" in s._repr_html_()
+    assert (
+        pre("p < 2e-16 & <b>", "x")
+        == '<pre class="multilevel-x">p &lt; 2e-16 &amp; &lt;b&gt;</pre>'
+    )

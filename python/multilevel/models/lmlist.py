@@ -28,13 +28,14 @@ from multilevel.design.fixed import fixed_arrays
 from multilevel.exceptions import DataError, MultilevelWarning
 from multilevel.factors import factor
 from multilevel.inference.tails import t_pvalue
+from multilevel.results.html import HtmlFitMixin
 from multilevel.results.keep import KeepMixin
 from multilevel.results.tidy import LmListTables
 
 __all__ = ["LmListFit", "lmlist"]
 
 
-class LmListFit(KeepMixin, LmListTables):
+class LmListFit(KeepMixin, LmListTables, HtmlFitMixin):
     """Result of :func:`lmlist`.
 
     Attributes

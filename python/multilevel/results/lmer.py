@@ -30,6 +30,7 @@ import pandas as pd
 from multilevel.data import n_rows
 from multilevel.exceptions import ConvergenceWarning, SingularFitWarning
 from multilevel.inference.methods import InferenceMixin
+from multilevel.results.html import HtmlFitMixin
 from multilevel.results.keep import KeepMixin
 from multilevel.results.rformat import make_unique
 from multilevel.results.summary import (
@@ -43,7 +44,7 @@ from multilevel.results.tidy import LmerTables
 __all__ = ["LmerFit"]
 
 
-class LmerFit(InferenceMixin, KeepMixin, LmerTables):
+class LmerFit(InferenceMixin, KeepMixin, LmerTables, HtmlFitMixin):
     """A fitted linear mixed model (lme4's ``merMod``), returned by :func:`multilevel.lmer`.
 
     Holds the design and the core's problem, so that other quantities (a refit with ML, the
