@@ -197,3 +197,15 @@ def test_load_makes_only_known_classes(tmp_path):
     _zip(tmp_path / "bad.zip", {"fit.json": json.dumps(bad)})
     with pytest.raises(ml.FitFileError, match="holds no fit"):
         ml.load(tmp_path / "bad.zip")
+
+
+def test_loaded_fit_saves_and_pickles_again(fits, sleep, tmp_path):
+    fit = fits["lmer"]
+    fit.save(tmp_path / "a.mlfit")
+    once = ml.load(tmp_path / "a.mlfit")
+    again = pickle.loads(pickle.dumps(once))
+    again.save(tmp_path / "b.mlfit")
+    twice = ml.load(tmp_path / "b.mlfit")
+    _same(twice.beta, fit.beta)
+    _same(twice.predict(sleep.iloc[:5]), fit.predict(sleep.iloc[:5]))
+    _same(twice.augment(), fit.augment())
