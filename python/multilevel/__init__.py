@@ -41,6 +41,8 @@ _LAZY = {
     "glmer": "multilevel.models.glmm",
     "bootstrap": "multilevel.inference.bootstrap",
     "compare": "multilevel.comparison",
+    "load": "multilevel.results.keep",
+    "FitFileError": "multilevel.results.keep",
 }
 _SUBMODULES = {
     "contextual",
@@ -73,6 +75,7 @@ __all__ = [
     "ConvergenceWarning",
     "DataError",
     "FitError",
+    "FitFileError",
     "FormulaError",
     "MissingColumnError",
     "MissingValuesWarning",
@@ -89,6 +92,7 @@ __all__ = [
     "hausman",
     "lmer",
     "lmlist",
+    "load",
     "ols",
     "panel",
     "up",

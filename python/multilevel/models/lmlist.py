@@ -28,11 +28,14 @@ from multilevel.design.fixed import fixed_arrays
 from multilevel.exceptions import DataError, MultilevelWarning
 from multilevel.factors import factor
 from multilevel.inference.tails import t_pvalue
+from multilevel.results.html import HtmlFitMixin
+from multilevel.results.keep import KeepMixin
+from multilevel.results.tidy import LmListTables
 
 __all__ = ["LmListFit", "lmlist"]
 
 
-class LmListFit:
+class LmListFit(KeepMixin, LmListTables, HtmlFitMixin):
     """Result of :func:`lmlist`.
 
     Attributes
@@ -52,6 +55,11 @@ class LmListFit:
         Residual standard deviation of each group's fit; ``pooled_sigma`` the pooled one.
     nobs : pandas.Series
         Rows used per group; ``skipped`` the groups left out.
+    df : pandas.Series
+        Degrees of freedom of each group's t-tests.
+    fitted, resid : numpy.ndarray
+        Fitted values and residuals of the rows used (NaN in skipped groups); ``rows`` their
+        positions in the input.
     """
 
     def __init__(self, **kw: Any) -> None:
@@ -135,6 +143,7 @@ def lmlist(
     order = np.argsort(codes, kind="stable")
     bounds = np.cumsum(np.bincount(codes, minlength=len(levels)))[:-1]
     coefs, ses_raw, ssrs, dfs, used, nobs, skipped = [], [], [], [], [], [], []
+    fitted = np.full(len(y), np.nan)  # NaN in the groups skipped
     for lev, rows in zip(levels, np.split(order, bounds)):
         if len(rows) < need:
             skipped.append((lev, f"{len(rows)} row(s)"))
@@ -146,7 +155,8 @@ def lmlist(
             skipped.append((lev, "rank-deficient model matrix"))
             continue
         b = np.linalg.solve(R, Q.T @ yg)
-        e = yg - Xg @ b
+        fitted[rows] = Xg @ b
+        e = yg - fitted[rows]
         Rinv = np.linalg.solve(R, np.eye(p))
         coefs.append(b)
         ses_raw.append(np.sqrt(np.sum(Rinv**2, axis=1)))  # sqrt(diag((X'X)^-1))
@@ -201,4 +211,8 @@ def lmlist(
         formula=formula,
         group=group,
         pool=pool,
+        df=pd.Series(df_t, index=idx, name="df"),
+        fitted=fitted,
+        resid=y - fitted,
+        rows=prep.rows,
     )

@@ -20,6 +20,9 @@ from multilevel.design.fixed import fixed_arrays
 from multilevel.exceptions import DataError
 from multilevel.inference.sandwich import CR_TYPES, HC_TYPES, Sandwich, cluster_label, sandwich
 from multilevel.inference.tails import f_sf, t_ppf, t_pvalue
+from multilevel.results.html import HtmlFitMixin
+from multilevel.results.keep import KeepMixin
+from multilevel.results.tidy import OlsTables
 
 __all__ = ["OlsFit", "ols", "ols_arrays", "parse_vcov", "summary_text", "vcov_label"]
 
@@ -30,7 +33,7 @@ def _has_intercept(X: np.ndarray) -> bool:
     return bool(np.any(np.all(X[0:1, :] == X, axis=0) & (X[0] != 0)))
 
 
-class OlsFit:
+class OlsFit(KeepMixin, OlsTables, HtmlFitMixin):
     """Result of :func:`ols`: coefficients, their covariance and tests.
 
     Attributes

@@ -30,6 +30,8 @@ import pandas as pd
 from multilevel.data import n_rows
 from multilevel.exceptions import ConvergenceWarning, SingularFitWarning
 from multilevel.inference.methods import InferenceMixin
+from multilevel.results.html import HtmlFitMixin
+from multilevel.results.keep import KeepMixin
 from multilevel.results.rformat import make_unique
 from multilevel.results.summary import (
     SINGULAR_MESSAGE,
@@ -37,11 +39,12 @@ from multilevel.results.summary import (
     convergence_message,
     fit_text,
 )
+from multilevel.results.tidy import LmerTables
 
 __all__ = ["LmerFit"]
 
 
-class LmerFit(InferenceMixin):
+class LmerFit(InferenceMixin, KeepMixin, LmerTables, HtmlFitMixin):
     """A fitted linear mixed model (lme4's ``merMod``), returned by :func:`multilevel.lmer`.
 
     Holds the design and the core's problem, so that other quantities (a refit with ML, the
@@ -75,7 +78,7 @@ class LmerFit(InferenceMixin):
         offset_name: str | None = None,
     ):
         self.design = design
-        self.problem = problem
+        self._problem = problem
         self._result = result
         self.reml = bool(reml)
         self.data_name = data_name if data_name is not None else getattr(design, "data_name", None)
@@ -100,6 +103,27 @@ class LmerFit(InferenceMixin):
         if warn:
             fit._warn()
         return fit
+
+    # -- keeping (pickle): the Rust problem is dropped and rebuilt from the design on use --
+    @property
+    def problem(self) -> Any:
+        """The core's ``LmmProblem``; rebuilt from :attr:`design` after unpickling."""
+        if self._problem is None:
+            from multilevel.models.lmm import make_problem
+
+            self._problem = make_problem(self.design)
+        return self._problem
+
+    def __getstate__(self) -> dict[str, Any]:
+        from multilevel.results.stored import snapshot
+
+        state = dict(self.__dict__)
+        state["_problem"] = None
+        state["_result"] = snapshot(self._result)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
 
     def _warn(self, stacklevel: int = 4) -> None:
         if self.singular:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from multilevel.results.html import HtmlTextMixin
 from multilevel.results.rformat import abbreviate, make_unique, r_format, r_matrix, r_named_vector
 
 __all__ = ["SINGULAR_MESSAGE", "LmerSummary", "convergence_message", "fit_text", "formula_text"]
@@ -159,7 +160,7 @@ def fit_text(fit: Any) -> str:
     return "\n".join(lines)
 
 
-class LmerSummary:
+class LmerSummary(HtmlTextMixin):
     """The summary of an :class:`LmerFit`; ``str()`` is laid out like lme4's.
 
     Attributes

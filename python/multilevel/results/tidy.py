@@ -1,0 +1,290 @@
+"""Results as data: broom's ``glance`` and ``augment`` (and ``tidy`` for the least-squares
+fits), and the statsmodels names users reach for.
+
+Column names are broom's and broom.mixed's, so that tables built in R and here line up:
+
+* ``glance()`` -- one row. Mixed models (broom.mixed's ``glance.merMod``): nobs, sigma, logLik,
+  AIC, BIC, deviance, df.residual, where a REML fit reports ``REMLcrit`` (the REML
+  criterion) in place of ``deviance``. Least squares (broom's ``glance.lm``) adds r.squared,
+  adj.r.squared, statistic, p.value and df, with ``deviance`` the (weighted) residual sum of
+  squares.
+* ``augment(data=None)`` -- the rows used, indexed as in the input, with ``.fitted`` and
+  ``.resid``; a mixed model adds ``.fixed`` (X beta), ``.mu`` (the mean: ``.fitted`` for a
+  linear mixed model), ``.offset``, ``.weights`` and ``.wtres`` (sqrt(w) times the residual),
+  as broom.mixed's ``augment.merMod``. Without ``data`` a mixed model shows the columns its
+  formula reads; a least-squares fit, which keeps no data, shows only the added columns
+  (indexed by row position) unless ``data`` is given. For ``panel`` they are those of the
+  estimated (transformed, e.g. demeaned) regression, as plm's.
+* ``tidy(level=0.95)`` for ``ols``, ``panel`` and ``lmlist`` -- term, estimate, std.error,
+  statistic, p.value, conf.low, conf.high (t intervals on each fit's degrees of freedom);
+  ``lmlist`` adds ``level`` first, as broom.mixed's ``tidy.lmList4``.
+* ``params``, ``bse``, ``pvalues``, ``conf_int()``, ``fittedvalues``: statsmodels' names.
+  ``fittedvalues`` is a Series on the input's index when the fit knows its data (NaN where a
+  row was dropped), otherwise on the positions of the rows used.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from multilevel.inference.tails import t_ppf
+
+__all__ = ["LmListTables", "LmerTables", "OlsTables"]
+
+
+def _used_rows(frame: Any, rows: np.ndarray, columns: list[str] | None = None) -> pd.DataFrame:
+    """The rows used of a data frame, keeping its index (all columns unless ``columns``)."""
+    from multilevel.data import as_pandas
+
+    df = as_pandas(frame)
+    if columns is not None:
+        df = df[[c for c in columns if c in df.columns]]
+    return df.iloc[np.asarray(rows)].copy()
+
+
+def _aligned(values: np.ndarray, rows: Any, data: Any, name: str) -> pd.Series:
+    """Values of the rows used as a Series on the input's index (NaN at rows dropped)."""
+    from multilevel.data import as_pandas
+
+    values = np.asarray(values, dtype=float)
+    if rows is None:
+        return pd.Series(values, name=name)
+    rows = np.asarray(rows)
+    if data is None:
+        return pd.Series(values, index=pd.Index(rows), name=name)
+    index = as_pandas(data).index
+    out = np.full(len(index), np.nan)
+    out[rows] = values
+    return pd.Series(out, index=index, name=name)
+
+
+def _one_row(**values: Any) -> pd.DataFrame:
+    return pd.DataFrame({k: [v] for k, v in values.items()})
+
+
+# ------------------------------------------------------------------------------- lmer
+class LmerTables:
+    """``glance``, ``augment`` and statsmodels' names for :class:`~multilevel.LmerFit`."""
+
+    def glance(self: Any) -> pd.DataFrame:
+        """One row as broom.mixed's ``glance``: nobs, sigma, logLik, AIC, BIC, deviance (ML
+        fits) or REMLcrit (REML fits), df.residual.
+
+        Examples
+        --------
+        >>> import multilevel as ml
+        >>> fit = ml.lmer("Reaction ~ Days + (Days | Subject)", ml.datasets.load("sleepstudy"))
+        >>> fit.glance().round(2).iloc[0].to_dict()
+        {'nobs': 180.0, 'sigma': 25.59, 'logLik': -871.81, 'AIC': 1755.63, 'BIC': 1774.79, \
+'REMLcrit': 1743.63, 'df.residual': 174.0}
+        """
+        return _one_row(
+            nobs=self.nobs,
+            sigma=self.sigma,
+            logLik=self.loglik,
+            AIC=self.aic,
+            BIC=self.bic,
+            **{"REMLcrit" if self.reml else "deviance": self.objective},
+            **{"df.residual": self.df_resid},
+        )
+
+    def _model_frame(self: Any) -> pd.DataFrame:
+        from multilevel.results.keep import model_columns
+
+        if self._data is not None:
+            return _used_rows(self._data, self.design.rows, model_columns(self.design))
+        kept = getattr(self, "_kept_frame", None)
+        if kept is not None:
+            return kept.copy()
+        return pd.DataFrame(index=pd.Index(np.asarray(self.design.rows)))
+
+    def augment(self: Any, data: Any = None) -> pd.DataFrame:
+        """The rows used with broom.mixed's columns .fitted, .resid, .fixed, .mu, .offset,
+        .weights and .wtres (see :mod:`multilevel.results.tidy`).
+
+        Examples
+        --------
+        >>> import multilevel as ml
+        >>> fit = ml.lmer("Reaction ~ Days + (Days | Subject)", ml.datasets.load("sleepstudy"))
+        >>> fit.augment().iloc[:2, :5].round(2)
+           Reaction  Days Subject  .fitted  .resid
+        0    249.56   0.0     308   253.66   -4.10
+        1    258.70   1.0     308   273.33  -14.63
+        """
+        d = self.design
+        out = self._model_frame() if data is None else _used_rows(data, d.rows)
+        n = self.nobs
+        offset = np.zeros(n) if d.offset is None else np.asarray(d.offset, dtype=float)
+        weights = np.ones(n) if d.weights is None else np.asarray(d.weights, dtype=float)
+        out[".fitted"] = self.fitted
+        out[".resid"] = self.resid
+        out[".fixed"] = np.asarray(d.X, dtype=float) @ self.beta + offset
+        out[".mu"] = self.fitted
+        out[".offset"] = offset
+        out[".weights"] = weights
+        out[".wtres"] = np.sqrt(weights) * self.resid
+        return out
+
+    @property
+    def params(self: Any) -> pd.Series:
+        """Fixed-effect estimates (statsmodels' name for :attr:`fixef`)."""
+        return self.fixef
+
+    @property
+    def bse(self: Any) -> pd.Series:
+        """Standard errors of the fixed effects (statsmodels' name for :attr:`se`)."""
+        return self.se
+
+    @property
+    def pvalues(self: Any) -> pd.Series:
+        """p-values of the fixed effects: t tests with Satterthwaite's df (lmerTest)."""
+        return self.coef_table()["p_value"].rename("p")
+
+    def conf_int(self: Any, level: float = 0.95, ddf: str | None = "satterthwaite") -> pd.DataFrame:
+        """Intervals for the fixed effects (columns lower, upper): t with Satterthwaite's df
+        by default, as :meth:`coef_table`; ``ddf=None`` for normal (Wald z) intervals."""
+        t = self.coef_table(ddf=ddf, level=level)
+        return pd.DataFrame({"lower": t["ci_lower"], "upper": t["ci_upper"]}, index=t.index)
+
+    @property
+    def fittedvalues(self: Any) -> pd.Series:
+        """Fitted values as a Series on the input's index (NaN at rows dropped)."""
+        return _aligned(self.fitted, self.design.rows, self._data, "fitted")
+
+
+# ------------------------------------------------------------------------- ols, panel
+class OlsTables:
+    """``tidy``, ``glance``, ``augment`` and statsmodels' names for ``ols`` and ``panel``."""
+
+    def tidy(self: Any, level: float = 0.95) -> pd.DataFrame:
+        """One row per coefficient as broom's ``tidy(conf.int = TRUE)``.
+
+        Examples
+        --------
+        >>> import multilevel as ml
+        >>> fit = ml.ols("Reaction ~ Days", ml.datasets.load("sleepstudy"))
+        >>> fit.tidy().round(3).iloc[1].to_dict()
+        {'term': 'Days', 'estimate': 10.467, 'std.error': 1.238, 'statistic': 8.454, \
+'p.value': 0.0, 'conf.low': 8.024, 'conf.high': 12.911}
+        """
+        ci = self.conf_int(level)
+        return pd.DataFrame(
+            {
+                "term": list(self.coef.index),
+                "estimate": self.coef.to_numpy(),
+                "std.error": self.se.to_numpy(),
+                "statistic": self.t.to_numpy(),
+                "p.value": self.p.to_numpy(),
+                "conf.low": ci["lower"].to_numpy(),
+                "conf.high": ci["upper"].to_numpy(),
+            }
+        )
+
+    def glance(self: Any) -> pd.DataFrame:
+        """One row as broom's ``glance.lm``: r.squared, adj.r.squared, sigma, statistic,
+        p.value, df, logLik, AIC, BIC, deviance, df.residual, nobs."""
+        return _one_row(
+            **{"r.squared": self.r2, "adj.r.squared": self.adj_r2},
+            sigma=self.sigma,
+            statistic=self.fvalue,
+            **{"p.value": self.f_pvalue},
+            df=self.f_df[0],
+            logLik=self.loglik,
+            AIC=self.aic,
+            BIC=self.bic,
+            deviance=self.ssr,
+            **{"df.residual": self.df_resid},
+            nobs=self.nobs,
+        )
+
+    def augment(self: Any, data: Any = None) -> pd.DataFrame:
+        """The rows used of ``data`` (or, without it, only the added columns indexed by row
+        position) with .fitted and .resid."""
+        rows = self.rows
+        if data is not None and rows is not None:
+            out = _used_rows(data, rows)
+        else:
+            out = pd.DataFrame(index=pd.Index(np.arange(self.nobs) if rows is None else rows))
+        out[".fitted"] = np.asarray(self.fitted, dtype=float)
+        out[".resid"] = np.asarray(self.resid, dtype=float)
+        return out
+
+    @property
+    def bse(self: Any) -> pd.Series:
+        """Standard errors (statsmodels' name for :attr:`se`)."""
+        return self.se
+
+    @property
+    def pvalues(self: Any) -> pd.Series:
+        """Two-sided p-values (statsmodels' name for :attr:`p`)."""
+        return self.p
+
+    @property
+    def fittedvalues(self: Any) -> pd.Series:
+        """Fitted values as a Series indexed by the positions of the rows used."""
+        return _aligned(self.fitted, self.rows, None, "fitted")
+
+
+# ---------------------------------------------------------------------------- lmlist
+class LmListTables:
+    """``tidy``, ``glance`` and ``augment`` for :class:`~multilevel.models.lmlist.LmListFit`."""
+
+    def tidy(self: Any, level: float = 0.95) -> pd.DataFrame:
+        """One row per group and coefficient (broom.mixed's ``tidy.lmList4`` with intervals):
+        level, term, estimate, std.error, statistic, p.value, conf.low, conf.high."""
+        if not 0.0 < level < 1.0:
+            raise ValueError("level must lie strictly between 0 and 1")
+        terms = list(self.coef.columns)
+        g, p = self.coef.shape
+        q = np.repeat([t_ppf(0.5 + level / 2.0, d) for d in self.df], p)
+        est = self.coef.to_numpy().reshape(-1)
+        se = self.se.to_numpy().reshape(-1)
+        return pd.DataFrame(
+            {
+                "level": np.repeat(np.asarray(self.coef.index, dtype=object), p),
+                "term": terms * g,
+                "estimate": est,
+                "std.error": se,
+                "statistic": self.t.to_numpy().reshape(-1),
+                "p.value": self.p.to_numpy().reshape(-1),
+                "conf.low": est - q * se,
+                "conf.high": est + q * se,
+            }
+        )
+
+    def glance(self: Any) -> pd.DataFrame:
+        """One row: nobs, ngroups, sigma (pooled), logLik, AIC, BIC, deviance, df.residual.
+
+        The likelihood is the Gaussian one of the separate fits with one residual variance
+        (its ML estimate: deviance / nobs) and ``ngroups * p + 1`` parameters.
+        """
+        p = self.coef.shape[1]
+        n = int(self.nobs.sum())
+        dev = float((self.sigma**2 * (self.nobs - p)).sum())
+        k = self.coef.shape[0] * p + 1
+        loglik = -0.5 * n * (math.log(2.0 * math.pi) + 1.0 - math.log(n) + math.log(dev))
+        return _one_row(
+            nobs=n,
+            ngroups=self.coef.shape[0],
+            sigma=self.pooled_sigma,
+            logLik=loglik,
+            AIC=-2.0 * loglik + 2.0 * k,
+            BIC=-2.0 * loglik + math.log(n) * k,
+            deviance=dev,
+            **{"df.residual": n - self.coef.shape[0] * p},
+        )
+
+    def augment(self: Any, data: Any = None) -> pd.DataFrame:
+        """The rows used of ``data`` (or only the added columns) with .fitted and .resid
+        (NaN in groups that were skipped)."""
+        if data is not None:
+            out = _used_rows(data, self.rows)
+        else:
+            out = pd.DataFrame(index=pd.Index(np.asarray(self.rows)))
+        out[".fitted"] = self.fitted
+        out[".resid"] = self.resid
+        return out
