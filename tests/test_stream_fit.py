@@ -227,3 +227,25 @@ def test_stateful_transforms_refused(data):
     df, _ = data
     with pytest.raises(NotImplementedError, match="cannot be used with streamed data"):
         ml.lmer("y ~ center(x1) + (1 | g)", pa.Table.from_pandas(df))
+
+
+# -- Dask ---------------------------------------------------------------------------------------
+def test_dask_local_cluster(data):
+    pytest.importorskip("dask.dataframe", reason="dask[dataframe] is not installed")
+    distributed = pytest.importorskip("distributed", reason="distributed is not installed")
+    import dask.dataframe as dd
+
+    df, ref = data
+    ml_ref = _quiet(ml.lmer, FORMULA, df, reml=False)
+    with (
+        distributed.LocalCluster(
+            n_workers=2, processes=False, threads_per_worker=1, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster),
+    ):
+        for npartitions in (1, 7, 20):  # 20: two levels of the tree reduction
+            ddf = dd.from_pandas(df, npartitions=npartitions)
+            fit = _quiet(ml.lmer, FORMULA, ddf)
+            _same(fit, ref)
+            assert fit.rows == {"read": 2000, "dropped": 3, "used": 1997}
+        _same(_quiet(ml.lmer, FORMULA, dd.from_pandas(df, npartitions=5), reml=False), ml_ref)
