@@ -153,6 +153,24 @@ def test_make_panel_parquet(tmp_path):
         _same(fit, ref)
 
 
+@pytest.mark.parametrize(
+    "formula",
+    [
+        "y ~ x1 + x3 + x2 + (1 | g)",  # x3 = 2 x1: dropped after pass 2, a third pass
+        "y ~ x1 + (1 | g/k)",
+        "y ~ x1 + (1 | g:k) + (0 + x1 | h)",
+        "log(y + 10) ~ I(x1**2) + C(f) + (x1 || g)",  # formulaic's path, per batch
+    ],
+)
+def test_formulas(formula):
+    df = _frame()
+    df["x3"], df["k"] = 2 * df.x1, np.arange(len(df)) % 3
+    ref = _quiet(ml.lmer, formula, df)
+    fit = _quiet(ml.lmer, formula, pa.Table.from_pandas(df), batch_rows=333)
+    _same(fit, ref)
+    assert fit.design.dropped_columns == ref.design.dropped_columns
+
+
 def test_row_wise_accessors_raise(data):
     df, ref = data
     fit = _quiet(ml.lmer, FORMULA, pa.Table.from_pandas(df))
