@@ -267,3 +267,11 @@ def test_dask_local_cluster(data):
             _same(fit, ref)
             assert fit.rows == {"read": 2000, "dropped": 3, "used": 1997}
         _same(_quiet(ml.lmer, FORMULA, dd.from_pandas(df, npartitions=5), reml=False), ml_ref)
+        # a partition whose rows are all dropped, and an empty one
+        gaps = df.assign(y=np.where(np.arange(len(df)) < 400, np.nan, df.y))
+        ddf = dd.concat(
+            [dd.from_pandas(gaps, npartitions=7), dd.from_pandas(gaps.iloc[:0], npartitions=1)]
+        )
+        fit = _quiet(ml.lmer, FORMULA, ddf)
+        _same(fit, _quiet(ml.lmer, FORMULA, gaps))
+        assert fit.rows["read"] == 2000 and fit.rows["used"] == fit.nobs < 1700

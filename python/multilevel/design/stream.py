@@ -272,6 +272,8 @@ def _complete_rows(plan: StreamPlan, df: pd.DataFrame, label: str):
         if arg is not None:
             vectors[arg] = weight_vector(arg, df, name)[0]
     n = len(df)
+    if n == 0:  # an empty batch or partition
+        return None, None, None, 0
     try:
         frame, _rows, n_dropped, vecs = drop_missing(df, plan.used, vectors, warn=False)
     except DataError as exc:
@@ -461,7 +463,6 @@ class Pass2:
     r: np.ndarray  # R of X (QR of row blocks): the rank rule without the rows
     n_dropped: int
     n_used: int
-    sum_w_missing: bool = False
 
 
 def new_accumulator(p: StreamPlan, n_x: int, threads: int = 0) -> Any:
@@ -652,36 +653,72 @@ def fit_stream(
 
 
 # -- Dask -------------------------------------------------------------------------------------
-def _partition_bytes(p: StreamPlan, df: pd.DataFrame, label: str) -> tuple[bytes | None, list]:
-    """A partition's partial accumulator as bytes, with its R of X and counts."""
-    out_acc = None
+@dataclass
+class Partial:
+    """A Dask partition's (or a merged group's) accumulator as bytes, with the R of its X,
+    its row counts and what the client's design needs (names, each Z's width, specs)."""
+
+    acc: bytes | None
+    r: np.ndarray | None
+    n_dropped: int
+    n_used: int
+    x_names: list[str] | None = None
+    z_names: list[list[str]] | None = None
+    z_q: list[int] | None = None
+    specs: Any = None
+
+
+def _partition(p: StreamPlan, df: pd.DataFrame, label: str) -> Partial:
+    """Pass 2 over one partition, with a copy of the plan (threads of one process share it)."""
+    import copy
+
+    p = copy.copy(p)
     try:
         out = accumulate_frames(p, iter([(label, df)]), threads=1)
-        out_acc = out.acc.to_bytes()
-        return out_acc, [out.r, out.n_dropped, out.n_used, out.x_names, out.z_names, p.z_q, p.specs]
     except DataError as exc:
         if str(exc).startswith("no rows left"):
-            return None, [None, len(df), 0, None, None, None, None]
+            return Partial(None, None, len(df), 0)
         raise
+    return Partial(
+        out.acc.to_bytes(),
+        out.r,
+        out.n_dropped,
+        out.n_used,
+        out.x_names,
+        out.z_names,
+        p.z_q,
+        p.specs,
+    )
 
 
-def _merge(parts: list[tuple[bytes | None, list]]) -> tuple[bytes | None, list]:
+def _merge(parts: list[Partial]) -> Partial:
+    """Partials merged (an associative step of the tree reduction)."""
     from multilevel import _core
 
-    acc, meta = None, None
-    for b, m in parts:
-        if b is None:
-            meta = m if meta is None else [meta[0], meta[1] + m[1], meta[2], *meta[3:]]
+    acc, out = None, Partial(None, None, 0, 0)
+    for part in parts:
+        out.n_dropped += part.n_dropped
+        if part.acc is None:
             continue
-        a = _core.Accumulator.from_bytes(b, threads=1)
+        a = _core.Accumulator.from_bytes(part.acc, threads=1)
         if acc is None:
-            acc = a
-            carried = meta[1] if meta is not None else 0
-            meta = [m[0], m[1] + carried, m[2], *m[3:]]
+            acc, n_dropped = a, out.n_dropped
+            out = Partial(
+                None,
+                part.r,
+                n_dropped,
+                part.n_used,
+                part.x_names,
+                part.z_names,
+                part.z_q,
+                part.specs,
+            )
         else:
             acc.merge(a)
-            meta = [_qr_r(np.vstack([meta[0], m[0]])), meta[1] + m[1], meta[2] + m[2], *meta[3:]]
-    return (None if acc is None else acc.to_bytes()), meta
+            out.r = _qr_r(np.vstack([out.r, part.r]))
+            out.n_used += part.n_used
+    out.acc = None if acc is None else acc.to_bytes()
+    return out
 
 
 def fit_dask(
@@ -729,27 +766,26 @@ def fit_dask(
     }
     _finish_pass1(p, seen, dictionaries)
 
-    def reduce(keep: np.ndarray | None) -> tuple[bytes | None, list]:
+    def reduce(keep: np.ndarray | None) -> Pass2:
         p.keep = keep
         level = [
-            dask.delayed(_partition_bytes)(p, d, f"partition {k}")
-            for k, d in enumerate(ddf.to_delayed())
+            dask.delayed(_partition)(p, d, f"partition {k}") for k, d in enumerate(ddf.to_delayed())
         ]
         while len(level) > 1:
             level = [
                 dask.delayed(_merge)(level[i : i + split_every])
                 for i in range(0, len(level), split_every)
             ]
-        return dask.compute(level[0])[0] if len(level) == 1 else _merge([])
+        m = dask.compute(level[0])[0] if level else _merge([])
+        if m.acc is None:
+            raise DataError("no rows left after dropping rows with missing values")
+        p.z_q, p.specs = m.z_q, m.specs
+        acc = _core.Accumulator.from_bytes(m.acc)
+        return Pass2(acc, m.x_names, m.z_names, m.r, m.n_dropped, m.n_used)
 
-    b, m = reduce(None)
-    if b is None:
-        raise DataError("no rows left after dropping rows with missing values")
-    out = Pass2(_core.Accumulator.from_bytes(b), m[3], m[4], m[0], m[1], m[2])
-    p.z_q, p.specs = m[5], m[6]
+    out = reduce(None)
     if _rank_keep(p, out):
-        b, m = reduce(p.keep)
-        out = Pass2(_core.Accumulator.from_bytes(b), m[3], m[4], m[0], m[1], m[2])
+        out = reduce(p.keep)
     design = design_of(p, out, data_name)
     warn_dropped(out.n_dropped)
     counts = {"read": p.n_read, "dropped": out.n_dropped, "used": out.n_used}
