@@ -15,6 +15,15 @@ Then ``acc.problem().fit`` gives the same estimates as the in-memory fit of the 
 :class:`StreamedLmerFit`: its design holds the levels and names but no rows, so the row-wise
 accessors (fitted, resid, predict on the training data) raise :class:`StreamedDataError`.
 
+>>> import pyarrow as pa, multilevel as ml
+>>> df = ml.datasets.load("sleepstudy")
+>>> formula = "Reaction ~ Days + (Days | Subject)"
+>>> fit = ml.lmer(formula, pa.Table.from_pandas(df), batch_rows=50)
+>>> round(fit.objective, 3), fit.rows
+(1743.628, {'read': 180, 'dropped': 0, 'used': 180})
+>>> abs(fit.objective / ml.lmer(formula, df).objective - 1) < 1e-10
+True
+
 Sources (:func:`batches_of`): a Parquet file or folder, a pyarrow Table, RecordBatchReader or
 ``dataset.Dataset``, a polars LazyFrame, anything with ``__arrow_c_stream__``; a one-shot
 stream is spilled to a temporary Parquet file by the first pass. Dask DataFrames:
@@ -25,6 +34,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -192,13 +202,15 @@ def batches_of(data: Any, columns: list[str], batch_rows: int = DEFAULT_BATCH_RO
                 ),
                 tab.num_rows,
             )
-        ds = data  # a pyarrow.dataset.Dataset
+        ds = data  # a pyarrow.dataset.Dataset: Parquet fragments count their rows cheaply
+        fmt = getattr(ds, "format", None)
+        n_rows = ds.count_rows() if type(fmt).__name__ == "ParquetFileFormat" else None
         return Source(
             lambda: (
                 (f"batch {k}", b)
                 for k, b in enumerate(ds.to_batches(columns=columns, batch_size=batch_rows))
             ),
-            None,
+            n_rows,
         )
     if type(data).__module__.split(".")[0] == "polars":  # a LazyFrame: sunk to Parquet
         tmp = tempfile.mkdtemp(prefix="multilevel-stream-")
@@ -653,6 +665,9 @@ def fit_stream(
 
 
 # -- Dask -------------------------------------------------------------------------------------
+_DESIGN_LOCK = threading.Lock()
+
+
 @dataclass
 class Partial:
     """A Dask partition's (or a merged group's) accumulator as bytes, with the R of its X,
@@ -674,7 +689,8 @@ def _partition(p: StreamPlan, df: pd.DataFrame, label: str) -> Partial:
 
     p = copy.copy(p)
     try:
-        out = accumulate_frames(p, iter([(label, df)]), threads=1)
+        with _DESIGN_LOCK:  # formulaic is not known to be thread-safe; a process builds serially
+            out = accumulate_frames(p, iter([(label, df)]), threads=1)
     except DataError as exc:
         if str(exc).startswith("no rows left"):
             return Partial(None, None, len(df), 0)
@@ -689,6 +705,15 @@ def _partition(p: StreamPlan, df: pd.DataFrame, label: str) -> Partial:
         p.z_q,
         p.specs,
     )
+
+
+def _first_pass(formula: str, cols: list[str], weights: Any, offset: Any, df: pd.DataFrame):
+    """Pass 1 over one partition: (distinct values, rows read, rows dropped)."""
+    q = StreamPlan(formula, parse(formula), cols, weights, offset)
+    seen: dict = {}
+    with _DESIGN_LOCK:
+        _pass1_batch(q, df, "a partition", seen)
+    return seen, q.n_read, q.n_dropped
 
 
 def _merge(parts: list[Partial]) -> Partial:
@@ -746,13 +771,9 @@ def fit_dask(
     meta = pa.Schema.from_pandas(ddf._meta, preserve_index=False)
     p.schema = meta.remove_metadata()
 
-    def first_pass(df: pd.DataFrame) -> list:
-        q = StreamPlan(formula, parsed, cols, weights, offset)
-        seen: dict = {}
-        _pass1_batch(q, df, "a partition", seen)
-        return [seen, q.n_read, q.n_dropped]
-
-    parts = dask.compute(*[dask.delayed(first_pass)(d) for d in ddf.to_delayed()])
+    parts = dask.compute(
+        *[dask.delayed(_first_pass)(formula, cols, weights, offset, d) for d in ddf.to_delayed()]
+    )
     seen: dict = {}
     for s, n_read, n_dropped in parts:
         p.n_read += n_read
