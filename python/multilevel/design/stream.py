@@ -44,14 +44,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from multilevel.contextual import formula_context
 from multilevel.data import column_values, drop_missing, is_numeric, weight_vector
 from multilevel.design.fixed import FixedSpec
 from multilevel.design.matrix import (
     as_float_matrix,
-    fixed_columns,
     lme4_names,
     model_matrix,
+    reraise_own,
     response_vector,
+    spec_frame,
 )
 from multilevel.design.random import Design, ReTerm, TermSpec, _check_levels, lme4_term_order
 from multilevel.design.rank import drop_rank_deficient
@@ -298,7 +300,8 @@ def _complete_rows(plan: StreamPlan, df: pd.DataFrame, label: str):
 
 
 def _group_values(frame: Any, factors: tuple[str, ...]) -> pd.DataFrame:
-    return pd.DataFrame({f: np.asarray(column_values(frame, f), dtype=object) for f in factors})
+    """The grouping columns (native dtypes: distinct values and lookups stay vectorised)."""
+    return pd.DataFrame({f: np.asarray(column_values(frame, f)) for f in factors})
 
 
 def _fixed_factor_names(parsed: ParsedFormula, df: pd.DataFrame) -> list[str]:
@@ -419,17 +422,20 @@ def batch_arrays(p: StreamPlan, df: pd.DataFrame, label: str):
     frame, w, o, n_dropped = _complete_rows(p, df, label)
     if frame is None:
         return None, n_dropped
-    pdf = frame.pandas().copy()
-    for v, levels in p.fixed_levels.items():
-        pdf[v] = pd.Categorical(pdf[v].astype(object), categories=list(levels))
+    pdf = frame
+    if p.fixed_levels:  # non-numeric fixed columns: categoricals with every level of pass 1
+        pdf = frame.pandas()
+        for v, levels in p.fixed_levels.items():
+            pdf[v] = pd.Categorical(pdf[v].astype(object), categories=list(levels))
     y = response_vector(p.parsed, pdf, pdf.columns, p.formula)
-    X, x_spec, cols = fixed_columns(p.parsed, pdf, p.formula)
-    names = lme4_names(cols)
+    first = p.specs is None
+    specs = (None, [None] * len(p.parsed.random)) if first else p.specs
+    X, x_spec, names = _model_matrix(p, specs[0], p.parsed.fixed, pdf, "fixed-effects model matrix")
     terms, z_specs = [], []
     for k, t in enumerate(p.parsed.random):
-        mm = model_matrix(t.expr, pdf, p.formula, f"random-effects term {t.text}")
-        Z = as_float_matrix(mm, f"random-effects term {t.text}")
-        z_specs.append(mm.model_spec)
+        what = f"random-effects term {t.text}"
+        Z, z_spec, z_names = _model_matrix(p, specs[1][k], t.expr, pdf, what)
+        z_specs.append(z_spec)
         vals = _group_values(frame, t.group_factors)
         index = p.term_index[k]
         if len(t.group_factors) == 1:
@@ -443,8 +449,8 @@ def batch_arrays(p: StreamPlan, df: pd.DataFrame, label: str):
                 f"{label}: level {', '.join(map(repr, first))} of {t.group!r} was not seen in "
                 f"the first pass ({int(bad.sum())} rows); the data changed between the passes"
             )
-        terms.append((codes.astype(np.int32), np.asfortranarray(Z), lme4_names(mm.columns)))
-    if p.specs is None:  # formulaic's specs of the first batch: predict(newdata) uses them
+        terms.append((codes.astype(np.int32), np.asfortranarray(Z), z_names))
+    if first:  # the first batch's specs build the others' matrices, and predict(newdata)'s
         p.specs = (x_spec, z_specs)
     nan = np.isnan(y) | np.isnan(X).any(axis=1)
     for _, Z, _ in terms:
@@ -462,6 +468,22 @@ def batch_arrays(p: StreamPlan, df: pd.DataFrame, label: str):
         w = None if w is None else w[keep]
         o = None if o is None else o[keep]
     return (y, X, names, terms, w, o), n_dropped
+
+
+def _model_matrix(p: StreamPlan, spec: Any, expr: str, frame: Any, what: str):
+    """(matrix, spec, lme4 names) of one expression: the in-memory design's ``model_matrix``
+    on the first batch (NumPy fast path or formulaic), then that batch's spec."""
+    if spec is None:
+        mm = model_matrix(expr, frame, p.formula, what)
+        return as_float_matrix(mm, what), mm.model_spec, lme4_names(mm.columns)
+    try:
+        mm = spec.get_model_matrix(
+            spec_frame(spec, frame), na_action="ignore", context=formula_context()
+        )
+    except Exception as exc:
+        reraise_own(exc)
+        raise DataError(f"cannot build the {what}: {exc}") from None
+    return as_float_matrix(mm, what), spec, lme4_names(mm.columns)
 
 
 # -- pass 2 -------------------------------------------------------------------------------------
