@@ -275,3 +275,25 @@ def test_dask_local_cluster(data):
         fit = _quiet(ml.lmer, FORMULA, ddf)
         _same(fit, _quiet(ml.lmer, FORMULA, gaps))
         assert fit.rows["read"] == 2000 and fit.rows["used"] == fit.nobs < 1700
+
+
+def test_files_whose_schemas_differ(data, tmp_path):
+    df, _ = data
+    pq.write_table(pa.Table.from_pandas(df.iloc[:1000]), tmp_path / "a.parquet")
+    pq.write_table(pa.Table.from_pandas(df.iloc[1000:].astype({"h": str})), tmp_path / "b.parquet")
+    with pytest.raises(
+        DataError,
+        match=r"batch 0 of '.*b\.parquet' differs.*h: (large_)?string \(first batch: int64\)",
+    ):
+        _quiet(ml.lmer, FORMULA, tmp_path)
+
+
+def test_in_memory_inputs_keep_their_path(data):
+    df, _ = data
+    pl = pytest.importorskip("polars")
+    for d in (df, pl.from_pandas(df), {"y": [1.0]}):
+        assert not stream.is_stream_source(d)
+    for d in ("x.parquet", Path("x"), pa.table({"y": [1.0]}), pl.from_pandas(df).lazy()):
+        assert stream.is_stream_source(d)
+    fit = _quiet(ml.lmer, FORMULA, pl.from_pandas(df))
+    assert not hasattr(fit, "rows") and len(fit.fitted) == fit.nobs
