@@ -56,6 +56,8 @@ def lmer(
     data_name: str | None = None,
     vcov: Any = None,
     threads: int | None = None,
+    batch_rows: int | None = None,
+    progress: bool | None = None,
 ) -> LmerFit:
     """Fit a linear mixed model by REML or maximum likelihood, as lme4's ``lmer``.
 
@@ -64,8 +66,13 @@ def lmer(
     formula : str
         lme4 formula: ``"Reaction ~ Days + (Days | Subject)"``. Random terms ``(x | g)``,
         ``(x || g)`` (uncorrelated), ``(1 | a/b)`` (nested), ``(1 | a:b)``, crossed terms.
-    data : pandas or polars DataFrame, or dict of arrays
-        Rows with a missing value in a used column are dropped (``fit.n_dropped``).
+    data : pandas or polars DataFrame, dict of arrays, or a streaming source
+        Rows with a missing value in a used column are dropped (``fit.n_dropped``). A
+        Parquet file or folder path, a pyarrow Table / RecordBatchReader / Dataset, a polars
+        LazyFrame, anything with ``__arrow_c_stream__`` or a Dask DataFrame is streamed
+        (:mod:`multilevel.design.stream`): two passes over record batches, never all the rows
+        in memory; the fit has no row-wise accessors (fitted, resid) and ``fit.rows`` gives
+        the rows read, dropped and used.
     reml : bool, default True
         REML (lme4's default) or maximum likelihood.
     weights : str or array-like, optional
@@ -87,6 +94,10 @@ def lmer(
     threads : int, optional
         Number of threads for every parallel step of the fit; default
         all cores. Any number gives the same estimates to the last bit.
+    batch_rows : int, optional
+        Rows per record batch when streaming (default 2**20).
+    progress : bool, optional
+        A progress bar over the streamed passes; default on above 2,000,000 rows.
 
     Returns
     -------
@@ -112,6 +123,23 @@ def lmer(
     -875.9697
     """
     n_threads = _check_threads(threads)
+    from multilevel.design import stream
+
+    if stream.is_stream_source(data):
+        return _lmer_stream(
+            formula,
+            data,
+            reml,
+            weights,
+            offset,
+            start,
+            max_fun,
+            data_name,
+            vcov,
+            n_threads,
+            batch_rows,
+            progress,
+        )
     fit_data, kept = data, None
     if vcov is not None:  # cluster-robust: checked, and rows missing the cluster dropped, first
         from multilevel.inference import lmer_robust
@@ -141,4 +169,50 @@ def lmer(
     )
     if vcov is not None:
         fit.robust = lmer_robust.vcov_robust(fit, kind, cluster)
+    return fit
+
+
+def _lmer_stream(
+    formula,
+    data,
+    reml,
+    weights,
+    offset,
+    start,
+    max_fun,
+    data_name,
+    vcov,
+    threads,
+    batch_rows,
+    progress,
+) -> LmerFit:
+    """``lmer`` on a streaming source or a Dask DataFrame (multilevel.design.stream)."""
+    from multilevel.design import stream
+
+    if vcov is not None:
+        raise NotImplementedError("vcov= (cluster-robust) needs the rows; it cannot be streamed")
+    if stream.is_dask(data):
+        design, problem, rows = stream.fit_dask(formula, data, weights, offset, data_name)
+    else:
+        design, problem, rows = stream.fit_stream(
+            formula,
+            data,
+            weights,
+            offset,
+            batch_rows or stream.DEFAULT_BATCH_ROWS,
+            threads,
+            progress,
+            data_name,
+        )
+    fit = stream.streamed_fit_class()._fit(
+        design,
+        problem,
+        reml,
+        start=start,
+        max_fun=max_fun,
+        data_name=data_name,
+        weights_name=weights if isinstance(weights, str) else None,
+        offset_name=offset if isinstance(offset, str) else None,
+    )
+    fit.rows = rows
     return fit

@@ -181,7 +181,9 @@ class LmerSummary(HtmlTextMixin):
         if fit.robust is not None:  # robust SEs with Satterthwaite df and p-values
             self.coefficients = fit.robust.coef_table(est)
         self.varcorr = fit.varcorr
-        q = np.quantile(fit.scaled_residuals(), [0, 0.25, 0.5, 0.75, 1.0])
+        streamed = getattr(fit, "streamed", False)  # no rows kept: no residuals to report
+        res = np.full(5, np.nan) if streamed else fit.scaled_residuals()
+        q = np.quantile(res, [0, 0.25, 0.5, 0.75, 1.0])
         mx = np.max(np.abs(q))
         if mx > 0:  # R's zapsmall(q, digits + 1) as lme4 prints them (digits = 4)
             q = np.round(q, max(0, math.floor(5 - math.log10(mx) + 0.5)))
@@ -246,9 +248,13 @@ class LmerSummary(HtmlTextMixin):
         lines = title(fit) + [""]
         lines += aic_block(fit, 1)
         lines += ["", "Scaled residuals: "]
-        lines += r_named_vector(
-            list(self.residuals.index), [s.strip() for s in r_format(self.residuals.to_numpy(), 4)]
-        ).split("\n")
+        if getattr(fit, "streamed", False):
+            lines.append("(not available: the data were streamed)")
+        else:
+            lines += r_named_vector(
+                list(self.residuals.index),
+                [s.strip() for s in r_format(self.residuals.to_numpy(), 4)],
+            ).split("\n")
         lines += ["", "Random effects:"]
         lines += re_table(fit, variance=True)
         lines.append(obs_line(fit))

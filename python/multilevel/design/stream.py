@@ -1,0 +1,888 @@
+"""Streaming fits: a linear mixed model from record batches that are never all in memory.
+
+A linear mixed model needs the rows only through A = [Z X y]'W[Z X y], a sum over rows, which
+``multilevel._core.Accumulator`` builds batch by batch. Two passes over the batches:
+
+1. the levels of every grouping factor and of every non-numeric fixed column, in R's order
+   (as :mod:`multilevel.factors` orders them over the complete rows), and the rows with
+   missing values;
+2. per batch: y, X and each term's codes and Z (through the same functions as the in-memory
+   design, with the factors' levels of pass 1, so the names and codes are identical), the
+   rows with missing values dropped, and ``acc.add``.
+
+Then ``acc.problem().fit`` gives the same estimates as the in-memory fit of the same rows
+(objective to 1e-10 relative whatever the batch size). The result is a
+:class:`StreamedLmerFit`: its design holds the levels and names but no rows, so the row-wise
+accessors (fitted, resid, predict on the training data) raise :class:`StreamedDataError`.
+
+>>> import pyarrow as pa, multilevel as ml
+>>> df = ml.datasets.load("sleepstudy")
+>>> formula = "Reaction ~ Days + (Days | Subject)"
+>>> fit = ml.lmer(formula, pa.Table.from_pandas(df), batch_rows=50)
+>>> round(fit.objective, 3), fit.rows
+(1743.628, {'read': 180, 'dropped': 0, 'used': 180})
+>>> abs(fit.objective / ml.lmer(formula, df).objective - 1) < 1e-10
+True
+
+Sources (:func:`batches_of`): a Parquet file or folder, a pyarrow Table, RecordBatchReader or
+``dataset.Dataset``, a polars LazyFrame, anything with ``__arrow_c_stream__``; a one-shot
+stream is spilled to a temporary Parquet file by the first pass. Dask DataFrames:
+:func:`fit_dask` (a partial accumulator per partition, tree-reduced as bytes).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from multilevel.contextual import formula_context
+from multilevel.data import column_values, drop_missing, is_numeric, weight_vector
+from multilevel.design.fixed import FixedSpec
+from multilevel.design.matrix import (
+    as_float_matrix,
+    lme4_names,
+    model_matrix,
+    reraise_own,
+    response_vector,
+    spec_frame,
+)
+from multilevel.design.random import Design, ReTerm, TermSpec, _check_levels, lme4_term_order
+from multilevel.design.rank import drop_rank_deficient
+from multilevel.exceptions import DataError, MissingValuesWarning
+from multilevel.factors import interaction, lookup
+from multilevel.formula import ParsedFormula, parse
+
+__all__ = [
+    "StreamPlan",
+    "StreamedDataError",
+    "StreamedDesign",
+    "accumulate",
+    "batches_of",
+    "fit_dask",
+    "is_stream_source",
+    "plan",
+]
+
+DEFAULT_BATCH_ROWS = 1 << 20
+PROGRESS_ROWS = 2_000_000  # passes over more rows than this show a progress bar by default
+# formulaic's stateful transforms learn from the data they first see: one batch is not the data
+_STATEFUL = ("cvar(", "dvar(", "center(", "scale(", "standardize(", "poly(", "bs(", "cr(")
+
+
+class StreamedDataError(DataError):
+    """A row-wise quantity asked of a fit whose data were streamed (no rows kept)."""
+
+
+# -- sources ------------------------------------------------------------------------------------
+def is_stream_source(data: Any) -> bool:
+    """True for the inputs that take the streaming path (not pandas/polars DataFrames, dicts)."""
+    if isinstance(data, (str, os.PathLike)):
+        return True
+    if isinstance(data, (pd.DataFrame, dict)):
+        return False
+    mod = type(data).__module__.split(".")[0]
+    if mod == "polars":
+        return type(data).__name__ == "LazyFrame"
+    if mod in ("pyarrow", "dask", "dask_expr"):
+        return True
+    return hasattr(data, "__arrow_c_stream__")
+
+
+def is_dask(data: Any) -> bool:
+    return type(data).__module__.split(".")[0] in ("dask", "dask_expr") and hasattr(
+        data, "map_partitions"
+    )
+
+
+@dataclass
+class Source:
+    """Batches that can be read twice: ``batches()`` yields (label, pyarrow.RecordBatch)."""
+
+    batches: Callable[[], Iterator[tuple[str, Any]]]
+    n_rows: int | None
+    cleanup: Callable[[], None] = lambda: None
+
+
+def _parquet_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(
+            p for p in path.rglob("*") if p.is_file() and not p.name.startswith((".", "_"))
+        )
+        if not files:
+            raise DataError(f"the folder {str(path)!r} has no files")
+        return files
+    if not path.exists():
+        raise DataError(f"no such file or folder: {str(path)!r}")
+    return [path]
+
+
+def _parquet_source(path: Path, columns: list[str], batch_rows: int) -> Source:
+    import pyarrow.parquet as pq
+
+    files, readers = _parquet_files(path), []
+    for f in files:
+        try:
+            pf = pq.ParquetFile(f)
+        except Exception as exc:
+            raise DataError(f"{str(f)!r} is not a Parquet file: {exc}") from None
+        names = pf.schema_arrow.names
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise DataError(
+                f"the file {str(f)!r} has no column {', '.join(repr(c) for c in missing)} "
+                f"(its columns: {', '.join(names)})"
+            )
+        readers.append((f, pf.metadata.num_rows))
+
+    def batches() -> Iterator[tuple[str, Any]]:
+        for f, _ in readers:
+            pf = pq.ParquetFile(f)
+            for k, b in enumerate(pf.iter_batches(batch_size=batch_rows, columns=columns)):
+                yield f"batch {k} of {str(f)!r}", b
+
+    return Source(batches, sum(n for _, n in readers))
+
+
+def _spill(reader: Any, columns: list[str], batch_rows: int) -> Source:
+    """A one-shot stream written to a temporary Parquet file (memory stays bounded)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    reader = pa.RecordBatchReader.from_stream(reader)
+    tmp = tempfile.mkdtemp(prefix="multilevel-stream-")
+    path = Path(tmp) / "spill.parquet"
+    writer = None
+    try:
+        for k, b in enumerate(reader):
+            if writer is None:
+                writer = pq.ParquetWriter(path, b.schema)
+            elif b.schema != writer.schema:
+                raise DataError(
+                    _schema_message(f"batch {k} of the stream", writer.schema, b.schema)
+                )
+            writer.write_batch(b)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        raise DataError("the data have no rows")
+    src = _parquet_source(path, columns, batch_rows)
+
+    def cleanup() -> None:
+        path.unlink(missing_ok=True)
+        os.rmdir(tmp)
+
+    return Source(src.batches, src.n_rows, cleanup)
+
+
+def batches_of(data: Any, columns: list[str], batch_rows: int = DEFAULT_BATCH_ROWS) -> Source:
+    """The record batches of a streaming source, restricted to ``columns``."""
+    import pyarrow as pa
+
+    if isinstance(data, (str, os.PathLike)):
+        return _parquet_source(Path(data), columns, batch_rows)
+    if type(data).__module__.startswith("pyarrow.") and hasattr(data, "to_batches"):
+        names = data.schema.names
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise DataError(f"the data have no column {', '.join(repr(c) for c in missing)}")
+        if isinstance(data, pa.Table):
+            tab = data.select(columns)
+            return Source(
+                lambda: (
+                    (f"batch {k}", b)
+                    for k, b in enumerate(tab.to_batches(max_chunksize=batch_rows))
+                ),
+                tab.num_rows,
+            )
+        ds = data  # a pyarrow.dataset.Dataset: Parquet fragments count their rows cheaply
+        fmt = getattr(ds, "format", None)
+        n_rows = ds.count_rows() if type(fmt).__name__ == "ParquetFileFormat" else None
+        return Source(
+            lambda: (
+                (f"batch {k}", b)
+                for k, b in enumerate(ds.to_batches(columns=columns, batch_size=batch_rows))
+            ),
+            n_rows,
+        )
+    if type(data).__module__.split(".")[0] == "polars":  # a LazyFrame: sunk to Parquet
+        tmp = tempfile.mkdtemp(prefix="multilevel-stream-")
+        path = Path(tmp) / "lazy.parquet"
+        data.select(columns).sink_parquet(path)
+        src = _parquet_source(path, columns, batch_rows)
+
+        def cleanup() -> None:
+            path.unlink(missing_ok=True)
+            os.rmdir(tmp)
+
+        return Source(src.batches, src.n_rows, cleanup)
+    if isinstance(data, pa.RecordBatchReader) or hasattr(data, "__arrow_c_stream__"):
+        return _spill(data, columns, batch_rows)
+    raise TypeError(f"cannot stream data of type {type(data).__name__}")
+
+
+def _schema_message(label: str, first: Any, other: Any) -> str:
+    diff = [
+        f"{f.name}: {f.type} (first batch: {first.field(f.name).type})"
+        if f.name in first.names
+        else f"{f.name}: {f.type} (not in the first batch)"
+        for f in other
+        if f.name not in first.names or first.field(f.name).type != f.type
+    ]
+    gone = [n for n in first.names if n not in other.names]
+    return f"the schema of {label} differs from the first batch's: " + "; ".join(
+        diff + [f"{n}: missing" for n in gone]
+    )
+
+
+# -- one batch ----------------------------------------------------------------------------------
+@dataclass
+class StreamPlan:
+    """What pass 1 found and pass 2 needs: the formula, the factors' levels, the names."""
+
+    formula: str
+    parsed: ParsedFormula
+    used: list[str]
+    weights: str | None
+    offset: str | None
+    fixed_levels: dict[str, pd.Index] = field(default_factory=dict)
+    term_levels: list[pd.Index] = field(default_factory=list)  # per formula term
+    term_index: list[pd.Index] = field(default_factory=list)  # value (or tuple) -> code
+    factor_levels: list[list[pd.Index]] = field(default_factory=list)
+    level_keys: list[Any] = field(default_factory=list)
+    schema: Any = None
+    n_read: int = 0
+    n_dropped: int = 0
+    n_used: int = 0
+    keep: np.ndarray | None = None  # columns of X kept (rank)
+    order: list[int] = field(default_factory=list)  # lme4's term order (the accumulator's)
+    z_q: list[int] = field(default_factory=list)  # columns of each term's Z, formula order
+    specs: Any = None  # (fixed spec, [term specs]) of the first batch
+
+
+def columns_of(parsed: ParsedFormula, weights: Any, offset: Any) -> list[str]:
+    cols = list(parsed.variables())
+    for extra in (weights, offset):
+        if extra is not None and not isinstance(extra, str):
+            raise DataError("with streamed data, weights and offset must be column names")
+        if isinstance(extra, str) and extra not in cols:
+            cols.append(extra)
+    return cols
+
+
+def _complete_rows(plan: StreamPlan, df: pd.DataFrame, label: str):
+    """drop_missing of the in-memory design on one batch: (frame, weights, offset, dropped)."""
+    vectors: dict[str, Any] = {}
+    for name, arg in (("weights", plan.weights), ("offset", plan.offset)):
+        if arg is not None:
+            vectors[arg] = weight_vector(arg, df, name)[0]
+    n = len(df)
+    if n == 0:  # an empty batch or partition
+        return None, None, None, 0
+    try:
+        frame, _rows, n_dropped, vecs = drop_missing(df, plan.used, vectors, warn=False)
+    except DataError as exc:
+        if str(exc).startswith("no rows left"):
+            return None, None, None, n
+        raise DataError(f"{label}: {exc}") from None
+    w = vecs.get(plan.weights) if plan.weights else None
+    o = vecs.get(plan.offset) if plan.offset else None
+    return frame, w, o, n_dropped
+
+
+def _group_values(frame: Any, factors: tuple[str, ...]) -> pd.DataFrame:
+    """The grouping columns (native dtypes: distinct values and lookups stay vectorised)."""
+    return pd.DataFrame({f: np.asarray(column_values(frame, f)) for f in factors})
+
+
+def _fixed_factor_names(parsed: ParsedFormula, df: pd.DataFrame) -> list[str]:
+    return [
+        v
+        for v in dict.fromkeys(parsed.fixed_variables() + parsed.response_variables())
+        if v in df.columns and not is_numeric(df[v]) and v != parsed.response
+    ]
+
+
+def _pass1_batch(plan: StreamPlan, df: pd.DataFrame, label: str, seen: dict) -> None:
+    frame, _, _, n_dropped = _complete_rows(plan, df, label)
+    plan.n_read += len(df)
+    plan.n_dropped += n_dropped
+    if frame is None:
+        return
+    for v in _fixed_factor_names(plan.parsed, df):
+        seen.setdefault(("fixed", v), []).append(pd.unique(np.asarray(column_values(frame, v))))
+    for k, t in enumerate(plan.parsed.random):
+        g = _group_values(frame, t.group_factors).drop_duplicates()
+        seen.setdefault(("term", k), []).append(g)
+
+
+def _finish_pass1(plan: StreamPlan, seen: dict, dictionaries: dict[str, list]) -> None:
+    """Levels in R's order from the distinct values of the complete rows."""
+
+    def as_factor_input(name: str, values: np.ndarray) -> Any:
+        if name in dictionaries:  # an Arrow dictionary / pandas categorical: its order
+            return pd.Categorical(values, categories=dictionaries[name])
+        return pd.Series(values)
+
+    for (kind, key), parts in seen.items():
+        if kind == "fixed":
+            vals = pd.unique(np.concatenate(parts))
+            inter = interaction([as_factor_input(key, vals)])
+            plan.fixed_levels[key] = inter.levels
+    plan.term_levels, plan.term_index, plan.factor_levels, plan.level_keys = [], [], [], []
+    for k, t in enumerate(plan.parsed.random):
+        parts = seen.get(("term", k))
+        if not parts:
+            raise DataError("no rows left after dropping rows with missing values")
+        combos = pd.concat(parts, ignore_index=True).drop_duplicates(ignore_index=True)
+        inter = interaction([as_factor_input(f, combos[f].to_numpy()) for f in t.group_factors])
+        order = np.argsort(inter.codes, kind="stable")
+        combos = combos.iloc[order]
+        index = (
+            pd.Index(combos.iloc[:, 0].to_numpy())
+            if len(t.group_factors) == 1
+            else pd.MultiIndex.from_frame(combos)
+        )
+        plan.term_levels.append(inter.levels)
+        plan.term_index.append(index)
+        plan.factor_levels.append(inter.factor_levels)
+        plan.level_keys.append(inter.level_keys if hasattr(inter, "level_keys") else None)
+    plan.order = lme4_term_order([len(lv) for lv in plan.term_levels])
+
+
+def _to_pandas(batch: Any) -> pd.DataFrame:
+    return batch.to_pandas(split_blocks=True, self_destruct=False)
+
+
+def _dictionaries(batch: Any) -> dict[str, list]:
+    import pyarrow as pa
+
+    out = {}
+    for f, col in zip(batch.schema, batch.columns):
+        if pa.types.is_dictionary(f.type):
+            out[f.name] = col.dictionary.to_pylist()
+    return out
+
+
+def new_plan(formula: str, weights: Any, offset: Any) -> StreamPlan:
+    """The plan before any batch: the formula checked for streaming."""
+    parsed = parse(formula)
+    for s in _STATEFUL:
+        if s in formula:
+            raise NotImplementedError(
+                f"{s[:-1]}() learns from the whole data; it cannot be used with streamed data"
+            )
+    return StreamPlan(formula, parsed, columns_of(parsed, weights, offset), weights, offset)
+
+
+def plan(
+    formula: str,
+    source: Source,
+    weights: str | None = None,
+    offset: str | None = None,
+    progress: bool | None = None,
+) -> StreamPlan:
+    """Pass 1: the factors' levels and the rows with missing values; checks each batch's
+    schema against the first's."""
+    p = new_plan(formula, weights, offset)
+    seen: dict = {}
+    dictionaries: dict[str, list] = {}
+    with _bar(source.n_rows, progress, "pass 1 (levels)") as bar:
+        for label, batch in source.batches():
+            _check_schema(p, batch, label)
+            for name, d in _dictionaries(batch).items():
+                known = dictionaries.setdefault(name, [])
+                known.extend(v for v in d if v not in set(known))
+            _pass1_batch(p, _to_pandas(batch), label, seen)
+            bar.update(batch.num_rows)
+    _finish_pass1(p, seen, dictionaries)
+    return p
+
+
+def _check_schema(p: StreamPlan, batch: Any, label: str) -> None:
+    schema = batch.schema.remove_metadata()
+    if p.schema is None:
+        p.schema = schema
+    elif not schema.equals(p.schema):
+        raise DataError(_schema_message(label, p.schema, schema))
+
+
+def batch_arrays(p: StreamPlan, df: pd.DataFrame, label: str):
+    """One batch's (y, X, [(codes, Z)], weights, offset, n_dropped), terms in formula order,
+    or None when no row is complete."""
+    frame, w, o, n_dropped = _complete_rows(p, df, label)
+    if frame is None:
+        return None, n_dropped
+    pdf = frame
+    if p.fixed_levels:  # non-numeric fixed columns: categoricals with every level of pass 1
+        pdf = frame.pandas()
+        for v, levels in p.fixed_levels.items():
+            pdf[v] = pd.Categorical(pdf[v].astype(object), categories=list(levels))
+    y = response_vector(p.parsed, pdf, pdf.columns, p.formula)
+    first = p.specs is None
+    specs = (None, [None] * len(p.parsed.random)) if first else p.specs
+    X, x_spec, names = _model_matrix(p, specs[0], p.parsed.fixed, pdf, "fixed-effects model matrix")
+    terms, z_specs = [], []
+    for k, t in enumerate(p.parsed.random):
+        what = f"random-effects term {t.text}"
+        Z, z_spec, z_names = _model_matrix(p, specs[1][k], t.expr, pdf, what)
+        z_specs.append(z_spec)
+        vals = _group_values(frame, t.group_factors)
+        index = p.term_index[k]
+        if len(t.group_factors) == 1:
+            codes = lookup(index, vals.iloc[:, 0])
+        else:
+            codes = index.get_indexer(pd.MultiIndex.from_frame(vals))
+        bad = codes < 0
+        if bad.any():
+            first = vals[bad].iloc[0].tolist()
+            raise DataError(
+                f"{label}: level {', '.join(map(repr, first))} of {t.group!r} was not seen in "
+                f"the first pass ({int(bad.sum())} rows); the data changed between the passes"
+            )
+        terms.append((codes.astype(np.int32), np.asfortranarray(Z), z_names))
+    if first:  # the first batch's specs build the others' matrices, and predict(newdata)'s
+        p.specs = (x_spec, z_specs)
+    nan = np.isnan(y) | np.isnan(X).any(axis=1)
+    for _, Z, _ in terms:
+        nan |= np.isnan(Z).any(axis=1)
+    for arr, what in [(y, "response"), (X, "fixed-effects model matrix")] + [
+        (Z, "random-effects term") for _, Z, _ in terms
+    ]:
+        if np.isinf(arr).any():
+            raise DataError(f"{label}: the {what} has non-finite values (inf)")
+    if nan.any():  # a transformation gave NaN: dropped and counted, as in memory
+        keep = ~nan
+        n_dropped += int(nan.sum())
+        y, X = y[keep], np.asfortranarray(X[keep])
+        terms = [(c[keep], np.asfortranarray(Z[keep]), nm) for c, Z, nm in terms]
+        w = None if w is None else w[keep]
+        o = None if o is None else o[keep]
+    return (y, X, names, terms, w, o), n_dropped
+
+
+def _model_matrix(p: StreamPlan, spec: Any, expr: str, frame: Any, what: str):
+    """(matrix, spec, lme4 names) of one expression: the in-memory design's ``model_matrix``
+    on the first batch (NumPy fast path or formulaic), then that batch's spec."""
+    if spec is None:
+        mm = model_matrix(expr, frame, p.formula, what)
+        return as_float_matrix(mm, what), mm.model_spec, lme4_names(mm.columns)
+    try:
+        mm = spec.get_model_matrix(
+            spec_frame(spec, frame), na_action="ignore", context=formula_context()
+        )
+    except Exception as exc:
+        reraise_own(exc)
+        raise DataError(f"cannot build the {what}: {exc}") from None
+    return as_float_matrix(mm, what), spec, lme4_names(mm.columns)
+
+
+# -- pass 2 -------------------------------------------------------------------------------------
+@dataclass
+class Pass2:
+    """The accumulator over all the batches and what the design needs besides."""
+
+    acc: Any
+    x_names: list[str]
+    z_names: list[list[str]]
+    r: np.ndarray  # R of X (QR of row blocks): the rank rule without the rows
+    n_dropped: int
+    n_used: int
+
+
+def new_accumulator(p: StreamPlan, n_x: int, threads: int = 0) -> Any:
+    from multilevel import _core
+
+    return _core.Accumulator(
+        [len(p.term_levels[k]) for k in p.order],
+        [p.z_q[k] for k in p.order],
+        n_x,
+        threads=threads,
+    )
+
+
+def accumulate_frames(
+    p: StreamPlan, frames: Iterator[tuple[str, pd.DataFrame]], threads: int = 0, bar: Any = None
+) -> Pass2:
+    """Pass 2 over pandas frames: every batch's arrays into one accumulator (the columns of X
+    in ``p.keep`` when set)."""
+    acc, names0, znames0, r = None, None, None, None
+    n_dropped = n_used = 0
+    for label, df in frames:
+        arrays, dropped = batch_arrays(p, df, label)
+        n_dropped += dropped
+        if bar is not None:
+            bar.update(len(df))
+        if arrays is None:
+            continue
+        y, X, names, terms, w, o = arrays
+        if names0 is None:
+            names0, znames0 = names, [nm for _, _, nm in terms]
+            p.z_q = [Z.shape[1] for _, Z, _ in terms]
+            n_x = X.shape[1] if p.keep is None else len(p.keep)
+            acc = new_accumulator(p, n_x, threads)
+        elif names != names0 or [nm for _, _, nm in terms] != znames0:
+            raise DataError(
+                f"{label}: the model matrix has columns {names} but the first batch's were {names0}"
+            )
+        r = _qr_r(X if r is None else np.vstack([r, X]))
+        if p.keep is not None:
+            X = np.asfortranarray(X[:, p.keep])
+        if len(y):
+            acc.add(y, X, [terms[k][:2] for k in p.order], weights=w, offset=o)
+        n_used += len(y)
+    if acc is None:
+        raise DataError("no rows left after dropping rows with missing values")
+    return Pass2(acc, names0, znames0, r, n_dropped, n_used)
+
+
+def _qr_r(a: np.ndarray) -> np.ndarray:
+    if a.shape[0] <= a.shape[1]:
+        return np.array(a)
+    return np.linalg.qr(a, mode="r")
+
+
+def accumulate(
+    p: StreamPlan, source: Source, threads: int = 0, progress: bool | None = None
+) -> Pass2:
+    """Pass 2 (and a third when columns of X are rank-deficient: only then is it known which
+    to keep, as R's qr(X) decides over all the rows)."""
+
+    def frames() -> Iterator[tuple[str, pd.DataFrame]]:
+        for label, batch in source.batches():
+            _check_schema(p, batch, label)
+            yield label, _to_pandas(batch)
+
+    with _bar(source.n_rows, progress, "pass 2 (cross-products)") as bar:
+        out = accumulate_frames(p, frames(), threads, bar)
+    if _rank_keep(p, out):
+        with _bar(source.n_rows, progress, "pass 3 (full-rank columns)") as bar:
+            out = accumulate_frames(p, frames(), threads, bar)
+    return out
+
+
+def _rank_keep(p: StreamPlan, out: Pass2) -> bool:
+    """Sets ``p.keep`` (with lme4's warning) when X is rank-deficient; True if so."""
+    r = out.r
+    if r.shape[0] < r.shape[1]:
+        r = np.vstack([r, np.zeros((r.shape[1] - r.shape[0], r.shape[1]))])
+    _, keep, dropped = drop_rank_deficient(np.asfortranarray(r), out.x_names, stacklevel=6)
+    if dropped and p.keep is None:
+        p.keep = np.asarray(keep)
+        return True
+    return False
+
+
+# -- the design and the fit ---------------------------------------------------------------------
+class StreamedDesign(Design):
+    """A :class:`Design` with the levels and names of a streamed fit but no rows."""
+
+
+def design_of(p: StreamPlan, out: Pass2, data_name: str | None) -> StreamedDesign:
+    """Levels and names of the streamed data, empty row arrays; terms in lme4's order."""
+    names = out.x_names if p.keep is None else [out.x_names[j] for j in p.keep]
+    dropped = [] if p.keep is None else [n for n in out.x_names if n not in names]
+    terms = [
+        ReTerm(
+            t.group,
+            out.z_names[k],
+            np.empty(0, np.int32),
+            p.term_levels[k],
+            np.empty((0, len(out.z_names[k])), order="F"),
+            TermSpec(p.specs[1][k], t.group_factors, p.factor_levels[k], t, p.level_keys[k]),
+        )
+        for k, t in enumerate(p.parsed.random)
+    ]
+    nobs = out.acc.nobs
+    _check_levels(terms, nobs, False)
+    order = p.order
+    keep = np.arange(len(out.x_names)) if p.keep is None else p.keep
+    fixed_spec = FixedSpec(
+        p.specs[0], out.x_names, keep, names, {v: list(lv) for v, lv in p.fixed_levels.items()}
+    )
+    return StreamedDesign(
+        y=np.empty(0),
+        X=np.empty((0, len(names)), order="F"),
+        fixed_names=names,
+        dropped_columns=dropped,
+        terms=[terms[i] for i in order],
+        weights=None,
+        offset=None,
+        n_dropped=out.n_dropped,
+        rows=np.empty(0, np.int64),
+        nobs=nobs,
+        formula=p.formula,
+        parsed=p.parsed,
+        data_name=data_name,
+        fixed_spec=fixed_spec,
+        term_order=order,
+    )
+
+
+class _Bar:
+    def __init__(self, bar: Any):
+        self._bar = bar
+
+    def __enter__(self) -> _Bar:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+    def update(self, n: int) -> None:
+        if self._bar is not None:
+            self._bar.update(n)
+
+
+def _bar(total: int | None, progress: bool | None, what: str) -> _Bar:
+    show = bool(progress) if progress is not None else (total or 0) > PROGRESS_ROWS
+    if not show:
+        return _Bar(None)
+    from tqdm.auto import tqdm
+
+    return _Bar(tqdm(total=total, desc=what, unit=" rows", unit_scale=True))
+
+
+def warn_dropped(n_dropped: int, stacklevel: int = 5) -> None:
+    if n_dropped:
+        warnings.warn(
+            f"dropped {n_dropped} row{'s' if n_dropped != 1 else ''} with missing values",
+            MissingValuesWarning,
+            stacklevel=stacklevel,
+        )
+
+
+def fit_stream(
+    formula: str,
+    data: Any,
+    weights: Any = None,
+    offset: Any = None,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    threads: int = 0,
+    progress: bool | None = None,
+    data_name: str | None = None,
+) -> tuple[StreamedDesign, Any, dict[str, int]]:
+    """Both passes over a streaming source: (design, problem, row counts)."""
+    parsed = parse(formula)
+    source = batches_of(data, columns_of(parsed, weights, offset), batch_rows)
+    try:
+        p = plan(formula, source, weights, offset, progress)
+        out = accumulate(p, source, threads, progress)
+    finally:
+        source.cleanup()
+    design = design_of(p, out, data_name)
+    warn_dropped(out.n_dropped)
+    counts = {"read": p.n_read, "dropped": out.n_dropped, "used": out.n_used}
+    return design, out.acc.problem(), counts
+
+
+# -- Dask -------------------------------------------------------------------------------------
+_DESIGN_LOCK = threading.Lock()
+
+
+@dataclass
+class Partial:
+    """A Dask partition's (or a merged group's) accumulator as bytes, with the R of its X,
+    its row counts and what the client's design needs (names, each Z's width, specs)."""
+
+    acc: bytes | None
+    r: np.ndarray | None
+    n_dropped: int
+    n_used: int
+    x_names: list[str] | None = None
+    z_names: list[list[str]] | None = None
+    z_q: list[int] | None = None
+    specs: Any = None
+
+
+def _partition(p: StreamPlan, df: pd.DataFrame, label: str) -> Partial:
+    """Pass 2 over one partition, with a copy of the plan (threads of one process share it)."""
+    import copy
+
+    p = copy.copy(p)
+    try:
+        with _DESIGN_LOCK:  # formulaic is not known to be thread-safe; a process builds serially
+            out = accumulate_frames(p, iter([(label, df)]), threads=1)
+    except DataError as exc:
+        if str(exc).startswith("no rows left"):
+            return Partial(None, None, len(df), 0)
+        raise
+    return Partial(
+        out.acc.to_bytes(),
+        out.r,
+        out.n_dropped,
+        out.n_used,
+        out.x_names,
+        out.z_names,
+        p.z_q,
+        p.specs,
+    )
+
+
+def _first_pass(formula: str, cols: list[str], weights: Any, offset: Any, df: pd.DataFrame):
+    """Pass 1 over one partition: (distinct values, rows read, rows dropped)."""
+    q = StreamPlan(formula, parse(formula), cols, weights, offset)
+    seen: dict = {}
+    with _DESIGN_LOCK:
+        _pass1_batch(q, df, "a partition", seen)
+    return seen, q.n_read, q.n_dropped
+
+
+def _merge(parts: list[Partial]) -> Partial:
+    """Partials merged (an associative step of the tree reduction)."""
+    from multilevel import _core
+
+    acc, out = None, Partial(None, None, 0, 0)
+    for part in parts:
+        out.n_dropped += part.n_dropped
+        if part.acc is None:
+            continue
+        a = _core.Accumulator.from_bytes(part.acc, threads=1)
+        if acc is None:
+            acc, n_dropped = a, out.n_dropped
+            out = Partial(
+                None,
+                part.r,
+                n_dropped,
+                part.n_used,
+                part.x_names,
+                part.z_names,
+                part.z_q,
+                part.specs,
+            )
+        else:
+            acc.merge(a)
+            out.r = _qr_r(np.vstack([out.r, part.r]))
+            out.n_used += part.n_used
+    out.acc = None if acc is None else acc.to_bytes()
+    return out
+
+
+def fit_dask(
+    formula: str,
+    ddf: Any,
+    weights: Any = None,
+    offset: Any = None,
+    data_name: str | None = None,
+    split_every: int = 8,
+) -> tuple[StreamedDesign, Any, dict[str, int]]:
+    """Levels from the whole frame, a partial accumulator per partition (bytes), a tree
+    reduction (``from_bytes`` + ``merge``), the problem on the client."""
+    import dask
+    import pyarrow as pa
+
+    from multilevel import _core
+
+    parsed = parse(formula)
+    cols = columns_of(parsed, weights, offset)
+    missing = [c for c in cols if c not in ddf.columns]
+    if missing:
+        raise DataError(f"the Dask frame has no column {', '.join(repr(c) for c in missing)}")
+    ddf = ddf[cols]
+    p = new_plan(formula, weights, offset)
+    meta = pa.Schema.from_pandas(ddf._meta, preserve_index=False)
+    p.schema = meta.remove_metadata()
+
+    parts = dask.compute(
+        *[dask.delayed(_first_pass)(formula, cols, weights, offset, d) for d in ddf.to_delayed()]
+    )
+    seen: dict = {}
+    for s, n_read, n_dropped in parts:
+        p.n_read += n_read
+        p.n_dropped += n_dropped
+        for k, v in s.items():
+            seen.setdefault(k, []).extend(v)
+    dictionaries = {
+        c: list(ddf._meta[c].cat.categories)
+        for c in cols
+        if isinstance(ddf._meta[c].dtype, pd.CategoricalDtype) and ddf._meta[c].cat.known
+    }
+    _finish_pass1(p, seen, dictionaries)
+
+    def reduce(keep: np.ndarray | None) -> Pass2:
+        p.keep = keep
+        level = [
+            dask.delayed(_partition)(p, d, f"partition {k}") for k, d in enumerate(ddf.to_delayed())
+        ]
+        while len(level) > 1:
+            level = [
+                dask.delayed(_merge)(level[i : i + split_every])
+                for i in range(0, len(level), split_every)
+            ]
+        m = dask.compute(level[0])[0] if level else _merge([])
+        if m.acc is None:
+            raise DataError("no rows left after dropping rows with missing values")
+        p.z_q, p.specs = m.z_q, m.specs
+        acc = _core.Accumulator.from_bytes(m.acc)
+        return Pass2(acc, m.x_names, m.z_names, m.r, m.n_dropped, m.n_used)
+
+    out = reduce(None)
+    if _rank_keep(p, out):
+        out = reduce(p.keep)
+    design = design_of(p, out, data_name)
+    warn_dropped(out.n_dropped)
+    counts = {"read": p.n_read, "dropped": out.n_dropped, "used": out.n_used}
+    return design, out.acc.problem(), counts
+
+
+# -- the result -----------------------------------------------------------------------------------
+STREAMED_REASON = (
+    "the data were streamed: the fit keeps the cross-products of the rows, not the rows; "
+    "predict(newdata) on the rows of interest gives them"
+)
+
+
+def streamed_fit_class() -> type:
+    """:class:`multilevel.results.lmer.LmerFit` without the row-wise accessors."""
+    global _STREAMED_FIT
+    if _STREAMED_FIT is None:
+        from multilevel.results.lmer import LmerFit
+
+        class StreamedLmerFit(LmerFit):
+            """A fit whose data were streamed: estimates, ranef, vcov, summary; no rows.
+
+            ``rows`` holds the numbers of rows ``read``, ``dropped`` (missing values) and
+            ``used``."""
+
+            rows: dict[str, int]
+            streamed = True
+
+            @property
+            def fitted(self) -> np.ndarray:  # type: ignore[override]
+                raise StreamedDataError(f"fitted values are not available: {STREAMED_REASON}")
+
+            @property
+            def resid(self) -> np.ndarray:  # type: ignore[override]
+                raise StreamedDataError(f"residuals are not available: {STREAMED_REASON}")
+
+            def scaled_residuals(self) -> np.ndarray:
+                raise StreamedDataError(f"residuals are not available: {STREAMED_REASON}")
+
+            def predict(self, newdata: Any = None, *args: Any, **kwargs: Any) -> np.ndarray:
+                if newdata is None:
+                    raise StreamedDataError(
+                        f"predict() needs newdata for this fit: {STREAMED_REASON}"
+                    )
+                return super().predict(newdata, *args, **kwargs)
+
+            def refit_ml(self) -> LmerFit:
+                fit = super().refit_ml()
+                if fit is not self:
+                    fit.rows = self.rows
+                return fit
+
+        _STREAMED_FIT = StreamedLmerFit
+    return _STREAMED_FIT
+
+
+_STREAMED_FIT: type | None = None
