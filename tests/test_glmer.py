@@ -120,7 +120,9 @@ def test_fitted_and_residuals(case):
     ref, fit = fitted(case)
     # at estimates within 1% of an SE, mu agrees to about 1e-3 relative
     np.testing.assert_allclose(fit.fitted, ref["fitted"], rtol=2e-3, atol=1e-5)
-    np.testing.assert_allclose(fit.predict("link"), ref["linear_predictor"], rtol=2e-3, atol=1e-3)
+    np.testing.assert_allclose(
+        fit.predict(type="link"), ref["linear_predictor"], rtol=2e-3, atol=1e-3
+    )
     for kind in ["deviance", "pearson", "response", "working"]:
         np.testing.assert_allclose(fit.resid(kind), ref[f"resid_{kind}"], rtol=2e-2, atol=5e-3)
     assert fit.aic == pytest.approx(ref["aic"], rel=1e-5)
@@ -172,3 +174,53 @@ def test_condvar_matches_lme4(case):
         theirs = np.asarray(r["condvar"], float).reshape(ours.shape)
         # at estimates within 1% of an SE: 1% relative
         np.testing.assert_allclose(ours, theirs, rtol=1e-2, atol=1e-4)
+
+
+# ------------------------------------------------------------------ extras.json: lme4's
+# predict.merMod on new data, anova(glmerMod, glmerMod), a singular fit.
+
+
+def _extras() -> dict:
+    return load_reference("extras", "glmm")
+
+
+@pytest.mark.parametrize("case", ["cbpp_laplace", "poisson_offset"])
+def test_predict_newdata_matches_lme4(case):
+    import pandas as pd
+
+    _, fit = fitted(case)
+    ex = _extras()[f"{case.split('_laplace')[0]}_predict"]
+    nd = pd.DataFrame(ex["newdata"])
+    if case == "cbpp_laplace":
+        nd["period"] = pd.Categorical(nd["period"], categories=["1", "2", "3", "4"])
+    # our estimates are within 1% of an SE of lme4's: eta to 1e-3 absolute, mu to 2e-3
+    got = fit.predict(nd, allow_new_levels=True)
+    np.testing.assert_allclose(got, ex["link"], rtol=0, atol=1e-3)
+    got = fit.predict(nd, type="response", allow_new_levels=True)
+    np.testing.assert_allclose(got, ex["response"], rtol=2e-3)
+    np.testing.assert_allclose(
+        fit.predict(nd, type="response", re_form="~0"), ex["response_re_na"], rtol=2e-3
+    )
+    if case == "cbpp_laplace":
+        np.testing.assert_allclose(fit.predict(nd, re_form=np.nan), ex["link_re_na"], atol=1e-3)
+        from multilevel.exceptions import DataError
+
+        with pytest.raises(DataError):
+            fit.predict(nd)  # herd 99 is new
+    else:
+        np.testing.assert_allclose(fit.predict(type="response"), ex["response_fitted"], rtol=2e-3)
+
+
+@pytest.mark.parametrize("case", ["cbpp_laplace", "poisson_offset", "grouseticks"])
+def test_predict_on_the_fit_rows_is_the_fit(case):
+    # new data = the fitted data (offset() and scale() re-evaluated) gives eta to 1e-10
+    ref, fit = fitted(case)
+    data = load_reference_data(ref)
+    rows = np.asarray(fit.design.rows)
+    eta = fit.predict(data)[rows]
+    np.testing.assert_allclose(eta, fit.linear_predictor, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(
+        fit.predict(re_form="~0"),
+        (np.asarray(fit.design.X) @ fit.fixef.to_numpy()) + fit.offset,
+        rtol=1e-12,
+    )

@@ -117,16 +117,19 @@ def glmer(
     if nagq < 0:
         raise ValueError("nagq must be >= 0")
     off_extra = None
+    off_exprs = [m.group("expr") for m in _OFFSET.finditer(formula)]
     for m in list(_OFFSET.finditer(formula)):
         v = _eval(m.group("expr"), df)
         off_extra = v if off_extra is None else off_extra + v
     formula = _OFFSET.sub("", formula)
     renamed = {}
+    scales = {}
     for m in set(_SCALE.findall(formula)):
         # R's scale(x): centred and divided by the sd (n - 1), as a column of its own.
         v = df[m].to_numpy(float)
         col = f"__ml_scale_{m}__"
-        df[col] = (v - np.nanmean(v)) / np.nanstd(v, ddof=1)
+        scales[col] = (m, float(np.nanmean(v)), float(np.nanstd(v, ddof=1)))
+        df[col] = (v - scales[col][1]) / scales[col][2]
         formula = re.sub(rf"\bscale\(\s*{re.escape(m)}\s*\)", col, formula)
         renamed[col] = f"scale({m})"
     w_user = (
@@ -201,6 +204,8 @@ def glmer(
     res = prob.fit(nagq, list(map(float, beta0)))
     fit = GlmerFit(res, d, fam, start.y, start.weights, o, nagq, original)
     fit._names = [renamed.get(n, n) for n in fit._names]
+    fit._newdata_spec = (scales, off_exprs, offset if isinstance(offset, str) else None)
+    fit._data = data
     return fit
 
 
@@ -219,6 +224,8 @@ class GlmerFit:
         self.theta = np.asarray(res.theta)
         self._names = list(d.fixed_names)
         self._index = None
+        self._newdata_spec: tuple = ({}, [], None)
+        self._data = None
 
     # --------------------------------------------------------------- estimates
     @property
@@ -355,13 +362,75 @@ class GlmerFit:
         """mu on the response scale, one per row used."""
         return self.fitted_values
 
-    def predict(self, type: str = "link") -> np.ndarray:
-        """Predictions at the fitted data with the random effects: eta or mu."""
-        if type == "link":
-            return self.linear_predictor
-        if type == "response":
-            return self.fitted_values
-        raise ValueError("type must be 'link' or 'response'")
+    def _prepare(self, newdata) -> tuple[pd.DataFrame, np.ndarray]:
+        """New data with the fit's derived columns (``scale(x)`` at the training centre and
+        scale, as R's makepredictcall) and its offset (the formula's ``offset()`` terms
+        evaluated on the new data, plus the ``offset=`` column when it was given by name)."""
+        scales, off_exprs, off_name = self._newdata_spec
+        df = _design.as_pandas(newdata).copy()
+        for col, (src, centre, scale) in scales.items():
+            df[col] = (df[src].to_numpy(float) - centre) / scale
+        off = np.zeros(len(df))
+        for e in off_exprs:
+            off = off + _eval(e, df)
+        if off_name is not None:
+            off = off + df[off_name].to_numpy(float)
+        return df, off
+
+    def predict(
+        self,
+        newdata=None,
+        type: str = "link",
+        re_form=None,
+        allow_new_levels: bool = False,
+    ) -> np.ndarray:
+        """Predictions as lme4's ``predict(fit, newdata, type, re.form, allow.new.levels)``.
+
+        Parameters
+        ----------
+        newdata : DataFrame or dict, optional
+            New rows (the predictors, grouping factors and the columns of ``offset()``);
+            ``None`` predicts for the rows of the fit.
+        type : {"link", "response"}
+            eta = offset + X beta + Z b, or mu = g^-1(eta).
+        re_form : None, NA-like, "~0" or a formula
+            None: all random effects; ``"~0"`` / ``np.nan``: none (b = 0); ``"~(1 | g)"``:
+            the terms named.
+        allow_new_levels : bool
+            Levels absent from the fit get b = 0 (otherwise a ``DataError`` names them).
+
+        Returns
+        -------
+        numpy.ndarray
+            One value per row of ``newdata`` (NaN where a needed variable is missing).
+        """
+        if type not in ("link", "response"):
+            raise ValueError("type must be 'link' or 'response'")
+        if newdata is None and re_form is None:
+            eta = self.linear_predictor
+        else:
+            source = self._data if newdata is None else newdata
+            if source is None:
+                raise ValueError("predict(re_form=...) needs newdata for a fit without its data")
+            df, off = self._prepare(source)
+            nm = _design.new_matrices(
+                self.design, df, re_form=re_form, allow_new_levels=allow_new_levels
+            )
+            rows = np.asarray(nm.rows)
+            eta_rows = np.asarray(nm.X, float) @ np.asarray(self._res.beta) + off[rows]
+            for t, tm, b in zip(self.design.terms, nm.terms, self._res.b, strict=True):
+                if tm is None:
+                    continue
+                codes = np.asarray(tm[0])
+                Z = np.asarray(tm[1], float).reshape(len(codes), -1)
+                bl = np.asarray(b).reshape(t.n_levels, t.q)
+                known = codes >= 0
+                eta_rows[known] += np.einsum("ij,ij->i", Z[known], bl[codes[known]])
+            eta = np.full(len(df), np.nan)
+            eta[rows] = eta_rows
+            if newdata is None:
+                eta = eta[np.asarray(self.design.rows)]
+        return eta if type == "link" else self.family.linkinv(eta)
 
     def resid(self, type: str = "deviance") -> np.ndarray:
         y, mu, wt = self.y, self.fitted_values, self.prior_weights
