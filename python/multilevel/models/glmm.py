@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -32,8 +33,74 @@ from scipy import stats
 from multilevel import _core
 from multilevel import design as _design
 from multilevel import families as fm
+from multilevel.exceptions import (
+    ConvergenceWarning,
+    FitError,
+    MultilevelWarning,
+    SingularFitWarning,
+)
+from multilevel.results.summary import SINGULAR_MESSAGE
 
-__all__ = ["GlmerFit", "glmer"]
+__all__ = ["GlmerFit", "SeparationWarning", "glmer"]
+
+# lme4's glmerControl: check.conv.grad tol 2e-3, isSingular tol 1e-4, deriv12's step 1e-4.
+GRAD_TOL = 2e-3
+SINGULAR_TOL = 1e-4
+DERIV_DELTA = 1e-4
+
+
+class SeparationWarning(MultilevelWarning):
+    """A binomial response (quasi-)completely separated by a column of X, or fitted
+    probabilities numerically 0 or 1: some fixed effects run off to infinity."""
+
+
+def separation_columns(X, y, names) -> list[tuple[str, bool]]:
+    """The columns of X that separate the binomial response, with True for complete (strict)
+    separation and False for quasi-complete: all rows with successes on one side of a
+    threshold of the column and all rows with failures on the other (ties at it allowed)."""
+    pos, neg = y > 0, y < 1
+    if not pos.any() or not neg.any():
+        return []
+    out = []
+    for j, name in enumerate(names):
+        x = X[:, j]
+        if np.ptp(x) == 0:
+            continue
+        for a, b in ((neg, pos), (pos, neg)):
+            if x[a].max() <= x[b].min():
+                out.append((name, bool(x[a].max() < x[b].min())))
+                break
+    return out
+
+
+def _separation_message(name: str, complete: bool) -> str:
+    kind = "complete" if complete else "quasi-complete"
+    return (
+        f"{kind} separation: column {name!r} of the fixed effects predicts the binomial "
+        f"response perfectly on one side of a threshold; its coefficient runs off to "
+        f"infinity (the estimate and its standard error are meaningless). Remove or merge "
+        f"the column, or use a penalised (bias-reduced) fit."
+    )
+
+
+def scaled_gradient(gradient, hessian) -> np.ndarray | None:
+    """lme4's checkConv: solve(chol(H), g), then min(|scaled|, |g|) per component (None
+    when H is not positive definite)."""
+    g = np.asarray(gradient, float)
+    try:
+        R = np.linalg.cholesky(np.asarray(hessian, float)).T
+    except np.linalg.LinAlgError:
+        return None
+    return np.minimum(np.abs(np.linalg.solve(R, g)), np.abs(g))
+
+
+def convergence_message(mingrad: np.ndarray) -> str:
+    k = int(np.argmax(mingrad))
+    return (
+        f"Model failed to converge with max|grad| = {mingrad[k]:.6g} "
+        f"(tol = {GRAD_TOL:g}, component {k + 1})"
+    )
+
 
 _CBIND = re.compile(r"^\s*cbind\((?P<args>.*)\)\s*~(?P<rhs>.*)$", re.S)
 _SCALE = re.compile(r"\bscale\(\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\)")
@@ -200,12 +267,27 @@ def glmer(
         threads or 0,
         getattr(fam, "theta", None),
     )
+    separated = []
+    if fam.name == "binomial":
+        keep = start.weights > 0
+        names = [renamed.get(n, n) for n in d.fixed_names]
+        separated = separation_columns(X[keep], start.y[keep], names)
+        for name, complete in separated:
+            warnings.warn(_separation_message(name, complete), SeparationWarning, stacklevel=2)
     beta0 = _glm_start(X, start.y, fam, start.weights, o, start.mustart)
-    res = prob.fit(nagq, list(map(float, beta0)))
+    try:
+        res = prob.fit(nagq, list(map(float, beta0)))
+    except FitError as e:
+        if not separated:
+            raise
+        cols = ", ".join(repr(n) for n, _ in separated)
+        raise type(e)(f"{e} (the response is separated by {cols}: see the warning)") from e
     fit = GlmerFit(res, d, fam, start.y, start.weights, o, nagq, original)
     fit._names = [renamed.get(n, n) for n in fit._names]
     fit._newdata_spec = (scales, off_exprs, offset if isinstance(offset, str) else None)
     fit._data = data
+    fit._problem = prob
+    fit._warn(stacklevel=3)
     return fit
 
 
@@ -226,6 +308,74 @@ class GlmerFit:
         self._index = None
         self._newdata_spec: tuple = ({}, [], None)
         self._data = None
+        self._problem = None
+
+    # --------------------------------------------------------------- checks
+    @property
+    def lower(self) -> np.ndarray:
+        """Lower bounds of theta (the core's layout: each term's lower triangle by columns):
+        0 on the diagonals, -inf elsewhere."""
+        out = []
+        for t in self.design.terms:
+            out += [0.0 if i == j else -np.inf for j in range(t.q) for i in range(j, t.q)]
+        return np.asarray(out)
+
+    @property
+    def singular(self) -> bool:
+        """lme4's isSingular: a theta with lower bound 0 below 1e-4."""
+        lo = self.lower
+        return bool(np.any(self.theta[lo == 0] < SINGULAR_TOL))
+
+    def gradient(self, x=None) -> np.ndarray:
+        """Central differences (lme4's deriv12, step 1e-4) of the objective over
+        (theta, beta) at x (default: the estimates)."""
+        nt = len(self.theta)
+        x = np.concatenate([self.theta, np.asarray(self._res.beta)]) if x is None else x
+        x = np.asarray(x, float)
+
+        def f(v):
+            return self._problem.objective(list(v[:nt]), list(v[nt:]), self.nagq)
+
+        g = np.empty(len(x))
+        for i in range(len(x)):
+            e = np.zeros(len(x))
+            e[i] = DERIV_DELTA
+            g[i] = (f(x + e) - f(x - e)) / (2 * DERIV_DELTA)
+        return g
+
+    @property
+    def scaled_gradient(self) -> np.ndarray | None:
+        """lme4's convergence statistic min(|solve(chol(H), g)|, |g|) over (theta, beta);
+        None for a nagq = 0 fit (lme4 checks only the nagq > 0 stage)."""
+        if self.nagq == 0 or getattr(self, "_problem", None) is None:
+            return None
+        if not hasattr(self, "_scgrad"):
+            self._scgrad = scaled_gradient(self.gradient(), np.asarray(self._res.hessian))
+        return self._scgrad
+
+    @property
+    def converged(self) -> bool:
+        sg = self.scaled_gradient
+        return sg is None or bool(np.max(sg) <= GRAD_TOL)
+
+    def _warn(self, stacklevel: int = 2) -> None:
+        if self.singular:
+            warnings.warn(SINGULAR_MESSAGE, SingularFitWarning, stacklevel=stacklevel)
+        if not self.converged:
+            warnings.warn(
+                convergence_message(self.scaled_gradient), ConvergenceWarning, stacklevel=stacklevel
+            )
+        if self.family.name == "binomial":
+            mu = self.fitted_values
+            eps = 10 * np.finfo(float).eps
+            if np.any((mu < eps) | (mu > 1 - eps)):
+                big = [n for n, b in zip(self._names, self._res.beta, strict=True) if abs(b) > 10]
+                warnings.warn(
+                    "fitted probabilities numerically 0 or 1 occurred"
+                    + (f": the fixed effects run off ({', '.join(big)})" if big else ""),
+                    SeparationWarning,
+                    stacklevel=stacklevel,
+                )
 
     # --------------------------------------------------------------- estimates
     @property
