@@ -316,3 +316,38 @@ def test_separation_warns_naming_the_column():
         pytest.raises(FitError, match=r"separated by 'd'"),
     ):
         glmer("y2 ~ x + d + (1 | g)", df, family="binomial")
+
+
+def test_anova_between_glmer_fits_matches_lme4():
+    import multilevel as ml
+
+    ex = _extras()["cbpp_anova"]
+    ref, f1 = fitted("cbpp_laplace")
+    data = load_reference_data(ref)
+    f0 = glmer("cbind(incidence, size - incidence) ~ 1 + (1 | herd)", data, family="binomial")
+    tab = ml.anova(f1, f0, names=["f1", "f0"])  # ordered by npar, as lme4
+    assert list(tab.index) == ex["models"]
+    assert list(tab.columns) == [
+        "npar",
+        "AIC",
+        "BIC",
+        "logLik",
+        "deviance",
+        "Chisq",
+        "Df",
+        "Pr(>Chisq)",
+    ]
+    assert tab["npar"].tolist() == ex["npar"]
+    # -2 logLik no worse than lme4's by 1e-6 relative, and equal to it within 1e-5 relative
+    # (our PIRLS and optimiser converge tighter): so the table's columns to 1e-5
+    for col, key in [
+        ("AIC", "AIC"),
+        ("BIC", "BIC"),
+        ("logLik", "logLik"),
+        ("deviance", "deviance"),
+    ]:
+        np.testing.assert_allclose(tab[col], ex[key], rtol=1e-5)
+    assert tab["Chisq"].iloc[1] == pytest.approx(ex["Chisq"][1], rel=1e-4)
+    assert tab["Df"].iloc[1] == ex["Df"][1]
+    assert tab["Pr(>Chisq)"].iloc[1] == pytest.approx(ex["p"][1], rel=1e-3)
+    assert np.isnan(tab["Chisq"].iloc[0])

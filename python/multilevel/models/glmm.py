@@ -473,6 +473,13 @@ class GlmerFit:
     def df(self) -> int:
         return len(self._names) + len(self.theta) + int(self.family.has_dispersion)
 
+    reml = False  # a GLMM is fitted by maximum likelihood (ml.anova compares without refits)
+
+    @property
+    def npar(self) -> int:
+        """Number of parameters (lme4's ``npar`` in ``anova``): beta, theta (and sigma)."""
+        return self.df
+
     @property
     def loglik(self) -> float:
         return -0.5 * self.objective
