@@ -351,3 +351,57 @@ def test_anova_between_glmer_fits_matches_lme4():
     assert tab["Df"].iloc[1] == ex["Df"][1]
     assert tab["Pr(>Chisq)"].iloc[1] == pytest.approx(ex["p"][1], rel=1e-3)
     assert np.isnan(tab["Chisq"].iloc[0])
+
+
+@pytest.mark.parametrize("case", ["cbpp_agq25", "contraception", "grouseticks"])
+def test_stata_eform_report_against_lme4(case):
+    from scipy import stats
+
+    ref, fit = fitted(case)
+    rep = fit.summary(style="stata", eform=True)
+    text = str(rep)
+    label = "IRR" if ref["family"] == "poisson" else "Odds ratio"
+    assert label in text and "Random-effects parameters" in text and "LR test vs." in text
+    names = ["_cons" if n == "(Intercept)" else n for n in fit.fixef.index]
+    t = rep.fixed.loc[names]
+    b, se = fit.fixef.to_numpy(), fit.se.to_numpy()
+    z = stats.norm.ppf(0.975)
+    # the transformation itself, exactly: exp(b), exp(b) se, exp(b -/+ z se)
+    np.testing.assert_allclose(t.estimate, np.exp(b), rtol=1e-13)
+    np.testing.assert_allclose(t.std_error, np.exp(b) * se, rtol=1e-13)
+    np.testing.assert_allclose(t.ci_lower, np.exp(b - z * se), rtol=1e-13)
+    np.testing.assert_allclose(t.ci_upper, np.exp(b + z * se), rtol=1e-13)
+    # against lme4's beta and se: b within 1% of an SE and se within 0.5% give exp(b) within
+    # 1% of se relative, exp(b) se within 1% + 0.5%, the ends within 1% + z 0.5% of se
+    rb, rse = np.asarray(ref["beta"]), np.asarray(ref["se"])
+    np.testing.assert_array_less(np.abs(np.log(t.estimate) - rb) / rse, 0.01)
+    np.testing.assert_allclose(t.std_error, np.exp(rb) * rse, rtol=0.01 * rse.max() + 0.005)
+    np.testing.assert_array_less(
+        np.abs(np.log(t.ci_lower) - (rb - z * rse)) / rse, 0.011 + z * 5e-3
+    )
+    np.testing.assert_array_less(
+        np.abs(np.log(t.ci_upper) - (rb + z * rse)) / rse, 0.011 + z * 5e-3
+    )
+    # coef_table (z tests) and confint(method="wald")
+    ct = fit.coef_table()
+    np.testing.assert_allclose(ct.p_value, 2 * stats.norm.sf(np.abs(b / se)), rtol=1e-12)
+    ci = fit.confint(method="wald")
+    assert list(ci.columns) == ["2.5 %", "97.5 %"]
+    np.testing.assert_allclose(
+        ci["2.5 %"], rb - z * rse, atol=0.011 * rse.max() + z * 5e-3 * rse.max()
+    )
+    # variance components: lme4's varcorr within 1%
+    vc = [r["vcov"] for r in ref["varcorr"] if r["var2"] is None]
+    assert sorted(rep.random.estimate) == pytest.approx(sorted(vc), rel=0.01, abs=1e-6)
+
+
+def test_lr_test_vs_glm_uses_rs_glm():
+    ref, fit = fitted("cbpp_laplace")
+    chi2, df, p = fit.lr_test_vs_glm()
+    # the GLM's -2 logLik is R's glm: aic - 2 p; our objective at lme4's at 1e-6 relative
+    glm = ref["glm_start"]["aic"] - 2 * len(ref["beta"])
+    assert chi2 + fit.objective == pytest.approx(glm, rel=1e-8)
+    assert chi2 == pytest.approx(glm - ref["minus2loglik"], abs=1e-3)
+    assert df == 1 and p == pytest.approx(0.5 * __import__("scipy").stats.chi2.sf(chi2, 1))
+    # no eform: coefficients as they are
+    assert "Coefficient" in str(fit.summary(style="stata"))

@@ -603,8 +603,114 @@ class GlmerFit:
             return (y - mu) / fam.mu_eta(self.linear_predictor)
         raise ValueError("type must be 'deviance', 'pearson', 'response' or 'working'")
 
+    # --------------------------------------------------------------- inference
+    def coef_table(self, level: float = 0.95) -> pd.DataFrame:
+        """z tests of the fixed effects (lme4's summary table) with Wald intervals: columns
+        estimate, std_error, df (inf), statistic (z), p_value, ci_lower, ci_upper."""
+        from multilevel.inference.wald import _table
+
+        est, se = self.fixef.to_numpy(), self.se.to_numpy()
+        return _table(self._names, est, se, np.full(len(est), np.inf), level)
+
+    def confint(self, method: str = "wald", level: float = 0.95) -> pd.DataFrame:
+        """Intervals of the fixed effects, lme4's ``confint(fit, method = "Wald")`` (its rows
+        for theta are NA there and left out here): beta -/+ z se."""
+        if method.lower() != "wald":
+            raise ValueError("confint of a glmer fit: method='wald' only")
+        t = self.coef_table(level)
+        lo, hi = f"{100 * (1 - level) / 2:.3g} %", f"{100 * (1 + level) / 2:.3g} %"
+        return pd.DataFrame({lo: t.ci_lower, hi: t.ci_upper}, index=t.index)
+
+    def _vc_elements(self, theta) -> tuple[list[str], np.ndarray]:
+        """The variances and covariances (sigma^2 Lambda Lambda') in Stata's order."""
+        names, vals, k = [], [], 0
+        s2 = self.sigma**2
+        for t in self.design.terms:
+            q = t.q
+            lam = np.zeros((q, q))
+            for j in range(q):
+                for i in range(j, q):
+                    lam[i, j] = theta[k]
+                    k += 1
+            S = s2 * lam @ lam.T
+            order = [i for i in range(q) if t.names[i] != "(Intercept)"] + [
+                i for i in range(q) if t.names[i] == "(Intercept)"
+            ]
+            for i in order:
+                names.append(f"{t.group}: var({t.names[i]})")
+                vals.append(S[i, i])
+            for a, i in enumerate(order):
+                for j in order[a + 1 :]:
+                    names.append(f"{t.group}: cov({t.names[i]},{t.names[j]})")
+                    vals.append(S[i, j])
+        return names, np.asarray(vals)
+
+    def varcomp_table(self, level: float = 0.95) -> pd.DataFrame:
+        """Variance components with standard errors by the delta method from the inverse
+        Hessian of the objective over (theta, beta) (cov = 2 H^-1, the objective being -2
+        logLik), intervals on the log scale for variances (as Stata's ``meglm``)."""
+        names, est = self._vc_elements(self.theta)
+        nt = len(self.theta)
+        H = np.asarray(self._res.hessian, float)
+        try:
+            cov = 2.0 * np.linalg.inv(H)[:nt, :nt]
+        except np.linalg.LinAlgError:
+            cov = np.full((nt, nt), np.nan)
+        J = np.empty((len(est), nt))
+        for k in range(nt):  # the elements are quadratic in theta: central differences
+            e = np.zeros(nt)
+            e[k] = 1e-5
+            J[:, k] = (
+                self._vc_elements(self.theta + e)[1] - self._vc_elements(self.theta - e)[1]
+            ) / 2e-5
+        se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", J, cov, J), 0.0))
+        z = stats.norm.ppf(0.5 + level / 2)
+        is_var = np.array([": var(" in n for n in names])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lo = np.where(is_var, est * np.exp(-z * se / est), est - z * se)
+            hi = np.where(is_var, est * np.exp(z * se / est), est + z * se)
+        return pd.DataFrame(
+            {"estimate": est, "std_error": se, "ci_lower": lo, "ci_upper": hi},
+            index=pd.Index(names, name="parameter"),
+        )
+
+    def lr_test_vs_glm(self) -> tuple[float, int, float] | None:
+        """LR test against the model without random effects (the GLM at R's glm.fit, the
+        objective at theta = 0): (chi2, df, p), p halved for one parameter (chibar2(01)).
+        None for a nagq = 0 fit and for families with a dispersion."""
+        if self.nagq == 0 or self.family.has_dispersion or self._problem is None:
+            return None
+        X = np.asarray(self.design.X, float)
+        y, w = self.y, self.prior_weights
+        mustart = (
+            self.family.initialize(y, w).mustart
+            if self.family.name == "binomial"
+            else (self.family.initialize(y).mustart)
+        )
+        beta = _glm_start(X, y, self.family, w, self.offset, mustart)
+        nt = len(self.theta)
+        glm = self._problem.objective([0.0] * nt, list(map(float, beta)), self.nagq)
+        chi2 = max(0.0, glm - self.objective)
+        p = stats.chi2.sf(chi2, nt)
+        return chi2, nt, float(0.5 * p if nt == 1 else p)
+
+    @property
+    def response_name(self) -> str:
+        lhs = self.formula.split("~", 1)[0].strip()
+        m = re.match(r"^cbind\((.*)\)$", lhs)
+        return _split_args(m.group(1))[0] if m else lhs
+
     # --------------------------------------------------------------- report
-    def summary(self) -> str:
+    def summary(self, style: str = "lme4", **kwargs):
+        """lme4's summary text (``style="lme4"``), or Stata's ``melogit`` / ``mepoisson``
+        report (``style="stata"``, ``eform=True`` for odds ratios / incidence-rate ratios,
+        ``level=0.95``)."""
+        if style == "stata":
+            from multilevel.reports import stata
+
+            return stata.glmm_report(self, **kwargs)
+        if style != "lme4":
+            raise ValueError(f"style must be 'lme4' or 'stata'; got {style!r}")
         fam = self.family
         method = (
             "Laplace Approximation"
