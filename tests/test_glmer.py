@@ -405,3 +405,40 @@ def test_lr_test_vs_glm_uses_rs_glm():
     assert df == 1 and p == pytest.approx(0.5 * __import__("scipy").stats.chi2.sf(chi2, 1))
     # no eform: coefficients as they are
     assert "Coefficient" in str(fit.summary(style="stata"))
+
+
+def test_glmer_nb_estimates_theta_as_lme4():
+    # ml.glmer(family="negative.binomial") without theta: lme4's glmer.nb
+    ref = load_reference("negbin", "glmm")
+    data = load_reference_data(ref)
+    fit = glmer(ref["formula"], data, family="negative.binomial")
+    # measured: nb_theta 2.8e-6 relative from lme4's (whose optimize() stops at its tol)
+    assert fit.nb_theta == pytest.approx(ref["nb_theta"], rel=1e-5)
+    assert fit.family.theta == fit.nb_theta
+    se = np.asarray(ref["se"])
+    # beta within 1% of an SE, SEs within 0.5%, the random-effect sd within 0.5%
+    np.testing.assert_array_less(np.abs(fit.fixef.to_numpy() - ref["beta"]) / se, 0.01)
+    np.testing.assert_allclose(fit.se.to_numpy(), se, rtol=0.005)
+    sd = [r["sdcor"] for r in ref["varcorr"] if r["var2"] is None]
+    np.testing.assert_allclose(fit.varcorr.sdcor.to_numpy()[:1], sd[:1], rtol=0.005)
+    # -2 logLik no worse than lme4's by 1e-6 relative; equal to lme4's devfun at its optimum
+    # with tight PIRLS (the same function at nearly the same point) to 1e-9
+    assert fit.objective <= ref["minus2loglik"] * (1 + 1e-6)
+    assert fit.objective == pytest.approx(ref["objective_at_opt_tight"], rel=1e-9)
+
+
+def test_theta_ml_is_mass():
+    # MASS::theta.ml at known means recovers a large simulated theta's neighbourhood and
+    # sets the score to zero
+    from scipy.special import digamma
+
+    from multilevel.models.glmm import theta_ml
+
+    rng = np.random.default_rng(3)
+    mu = np.exp(rng.normal(1.0, 0.5, 4000))
+    y = rng.negative_binomial(2.0, 2.0 / (2.0 + mu)).astype(float)
+    t = theta_ml(y, mu, np.ones_like(y))
+    score = np.sum(
+        digamma(t + y) - digamma(t) + np.log(t) + 1 - np.log(t + mu) - (y + t) / (mu + t)
+    )
+    assert abs(score) < 1e-6 and 1.7 < t < 2.3

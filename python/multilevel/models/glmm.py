@@ -170,6 +170,8 @@ def glmer(
     family : str or multilevel.families.Family
         "binomial", "poisson", "Gamma", "inverse.gaussian", or an instance such as
         ``families.Binomial(link="probit")`` or ``families.NegativeBinomial(theta=2.0)``.
+        "negative.binomial" without a theta estimates it as lme4's ``glmer.nb``
+        (``fit.nb_theta``).
     nagq : int
         0, 1 (Laplace, the default) or the number of quadrature nodes.
     weights, offset : str or array, optional
@@ -177,6 +179,8 @@ def glmer(
     threads : int, optional
         Threads for the passes over the rows (default: all).
     """
+    if _nb_without_theta(family):
+        return _glmer_nb(formula, data, family, nagq, weights, offset, threads)
     fam = fm.family(family)
     original = formula
     df = _design.as_pandas(data).copy()
@@ -291,6 +295,76 @@ def glmer(
     return fit
 
 
+def _nb_without_theta(family) -> bool:
+    if isinstance(family, str):
+        return family.lower().replace("_", ".") in ("negative.binomial", "negbin", "nb")
+    return isinstance(family, type) and issubclass(family, fm.NegativeBinomial)
+
+
+def theta_ml(y, mu, weights, limit: int = 25) -> float:
+    """MASS's theta.ml: the ML estimate of the negative binomial theta given the means mu,
+    by Newton's method on the score from theta0 = n / sum(w (y / mu - 1)^2)."""
+    from scipy.special import digamma, polygamma
+
+    w = np.asarray(weights, float)
+    n = w.sum()
+    t = n / np.sum(w * (y / mu - 1.0) ** 2)
+    for _ in range(limit):
+        t = abs(t)
+        score = np.sum(
+            w * (digamma(t + y) - digamma(t) + np.log(t) + 1 - np.log(t + mu) - (y + t) / (mu + t))
+        )
+        info = np.sum(
+            w
+            * (
+                -polygamma(1, t + y)
+                + polygamma(1, t)
+                - 1 / t
+                + 2 / (mu + t)
+                - (y + t) / (mu + t) ** 2
+            )
+        )
+        step = score / info
+        t = t + step
+        if abs(step) <= np.finfo(float).eps ** 0.25:
+            break
+    return float(t)
+
+
+def _glmer_nb(formula, data, family, nagq, weights, offset, threads) -> GlmerFit:
+    """lme4's glmer.nb: a Poisson GLMM, MASS's theta.ml at its conditional means for a start,
+    then theta maximising the GLMM's log-likelihood profiled over theta (each value a glmer
+    fit with NegativeBinomial(theta) held fixed), on the log scale within log(theta0) -/+ 3
+    as lme4's optTheta; the returned fit is the one at the optimum."""
+    from scipy.optimize import minimize_scalar
+
+    link = "log" if isinstance(family, str) else None
+
+    def fit_at(fam, warn: bool) -> GlmerFit:
+        with warnings.catch_warnings():
+            if not warn:
+                warnings.simplefilter("ignore")
+            return glmer(formula, data, fam, nagq, weights, offset, threads)
+
+    g0 = fit_at("poisson", False)
+    th0 = theta_ml(g0.y, g0.fitted, g0.prior_weights)
+    fits: dict[float, GlmerFit] = {}
+
+    def objective(log_t: float) -> float:
+        fits[log_t] = fit_at(fm.NegativeBinomial(math.exp(log_t), link=link), False)
+        return fits[log_t].objective
+
+    lt0 = math.log(th0)
+    r = minimize_scalar(
+        objective, bounds=(lt0 - 3, lt0 + 3), method="bounded", options={"xatol": 1e-7}
+    )
+    fit = fit_at(fm.NegativeBinomial(math.exp(float(r.x)), link=link), True)
+    fit.nb_theta = math.exp(float(r.x))
+    fit.nb_theta_start = th0
+    fit.nb_evaluations = len(fits)
+    return fit
+
+
 class GlmerFit:
     """A fitted GLMM (lme4's glmerMod): the estimates and lme4's accessors."""
 
@@ -309,6 +383,7 @@ class GlmerFit:
         self._newdata_spec: tuple = ({}, [], None)
         self._data = None
         self._problem = None
+        self.nb_theta = getattr(family, "theta", None)
 
     # --------------------------------------------------------------- checks
     @property
