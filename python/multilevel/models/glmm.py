@@ -13,11 +13,16 @@ Examples
 --------
 >>> import multilevel as ml
 >>> from multilevel.models.glmm import glmer
->>> cbpp = ml.datasets.load("cbpp")  # doctest: +SKIP
+>>> cbpp = ml.datasets.load("cbpp")
 >>> fit = glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
-...             family="binomial")  # doctest: +SKIP
->>> round(fit.loglik, 2)  # doctest: +SKIP
+...             family="binomial")
+>>> round(fit.loglik, 2)
 -92.03
+>>> new = {"period": ["1", "4"], "herd": ["1", "99"]}  # herd 99 is new: b = 0
+>>> fit.predict(new, type="response", allow_new_levels=True).round(4).tolist()
+[0.3082, 0.0484]
+>>> fit.summary(style="stata", eform=True).fixed.estimate.round(3).to_dict()
+{'period2': 0.371, 'period3': 0.323, 'period4': 0.206, '_cons': 0.247}
 """
 
 from __future__ import annotations
