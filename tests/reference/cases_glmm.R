@@ -483,3 +483,50 @@ glmm_case("gamma_log", "y ~ x + (1 | g)", gamma_d$data, quote(Gamma(link = "log"
 glmm_case("negbin", "y ~ x + (1 | g)", nb_d$data, NULL, data_file = nb_d$path, nb = TRUE,
           note = paste("glmer.nb: nb_theta is the estimated dispersion; the objective is glmer's",
                        "with family negative.binomial(nb_theta) held fixed"))
+
+# ------------------------------------------------------------------------------ extras
+# predict.merMod on new data, anova between glmer fits, a singular fit (extras.json).
+
+glmm_extras <- function() {
+  f1 <- glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp_b, binomial)
+  f0 <- glmer(cbind(incidence, size - incidence) ~ 1 + (1 | herd), cbpp_b, binomial)
+  nd <- data.frame(period = factor(c("1", "2", "3", "4", "2"), levels = levels(cbpp_b$period)),
+                   herd = factor(c("1", "5", "15", "3", "99")))
+  pr <- function(fit, newdata, ...) I(unname(predict(fit, newdata, ...)))
+  cbpp_pred <- list(
+    newdata = list(period = I(as.character(nd$period)), herd = I(as.character(nd$herd))),
+    link = pr(f1, nd, allow.new.levels = TRUE),
+    response = pr(f1, nd, type = "response", allow.new.levels = TRUE),
+    link_re_na = pr(f1, nd, re.form = NA),
+    response_re_na = pr(f1, nd, type = "response", re.form = NA))
+  po <- glmer(y ~ x + offset(log(t)) + (1 | g), poisson_offset_d$data, poisson)
+  pnd <- data.frame(x = c(-1, 0, 0.5, 2), t = c(1, 2, 0.5, 3), g = factor(c("1", "7", "30", "31")))
+  po_pred <- list(
+    newdata = list(x = I(pnd$x), t = I(pnd$t), g = I(as.character(pnd$g))),
+    link = pr(po, pnd, allow.new.levels = TRUE),
+    response = pr(po, pnd, type = "response", allow.new.levels = TRUE),
+    response_re_na = pr(po, pnd, type = "response", re.form = NA),
+    response_fitted = I(unname(predict(po, type = "response"))))
+  a <- anova(f0, f1)
+  an <- list(models = I(c("f0", "f1")), npar = I(unname(a$npar)), AIC = I(unname(a$AIC)),
+             BIC = I(unname(a$BIC)), logLik = I(unname(a$logLik)),
+             deviance = I(unname(a[[5]])), Chisq = I(unname(a$Chisq)), Df = I(unname(a$Df)),
+             p = I(unname(a[["Pr(>Chisq)"]])), names = I(names(a)))
+  # A singular fit: binary responses with no group variation.
+  set.seed(20261206)
+  sg <- data.frame(g = factor(rep(1:10, each = 20)), x = round(rnorm(200), 3))
+  sg$y <- as.double(rbinom(200, 1, plogis(0.2 + 0.5 * sg$x)))
+  sing_d <- glmm_data(sg, "sim_singular_binary",
+    paste("simulated, set.seed(20261206): 10 groups g of 20 rows, x ~ N(0,1),",
+          "y ~ Bernoulli(plogis(0.2 + 0.5 x)), no group effect"))
+  msgs <- character(0)
+  fs <- withCallingHandlers(glmer(y ~ x + (1 | g), sing_d$data, binomial),
+    message = function(m) { msgs <<- c(msgs, conditionMessage(m)); invokeRestart("muffleMessage") })
+  sing <- list(data_file = sing_d$path, formula = "y ~ x + (1 | g)", theta = I(getME(fs, "theta")),
+               beta = I(unname(fixef(fs))), minus2loglik = -2 * as.numeric(logLik(fs)),
+               is_singular = isSingular(fs), messages = I(msgs))
+  ref_write_json(list(cbpp_predict = cbpp_pred, poisson_offset_predict = po_pred,
+                      cbpp_anova = an, singular = sing, versions = glmm_versions),
+                 file.path(glmm_dir, "extras.json"))
+}
+glmm_extras()

@@ -104,6 +104,97 @@ def report(fit: Any, level: float = 0.95, variance: bool = True) -> StataReport:
     )
 
 
+_GLMM_TITLES = {
+    ("binomial", "logit"): ("Mixed-effects logistic regression", "logistic", "Odds ratio"),
+    ("binomial", "probit"): ("Mixed-effects probit regression", "probit", "exp(b)"),
+    ("binomial", "cloglog"): ("Mixed-effects cloglog regression", "cloglog", "exp(b)"),
+    ("poisson", "log"): ("Mixed-effects Poisson regression", "Poisson", "IRR"),
+    ("negative.binomial", "log"): ("Mixed-effects nbinomial regression", "nbinomial", "IRR"),
+}
+
+
+def glmm_report(fit: Any, level: float = 0.95, eform: bool = False) -> StataReport:
+    """Stata's ``melogit`` / ``mepoisson`` (``meglm``) report of a glmer fit: z tests of the
+    fixed effects (with ``eform``: exp(b), its standard error exp(b) se by the delta method
+    and the exp of the z interval's ends), the variance components with standard errors
+    from the inverse Hessian of the objective over (theta, beta) by the delta method (log
+    scale for the intervals of variances), and the LR test against the model without
+    random effects (families without a dispersion)."""
+    fam = fit.family
+    title, base, elabel = _GLMM_TITLES.get(
+        (fam.name, fam.link.name), ("Mixed-effects GLM", "GLM", "exp(b)")
+    )
+    fixed = fit.coef_table(level)
+    names = list(fixed.index)
+    slopes = [i for i, n in enumerate(names) if n != "(Intercept)"]
+    if slopes:
+        b = fixed.estimate.to_numpy()[slopes]
+        V = fit.vcov.to_numpy()[np.ix_(slopes, slopes)]
+        chi2 = float(b @ np.linalg.solve(V, b))
+        df = len(slopes)
+        from scipy import stats
+
+        p = float(stats.chi2.sf(chi2, df))
+    else:
+        chi2, df, p = float("nan"), 0, float("nan")
+    if eform:
+        e = np.exp(fixed.estimate)
+        fixed = fixed.assign(
+            estimate=e,
+            std_error=e * fixed.std_error,
+            ci_lower=np.exp(fixed.ci_lower),
+            ci_upper=np.exp(fixed.ci_upper),
+        )
+    fixed.index = [_stata_name(n) for n in fixed.index]
+    order = [n for n in fixed.index if n != "_cons"] + [n for n in fixed.index if n == "_cons"]
+    fixed = fixed.loc[order]
+    groups = []
+    for t in fit.design.terms:
+        if t.group in [g[0] for g in groups]:
+            continue
+        counts = np.bincount(np.asarray(t.codes), minlength=t.n_levels)
+        groups.append(
+            (t.group, t.n_levels, int(counts.min()), float(counts.mean()), int(counts.max()))
+        )
+    method = {0: "nAGQ = 0", 1: "Laplace"}.get(fit.nagq, "aghermite")
+    header = {
+        "method": "ML",
+        "title": title,
+        "integration": (method, fit.nagq if fit.nagq > 1 else 1),
+        "coef_label": elabel if eform else "Coefficient",
+        "nobs": int(fit.nobs),
+        "groups": groups,
+        "wald_chi2": chi2,
+        "wald_df": df,
+        "wald_p": p,
+        "loglik": float(fit.loglik),
+        "structures": [(t.group, _structure(t)) for t in fit.design.terms],
+        "notes": [],
+    }
+    if eform and "_cons" in fixed.index:
+        what = {"Odds ratio": "baseline odds", "IRR": "baseline incidence rate"}.get(
+            elabel, "exp(baseline)"
+        )
+        header["notes"].append(
+            f"Note: _cons estimates {what} (conditional on zero random effects)."
+        )
+    lr = fit.lr_test_vs_glm()
+    if lr is None:
+        line = ""
+    elif lr[1] == 1:
+        line = (
+            f"LR test vs. {base} model: chibar2(01) = {lr[0]:.2f}"
+            f"{'Prob >= chibar2 = ':>26}{lr[2]:.4f}"
+        )
+    else:
+        line = (
+            f"LR test vs. {base} model: chi2({lr[1]}) = {lr[0]:.2f}"
+            f"{'Prob > chi2 = ':>28}{lr[2]:.4f}\n"
+            "Note: LR test is conservative and provided only for reference."
+        )
+    return StataReport(header, fixed, fit.varcomp_table(level), line, fit.response_name, eform)
+
+
 def _stata_order(t: pd.DataFrame) -> pd.DataFrame:
     """Within each group: variances (the constant's last), then covariances; residual last."""
 
@@ -119,7 +210,7 @@ def _stata_order(t: pd.DataFrame) -> pd.DataFrame:
 def render(r: StataReport) -> str:
     h = r.header
     lines = []
-    title = f"Mixed-effects {h['method']} regression"
+    title = h.get("title", f"Mixed-effects {h['method']} regression")
     ll_label = "Log restricted-likelihood" if h["method"] == "REML" else "Log likelihood"
     right = [f"Number of obs     = {h['nobs']:>10,}"]
     if len(h["groups"]) == 1:
@@ -139,6 +230,9 @@ def render(r: StataReport) -> str:
     chi2 = f"{h['wald_chi2']:>10.2f}" if np.isfinite(h["wald_chi2"]) else f"{'.':>10}"
     prob = f"{h['wald_p']:>10.4f}" if np.isfinite(h["wald_p"]) else f"{'.':>10}"
     label = f"Wald chi2({h['wald_df']})"
+    if "integration" in h:
+        left += [""] * (len(right) - len(left)) + [f"Integration method: {h['integration'][0]}"]
+        right += [f"Integration pts.  = {h['integration'][1]:>10}", ""]
     right += [f"{label:<18}= {chi2}", f"Prob > chi2       = {prob}"]
     ll = f"{ll_label} = {h['loglik']:.8g}"
     left += [""] * (len(right) - len(left) - 1) + [ll]
@@ -159,7 +253,8 @@ def render(r: StataReport) -> str:
     lines += [
         "",
         rule,
-        f"{r.response[:12]:>12} | Coefficient  Std. err.      z    P>|z|     [95% conf. interval]",
+        f"{r.response[:12]:>12} | {h.get('coef_label', 'Coefficient'):>11}  Std. err.      z    "
+        "P>|z|     [95% conf. interval]",
         "-" * 13 + "+" + "-" * 64,
     ]
     for name, row in r.fixed.iterrows():
@@ -193,5 +288,5 @@ def render(r: StataReport) -> str:
             f"{par[:28]:>28} | {g9(row.estimate):>10} {g9(row.std_error):>10}    "
             f"{g9(row.ci_lower):>10} {g9(row.ci_upper):>10}"
         )
-    lines += [rule, r.lr_line]
+    lines += [rule] + h.get("notes", []) + ([r.lr_line] if r.lr_line else [])
     return "\n".join(lines)

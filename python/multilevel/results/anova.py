@@ -37,8 +37,8 @@ def anova(
 
     Parameters
     ----------
-    *fits : LmerFit
-        Two or more fits to the same rows.
+    *fits : LmerFit or GlmerFit
+        Two or more fits to the same rows (glmer fits are compared as they are).
     names : list of str, optional
         Row labels; default "fit0", "fit1", ... in argument order.
     refit : bool
@@ -84,7 +84,8 @@ def anova(
         raise DataError(
             f"models were not all fitted to the same size of dataset: nobs {sorted(nobs)}"
         )
-    if refit and any(f.reml for f in fits):
+    # glmer fits (GlmerFit) are ML fits: no refit step, as lme4's anova for glmerMod.
+    if refit and any(getattr(f, "reml", False) for f in fits):
         warnings.warn(REFIT_MESSAGE, UserWarning, stacklevel=2)
         fits = tuple(f.refit_ml() for f in fits)
     order = sorted(range(len(fits)), key=lambda i: fits[i].npar)  # stable: ties keep order
