@@ -19,7 +19,6 @@
 //! L altogether (`linalg::oneterm`). The execution handle given to `new` is passed down to the
 //! factor's symbolic step and used for the parallel passes here.
 
-use faer::MatRef;
 use rayon::prelude::*;
 
 use crate::error::{LmmError, Result};
@@ -311,8 +310,7 @@ impl LmmProblem {
     /// beta, u, b, sigma and the unscaled covariance of beta at theta.
     pub fn solution(&mut self, theta: &[f64], reml: bool) -> Result<Solution> {
         let objective = self.set_theta(theta)?.update_l()?.criterion(reml);
-        let d = self.factor.d_block();
-        let beta = fixed_effects(d);
+        let beta = self.factor.fixed_effects();
         // L_Z' u = c_u - L_XZ' beta.
         let mut u = self.factor.random_effects_rhs(&beta);
         self.factor.solve_lzt(&mut u);
@@ -344,7 +342,7 @@ impl LmmProblem {
             pwrss,
             ld_l2: self.factor.ld_l2(),
             ld_rx2: self.factor.ld_rx2(),
-            vcov_unscaled: vcov_unscaled(d),
+            vcov_unscaled: self.factor.vcov_unscaled(),
             lambdas: self.lambdas.clone(),
         })
     }
@@ -370,46 +368,6 @@ impl LmmProblem {
         });
         Ok(out)
     }
-}
-
-/// beta from L_D: R_X' beta = c_beta, with R_X' the upper triangle of the transposed X block.
-fn fixed_effects(d: MatRef<'_, f64>) -> Vec<f64> {
-    let p = d.nrows() - 1;
-    let mut beta: Vec<f64> = (0..p).map(|j| d[(p, j)]).collect();
-    for j in (0..p).rev() {
-        let mut s = beta[j];
-        for k in j + 1..p {
-            s -= d[(k, j)] * beta[k];
-        }
-        beta[j] = s / d[(j, j)];
-    }
-    beta
-}
-
-/// (R_X R_X')^-1 (p x p, column-major) through the inverse of the lower-triangular X block of
-/// L_D.
-fn vcov_unscaled(d: MatRef<'_, f64>) -> Vec<f64> {
-    let p = d.nrows() - 1;
-    let mut rinv = vec![0.0; p * p];
-    for c in 0..p {
-        rinv[c + c * p] = 1.0;
-        for i in c..p {
-            let mut s = if i == c { 1.0 } else { 0.0 };
-            for k in c..i {
-                s -= d[(i, k)] * rinv[k + c * p];
-            }
-            rinv[i + c * p] = s / d[(i, i)];
-        }
-    }
-    let mut vcov = vec![0.0; p * p];
-    for j in 0..p {
-        for i in 0..p {
-            vcov[i + j * p] = (i.max(j)..p)
-                .map(|k| rinv[k + i * p] * rinv[k + j * p])
-                .sum();
-        }
-    }
-    vcov
 }
 
 /// The q x q block of level `lev` of term k in Lambda (L_Z L_Z')^-1 Lambda': with W = L_Z^-1 E

@@ -12,6 +12,7 @@ use crate::exec::Exec;
 use crate::glmm::laplace;
 use crate::glmm::pirls::{GlmmData, Pirls};
 use crate::linalg::factor::Factor;
+use crate::linalg::small::{chol_small, solve_l_small, solve_lt_small};
 use crate::optim::bobyqa::{default_initial_steps, Bobyqa, BobyqaStatus, Tolerances};
 
 /// Finite-difference step of lme4's `deriv12`.
@@ -118,26 +119,7 @@ pub fn rx_vcov(p: &Pirls) -> Vec<f64> {
     let Some(chol) = p.chol() else {
         return vec![f64::NAN; np * np];
     };
-    let d = chol.d_block();
-    let mut rinv = vec![0.0; np * np];
-    for c in 0..np {
-        for i in c..np {
-            let mut s = if i == c { 1.0 } else { 0.0 };
-            for k in c..i {
-                s -= d[(i, k)] * rinv[k + c * np];
-            }
-            rinv[i + c * np] = s / d[(i, i)];
-        }
-    }
-    let mut v = vec![0.0; np * np];
-    for j in 0..np {
-        for i in 0..np {
-            v[i + j * np] = (i.max(j)..np)
-                .map(|k| rinv[k + i * np] * rinv[k + j * np])
-                .sum();
-        }
-    }
-    v
+    chol.vcov_unscaled()
 }
 
 /// Central finite-difference Hessian of f at x (column-major).
@@ -182,40 +164,13 @@ fn hessian(f: &mut dyn FnMut(&[f64]) -> f64, x: &[f64]) -> Vec<f64> {
 
 /// The inverse of a symmetric positive definite matrix (column-major) by Cholesky, or None.
 fn spd_inverse(a: &[f64], n: usize) -> Option<Vec<f64>> {
-    let mut l = vec![0.0; n * n];
-    for j in 0..n {
-        let mut d = a[j + j * n];
-        for k in 0..j {
-            d -= l[j + k * n] * l[j + k * n];
-        }
-        if d <= 0.0 || !d.is_finite() {
-            return None;
-        }
-        let d = d.sqrt();
-        l[j + j * n] = d;
-        for i in j + 1..n {
-            let mut s = a[i + j * n];
-            for k in 0..j {
-                s -= l[i + k * n] * l[j + k * n];
-            }
-            l[i + j * n] = s / d;
-        }
-    }
+    let mut l = a.to_vec();
+    chol_small(&mut l, n).ok()?;
     let mut inv = vec![0.0; n * n];
-    for c in 0..n {
-        let mut x = vec![0.0; n];
+    for (c, x) in inv.chunks_exact_mut(n).enumerate() {
         x[c] = 1.0;
-        for i in 0..n {
-            let s: f64 = (0..i).map(|k| l[i + k * n] * x[k]).sum();
-            x[i] = (x[i] - s) / l[i + i * n];
-        }
-        for i in (0..n).rev() {
-            let s: f64 = (i + 1..n).map(|k| l[k + i * n] * x[k]).sum();
-            x[i] = (x[i] - s) / l[i + i * n];
-        }
-        for i in 0..n {
-            inv[i + c * n] = x[i];
-        }
+        solve_l_small(&l, n, x);
+        solve_lt_small(&l, n, x);
     }
     Some(inv)
 }

@@ -195,23 +195,7 @@ impl<'a> Pirls<'a> {
     /// (beta, u) jointly.
     fn solve(&self, beta: Option<&[f64]>) -> (Vec<f64>, Vec<Vec<f64>>) {
         let chol = self.chol.as_ref().expect("factored before solving");
-        let beta = if let Some(b) = beta {
-            b.to_vec()
-        } else {
-            {
-                let p = self.data.p;
-                let d = chol.d_block();
-                let mut beta: Vec<f64> = (0..p).map(|j| d[(p, j)]).collect();
-                for j in (0..p).rev() {
-                    let mut s = beta[j];
-                    for k in j + 1..p {
-                        s -= d[(k, j)] * beta[k];
-                    }
-                    beta[j] = s / d[(j, j)];
-                }
-                beta
-            }
-        };
+        let beta = beta.map_or_else(|| chol.fixed_effects(), <[f64]>::to_vec);
         let mut u = chol.random_effects_rhs(&beta);
         chol.solve_lzt(&mut u);
         (beta, u)

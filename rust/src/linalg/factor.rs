@@ -59,6 +59,48 @@ pub trait Factor {
         r * r
     }
 
+    /// beta from L_D: R_X' beta = c_beta, with R_X' the upper triangle of the transposed X
+    /// block of L_D (the conditional estimate at the factored theta).
+    fn fixed_effects(&self) -> Vec<f64> {
+        let d = self.d_block();
+        let p = d.nrows() - 1;
+        let mut beta: Vec<f64> = (0..p).map(|j| d[(p, j)]).collect();
+        for j in (0..p).rev() {
+            let mut s = beta[j];
+            for k in j + 1..p {
+                s -= d[(k, j)] * beta[k];
+            }
+            beta[j] = s / d[(j, j)];
+        }
+        beta
+    }
+
+    /// (R_X R_X')^-1 (p x p, column-major) through the inverse of the lower-triangular X
+    /// block of L_D: the covariance of beta over sigma^2.
+    fn vcov_unscaled(&self) -> Vec<f64> {
+        let d = self.d_block();
+        let p = d.nrows() - 1;
+        let mut rinv = vec![0.0; p * p];
+        for c in 0..p {
+            for i in c..p {
+                let mut s = if i == c { 1.0 } else { 0.0 };
+                for k in c..i {
+                    s -= d[(i, k)] * rinv[k + c * p];
+                }
+                rinv[i + c * p] = s / d[(i, i)];
+            }
+        }
+        let mut vcov = vec![0.0; p * p];
+        for j in 0..p {
+            for i in 0..p {
+                vcov[i + j * p] = (i.max(j)..p)
+                    .map(|k| rinv[k + i * p] * rinv[k + j * p])
+                    .sum();
+            }
+        }
+        vcov
+    }
+
     /// For each term, c_u - L_DZ' [beta; 0] (the right-hand side of L_Z' u = ...), level-major.
     fn random_effects_rhs(&self, beta: &[f64]) -> Vec<Vec<f64>>;
 
