@@ -184,3 +184,29 @@ def test_new_level_inside_c_transform(df):
     d = build("Reaction ~ C(Subject) + (1 | label)", df)
     with pytest.raises(DataError, match="categories"):
         new_matrices(d, {"Subject": [77], "label": ["p"]})
+
+
+def test_reml_and_max_fun_are_checked():
+    # issue 15: reml="False" (a string) used to fit REML; max_fun=-5 raised OverflowError
+    import multilevel as ml
+
+    df = ml.datasets.load("sleepstudy")
+    with pytest.raises(TypeError, match="reml must be True or False, not 'False'"):
+        ml.lmer("Reaction ~ Days + (1 | Subject)", df, reml="False")
+    with pytest.raises(ValueError, match="max_fun must be a positive integer or None, not -5"):
+        ml.lmer("Reaction ~ Days + (1 | Subject)", df, max_fun=-5)
+    fit = ml.lmer("Reaction ~ Days + (1 | Subject)", df, reml=np.bool_(False))
+    assert not fit.reml
+
+
+def test_duplicate_column_names_and_empty_newdata():
+    # issue 15: two columns with the same name raised AttributeError from pandas;
+    # predict() on no rows raised a reshape error
+    import multilevel as ml
+
+    df = ml.datasets.load("sleepstudy")
+    twice = pd.concat([df, df[["Days"]]], axis=1)
+    with pytest.raises(DataError, match="more than one column named 'Days'"):
+        ml.lmer("Reaction ~ Days + (1 | Subject)", twice)
+    fit = ml.lmer("Reaction ~ Days + (1 | Subject)", df)
+    assert fit.predict(df.iloc[:0]).shape == (0,)

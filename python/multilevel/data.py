@@ -50,6 +50,10 @@ __all__ = [
 def as_pandas(data) -> pd.DataFrame:
     """pandas DataFrame from pandas (as is), polars (``to_pandas``) or a dict of arrays."""
     if isinstance(data, pd.DataFrame):
+        dup = data.columns[data.columns.duplicated()].unique()
+        if len(dup):
+            names = ", ".join(repr(c) for c in dup)
+            raise DataError(f"the data have more than one column named {names}: rename them")
         return data
     mod = type(data).__module__
     if mod.startswith("polars"):

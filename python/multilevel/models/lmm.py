@@ -45,6 +45,17 @@ def _check_threads(threads: Any) -> int:
     return int(threads)
 
 
+def _check_options(reml: Any, max_fun: Any) -> None:
+    """``reml`` must be a bool (the string "False" would otherwise fit REML) and ``max_fun`` a
+    positive integer or None."""
+    if not isinstance(reml, (bool, np.bool_)):
+        raise TypeError(f"reml must be True or False, not {reml!r}")
+    if max_fun is not None and (
+        isinstance(max_fun, bool) or not isinstance(max_fun, (int, np.integer)) or max_fun < 1
+    ):
+        raise ValueError(f"max_fun must be a positive integer or None, not {max_fun!r}")
+
+
 def lmer(
     formula: str,
     data: Any,
@@ -123,6 +134,7 @@ def lmer(
     -875.9697
     """
     n_threads = _check_threads(threads)
+    _check_options(reml, max_fun)
     from multilevel.design import stream
 
     if stream.is_stream_source(data):

@@ -518,6 +518,8 @@ class LmerFit(InferenceMixin, KeepMixin, LmerTables, HtmlFitMixin):
             if self.design.offset is not None:
                 out = out + np.asarray(self.design.offset, dtype=float)
             return out
+        if n_rows(newdata) == 0:  # no rows: no predictions (formulaic cannot build X of none)
+            return np.empty(0)
         nm = _design.new_matrices(
             self.design, newdata, re_form=re_form, allow_new_levels=allow_new_levels
         )
