@@ -206,7 +206,7 @@ def test_duplicate_column_names_and_empty_newdata():
 
     df = ml.datasets.load("sleepstudy")
     twice = pd.concat([df, df[["Days"]]], axis=1)
-    with pytest.raises(DataError, match="more than one column named 'Days'"):
+    with pytest.raises(DataError, match="more than one column named 'Days', which the model"):
         ml.lmer("Reaction ~ Days + (1 | Subject)", twice)
     fit = ml.lmer("Reaction ~ Days + (1 | Subject)", df)
     assert fit.predict(df.iloc[:0]).shape == (0,)

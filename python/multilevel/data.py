@@ -50,10 +50,6 @@ __all__ = [
 def as_pandas(data) -> pd.DataFrame:
     """pandas DataFrame from pandas (as is), polars (``to_pandas``) or a dict of arrays."""
     if isinstance(data, pd.DataFrame):
-        dup = data.columns[data.columns.duplicated()].unique()
-        if len(dup):
-            names = ", ".join(repr(c) for c in dup)
-            raise DataError(f"the data have more than one column named {names}: rename them")
         return data
     mod = type(data).__module__
     if mod.startswith("polars"):
@@ -113,6 +109,13 @@ def check_columns(df: pd.DataFrame, names: Sequence[str]) -> None:
     for n in names:
         if n not in cols:
             raise MissingColumnError(n, df.columns)
+    # Several columns of one name are ambiguous only when the model uses that name.
+    dup = [n for n in names if int(np.sum(df.columns.astype(str) == n)) > 1]
+    if dup:
+        raise DataError(
+            f"the data have more than one column named {dup[0]!r}, which the model uses: "
+            "rename them"
+        )
 
 
 _COLUMN_POSITIONS: dict[int, tuple[weakref.ref, dict]] = {}
