@@ -177,35 +177,8 @@ if (ref_wanted("families", "glmm")) {
 }
 
 # ------------------------------------------------------------------------------ helpers
-
-glmm_ranef <- function(fit) {
-  re <- ranef(fit, condVar = TRUE)
-  out <- list()
-  for (g in names(re)) {
-    d <- re[[g]]
-    q <- ncol(d)
-    n <- nrow(d)
-    pv <- attr(d, "postVar")
-    if (is.list(pv)) stop("one term per grouping factor expected in the glmm cases")
-    out[[g]] <- list(
-      levels = I(rownames(d)),
-      columns = I(colnames(d)),
-      values = ref_rows(as.matrix(d)),
-      condvar = lapply(seq_len(n), function(i) ref_rows(matrix(pv[, , i], q, q)))
-    )
-  }
-  out
-}
-
-glmm_terms <- function(fit) {
-  cnms <- getME(fit, "cnms")
-  flist <- getME(fit, "flist")
-  lapply(seq_along(cnms), function(i) {
-    g <- names(cnms)[i]
-    list(group = g, columns = I(cnms[[i]]), n_levels = nlevels(flist[[g]]),
-         q = length(cnms[[i]]))
-  })
-}
+# The random effects and the terms are written by cases_lmm.R's lmm_ranef and lmm_terms
+# (make_reference.R sources cases_lmm.R before this file, also for the argument `glmm`).
 
 # Build and evaluate a glmer call in an environment where the data has the name data_name.
 glmm_call <- function(fun, formula, data, data_name, family = NULL, nagq = 1L, weights = NULL,
@@ -264,7 +237,7 @@ glmm_case <- function(case, formula, data, family, dataset = NULL, data_file = N
     theta = I(unname(theta)),
     theta_names = I(names(theta)),
     lower = I(getME(fit, "lower")),
-    terms = glmm_terms(fit),
+    terms = lmm_terms(fit),
     fixef_names = I(names(beta)),
     beta = I(unname(beta)),
     vcov = ref_rows(V),
@@ -292,7 +265,7 @@ glmm_case <- function(case, formula, data, family, dataset = NULL, data_file = N
       X_colnames = I(colnames(X)),
       X_colsums = I(unname(colSums(X)))
     ),
-    ranef = glmm_ranef(fit),
+    ranef = lmm_ranef(fit),
     fitted = I(unname(fitted(fit))),
     linear_predictor = I(unname(predict(fit, type = "link"))),
     resid_deviance = I(unname(residuals(fit, type = "deviance"))),

@@ -207,7 +207,7 @@ ref_write_json <- function(x, path) {
 
 # ------------------------------------------------------------------------------ the cases
 
-if (length(ref_args) == 0 || !all(ref_args %in% c("econ", "lmer_robust", "inference", "glmm"))) {
+if (length(ref_args) == 0 || !all(ref_args %in% c("econ", "lmer_robust", "inference"))) {
   source(file.path("tests", "reference", "cases_lmm.R"))
 }
 econ <- file.path("tests", "reference", "cases_econ.R")
