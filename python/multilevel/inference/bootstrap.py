@@ -138,16 +138,7 @@ def bootstrap(
         res = refit_response(fit, _simulate_one(fit, streams[i], cond))
         return parameters(fit, np.asarray(res.theta), float(res.sigma), np.asarray(res.beta))
 
-    workers = threads or _cores()
-    bar = _progress(nsim) if progress else None
-    rows: list[np.ndarray] = []
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for row in pool.map(one, range(nsim)):
-            rows.append(row)
-            if bar is not None:
-                bar.update(1)
-    if bar is not None:
-        bar.close()
+    rows = _replicates(one, nsim, threads, progress)
     t0 = pd.Series(parameters(fit, fit.theta, fit.sigma, fit.beta), index=names)
     return BootResult(t0, pd.DataFrame(np.array(rows), columns=names), seed)
 
@@ -156,6 +147,21 @@ def _cores() -> int:
     import os
 
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _replicates(one: Any, n: int, threads: int | None, progress: bool) -> list:
+    """one(0), ..., one(n - 1) in that order, side by side on a thread pool (the refits release
+    the GIL), with a progress bar when asked."""
+    bar = _progress(n) if progress else None
+    out = []
+    with ThreadPoolExecutor(max_workers=threads or _cores()) as pool:
+        for v in pool.map(one, range(n)):
+            out.append(v)
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    return out
 
 
 def _progress(total: int) -> Any:
@@ -186,14 +192,5 @@ def lrt_pvalue(
         y = _simulate_one(fit0, streams[i], False)
         return float(refit_response(fit0, y).objective - refit_response(fit1, y).objective)
 
-    bar = _progress(int(nsim)) if progress else None
-    out = []
-    with ThreadPoolExecutor(max_workers=threads or _cores()) as pool:
-        for v in pool.map(one, range(int(nsim))):
-            out.append(v)
-            if bar is not None:
-                bar.update(1)
-    if bar is not None:
-        bar.close()
-    lr = np.array(out)
+    lr = np.array(_replicates(one, int(nsim), threads, progress))
     return float((1 + np.sum(lr >= observed - 1e-10)) / (1 + lr.size)), lr
