@@ -502,4 +502,65 @@ glmm_extras <- function() {
                       cbpp_anova = an, singular = sing, versions = glmm_versions),
                  file.path(glmm_dir, "extras.json"))
 }
-glmm_extras()
+if (ref_wanted("extras", "glmm")) glmm_extras()
+
+# ------------------------------------------------------------------------------ profiles
+# lme4's profile intervals of glmer fits (glmm_profile_<case>.json; `Rscript
+# tests/reference/make_reference.R glmm_profile` writes these alone): confint(fit, method =
+# "profile") at 95% (rows .sig01 ... then the fixed effects) and the profile table itself
+# (as.data.frame(profile(fit)): the parameter's value and .zeta at each point lme4 visited),
+# so that zeta can be checked at given values apart from lme4's spline interpolation.
+#   case, formula, family, data_file/dataset, names, lower, upper, level,
+#   profile {par: {value, zeta}}, versions
+
+glmm_profile_case <- function(case, formula, data, family, dataset = NULL, data_file = NULL) {
+  if (!ref_wanted(case, "glmm") && !ref_wanted(case, "glmm_profile")) return(invisible(NULL))
+  data_name <- if (!is.null(dataset)) dataset else sub("\\.csv$", "", basename(data_file))
+  fit <- glmm_call("glmer", formula, data, data_name, family, 1L)
+  pr <- profile(fit)
+  ci <- confint(pr, level = 0.95)
+  pdf <- as.data.frame(pr)
+  traces <- lapply(levels(pdf$.par), function(p) {
+    rows <- pdf[pdf$.par == p, ]
+    list(value = I(unname(rows[[p]])), zeta = I(unname(rows$.zeta)))
+  })
+  names(traces) <- levels(pdf$.par)
+  ref_write_json(list(
+    case = case, formula = formula, family = eval(family)()$family, dataset = dataset,
+    data_file = data_file, names = I(rownames(ci)), lower = I(unname(ci[, 1])),
+    upper = I(unname(ci[, 2])), level = 0.95, minus2loglik = -2 * as.numeric(logLik(fit)),
+    profile = traces, versions = glmm_versions
+  ), file.path(glmm_dir, paste0(case, ".json")))
+  invisible(fit)
+}
+
+glmm_profile_case("glmm_profile_cbpp", "cbind(incidence, size - incidence) ~ period + (1 | herd)",
+                  cbpp_b, quote(binomial), dataset = "cbpp")
+glmm_profile_case("glmm_profile_poisson_offset", "y ~ x + offset(log(t)) + (1 | g)",
+                  poisson_offset_d$data, quote(poisson), data_file = poisson_offset_d$path)
+
+# ------------------------------------------------------------------------------ broom.mixed
+# broom.mixed's tidy (with Wald intervals), glance and augment of the cbpp glmer fit
+# (glmm_broom_cbpp.json; `Rscript tests/reference/make_reference.R glmm_broom`): the column
+# names and values. augment's matrix response column (cbind) is left out of `augment`.
+
+if (ref_wanted("glmm_broom_cbpp", "glmm") || ref_wanted("glmm_broom_cbpp", "glmm_broom")) {
+  suppressPackageStartupMessages(library(broom.mixed))
+  bf <- glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp_b, binomial)
+  td <- as.data.frame(tidy(bf, conf.int = TRUE))
+  gl <- as.data.frame(glance(bf))
+  au <- suppressWarnings(augment(bf))
+  au_cols <- setdiff(names(au), c("cbind(incidence, size - incidence)", "period", "herd"))
+  ref_write_json(list(
+    case = "glmm_broom_cbpp",
+    formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)", dataset = "cbpp",
+    tidy = list(columns = I(names(td)), effect = I(td$effect), group = I(td$group),
+                term = I(td$term), estimate = I(td$estimate), std.error = I(td$std.error),
+                statistic = I(td$statistic), p.value = I(td$p.value),
+                conf.low = I(td$conf.low), conf.high = I(td$conf.high)),
+    glance = c(list(columns = I(names(gl))), lapply(gl, function(v) as.double(v))),
+    augment = c(list(columns = I(names(au))),
+                lapply(as.list(as.data.frame(au)[au_cols]), function(v) I(as.double(v)))),
+    versions = c(glmm_versions, list(broom.mixed = as.character(packageVersion("broom.mixed"))))
+  ), file.path(glmm_dir, "glmm_broom_cbpp.json"))
+}

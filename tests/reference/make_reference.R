@@ -229,6 +229,7 @@ if (file.exists(inference) && (length(ref_args) == 0 || "inference" %in% ref_arg
   source(inference)
 }
 glmm <- file.path("tests", "reference", "cases_glmm.R")
-if (file.exists(glmm) && (length(ref_args) == 0 || "glmm" %in% ref_args)) {
+if (file.exists(glmm) && (length(ref_args) == 0 || "glmm" %in% ref_args ||
+                          any(startsWith(ref_args, "glmm_")))) {
   source(glmm)
 }
