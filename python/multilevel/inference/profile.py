@@ -45,9 +45,12 @@ def _chol_psd(S: np.ndarray) -> np.ndarray:
     return L
 
 
-def _minimize(fun, x0: np.ndarray, bounds: list[tuple[float, float]]) -> tuple[float, np.ndarray]:
+def _minimize(
+    fun, x0: np.ndarray, bounds: list[tuple[float, float]], step: float = 1e-7
+) -> tuple[float, np.ndarray]:
     """L-BFGS-B with central-difference gradients computed here, in one pass per point (scipy's
-    own differencing costs far more than the deviance, which takes microseconds)."""
+    own differencing costs far more than the deviance, which takes microseconds); ``step`` is
+    the relative difference step."""
     lo = np.array([b[0] for b in bounds], dtype=float)
     hi = np.array([b[1] for b in bounds], dtype=float)
 
@@ -55,7 +58,7 @@ def _minimize(fun, x0: np.ndarray, bounds: list[tuple[float, float]]) -> tuple[f
         f0 = fun(x)
         g = np.empty_like(x)
         for i in range(x.size):
-            h = 1e-7 * max(1.0, abs(x[i]))
+            h = step * max(1.0, abs(x[i]))
             up, dn = min(x[i] + h, hi[i]), max(x[i] - h, lo[i])
             xu, xd = x.copy(), x.copy()
             xu[i], xd[i] = up, dn
@@ -82,7 +85,132 @@ class Trace:
     zeta: np.ndarray
 
 
-class Profiler:
+def theta_of_sdcor(layouts: list, v: np.ndarray, sigma: float = 1.0) -> list[float]:
+    """theta from lme4's sd/cor parameters of each term (the terms' ``term_layout``s):
+    Lambda_k = chol(Sigma_k) / sigma, in closed form for one and two columns."""
+    theta: list[float] = []
+    pos = 0
+    for layout in layouts:
+        k = len(layout)
+        x = v[pos : pos + k]
+        pos += k
+        if k == 1 or all(i == j for i, j in layout):  # standard deviations only
+            theta.extend(float(a) / sigma for a in x)
+        elif k == 3:  # (sd1, cor, sd2): the 2 x 2 factor in closed form
+            s1, r, s2 = float(x[0]), float(x[1]), float(x[2])
+            if s1 > 0:
+                theta += [s1 / sigma, r * s2 / sigma, s2 * math.sqrt(max(1.0 - r * r, 0.0)) / sigma]
+            else:
+                theta += [0.0, 0.0, s2 / sigma]
+        else:
+            q = max(i for i, _ in layout) + 1
+            sds = {i: x[n] for n, (i, j) in enumerate(layout) if i == j}
+            S = np.zeros((q, q))
+            for (i, j), a in zip(layout, x):
+                S[i, j] = S[j, i] = sds[i] ** 2 if i == j else a * sds[i] * sds[j]
+            L = _chol_psd(S) / sigma
+            theta.extend(L[i, j] for i, j in layout)
+    return theta
+
+
+class _Search:
+    """The search for interval ends along a profile, shared by the LMM and GLMM profilers.
+
+    A subclass provides ``names``, ``_psi(k)`` (the estimate), ``_bound(k)``, ``_guess(k, z)``,
+    ``zeta(k, value, start)`` and ``_done()`` (called when a search is over).
+    """
+
+    names: list[str]
+
+    def _psi(self, k: int) -> float:
+        raise NotImplementedError
+
+    def _bound(self, k: int) -> tuple[float, float]:
+        raise NotImplementedError
+
+    def _guess(self, k: int, z: float) -> float:
+        raise NotImplementedError
+
+    def zeta(self, k: int, value: float, start: Any = None) -> tuple[float, Any]:
+        raise NotImplementedError
+
+    def _done(self) -> None:
+        return None
+
+    def limit(self, k: int, z: float, tol: float = 1e-7) -> float:
+        """The value where zeta = z (z < 0: below the estimate), or the parameter's bound.
+
+        zeta is close to linear in the parameter, so a safeguarded secant search from the
+        estimate finds the root in a few profile points; each inner optimisation starts where
+        the previous one ended.
+        """
+        psi = self._psi(k)
+        lo, hi = self._bound(k)
+        a, za, start = psi, 0.0, None  # bracket end with zeta on the estimate's side
+        x = self._guess(k, z)
+        for _ in range(100):
+            x = min(max(x, lo), hi)
+            zx, start = self.zeta(k, x, start)
+            if abs(zx - z) < tol or (zx - z) * (za - z) <= 0:
+                break
+            if x in (lo, hi):
+                return float(x)
+            # Secant through the estimate side; at least double the distance when it stalls.
+            nxt = x + (z - zx) * (x - a) / (zx - za) if zx != za else x + (x - a)
+            a, za = x, zx
+            x = nxt if abs(nxt - psi) >= abs(x - psi) else psi + 2 * (x - psi)
+        else:
+            raise FitError(f"the profile of {self.names[k]} did not reach zeta = {z:.3g}")
+        if abs(zx - z) < tol:
+            return float(x)
+        b, zb = x, zx
+        # Secant-bisection (Illinois) inside the bracket [a, b].
+        for _ in range(100):
+            m = b - (zb - z) * (b - a) / (zb - za)
+            zm, start = self.zeta(k, m, start)
+            if abs(zm - z) < tol or abs(b - a) < tol * max(1.0, abs(m)):
+                return float(m)
+            if (zm - z) * (zb - z) < 0:
+                a, za = b, zb
+            else:
+                za = z + (za - z) / 2.0
+            b, zb = m, zm
+        return float(b)
+
+    def _indices(self, parm: list[str] | None) -> list[int]:
+        names = self.names if parm is None else list(parm)
+        unknown = [n for n in names if n not in self.names]
+        if unknown:
+            raise KeyError(f"unknown parameters {unknown}; the fit has {self.names}")
+        return [self.names.index(n) for n in names]
+
+    def confint(self, level: float = 0.95, parm: list[str] | None = None) -> pd.DataFrame:
+        z = stats.norm.ppf(0.5 + level / 2.0)
+        ks = self._indices(parm)
+        rows = [(self.limit(k, -z), self.limit(k, z)) for k in ks]
+        self._done()
+        pct = [f"{100 * (0.5 - level / 2):.3g} %", f"{100 * (0.5 + level / 2):.3g} %"]
+        index = pd.Index([self.names[k] for k in ks], name="parameter")
+        return pd.DataFrame(rows, index=index, columns=pct)
+
+    def traces(self, parm: list[str] | None = None, level: float = 0.99, points: int = 8) -> dict:
+        """Profile traces: per parameter, values from the lower to the upper end at ``level``
+        (``points`` on each side of the estimate, the estimate included) and zeta there."""
+        zmax = stats.norm.ppf(0.5 + level / 2.0)
+        out = {}
+        for k in self._indices(parm):
+            lo, hi, psi = self.limit(k, -zmax), self.limit(k, zmax), self._psi(k)
+            values = np.unique(
+                np.concatenate([np.linspace(lo, psi, points), np.linspace(psi, hi, points)])
+            )
+            out[self.names[k]] = Trace(
+                self.names[k], values, np.array([self.zeta(k, v)[0] for v in values])
+            )
+        self._done()
+        return out
+
+
+class Profiler(_Search):
     """Profiles of every parameter of a fitted linear mixed model."""
 
     def __init__(self, fit: Any):
@@ -104,38 +232,7 @@ class Profiler:
     def _varpar(self, v: np.ndarray) -> np.ndarray:
         """(theta, sigma) from lme4's sd/cor vector v (Lambda_k = chol(Sigma_k) / sigma)."""
         sigma = float(v[-1])
-        theta: list[float] = []
-        pos = 0
-        for layout in self._layouts:
-            k = len(layout)
-            x = v[pos : pos + k]
-            pos += k
-            if k == 1 or all(i == j for i, j in layout):  # standard deviations only
-                theta.extend(float(a) / sigma for a in x)
-            elif k == 3:  # (sd1, cor, sd2): the 2 x 2 factor in closed form
-                s1, r, s2 = float(x[0]), float(x[1]), float(x[2])
-                if s1 > 0:
-                    theta += [
-                        s1 / sigma,
-                        r * s2 / sigma,
-                        s2 * math.sqrt(max(1.0 - r * r, 0.0)) / sigma,
-                    ]
-                else:
-                    theta += [0.0, 0.0, s2 / sigma]
-            else:
-                theta.extend(self._general_theta(layout, x, sigma))
-        theta.append(sigma)
-        return np.array(theta)
-
-    @staticmethod
-    def _general_theta(layout: list[tuple[int, int]], x: np.ndarray, sigma: float) -> list:
-        q = max(i for i, _ in layout) + 1
-        sds = {i: x[n] for n, (i, j) in enumerate(layout) if i == j}
-        S = np.zeros((q, q))
-        for (i, j), a in zip(layout, x):
-            S[i, j] = S[j, i] = sds[i] ** 2 if i == j else a * sds[i] * sds[j]
-        L = _chol_psd(S) / sigma
-        return [L[i, j] for i, j in layout]
+        return np.array([*theta_of_sdcor(self._layouts, v[:-1], sigma), sigma])
 
     def _bounds(self) -> list[tuple[float, float]]:
         out = []
@@ -239,57 +336,102 @@ class Profiler:
             return math.tanh(math.atanh(psi) + z * se / (1.0 - psi * psi))
         return psi * math.exp(z * se / psi) if psi > 0 else psi + z * self._step(k)
 
-    def limit(self, k: int, z: float, tol: float = 1e-7) -> float:
-        """The value where zeta = z (z < 0: below the estimate), or the parameter's bound.
-
-        zeta is close to linear in the parameter, so a safeguarded secant search from the
-        estimate finds the root in a few profile points; each inner optimisation starts where
-        the previous one ended.
-        """
+    def _psi(self, k: int) -> float:
         nv = len(self.hat)
-        psi = self.hat[k] if k < nv else self.beta_hat[k - nv]
-        lo, hi = self._bound(k)
-        a, za, start = psi, 0.0, None  # bracket end with zeta on the estimate's side
-        x = self._guess(k, z)
-        for _ in range(100):
-            x = min(max(x, lo), hi)
-            zx, start = self.zeta(k, x, start)
-            if abs(zx - z) < tol or (zx - z) * (za - z) <= 0:
-                break
-            if x in (lo, hi):
-                return float(x)
-            # Secant through the estimate side; at least double the distance when it stalls.
-            nxt = x + (z - zx) * (x - a) / (zx - za) if zx != za else x + (x - a)
-            a, za = x, zx
-            x = nxt if abs(nxt - psi) >= abs(x - psi) else psi + 2 * (x - psi)
-        else:
-            raise FitError(f"the profile of {self.names[k]} did not reach zeta = {z:.3g}")
-        if abs(zx - z) < tol:
-            return float(x)
-        b, zb = x, zx
-        # Secant-bisection (Illinois) inside the bracket [a, b].
-        for _ in range(100):
-            m = b - (zb - z) * (b - a) / (zb - za)
-            zm, start = self.zeta(k, m, start)
-            if abs(zm - z) < tol or abs(b - a) < tol * max(1.0, abs(m)):
-                return float(m)
-            if (zm - z) * (zb - z) < 0:
-                a, za = b, zb
-            else:
-                za = z + (za - z) / 2.0
-            b, zb = m, zm
-        return float(b)
+        return float(self.hat[k] if k < nv else self.beta_hat[k - nv])
 
-    def confint(self, level: float = 0.95, parm: list[str] | None = None) -> pd.DataFrame:
-        z = stats.norm.ppf(0.5 + level / 2.0)
-        names = self.names if parm is None else list(parm)
-        unknown = [n for n in names if n not in self.names]
-        if unknown:
-            raise KeyError(f"unknown parameters {unknown}; the fit has {self.names}")
-        rows = []
-        for n in names:
-            k = self.names.index(n)
-            rows.append((self.limit(k, -z), self.limit(k, z)))
+    def _done(self) -> None:
         self.model.restore()
-        pct = [f"{100 * (0.5 - level / 2):.3g} %", f"{100 * (0.5 + level / 2):.3g} %"]
-        return pd.DataFrame(rows, index=pd.Index(names, name="parameter"), columns=pct)
+
+
+class GlmerProfiler(_Search):
+    """Profiles of a glmer fit's parameters over its Laplace (or AGQ) deviance, as lme4's
+    ``profile`` of a glmerMod: the standard deviations and correlations of the random effects
+    (sigma = 1) and each fixed effect; every other parameter (the other sd/cor values and all
+    fixed effects) is optimised over at each point. zeta is measured from the minimum of the
+    deviance over all parameters (the fit's objective, or lower when the search finds lower).
+    """
+
+    def __init__(self, fit: Any):
+        if fit.family.has_dispersion:
+            raise ValueError(
+                f"profiles of glmer fits with a dispersion parameter ({fit.family.name}) are "
+                f"not available (lme4: can't profile GLMMs with non-fixed scale parameters)"
+            )
+        if fit.nagq == 0:
+            raise ValueError("profiles need a fit with nagq >= 1 (the nagq = 0 stage fixes beta)")
+        self.fit = fit
+        self.problem = fit.problem
+        self.params = varcomp.params(fit)[:-1]  # no sigma
+        self._layouts = [varcomp.term_layout(t) for t in fit.design.terms]
+        self.nv = len(self.params)
+        sd = varcomp.sdcor(fit, np.append(np.asarray(fit.theta, float), 1.0), "sd")[:-1]
+        self.x_hat = np.concatenate([sd, np.asarray(fit.fixef, float)])
+        self.names = [p.name for p in self.params] + list(fit.fixef.index)
+        self.bounds = [(-1.0, 1.0) if p.kind == "cor" else (0.0, np.inf) for p in self.params]
+        self.bounds += [(-np.inf, np.inf)] * (len(self.x_hat) - self.nv)
+        self.d_hat = min(float(fit.objective), _minimize(self.deviance, self.x_hat, self.bounds)[0])
+        self._se: np.ndarray | None = None
+
+    def deviance(self, x: np.ndarray) -> float:
+        theta = theta_of_sdcor(self._layouts, x[: self.nv])
+        try:
+            return float(
+                self.problem.objective(theta, [float(b) for b in x[self.nv :]], self.fit.nagq)
+            )
+        except FitError:  # PIRLS failing far from the optimum: not a minimum
+            return self.d_hat + 1e6
+
+    def _psi(self, k: int) -> float:
+        return float(self.x_hat[k])
+
+    def _bound(self, k: int) -> tuple[float, float]:
+        return self.bounds[k]
+
+    def zeta(self, k: int, value: float, start: Any = None) -> tuple[float, Any]:
+        free = [i for i in range(len(self.x_hat)) if i != k]
+        x = self.x_hat.copy() if start is None else np.asarray(start, float).copy()
+
+        def dev(y: np.ndarray) -> float:
+            x[free] = y
+            x[k] = value
+            return self.deviance(x)
+
+        d, y = _minimize(dev, x[free], [self.bounds[i] for i in free], step=1e-6)
+        at = x.copy()
+        at[free], at[k] = y, value
+        if d < self.d_hat:  # a lower deviance than the fit's: measure from it
+            self.d_hat = d
+        return math.copysign(math.sqrt(max(d - self.d_hat, 0.0)), value - self._psi(k)), at
+
+    def _guess(self, k: int, z: float) -> float:
+        """zeta = z by the quadratic approximation: the Wald interval (log scale for
+        standard deviations, atanh for correlations) from the covariance 2 H^-1 of (theta,
+        beta), with H the fit's Hessian of the deviance."""
+        psi = self._psi(k)
+        if self._se is None:
+            nt = len(self.fit.theta)
+            try:
+                cov = 2.0 * np.linalg.inv(np.asarray(self.fit._res.hessian, float))
+            except np.linalg.LinAlgError:
+                cov = np.full((len(self.x_hat),) * 2, np.nan)
+            th = np.asarray(self.fit.theta, float)
+            J = np.zeros((self.nv, nt))
+            for i in range(nt):
+                e = np.zeros(nt)
+                e[i] = 1e-6
+                up = varcomp.sdcor(self.fit, np.append(th + e, 1.0), "sd")[:-1]
+                dn = varcomp.sdcor(self.fit, np.append(th - e, 1.0), "sd")[:-1]
+                J[:, i] = (up - dn) / 2e-6
+            se_v = np.sqrt(np.abs(np.diag(J @ cov[:nt, :nt] @ J.T)))
+            self._se = np.concatenate([se_v, np.asarray(self.fit.se, float)])
+        se = float(self._se[k])
+        if not np.isfinite(se) or se <= 0:
+            se = max(abs(psi) * 0.2, 1e-2)
+        if k >= self.nv:
+            return psi + z * se
+        if self.params[k].kind == "cor":
+            if abs(psi) >= 1:
+                return psi - math.copysign(0.1, psi)
+            return math.tanh(math.atanh(psi) + z * se / (1.0 - psi * psi))
+        return psi * math.exp(z * se / psi) if psi > 0 else psi + abs(z) * se

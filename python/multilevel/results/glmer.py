@@ -168,9 +168,15 @@ class GlmerFit(GlmerTables, KeepMixin):
         state = dict(self.__dict__)
         state["_problem"] = None
         state["_res"] = StoredGlmmFit.of(self._res)
+        fam = self.family  # its link functions are closures: kept by name
+        state["family"] = (fam.name, fam.link.name, getattr(fam, "theta", None))
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        from multilevel import families as fm
+
+        name, link, theta = state["family"]
+        state["family"] = fm.family(name, link=link, **({} if theta is None else {"theta": theta}))
         self.__dict__.update(state)
 
     # --------------------------------------------------------------- checks
@@ -497,14 +503,65 @@ class GlmerFit(GlmerTables, KeepMixin):
         est, se = self.fixef.to_numpy(), self.se.to_numpy()
         return _table(self._names, est, se, np.full(len(est), np.inf), level)
 
-    def confint(self, method: str = "wald", level: float = 0.95) -> pd.DataFrame:
-        """Intervals of the fixed effects, lme4's ``confint(fit, method = "Wald")`` (its rows
-        for theta are NA there and left out here): beta -/+ z se."""
-        if method.lower() != "wald":
-            raise ValueError("confint of a glmer fit: method='wald' only")
+    def confint(
+        self,
+        method: str = "wald",
+        level: float = 0.95,
+        parm: list[str] | None = None,
+        nsim: int = 500,
+        seed: Any = None,
+        boot_type: str = "perc",
+    ) -> pd.DataFrame:
+        """Confidence intervals, as lme4's ``confint`` of a glmer fit.
+
+        ``method="wald"`` (the default here): the fixed effects, beta -/+ z se (lme4's rows
+        for the variance parameters are NA there and left out). ``"profile"`` (lme4's
+        default): likelihood-profile intervals of the random-effect standard deviations and
+        correlations (rows named as ``fit.profile()``: ``sd_(Intercept)|herd``, lme4's
+        ``.sig01``) and of the fixed effects. ``"boot"``: parametric bootstrap (lme4's
+        ``bootMer``), ``nsim`` responses simulated from the fit and refitted, percentile
+        intervals unless ``boot_type`` says otherwise.
+
+        Examples
+        --------
+        >>> import multilevel as ml
+        >>> fit = ml.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)",
+        ...                ml.datasets.load("cbpp"), family="binomial")
+        >>> fit.confint(method="profile").round(3)
+                             2.5 %  97.5 %
+        parameter
+        sd_(Intercept)|herd  0.346   1.100
+        (Intercept)         -1.901  -0.948
+        period2             -1.617  -0.408
+        period3             -1.801  -0.512
+        period4             -2.501  -0.801
+        """
+        method = method.lower()
+        if method == "profile":
+            from multilevel.inference.profile import GlmerProfiler
+
+            return GlmerProfiler(self).confint(level, parm)
+        if method == "boot":
+            from multilevel.inference.bootstrap import glmer_bootstrap
+
+            ci = glmer_bootstrap(self, nsim, seed=seed, progress=False).confint(level, boot_type)
+            ci.index.name = "parameter"
+            return ci if parm is None else ci.loc[list(parm)]
+        if method != "wald":
+            raise ValueError(f"method must be 'wald', 'profile' or 'boot'; got {method!r}")
         t = self.coef_table(level)
         lo, hi = f"{100 * (1 - level) / 2:.3g} %", f"{100 * (1 + level) / 2:.3g} %"
-        return pd.DataFrame({lo: t.ci_lower, hi: t.ci_upper}, index=t.index)
+        out = pd.DataFrame({lo: t.ci_lower, hi: t.ci_upper}, index=t.index)
+        return out if parm is None else out.loc[list(parm)]
+
+    def profile(self, parm: list[str] | None = None, level: float = 0.99) -> dict[str, Any]:
+        """Likelihood profiles (lme4's ``profile`` of a glmer fit): per parameter, a trace
+        with ``values`` from the lower to the upper end of the ``level`` interval and
+        ``zeta`` there (signed square root of the deviance's rise, the other parameters
+        optimised over)."""
+        from multilevel.inference.profile import GlmerProfiler
+
+        return GlmerProfiler(self).traces(parm, level)
 
     def _vc_elements(self, theta) -> tuple[list[str], np.ndarray]:
         """The variances and covariances (sigma^2 Lambda Lambda') in Stata's order."""

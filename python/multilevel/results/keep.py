@@ -54,6 +54,7 @@ def _classes() -> dict[str, type]:
     from multilevel.models.lmlist import LmListFit
     from multilevel.models.ols import OlsFit
     from multilevel.models.panel import PanelFit
+    from multilevel.results.glmer import GlmerFit, StoredGlmmFit
     from multilevel.results.lmer import LmerFit
     from multilevel.results.stored import StoredCheck, StoredOptimizer, StoredResult
 
@@ -74,11 +75,13 @@ def _classes() -> dict[str, type]:
             StoredResult,
             StoredOptimizer,
             StoredCheck,
+            GlmerFit,
+            StoredGlmmFit,
         )
     }
 
 
-FITS = ("LmerFit", "OlsFit", "PanelFit", "LmListFit")
+FITS = ("LmerFit", "OlsFit", "PanelFit", "LmListFit", "GlmerFit")
 
 
 # ------------------------------------------------------------------------------ writing
@@ -172,12 +175,30 @@ def _fit_state(fit: Any) -> dict[str, Any]:
     from multilevel.results.lmer import LmerFit
     from multilevel.results.stored import snapshot
 
+    if type(fit).__name__ == "GlmerFit":
+        return _glmer_state(fit)
     if not isinstance(fit, LmerFit):
         return dict(fit.__dict__)
     keys = ("design", "reml", "data_name", "weights_name", "offset_name", "robust")
     state: dict[str, Any] = {k: getattr(fit, k) for k in keys}
     state["_result"] = snapshot(fit._result)
     state["frame"] = _used_columns(fit)
+    return state
+
+
+def _glmer_state(fit: Any) -> dict[str, Any]:
+    """A glmer fit without its core objects and data: the core's result as a
+    ``StoredGlmmFit``, the family by name, link and theta, and the kept columns."""
+    from multilevel.results.glmer import StoredGlmmFit
+
+    state = {k: v for k, v in fit.__dict__.items() if k not in ("_problem", "_data")}
+    state["_res"] = StoredGlmmFit.of(fit._res)
+    fam = fit.family
+    state["family"] = {
+        "name": fam.name,
+        "link": fam.link.name,
+        "theta": getattr(fam, "theta", None),
+    }
     return state
 
 
@@ -207,7 +228,7 @@ def save(fit: Any, path: str | Path) -> None:
     """Write ``fit`` to ``path`` (see the module documentation for the format)."""
     name = type(fit).__name__
     if name not in FITS:
-        raise FitFileError(f"cannot save a {name}; fits of lmer, ols, panel and lmlist can")
+        raise FitFileError(f"cannot save a {name}; fits of lmer, glmer, ols, panel and lmlist can")
     from multilevel import __version__
 
     w = _Writer()
@@ -352,9 +373,32 @@ def _make(cls: type, state: dict[str, Any]) -> Any:
             _rebuild_specs(fit.design, frame)
             frame.index = pd.Index(np.asarray(fit.design.rows))
         fit._kept_frame = frame  # the used columns, for augment() and a later save()
+    elif cls.__name__ == "GlmerFit":
+        _make_glmer(fit, state)
     else:
         fit.__dict__.update(state)
     return fit
+
+
+def _make_glmer(fit: Any, state: dict[str, Any]) -> None:
+    from multilevel import families as fm
+
+    f = state.pop("family")
+    if not isinstance(f, dict) or not isinstance(f.get("name"), str):
+        raise FitFileError("the file's glmer fit has no family")
+    extra = {"theta": f["theta"]} if f.get("theta") is not None else {}
+    try:
+        family = fm.family(f["name"], link=f.get("link"), **extra)
+    except (ValueError, TypeError) as e:
+        raise FitFileError(f"the file's glmer fit has an unknown family: {e}") from e
+    fit.__dict__.update(state)
+    fit.family = family
+    fit._problem = None
+    fit._data = None
+    frame = fit.__dict__.get("_kept_frame")
+    if frame is not None:
+        rows = pd.Index(np.asarray(fit.design.rows))
+        _rebuild_specs(fit.design, frame.set_axis(rows))
 
 
 def _rebuild_specs(design: Any, frame: pd.DataFrame) -> None:
