@@ -194,3 +194,75 @@ def lrt_pvalue(
 
     lr = np.array(_replicates(one, int(nsim), threads, progress))
     return float((1 + np.sum(lr >= observed - 1e-10)) / (1 + lr.size)), lr
+
+
+# ------------------------------------------------------------------------------ glmer
+def glmer_simulate_one(fit: Any, rng: np.random.Generator) -> np.ndarray:
+    """A response simulated from a glmer fit with new random effects (lme4's ``simulate``
+    with ``re.form = NA``), as the family sees it: binomial proportions of the prior weights
+    (the trials), Poisson and negative binomial counts, Gamma values with shape 1 / sigma^2."""
+    d = fit.design
+    eta = np.asarray(d.X, float) @ np.asarray(fit.fixef, float) + np.asarray(fit.offset, float)
+    for t, lam in zip(d.terms, fit._lambdas(), strict=True):
+        b = rng.standard_normal((t.n_levels, t.q)) @ lam.T
+        eta = eta + np.einsum("ij,ij->i", np.asarray(t.Z, float), b[np.asarray(t.codes)])
+    fam = fit.family
+    mu = fam.linkinv(eta)
+    w = np.asarray(fit.prior_weights, float)
+    if fam.name == "binomial":
+        trials = np.rint(w).astype(np.int64)
+        if np.any(np.abs(w - trials) > 1e-8):
+            raise ValueError("simulating a binomial response needs whole-number prior weights")
+        s = rng.binomial(trials, np.clip(mu, 0.0, 1.0))
+        return np.where(trials > 0, s / np.maximum(trials, 1), 0.0)
+    if fam.name == "poisson":
+        return rng.poisson(mu).astype(float)
+    if fam.name == "negative.binomial":
+        th = float(fam.theta)
+        return rng.negative_binomial(th, th / (th + mu)).astype(float)
+    if fam.name == "Gamma":
+        shape = 1.0 / float(fit.sigma) ** 2 * w
+        return rng.gamma(shape, mu / shape)
+    raise ValueError(f"simulation from a {fam.name} glmer fit is not available")
+
+
+def glmer_parameters(fit: Any, theta: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """The random effects' sd/cor values (sigma = 1) and the fixed effects."""
+    return np.concatenate([varcomp.sdcor(fit, np.append(theta, 1.0), "sd")[:-1], beta])
+
+
+def glmer_bootstrap(
+    fit: Any,
+    nsim: int,
+    seed: Any = None,
+    threads: int | None = None,
+    progress: bool = True,
+) -> BootResult:
+    """Parametric bootstrap of a glmer fit (lme4's ``bootMer``): responses simulated from the
+    fit, each refitted in the core from the fit's theta and beta (family, nagq, weights and
+    offset as the fit's); a replicate whose refit fails is a row of NaN."""
+    from multilevel.exceptions import FitError
+    from multilevel.models.glmm import make_problem
+
+    nsim = int(nsim)
+    if nsim < 1:
+        raise ValueError(f"nsim must be a positive integer; got {nsim!r}")
+    if fit.family.has_dispersion and fit.family.name != "Gamma":
+        raise ValueError(f"the bootstrap of a {fit.family.name} glmer fit is not available")
+    streams = _streams(seed, nsim)
+    names = [p.name for p in varcomp.params(fit)[:-1]] + list(fit.fixef.index)
+    theta0 = [float(v) for v in fit.theta]
+    beta0 = [float(v) for v in fit.fixef]
+
+    def one(i: int) -> np.ndarray:
+        y = glmer_simulate_one(fit, streams[i])
+        prob = make_problem(fit.design, fit.family, y, fit.prior_weights, fit.offset, 1)
+        try:
+            res = prob.fit(fit.nagq, beta0, theta0)
+        except FitError:
+            return np.full(len(names), np.nan)
+        return glmer_parameters(fit, np.asarray(res.theta), np.asarray(res.beta))
+
+    rows = _replicates(one, nsim, threads, progress)
+    t0 = pd.Series(glmer_parameters(fit, fit.theta, np.asarray(fit.fixef, float)), index=names)
+    return BootResult(t0, pd.DataFrame(np.array(rows), columns=names), seed)
