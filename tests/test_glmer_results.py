@@ -114,7 +114,10 @@ def test_fitted_and_resid_are_aligned_with_the_input(cbpp):
     d.index = pd.Index([f"r{i}" for i in range(len(d))])
     d.loc["r3", "period"] = None  # a dropped row
     d.loc["r10", "size"] = np.nan
-    fit = ml.glmer(FORMULA, d, family="binomial")
+    with pytest.warns(ml.exceptions.MissingValuesWarning) as rec:
+        fit = ml.glmer(FORMULA, d, family="binomial")
+    # the warning names the columns as written, not the derived ones
+    assert "'period'" in str(rec[0].message) and "__ml_" not in str(rec[0].message)
     assert fit.nobs == len(d) - 2
     for s in (fit.fitted, fit.resid(), fit.resid("pearson"), fit.fittedvalues):
         assert isinstance(s, pd.Series) and s.index.equals(d.index)

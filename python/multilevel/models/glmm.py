@@ -182,13 +182,16 @@ def glmer(
     if nagq < 0:
         raise ValueError("nagq must be >= 0")
     fr = _frame(formula, data, fam, weights, offset)
-    d = _design.build(
-        fr.formula,
-        fr.df,
-        weights="__ml_w__" if fr.weighted else None,
-        offset="__ml_o__" if fr.offset else None,
-        allow_n=True,
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        d = _design.build(
+            fr.formula,
+            fr.df,
+            weights="__ml_w__" if fr.weighted else None,
+            offset="__ml_o__" if fr.offset else None,
+            allow_n=True,
+        )
+    _rewarn(caught, formula, weights)
     y = np.asarray(d.y, float)
     w = np.ones_like(y) if d.weights is None else np.asarray(d.weights, float)
     start = fam.initialize(y, w) if fam.name == "binomial" else fam.initialize(y)
@@ -228,6 +231,23 @@ def glmer(
     fit.separated = [names[j] for j in held]
     fit._warn(stacklevel=3)
     return fit
+
+
+def _rewarn(caught, formula: str, weights) -> None:
+    """The design builder's warnings again, with the derived columns named as the user wrote
+    them (the response, the weights or trials, the offset, scale(x))."""
+    lhs = formula.split("~", 1)[0].strip()
+    names = {
+        "'__ml_y__'": repr(lhs),
+        "'__ml_w__'": repr(weights) if isinstance(weights, str) else f"the weights of {lhs!r}",
+        "'__ml_o__'": "the offset",
+    }
+    for w in caught:
+        msg = str(w.message)
+        for k, v in names.items():
+            msg = msg.replace(k, v)
+        msg = re.sub(r"__ml_scale_([A-Za-z_][A-Za-z0-9_.]*)__", r"scale(\1)", msg)
+        warnings.warn(w.category(msg), stacklevel=3)
 
 
 def make_problem(d, fam: fm.Family, y, weights, offset, threads: int = 0):
