@@ -37,8 +37,8 @@ class GlmerTables:
         ...                ml.datasets.load("cbpp"), family="binomial")
         >>> fit.tidy().iloc[[0, 4], :5].round(4)
              effect group             term  estimate  std.error
-        0     fixed  None      (Intercept)   -1.3983     0.2312
-        4  ran_pars  herd  sd__(Intercept)    0.6421        NaN
+        0     fixed  None      (Intercept)   -1.3985     0.2325
+        4  ran_pars  herd  sd__(Intercept)    0.6423        NaN
         """
         t = self.coef_table(level)
         fixed = pd.DataFrame(
