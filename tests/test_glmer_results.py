@@ -120,7 +120,7 @@ def test_fitted_and_resid_are_aligned_with_the_input(cbpp):
     assert "'period'" in str(rec[0].message) and "__ml_" not in str(rec[0].message)
     assert fit.nobs == len(d) - 2
     for s in (fit.fitted, fit.resid(), fit.resid("pearson"), fit.fittedvalues):
-        assert isinstance(s, pd.Series) and s.index.equals(d.index)
+        assert isinstance(s, pd.Series) and s.index.equals(d.index) and s.index is fit.input_index
         assert s.isna().tolist() == [i in ("r3", "r10") for i in d.index]
     used = fit.fitted.dropna()
     np.testing.assert_array_equal(used.to_numpy(), fit.fitted_values)

@@ -390,8 +390,14 @@ class GlmerFit(GlmerTables, KeepMixin):
         used (:attr:`fitted_values` is always that array)."""
         return self._aligned(self.fitted_values, "fitted")
 
+    @property
+    def input_index(self) -> pd.Index | None:
+        """The index of the input data when it was a pandas DataFrame (kept by pickle and
+        ``save``), else None: :attr:`fitted` and :meth:`resid` are aligned with it."""
+        return getattr(self, "_input_index", None)
+
     def _aligned(self, values: np.ndarray, name: str) -> pd.Series | np.ndarray:
-        index = getattr(self, "_input_index", None)
+        index = self.input_index
         if index is None:
             return values
         out = np.full(len(index), np.nan)
@@ -477,7 +483,7 @@ class GlmerFit(GlmerTables, KeepMixin):
         """Residuals as lme4's ``residuals(fit, type)``: "deviance" (the default), "pearson",
         "response" or "working"; a Series on the input's index (NaN at rows dropped) when
         the data were a pandas DataFrame, else an array of the rows used."""
-        return self._aligned(self.resid_values(type), f"resid_{type}")
+        return self._aligned(self.resid_values(type), "resid")
 
     def resid_values(self, type: str = "deviance") -> np.ndarray:
         """:meth:`resid` as an array of the rows used."""
