@@ -559,6 +559,23 @@ class LmerFit(InferenceMixin, KeepMixin, LmerTables, HtmlFitMixin):
             offset_name=self.offset_name,
         )
 
+    def influence(self, level: str | None = None) -> pd.DataFrame:
+        """Leave-one-group-out influence diagnostics (HLMdiag's Cook's distance, MDFFITS,
+        COVTRACE, COVRATIO, the change in the fixed effects and the relative variance change),
+        from real refits without each level of ``level``; see
+        :mod:`multilevel.inference.influence`.
+
+        Examples
+        --------
+        >>> import multilevel as ml
+        >>> fit = ml.lmer("Reaction ~ Days + (Days | Subject)", ml.datasets.load("sleepstudy"))
+        >>> fit.influence("Subject")["cooksd"].round(3).nlargest(2).to_dict()
+        {'309': 0.149, '335': 0.129}
+        """
+        from multilevel.inference.influence import influence
+
+        return influence(self, level)
+
     def objective_at(self, theta: Sequence[float], reml: bool | None = None) -> float:
         """The profiled objective at another theta (REML unless this is an ML fit)."""
         return float(
