@@ -133,3 +133,58 @@ def test_polish_reaches_a_stationary_point():
     g1, _ = infl._derivatives(f, t, np.arange(3), f(t))
     assert f(t) <= f(fit.theta) + 1e-11 * abs(f(t))
     assert np.max(np.abs(g1)) < 1e-3 * np.max(np.abs(g0))
+
+
+# -- the dot plot (multilevel.plot.influence) ---------------------------------------------------
+def test_influence_plot_draws_each_group_and_the_cutoff():
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import multilevel.plot as mlp
+
+    fit = ml.lmer("mathach ~ ses + (ses | school)", ml.datasets.load("hsb"))
+    frame = fit.influence("school")
+    ax = mlp.influence(frame)
+    try:
+        cooksd = frame["cooksd"].to_numpy()
+        q1, q3 = np.quantile(cooksd, [0.25, 0.75])
+        cut = q3 + 3 * (q3 - q1)
+        assert frame.attrs["cutoff"] == pytest.approx(cut, rel=1e-12)
+        inside, beyond = ax.collections
+        n_beyond = int((cooksd > cut).sum())
+        assert n_beyond >= 1 and len(beyond.get_offsets()) == n_beyond
+        assert len(inside.get_offsets()) == len(frame) - n_beyond
+        pts = np.vstack([inside.get_offsets(), beyond.get_offsets()])
+        order = np.argsort(pts[:, 1])
+        np.testing.assert_array_equal(pts[order, 1], np.arange(1, len(frame) + 1))
+        np.testing.assert_allclose(pts[order, 0], np.sort(cooksd), rtol=1e-12)
+        (line,) = ax.lines
+        assert line.get_xdata()[0] == pytest.approx(cut, rel=1e-12)
+        flagged = set(frame.index[cooksd > cut].astype(str))
+        assert {t.get_text() for t in ax.texts} == flagged
+        assert ax.get_xlabel() == "Cook's distance" and ax.get_title() == "Influence of each school"
+        ax2 = mlp.influence(frame, diagnostic="covratio")
+        assert len(ax2.lines) == 2  # two-sided: a line at each end
+        with pytest.raises(KeyError, match="no diagnostic"):
+            mlp.influence(frame, diagnostic="leverage")
+    finally:
+        plt.close("all")
+
+
+def test_the_diagnostics_page_runs(tmp_path, monkeypatch):
+    """Every code block of docs/diagnostics.md runs, in order, in one namespace."""
+    pytest.importorskip("matplotlib")
+    import re
+
+    page = Path(__file__).parent.parent / "docs" / "diagnostics.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
+    assert len(blocks) >= 4
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, str(page), "exec"), namespace)
+    assert (tmp_path / "influence.png").stat().st_size > 0
+    assert namespace["infl"].shape[0] == 160
