@@ -57,6 +57,7 @@ from multilevel.factors import factor
 from multilevel.inference.sandwich import Sandwich, cluster_sums, sandwich
 from multilevel.inference.tails import chi2_sf
 from multilevel.models.ols import OlsFit, parse_vcov, summary_text, vcov_label
+from multilevel.results.tidy import input_index
 
 __all__ = ["HausmanTest", "PanelFit", "hausman", "panel"]
 
@@ -330,6 +331,7 @@ def panel(
         intercept=intercept_in_t,
         rows=rows if model != "between" else None,
         fitted=fitted,
+        input_index=input_index(data),
     )
     fit.n_entities = N
     fit.entity, fit.time = entity, time

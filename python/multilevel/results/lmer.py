@@ -39,7 +39,7 @@ from multilevel.results.summary import (
     convergence_message,
     fit_text,
 )
-from multilevel.results.tidy import LmerTables
+from multilevel.results.tidy import LmerTables, input_index, row_values
 
 __all__ = ["LmerFit"]
 
@@ -441,9 +441,17 @@ class LmerFit(InferenceMixin, KeepMixin, LmerTables, HtmlFitMixin):
             total = contrib if total is None else total + contrib
         return total
 
+    @property
+    def input_index(self) -> pd.Index | None:
+        """The index of the input data when it was a pandas DataFrame (kept by pickle and
+        ``save``), else None: :attr:`fitted` and :attr:`resid` are aligned with it."""
+        if "_input_index" in self.__dict__:
+            return self.__dict__["_input_index"]
+        return input_index(self._data)
+
     @cached_property
-    def fitted(self) -> np.ndarray:
-        """Fitted values X beta + Z b (+ offset), aligned with the rows used."""
+    def _fitted_rows(self) -> np.ndarray:
+        """Fitted values X beta + Z b (+ offset) of the rows used, in their order."""
         f = np.asarray(self.design.X, dtype=float) @ self.beta
         re = self._re_part(None, range(len(self.design.terms)))
         if re is not None:
@@ -454,18 +462,30 @@ class LmerFit(InferenceMixin, KeepMixin, LmerTables, HtmlFitMixin):
         return f
 
     @cached_property
-    def resid(self) -> np.ndarray:
-        """Response residuals y - fitted."""
-        r = np.asarray(self.design.y, dtype=float) - self.fitted
+    def _resid_rows(self) -> np.ndarray:
+        r = np.asarray(self.design.y, dtype=float) - self._fitted_rows
         r.setflags(write=False)
         return r
 
-    def scaled_residuals(self) -> np.ndarray:
-        """Pearson residuals divided by sigma: sqrt(w) (y - fitted) / sigma."""
-        r = self.resid
+    @cached_property
+    def fitted(self) -> Any:
+        """Fitted values X beta + Z b (+ offset): a Series on the input's index (NaN at rows
+        dropped for missing values) when the data were a pandas DataFrame, else an array of
+        the rows used."""
+        return row_values(self._fitted_rows, self.design.rows, self.input_index, "fitted")
+
+    @cached_property
+    def resid(self) -> Any:
+        """Response residuals y - fitted, aligned as :attr:`fitted`."""
+        return row_values(self._resid_rows, self.design.rows, self.input_index, "resid")
+
+    def scaled_residuals(self) -> Any:
+        """Pearson residuals divided by sigma: sqrt(w) (y - fitted) / sigma, aligned as
+        :attr:`resid`."""
+        r = self._resid_rows
         if self.design.weights is not None:
             r = r * np.sqrt(np.asarray(self.design.weights, dtype=float))
-        return r / self.sigma
+        return row_values(r / self.sigma, self.design.rows, self.input_index, "scaled_resid")
 
     def predict(
         self,
@@ -505,7 +525,7 @@ class LmerFit(InferenceMixin, KeepMixin, LmerTables, HtmlFitMixin):
 
         if newdata is None:
             if re_form is None:
-                return np.array(self.fitted)
+                return np.array(self._fitted_rows)
             if self._data is None:
                 raise ValueError("predict(re_form=...) needs newdata for a fit without its data")
             full = self.predict(
