@@ -18,7 +18,14 @@ import pandas as pd
 
 from multilevel.design.fixed import fixed_arrays
 from multilevel.exceptions import DataError
-from multilevel.inference.sandwich import CR_TYPES, HC_TYPES, Sandwich, cluster_label, sandwich
+from multilevel.inference.sandwich import (
+    CR_TYPES,
+    HC_TYPES,
+    Sandwich,
+    cluster_label,
+    sandwich,
+    vcov_alias,
+)
 from multilevel.inference.tails import f_sf, t_ppf, t_pvalue
 from multilevel.results.html import HtmlFitMixin
 from multilevel.results.keep import KeepMixin
@@ -296,7 +303,10 @@ def summary_text(fit: Any, header: list[tuple[str, str]], level: float = 0.95) -
 
 
 def parse_vcov(vcov: Any) -> tuple[str, list[Any]]:
-    """Normalise ``vcov`` to (kind, list of cluster specs)."""
+    """Normalise ``vcov`` to (kind, list of cluster specs); pyfixest's spellings ("hetero",
+    {"CRV1": col}, {"CRV3": col}) are read as :func:`~multilevel.inference.sandwich.vcov_alias`
+    says."""
+    vcov = vcov_alias(vcov, "ols")
     if isinstance(vcov, str):
         kind = vcov.upper() if vcov.lower() != "iid" else "iid"
         if kind in ("ROBUST",):
@@ -312,12 +322,15 @@ def parse_vcov(vcov: Any) -> tuple[str, list[Any]]:
         ((kind, spec),) = vcov.items()
         kind = str(kind).upper()
         if kind not in CR_TYPES:
-            raise ValueError(f"unknown cluster-robust type {kind!r}; use CR0, CR1 or CR2")
+            raise ValueError(
+                f"unknown cluster-robust type {kind!r}; use CR0, CR1, CR2 (or pyfixest's CRV1, "
+                "CRV3)"
+            )
         specs = list(spec) if isinstance(spec, (list, tuple)) else [spec]
         if not 1 <= len(specs) <= 2:
             raise ValueError("give one or two cluster columns")
-        if kind == "CR2" and len(specs) != 1:
-            raise ValueError("CR2 supports one cluster column only")
+        if kind in ("CR2", "CRV3") and len(specs) != 1:
+            raise ValueError(f"{kind} supports one cluster column only")
         return kind, specs
     raise TypeError("vcov must be a string such as 'HC1' or a dict such as {'CR1': 'school'}")
 
@@ -390,8 +403,10 @@ def ols(
     vcov : str or dict
         ``"iid"`` (default), ``"HC0"``, ``"HC1"`` (= ``"robust"``, Stata's ``vce(robust)``),
         ``"HC2"``, ``"HC3"``, or ``{"CR0" | "CR1" | "CR2": column}`` for cluster-robust
-        errors, ``{"CR0" | "CR1": [col1, col2]}`` for two-way clustering. The module
-        documentation states the small-sample factor and test degrees of freedom of each.
+        errors, ``{"CR0" | "CR1": [col1, col2]}`` for two-way clustering; pyfixest's
+        ``"hetero"``, ``{"CRV1": column}`` and ``{"CRV3": column}`` too. The module
+        documentation of :mod:`multilevel.inference.sandwich` states the small-sample factor
+        and test degrees of freedom of each.
 
     Returns
     -------
