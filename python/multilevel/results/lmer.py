@@ -479,13 +479,13 @@ class LmerFit(InferenceMixin, KeepMixin, LmerTables, HtmlFitMixin):
         """Response residuals y - fitted, aligned as :attr:`fitted`."""
         return row_values(self._resid_rows, self.design.rows, self.input_index, "resid")
 
-    def scaled_residuals(self) -> Any:
-        """Pearson residuals divided by sigma: sqrt(w) (y - fitted) / sigma, aligned as
-        :attr:`resid`."""
+    def scaled_residuals(self) -> np.ndarray:
+        """Pearson residuals divided by sigma, sqrt(w) (y - fitted) / sigma, of the rows used
+        (an array, as lme4's ``residuals(fit, scaled = TRUE)``)."""
         r = self._resid_rows
         if self.design.weights is not None:
             r = r * np.sqrt(np.asarray(self.design.weights, dtype=float))
-        return row_values(r / self.sigma, self.design.rows, self.input_index, "scaled_resid")
+        return r / self.sigma
 
     def predict(
         self,
