@@ -188,3 +188,15 @@ def test_the_diagnostics_page_runs(tmp_path, monkeypatch):
         exec(compile(block, str(page), "exec"), namespace)
     assert (tmp_path / "influence.png").stat().st_size > 0
     assert namespace["infl"].shape[0] == 160
+
+
+def test_a_refit_that_cannot_be_made_is_a_nan_row():
+    """A fixed effect that lives in one subject only: without that subject X is rank
+    deficient (lme4 would drop the column); its row is NaN, with a warning naming the level."""
+    d = ml.datasets.load("sleepstudy")
+    d["x"] = np.where(d["Subject"].astype(str) == "308", d["Days"], 0.0)
+    fit = ml.lmer("Reaction ~ Days + x + (1 | Subject)", d)
+    with pytest.warns(ml.MultilevelWarning, match="without Subject '308' failed"):
+        frame = fit.influence("Subject")
+    assert frame.loc["308", ["cooksd", "rvc.sigma2"]].isna().all()
+    assert not frame.loc["308", "converged"] and frame.drop(index="308")["cooksd"].notna().all()

@@ -53,6 +53,7 @@ Examples
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -60,12 +61,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from multilevel.exceptions import DataError
+from multilevel.exceptions import DataError, MultilevelError, MultilevelWarning
 
 __all__ = ["DeletedFits", "cooks_cutoff", "deleted_fits", "diagnostics", "influence", "polish"]
 
 
-def _varcomp(terms: Any, lambdas: list[np.ndarray], sigma: float) -> pd.Series:
+def _varcomp(lambdas: list[np.ndarray], sigma: float) -> pd.Series:
+    """HLMdiag's ``varcomp.mer`` from each term's relative factor and sigma."""
     s2 = sigma**2
     blocks = [s2 * lam @ lam.T for lam in lambdas]
     sizes = [b.shape[0] for b in blocks]
@@ -74,7 +76,7 @@ def _varcomp(terms: Any, lambdas: list[np.ndarray], sigma: float) -> pd.Series:
     full = np.zeros((offset[-1], offset[-1]))
     for k, blk in enumerate(blocks):
         full[offset[k] : offset[k + 1], offset[k] : offset[k + 1]] = blk
-    diagonal = all(q == 1 for q in sizes) or all(getattr(t, "diagonal", False) for t in terms)
+    diagonal = all(q == 1 for q in sizes)  # bdiag(VarCorr) is diagonal: scalar terms only
     names, values = ["sigma2"], [s2]
     n = full.shape[0]
     for j in range(n):
@@ -180,10 +182,12 @@ class _Rows:
         self.y = np.ascontiguousarray(np.asarray(d.y, float)[order])
         self.X = np.asfortranarray(np.asarray(d.X, float)[order])
         self.terms = [
-            (np.ascontiguousarray(np.asarray(t.codes, np.int32)[order]), np.asarray(t.Z, float))
+            (
+                np.ascontiguousarray(np.asarray(t.codes, np.int32)[order]),
+                np.asfortranarray(np.asarray(t.Z, float)[order]),
+            )
             for t in d.terms
         ]
-        self.terms = [(c, np.asfortranarray(Z[order])) for (c, Z) in self.terms]
         self.weights = None if d.weights is None else np.asarray(d.weights, float)[order]
         self.offset = None if d.offset is None else np.asarray(d.offset, float)[order]
 
@@ -274,7 +278,7 @@ def deleted_fits(fit: Any, level: str | None = None) -> DeletedFits:
     reml = bool(fit.reml)
     lower = np.asarray(fit.problem.lower, float)
     full = _solve(fit.problem, fit.theta, reml, lower)
-    vc = _varcomp(design.terms, [np.asarray(x, float) for x in full.lambda_], float(full.sigma))
+    vc = _varcomp([np.asarray(x, float) for x in full.lambda_], float(full.sigma))
     beta = np.full((G, p), np.nan)
     vcov = np.full((G, p, p), np.nan)
     theta = np.full((G, len(fit.theta)), np.nan)
@@ -287,15 +291,23 @@ def deleted_fits(fit: Any, level: str | None = None) -> DeletedFits:
         if acc.nobs <= p:
             continue
         problem = acc.problem()
-        result = problem.fit(reml, theta0=full.theta)
+        try:
+            result = problem.fit(reml, theta0=full.theta)
+            sol = _solve(problem, result.theta, reml, lower)
+        except MultilevelError as exc:  # e.g. X of the rows left is rank deficient
+            warnings.warn(
+                f"the refit without {level} {labels[i]!r} failed ({exc}); its row is NaN",
+                MultilevelWarning,
+                stacklevel=2,
+            )
+            continue
         converged[i] = bool(getattr(result.check, "converged", True))
-        sol = _solve(problem, result.theta, reml, lower)
         sigma[i] = float(sol.sigma)
         beta[i] = np.asarray(sol.beta, float)
         vcov[i] = sigma[i] ** 2 * np.asarray(sol.vcov_unscaled, float)
         theta[i] = np.asarray(sol.theta, float)
         lams = [np.asarray(x, float) for x in sol.lambda_]
-        varcomp[i] = _varcomp(design.terms, lams, sigma[i]).to_numpy()
+        varcomp[i] = _varcomp(lams, sigma[i]).to_numpy()
     index = pd.Index(labels, name=level)
     return DeletedFits(
         level=level,
