@@ -187,7 +187,10 @@ def test_weights_offset_missing_rows(ss):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fn = ml.lmer(FORMULA, dn)
-    assert fn.n_dropped == 2 and fn.nobs == 178 and fn.fitted.shape == (178,)
+    assert fn.n_dropped == 2 and fn.nobs == 178 and fn.fitted.shape == (180,)
+    # on the input's index: NaN exactly at the rows dropped, the others in place (not shifted)
+    assert fn.fitted.index.equals(dn.index) and list(fn.resid.index[fn.resid.isna()]) == [3, 50]
+    np.testing.assert_allclose(fn.fitted + fn.resid, dn["Reaction"])
 
 
 def test_start_and_max_fun(ss):

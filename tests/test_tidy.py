@@ -120,8 +120,11 @@ def test_ols_augment_and_names(holes):
     assert list(bare.columns) == [".fitted", ".resid"] and 3 not in bare.index
     pd.testing.assert_series_equal(fit.bse, fit.se)
     pd.testing.assert_series_equal(fit.pvalues, fit.p)
-    np.testing.assert_array_equal(fit.fittedvalues.to_numpy(), fit.fitted)
-    assert list(fit.fittedvalues.index[:4]) == [0, 1, 2, 4]
+    # on the input's index, NaN at the rows dropped (fitted itself is that Series now)
+    pd.testing.assert_series_equal(fit.fittedvalues, fit.fitted)
+    assert fit.fittedvalues.index.equals(holes.index) and np.isnan(fit.fittedvalues[103])
+    positions = ml.ols("Reaction ~ Days", {c: holes[c].to_numpy() for c in holes}).fittedvalues
+    assert list(positions.index[:4]) == [0, 1, 2, 4]
 
 
 def test_panel_tables(sleep):
@@ -132,7 +135,7 @@ def test_panel_tables(sleep):
     assert t["conf.low"].iat[0] == ci["lower"].iat[0]
     assert fit.glance()["nobs"].iat[0] == 180
     a = fit.augment(sleep)
-    np.testing.assert_array_equal(a[".resid"], fit.resid)
+    np.testing.assert_array_equal(a[".resid"], fit.resid.to_numpy())
 
 
 def test_lmlist_tables(sleep):

@@ -7,6 +7,7 @@
 #   Rscript tests/reference/make_reference.R lmer_robust  # only tests/reference/cases_lmer_robust.R
 #   Rscript tests/reference/make_reference.R inference    # only tests/reference/cases_inference.R
 #   Rscript tests/reference/make_reference.R glmm         # only tests/reference/cases_glmm.R
+#   Rscript tests/reference/make_reference.R influence    # only tests/reference/cases_influence.R
 #   Rscript tests/reference/make_reference.R dyestuff_reml pastes_reml   # some lmm cases
 #
 # Tests never need R; regenerating the references does (R 4.2 with lme4, nlme, lmerTest,
@@ -207,7 +208,7 @@ ref_write_json <- function(x, path) {
 
 # ------------------------------------------------------------------------------ the cases
 
-if (length(ref_args) == 0 || !all(ref_args %in% c("econ", "lmer_robust", "inference"))) {
+if (length(ref_args) == 0 || !all(ref_args %in% c("econ", "lmer_robust", "inference", "influence"))) {
   source(file.path("tests", "reference", "cases_lmm.R"))
 }
 econ <- file.path("tests", "reference", "cases_econ.R")
@@ -232,4 +233,8 @@ glmm <- file.path("tests", "reference", "cases_glmm.R")
 if (file.exists(glmm) && (length(ref_args) == 0 || "glmm" %in% ref_args ||
                           any(startsWith(ref_args, "glmm_")))) {
   source(glmm)
+}
+influence <- file.path("tests", "reference", "cases_influence.R")
+if (file.exists(influence) && (length(ref_args) == 0 || "influence" %in% ref_args)) {
+  source(influence)
 }

@@ -32,6 +32,19 @@ estimated in one of these ways (``vcov=`` of :func:`multilevel.ols`):
     ``sandwich::vcovCL(fit, cluster=~col1+col2)``; no correction is made if the sum is not
     positive semi-definite (sandwich's ``fix=FALSE``).
 
+``{"CRV3": col}``
+    The leave-one-cluster-out jackknife of pyfixest's ``vcov={"CRV3": col}`` (MacKinnon, Nielsen
+    and Webb 2022): ``c sum_g (b_(g) - b)(b_(g) - b)'`` with ``b_(g)`` the estimate without
+    cluster ``g`` (``b - b_(g) = (X'WX - X_g'W_gX_g)^-1 X_g'W_g e_g``, no refit) and pyfixest's
+    small-sample factor ``c = G/(G-1) * (n-1)/(n-k)``. Without the factor it is clubSandwich's
+    CR3 of a linear model. One cluster column; t-tests on ``G - 1`` degrees of freedom.
+
+pyfixest's spellings are accepted wherever ``vcov=`` is (:func:`vcov_alias`): ``"iid"``,
+``"hetero"`` (its name for HC1), ``"HC1"``, ``"HC2"``, ``"HC3"`` (as sandwich's ``vcovHC``),
+``{"CRV1": col}`` (CR1 above: the same factor ``G/(G-1) * (n-1)/(n-k)``; two-way as
+``{"CRV1": "a+b"}`` or a list) and ``{"CRV3": col}``. For ``lmer``, ``"iid"`` is the
+model-based covariance and ``{"CRV1": col}`` clubSandwich's CR1S (the same factor on CR0).
+
 Degrees of freedom of the t-tests, intervals and the F test: ``n - k`` for ``"iid"`` and HC;
 ``G - 1`` for CR0 and CR1 (Stata's convention; ``min(G_1, G_2) - 1`` for two-way clustering);
 the Satterthwaite degrees of freedom, one per coefficient, for CR2 (its F test uses ``G - 1``).
@@ -63,6 +76,7 @@ __all__ = [
     "sandwich",
     "split_rows",
     "sym_power",
+    "vcov_alias",
 ]
 
 _EIG_TOL = 1e-12  # clubSandwich's matrix_power: eigenvalues <= 10^-12 are set to 0
@@ -70,7 +84,52 @@ _EIG_TOL = 1e-12  # clubSandwich's matrix_power: eigenvalues <= 10^-12 are set t
 
 HC_TYPES = ("HC0", "HC1", "HC2", "HC3")
 
-CR_TYPES = ("CR0", "CR1", "CR2")
+CR_TYPES = ("CR0", "CR1", "CR2", "CRV3")
+
+_LMER_ALIAS = {"CRV1": "CR1S"}  # clubSandwich's CR1S: G(n-1) / ((G-1)(n-p)) on CR0
+
+
+def vcov_alias(vcov: Any, model: str = "ols") -> Any:
+    """pyfixest's spellings of ``vcov=`` in this package's own (see the module documentation).
+
+    ``model`` is ``"ols"`` (also ``panel``) or ``"lmer"``; anything else is returned as it is.
+
+    Examples
+    --------
+    >>> vcov_alias("hetero"), vcov_alias({"CRV1": "a + b"}), vcov_alias({"CRV1": "g"}, "lmer")
+    ('HC1', {'CR1': ['a', 'b']}, {'CR1S': 'g'})
+    >>> vcov_alias("iid", "lmer") is None
+    True
+    """
+    if isinstance(vcov, str):
+        key = vcov.strip()
+        if key.lower() == "iid":
+            return None if model == "lmer" else "iid"
+        if key.lower() == "hetero" or (model == "lmer" and key.upper() in HC_TYPES):
+            if model == "lmer":
+                raise ValueError(
+                    f"vcov={vcov!r}: heteroskedasticity-robust (HC) covariances are not defined "
+                    "for lmer fits; use a cluster-robust one, e.g. {'CR2': 'school'} or "
+                    "{'CRV1': 'school'}"
+                )
+            return "HC1"
+        return vcov
+    if isinstance(vcov, dict) and len(vcov) == 1:
+        ((kind, spec),) = vcov.items()
+        key = str(kind).upper()
+        if key not in ("CRV1", "CRV3"):
+            return vcov
+        if isinstance(spec, str) and "+" in spec:
+            spec = [part.strip() for part in spec.split("+")]
+        if model == "lmer":
+            if key == "CRV3":
+                raise ValueError(
+                    "vcov={'CRV3': ...} is pyfixest's least-squares jackknife; for lmer fits use "
+                    "clubSandwich's {'CR3': column} (or 'CR2', 'CRV1')"
+                )
+            return {_LMER_ALIAS[key]: spec}
+        return {"CR1" if key == "CRV1" else "CRV3": spec}
+    return vcov
 
 
 def cluster_codes(values: Any, name: str = "cluster") -> tuple[np.ndarray, int]:
@@ -139,11 +198,11 @@ def sandwich(
         The regressors of the fit (unweighted).
     resid : (n,) array
         Residuals ``y - X beta`` (unweighted).
-    kind : {"iid", "HC0", "HC1", "HC2", "HC3", "CR0", "CR1", "CR2"}
+    kind : {"iid", "HC0", "HC1", "HC2", "HC3", "CR0", "CR1", "CR2", "CRV3"}
     weights : (n,) array, optional
         Positive prior weights of a weighted least-squares fit.
     clusters : list of (n,) arrays, optional
-        One grouping array (CR0, CR1, CR2) or two (CR0, CR1: two-way clustering).
+        One grouping array (CR0, CR1, CR2, CRV3) or two (CR0, CR1: two-way clustering).
     k : int, optional
         Number of parameters for the small-sample factors and ``n - k`` (defaults to the
         number of columns of ``X``; a within estimator counts only its slopes, as plm and Stata).
@@ -192,6 +251,13 @@ def sandwich(
                 "has a single value"
             )
     scores = Xs * es[:, None]
+    if kind == "CRV3":
+        if len(coded) != 1:
+            raise ValueError("CRV3 supports one cluster variable only")
+        codes, G = coded[0]
+        jack = _jackknife(Xs, es, codes, G)
+        factor = G / (G - 1) * (n - 1) / (n - k)
+        return Sandwich(factor * jack, np.full(p, float(G - 1)), float(G - 1), (G,), factor)
     if kind == "CR2":
         if len(coded) != 1:
             raise ValueError("CR2 supports one cluster variable only")
@@ -217,6 +283,25 @@ def sandwich(
     return Sandwich(
         V, np.full(p, float(Gmin - 1)), float(Gmin - 1), tuple(G for _, G in coded), factor
     )
+
+
+def _jackknife(Xs: np.ndarray, es: np.ndarray, codes: np.ndarray, G: int) -> np.ndarray:
+    """``sum_g d_g d_g'`` with ``d_g = b - b_(g) = (X'X - X_g'X_g)^-1 X_g'e_g`` on the weighted
+    rows ``Xs = sqrt(w) X``, ``es = sqrt(w) e`` (the estimate without cluster g, not refitted);
+    a singular ``X'X - X_g'X_g`` is solved by least squares (pyfixest's pinv)."""
+    p = Xs.shape[1]
+    XtX = Xs.T @ Xs
+    scores = cluster_sums(Xs * es[:, None], codes, G)
+    out = np.zeros((p, p))
+    for g, rows in enumerate(split_rows(codes, G)):
+        Xg = Xs[rows]
+        M = XtX - Xg.T @ Xg
+        try:
+            d = np.linalg.solve(M, scores[g])
+        except np.linalg.LinAlgError:
+            d = np.linalg.lstsq(M, scores[g], rcond=None)[0]
+        out += np.outer(d, d)
+    return out
 
 
 def _cr2(

@@ -30,7 +30,7 @@ from multilevel.factors import factor
 from multilevel.inference.tails import t_pvalue
 from multilevel.results.html import HtmlFitMixin
 from multilevel.results.keep import KeepMixin
-from multilevel.results.tidy import LmListTables
+from multilevel.results.tidy import LmListTables, input_index, row_values
 
 __all__ = ["LmListFit", "lmlist"]
 
@@ -57,13 +57,31 @@ class LmListFit(KeepMixin, LmListTables, HtmlFitMixin):
         Rows used per group; ``skipped`` the groups left out.
     df : pandas.Series
         Degrees of freedom of each group's t-tests.
-    fitted, resid : numpy.ndarray
-        Fitted values and residuals of the rows used (NaN in skipped groups); ``rows`` their
-        positions in the input.
+    fitted, resid : pandas.Series or numpy.ndarray
+        Fitted values and residuals (NaN in skipped groups): a Series on the input's full
+        index (NaN also at rows dropped for missing values) when the data were a pandas
+        DataFrame, else the array of the rows used; ``rows`` their positions in the input.
     """
 
     def __init__(self, **kw: Any) -> None:
         self.__dict__.update(kw)
+
+    @property
+    def fitted(self) -> Any:
+        """Fitted values (see the class documentation for their alignment)."""
+        return row_values(self._rows_of("fitted"), self.rows, self._index(), "fitted")
+
+    @property
+    def resid(self) -> Any:
+        """Residuals y - fitted, aligned as :attr:`fitted`."""
+        return row_values(self._rows_of("resid"), self.rows, self._index(), "resid")
+
+    def _rows_of(self, name: str) -> np.ndarray:
+        # a fit saved before fitted/resid became aligned holds the arrays under their names
+        return self.__dict__.get(f"_{name}_rows", self.__dict__.get(name))
+
+    def _index(self) -> pd.Index | None:
+        return self.__dict__.get("input_index")
 
     @property
     def coef_corr(self) -> pd.DataFrame:
@@ -212,7 +230,8 @@ def lmlist(
         group=group,
         pool=pool,
         df=pd.Series(df_t, index=idx, name="df"),
-        fitted=fitted,
-        resid=y - fitted,
+        _fitted_rows=fitted,
+        _resid_rows=y - fitted,
         rows=prep.rows,
+        input_index=input_index(data),
     )

@@ -101,7 +101,8 @@ def lmer(
         summary (clubSandwich's ``vcovCR``): ``{"CR2": "school"}`` (a column, grouping factor
         or array), or ``"CR2"`` alone to cluster on the grouping factor with fewest levels.
         Types CR0, CR1, CR1p, CR1S, CR2, CR3, CR4; see :mod:`multilevel.inference.lmer_robust`. Rows
-        with a missing cluster value are dropped (and counted) before the fit.
+        with a missing cluster value are dropped (and counted) before the fit. pyfixest's
+        ``"iid"`` (the model-based covariance) and ``{"CRV1": column}`` (= CR1S) are accepted.
     threads : int, optional
         Number of threads for every parallel step of the fit; default
         all cores. Any number gives the same estimates to the last bit.
@@ -153,6 +154,9 @@ def lmer(
             progress,
         )
     fit_data, kept = data, None
+    from multilevel.inference.sandwich import vcov_alias
+
+    vcov = vcov_alias(vcov, "lmer")  # pyfixest's "iid" (model-based) and {"CRV1": column}
     if vcov is not None:  # cluster-robust: checked, and rows missing the cluster dropped, first
         from multilevel.inference import lmer_robust
 

@@ -18,11 +18,18 @@ import pandas as pd
 
 from multilevel.design.fixed import fixed_arrays
 from multilevel.exceptions import DataError
-from multilevel.inference.sandwich import CR_TYPES, HC_TYPES, Sandwich, cluster_label, sandwich
+from multilevel.inference.sandwich import (
+    CR_TYPES,
+    HC_TYPES,
+    Sandwich,
+    cluster_label,
+    sandwich,
+    vcov_alias,
+)
 from multilevel.inference.tails import f_sf, t_ppf, t_pvalue
 from multilevel.results.html import HtmlFitMixin
 from multilevel.results.keep import KeepMixin
-from multilevel.results.tidy import OlsTables
+from multilevel.results.tidy import OlsTables, input_index, row_values
 
 __all__ = ["OlsFit", "ols", "ols_arrays", "parse_vcov", "summary_text", "vcov_label"]
 
@@ -56,8 +63,10 @@ class OlsFit(KeepMixin, OlsTables, HtmlFitMixin):
         Wald F test that all coefficients but the intercept are 0, with the chosen covariance.
     sigma : float
         Residual standard error ``sqrt(sum(w e^2) / (n - k))``.
-    resid, fitted : numpy.ndarray
-        Residuals and fitted values of the rows used.
+    resid, fitted : pandas.Series or numpy.ndarray
+        Residuals and fitted values: a Series on the input's full index (NaN at rows dropped
+        for missing values) when the data were a pandas DataFrame, else the array of the rows
+        used (``rows`` holds their positions in the input).
     n_clusters : tuple of int
         Numbers of clusters (cluster-robust covariances only).
     """
@@ -80,6 +89,7 @@ class OlsFit(KeepMixin, OlsTables, HtmlFitMixin):
         intercept: bool | None = None,
         rows: np.ndarray | None = None,
         fitted: np.ndarray | None = None,
+        input_index: pd.Index | None = None,
     ) -> None:
         names = list(names)
         self.coef = pd.Series(coef, index=names, name="coef")
@@ -96,12 +106,14 @@ class OlsFit(KeepMixin, OlsTables, HtmlFitMixin):
         self.formula = formula
         self.model = model
         self.rows = rows
-        self.fitted = X @ coef if fitted is None else fitted
-        self.resid = y - self.fitted
+        self.input_index = input_index
+        self._fitted_rows = X @ coef if fitted is None else fitted
+        self._resid_rows = y - self._fitted_rows
         self.weights = weights
         # Sums of squares as dot products: no row-sized temporaries when there are no weights.
-        wr = self.resid if weights is None else weights * self.resid
-        ssr = float(wr @ self.resid)
+        e = self._resid_rows
+        wr = e if weights is None else weights * e
+        ssr = float(wr @ e)
         self.ssr = ssr
         self.sigma = math.sqrt(ssr / self.df_resid) if self.df_resid > 0 else math.nan
         has_int = _has_intercept(X) if intercept is None else intercept
@@ -133,6 +145,23 @@ class OlsFit(KeepMixin, OlsTables, HtmlFitMixin):
             self.f_pvalue = f_sf(stat, len(test), sw.df_f)
         else:
             self.fvalue, self.f_df, self.f_pvalue = math.nan, (0, sw.df_f), math.nan
+
+    @property
+    def fitted(self) -> Any:
+        """Fitted values (see the class documentation for their alignment)."""
+        return row_values(self._rows_of("fitted"), self.rows, self._index(), "fitted")
+
+    @property
+    def resid(self) -> Any:
+        """Residuals y - fitted, aligned as :attr:`fitted`."""
+        return row_values(self._rows_of("resid"), self.rows, self._index(), "resid")
+
+    def _rows_of(self, name: str) -> np.ndarray:
+        # a fit saved before fitted/resid became aligned holds the arrays under their names
+        return self.__dict__.get(f"_{name}_rows", self.__dict__.get(name))
+
+    def _index(self) -> pd.Index | None:
+        return self.__dict__.get("input_index")
 
     @property
     def params(self) -> pd.Series:
@@ -274,7 +303,10 @@ def summary_text(fit: Any, header: list[tuple[str, str]], level: float = 0.95) -
 
 
 def parse_vcov(vcov: Any) -> tuple[str, list[Any]]:
-    """Normalise ``vcov`` to (kind, list of cluster specs)."""
+    """Normalise ``vcov`` to (kind, list of cluster specs); pyfixest's spellings ("hetero",
+    {"CRV1": col}, {"CRV3": col}) are read as :func:`~multilevel.inference.sandwich.vcov_alias`
+    says."""
+    vcov = vcov_alias(vcov, "ols")
     if isinstance(vcov, str):
         kind = vcov.upper() if vcov.lower() != "iid" else "iid"
         if kind in ("ROBUST",):
@@ -290,12 +322,15 @@ def parse_vcov(vcov: Any) -> tuple[str, list[Any]]:
         ((kind, spec),) = vcov.items()
         kind = str(kind).upper()
         if kind not in CR_TYPES:
-            raise ValueError(f"unknown cluster-robust type {kind!r}; use CR0, CR1 or CR2")
+            raise ValueError(
+                f"unknown cluster-robust type {kind!r}; use CR0, CR1, CR2 (or pyfixest's CRV1, "
+                "CRV3)"
+            )
         specs = list(spec) if isinstance(spec, (list, tuple)) else [spec]
         if not 1 <= len(specs) <= 2:
             raise ValueError("give one or two cluster columns")
-        if kind == "CR2" and len(specs) != 1:
-            raise ValueError("CR2 supports one cluster column only")
+        if kind in ("CR2", "CRV3") and len(specs) != 1:
+            raise ValueError(f"{kind} supports one cluster column only")
         return kind, specs
     raise TypeError("vcov must be a string such as 'HC1' or a dict such as {'CR1': 'school'}")
 
@@ -368,8 +403,10 @@ def ols(
     vcov : str or dict
         ``"iid"`` (default), ``"HC0"``, ``"HC1"`` (= ``"robust"``, Stata's ``vce(robust)``),
         ``"HC2"``, ``"HC3"``, or ``{"CR0" | "CR1" | "CR2": column}`` for cluster-robust
-        errors, ``{"CR0" | "CR1": [col1, col2]}`` for two-way clustering. The module
-        documentation states the small-sample factor and test degrees of freedom of each.
+        errors, ``{"CR0" | "CR1": [col1, col2]}`` for two-way clustering; pyfixest's
+        ``"hetero"``, ``{"CRV1": column}`` and ``{"CRV3": column}`` too. The module
+        documentation of :mod:`multilevel.inference.sandwich` states the small-sample factor
+        and test degrees of freedom of each.
 
     Returns
     -------
@@ -405,4 +442,5 @@ def ols(
         formula=formula,
         model="OLS" if prep.weights is None else "WLS",
         rows=prep.rows,
+        input_index=input_index(data),
     )

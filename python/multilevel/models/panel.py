@@ -28,10 +28,11 @@ For ``y_it = x_it' beta + a_i + e_it`` with entities ``i`` and times ``t``:
     one, is kept and estimates the mean change per period.
 
 Covariances (``vcov=``): ``"iid"`` as above, or ``{"CR0" | "CR1": column}`` clustered on a
-column (``"cluster"`` is ``{"CR1": entity}``). CR1 applies ``G/(G-1) * (n-1)/(n-K)`` with ``K``
-the number of estimated coefficients (not counting the absorbed entity effects): Stata's
-``vce(cluster)`` for ``xtreg`` and plm's ``vcovHC(method="arellano", type="sss")``; CR0 is
-plm's ``type="HC0"``. Cluster-robust tests use ``G - 1`` degrees of freedom.
+column (``"cluster"`` is ``{"CR1": entity}``; pyfixest's ``{"CRV1": column}`` is CR1). CR1
+applies ``G/(G-1) * (n-1)/(n-K)`` with ``K`` the number of estimated coefficients (not
+counting the absorbed entity effects): Stata's ``vce(cluster)`` for ``xtreg`` and plm's
+``vcovHC(method="arellano", type="sss")``; CR0 is plm's ``type="HC0"``. Cluster-robust
+tests use ``G - 1`` degrees of freedom.
 
 R-squared: ``r2`` is plm's: the squared correlation of the transformed response (demeaned for
 within, quasi-demeaned for random, differenced for fd) with its fitted values; ``r2_within``,
@@ -57,6 +58,7 @@ from multilevel.factors import factor
 from multilevel.inference.sandwich import Sandwich, cluster_sums, sandwich
 from multilevel.inference.tails import chi2_sf
 from multilevel.models.ols import OlsFit, parse_vcov, summary_text, vcov_label
+from multilevel.results.tidy import input_index
 
 __all__ = ["HausmanTest", "PanelFit", "hausman", "panel"]
 
@@ -330,6 +332,7 @@ def panel(
         intercept=intercept_in_t,
         rows=rows if model != "between" else None,
         fitted=fitted,
+        input_index=input_index(data),
     )
     fit.n_entities = N
     fit.entity, fit.time = entity, time
@@ -370,9 +373,11 @@ def _check_arguments(model: str, entity: str, time: str | None, vcov: Any):
         vcov = {"CR1": entity}
     kind, specs = parse_vcov(vcov)
     if kind in ("HC0", "HC1", "HC2", "HC3"):
-        raise ValueError("panel supports vcov='iid', 'cluster' or {'CR0'|'CR1': column}")
-    if kind == "CR2":
-        raise ValueError("CR2 is not available for panel models; use CR0 or CR1")
+        raise ValueError(
+            "panel supports vcov='iid', 'cluster' or {'CR0'|'CR1': column} ({'CRV1': column})"
+        )
+    if kind in ("CR2", "CRV3"):
+        raise ValueError(f"{kind} is not available for panel models; use CR0 or CR1 (= CRV1)")
     return model, kind, specs
 
 

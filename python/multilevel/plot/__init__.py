@@ -8,7 +8,8 @@ returns the Axes (the Figure for the multi-panel :func:`profile`).
 * random effects: :func:`caterpillar`, :func:`qq_ranef`, :func:`ranef_scatter`,
   :func:`shrinkage`;
 * residuals: :func:`resid_fitted`, :func:`resid_by_group`, :func:`qq_resid`;
-* fixed effects: :func:`effect`; likelihood profiles: :func:`profile`.
+* fixed effects: :func:`effect`; likelihood profiles: :func:`profile`;
+* influence of each group (HLMdiag's dot plot): :func:`influence`.
 
 Examples
 --------
@@ -29,10 +30,12 @@ from multilevel.plot._profile import profile
 from multilevel.plot._ranef import caterpillar, qq_ranef, ranef_scatter
 from multilevel.plot._residuals import qq_resid, resid_by_group, resid_fitted
 from multilevel.plot._shrinkage import shrinkage
+from multilevel.plot.influence import influence
 
 __all__ = [
     "caterpillar",
     "effect",
+    "influence",
     "profile",
     "qq_ranef",
     "qq_resid",

@@ -102,8 +102,9 @@ class _Writer:
         raise FitFileError(f"cannot save an array of dtype {a.dtype}")
 
     def index(self, ix: pd.Index) -> dict:
-        if isinstance(ix, pd.MultiIndex):
-            raise FitFileError("cannot save a MultiIndex")
+        if isinstance(ix, pd.MultiIndex):  # e.g. the input's index that fitted is aligned with
+            levels = [self.index(ix.get_level_values(k)) for k in range(ix.nlevels)]
+            return {"t": "multiindex", "levels": levels}
         return {"t": "index", "v": self.values(ix), "name": self.node(ix.name)}
 
     def values(self, v: Any) -> dict:
@@ -182,6 +183,7 @@ def _fit_state(fit: Any) -> dict[str, Any]:
     keys = ("design", "reml", "data_name", "weights_name", "offset_name", "robust")
     state: dict[str, Any] = {k: getattr(fit, k) for k in keys}
     state["_result"] = snapshot(fit._result)
+    state["_input_index"] = fit.input_index  # what fitted and resid are aligned with
     state["frame"] = _used_columns(fit)
     return state
 
@@ -269,6 +271,8 @@ class _Reader:
         raise FitFileError(f"unexpected node {t!r} for values")
 
     def index(self, n: dict) -> pd.Index:
+        if n.get("t") == "multiindex":
+            return pd.MultiIndex.from_arrays([self.index(x) for x in n["levels"]])
         return pd.Index(self.values(n["v"]), name=self.node(n["name"]))
 
     def node(self, n: Any) -> Any:
@@ -291,7 +295,7 @@ class _Reader:
             return tuple(self.node(x) for x in n["v"])
         if t == "dict":
             return {_key(self.node(k)): self.node(v) for k, v in n["v"]}
-        if t == "index":
+        if t in ("index", "multiindex"):
             return self.index(n)
         if t == "series":
             return pd.Series(

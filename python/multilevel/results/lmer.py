@@ -39,7 +39,7 @@ from multilevel.results.summary import (
     convergence_message,
     fit_text,
 )
-from multilevel.results.tidy import LmerTables
+from multilevel.results.tidy import LmerTables, input_index, row_values
 
 __all__ = ["LmerFit"]
 
@@ -441,9 +441,17 @@ class LmerFit(InferenceMixin, KeepMixin, LmerTables, HtmlFitMixin):
             total = contrib if total is None else total + contrib
         return total
 
+    @property
+    def input_index(self) -> pd.Index | None:
+        """The index of the input data when it was a pandas DataFrame (kept by pickle and
+        ``save``), else None: :attr:`fitted` and :attr:`resid` are aligned with it."""
+        if "_input_index" in self.__dict__:
+            return self.__dict__["_input_index"]
+        return input_index(self._data)
+
     @cached_property
-    def fitted(self) -> np.ndarray:
-        """Fitted values X beta + Z b (+ offset), aligned with the rows used."""
+    def _fitted_rows(self) -> np.ndarray:
+        """Fitted values X beta + Z b (+ offset) of the rows used, in their order."""
         f = np.asarray(self.design.X, dtype=float) @ self.beta
         re = self._re_part(None, range(len(self.design.terms)))
         if re is not None:
@@ -454,15 +462,27 @@ class LmerFit(InferenceMixin, KeepMixin, LmerTables, HtmlFitMixin):
         return f
 
     @cached_property
-    def resid(self) -> np.ndarray:
-        """Response residuals y - fitted."""
-        r = np.asarray(self.design.y, dtype=float) - self.fitted
+    def _resid_rows(self) -> np.ndarray:
+        r = np.asarray(self.design.y, dtype=float) - self._fitted_rows
         r.setflags(write=False)
         return r
 
+    @cached_property
+    def fitted(self) -> Any:
+        """Fitted values X beta + Z b (+ offset): a Series on the input's index (NaN at rows
+        dropped for missing values) when the data were a pandas DataFrame, else an array of
+        the rows used."""
+        return row_values(self._fitted_rows, self.design.rows, self.input_index, "fitted")
+
+    @cached_property
+    def resid(self) -> Any:
+        """Response residuals y - fitted, aligned as :attr:`fitted`."""
+        return row_values(self._resid_rows, self.design.rows, self.input_index, "resid")
+
     def scaled_residuals(self) -> np.ndarray:
-        """Pearson residuals divided by sigma: sqrt(w) (y - fitted) / sigma."""
-        r = self.resid
+        """Pearson residuals divided by sigma, sqrt(w) (y - fitted) / sigma, of the rows used
+        (an array, as lme4's ``residuals(fit, scaled = TRUE)``)."""
+        r = self._resid_rows
         if self.design.weights is not None:
             r = r * np.sqrt(np.asarray(self.design.weights, dtype=float))
         return r / self.sigma
@@ -505,7 +525,7 @@ class LmerFit(InferenceMixin, KeepMixin, LmerTables, HtmlFitMixin):
 
         if newdata is None:
             if re_form is None:
-                return np.array(self.fitted)
+                return np.array(self._fitted_rows)
             if self._data is None:
                 raise ValueError("predict(re_form=...) needs newdata for a fit without its data")
             full = self.predict(
@@ -558,6 +578,23 @@ class LmerFit(InferenceMixin, KeepMixin, LmerTables, HtmlFitMixin):
             weights_name=self.weights_name,
             offset_name=self.offset_name,
         )
+
+    def influence(self, level: str | None = None) -> pd.DataFrame:
+        """Leave-one-group-out influence diagnostics (HLMdiag's Cook's distance, MDFFITS,
+        COVTRACE, COVRATIO, the change in the fixed effects and the relative variance change),
+        from real refits without each level of ``level``; see
+        :mod:`multilevel.inference.influence`.
+
+        Examples
+        --------
+        >>> import multilevel as ml
+        >>> fit = ml.lmer("Reaction ~ Days + (Days | Subject)", ml.datasets.load("sleepstudy"))
+        >>> fit.influence("Subject")["cooksd"].round(3).nlargest(2).to_dict()
+        {'309': 0.149, '335': 0.129}
+        """
+        from multilevel.inference.influence import influence
+
+        return influence(self, level)
 
     def objective_at(self, theta: Sequence[float], reml: bool | None = None) -> float:
         """The profiled objective at another theta (REML unless this is an ML fit)."""

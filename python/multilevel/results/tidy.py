@@ -19,8 +19,11 @@ Column names are broom's and broom.mixed's, so that tables built in R and here l
   statistic, p.value, conf.low, conf.high (t intervals on each fit's degrees of freedom);
   ``lmlist`` adds ``level`` first, as broom.mixed's ``tidy.lmList4``.
 * ``params``, ``bse``, ``pvalues``, ``conf_int()``, ``fittedvalues``: statsmodels' names.
-  ``fittedvalues`` is a Series on the input's index when the fit knows its data (NaN where a
-  row was dropped), otherwise on the positions of the rows used.
+  ``fittedvalues`` is a Series on the input's index when the input was a pandas DataFrame (NaN
+  where a row was dropped), otherwise on the positions of the rows used.
+* ``fitted`` and ``resid`` of every fit follow one rule (:func:`row_values`): a Series on the
+  input's full index, NaN on rows dropped for missing values and never shifted, when the input
+  was a pandas DataFrame; the NumPy array of the rows used otherwise.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import pandas as pd
 
 from multilevel.inference.tails import t_ppf
 
-__all__ = ["LmListTables", "LmerTables", "OlsTables"]
+__all__ = ["LmListTables", "LmerTables", "OlsTables", "input_index", "row_values"]
 
 
 def _used_rows(frame: Any, rows: np.ndarray, columns: list[str] | None = None) -> pd.DataFrame:
@@ -56,10 +59,25 @@ def _aligned(values: np.ndarray, rows: Any, data: Any, name: str) -> pd.Series:
     rows = np.asarray(rows)
     if data is None:
         return pd.Series(values, index=pd.Index(rows), name=name)
-    index = as_pandas(data).index
+    index = data if isinstance(data, pd.Index) else as_pandas(data).index
     out = np.full(len(index), np.nan)
     out[rows] = values
     return pd.Series(out, index=index, name=name)
+
+
+def input_index(data: Any) -> pd.Index | None:
+    """The index of the input when it is a pandas DataFrame (else None): what ``fitted`` and
+    ``resid`` are aligned with."""
+    return data.index if isinstance(data, pd.DataFrame) else None
+
+
+def row_values(values: np.ndarray, rows: Any, index: pd.Index | None, name: str) -> Any:
+    """Per-row values of a fit as users get them: a Series on the input's full index (NaN at
+    rows dropped, never shifted) when the input was a pandas DataFrame, else the array of the
+    rows used."""
+    if index is None or rows is None:
+        return values
+    return _aligned(values, rows, index, name)
 
 
 def _one_row(**values: Any) -> pd.DataFrame:
@@ -120,13 +138,14 @@ class LmerTables:
         n = self.nobs
         offset = np.zeros(n) if d.offset is None else np.asarray(d.offset, dtype=float)
         weights = np.ones(n) if d.weights is None else np.asarray(d.weights, dtype=float)
-        out[".fitted"] = self.fitted
-        out[".resid"] = self.resid
+        fitted, resid = self._fitted_rows, self._resid_rows
+        out[".fitted"] = fitted
+        out[".resid"] = resid
         out[".fixed"] = np.asarray(d.X, dtype=float) @ self.beta + offset
-        out[".mu"] = self.fitted
+        out[".mu"] = fitted
         out[".offset"] = offset
         out[".weights"] = weights
-        out[".wtres"] = np.sqrt(weights) * self.resid
+        out[".wtres"] = np.sqrt(weights) * resid
         return out
 
     @property
@@ -152,8 +171,9 @@ class LmerTables:
 
     @property
     def fittedvalues(self: Any) -> pd.Series:
-        """Fitted values as a Series on the input's index (NaN at rows dropped)."""
-        return _aligned(self.fitted, self.design.rows, self._data, "fitted")
+        """Fitted values as a Series on the input's index (NaN at rows dropped); on the
+        positions of the rows used when the input was not a pandas DataFrame."""
+        return _aligned(self._fitted_rows, self.design.rows, self.input_index, "fitted")
 
 
 # ------------------------------------------------------------------------- ols, panel
@@ -209,8 +229,8 @@ class OlsTables:
             out = _used_rows(data, rows)
         else:
             out = pd.DataFrame(index=pd.Index(np.arange(self.nobs) if rows is None else rows))
-        out[".fitted"] = np.asarray(self.fitted, dtype=float)
-        out[".resid"] = np.asarray(self.resid, dtype=float)
+        out[".fitted"] = np.asarray(self._rows_of("fitted"), dtype=float)
+        out[".resid"] = np.asarray(self._rows_of("resid"), dtype=float)
         return out
 
     @property
@@ -225,8 +245,9 @@ class OlsTables:
 
     @property
     def fittedvalues(self: Any) -> pd.Series:
-        """Fitted values as a Series indexed by the positions of the rows used."""
-        return _aligned(self.fitted, self.rows, None, "fitted")
+        """Fitted values as a Series on the input's index (NaN at rows dropped) when the input
+        was a pandas DataFrame, else indexed by the positions of the rows used."""
+        return _aligned(self._rows_of("fitted"), self.rows, self._index(), "fitted")
 
 
 # ---------------------------------------------------------------------------- lmlist
@@ -285,6 +306,6 @@ class LmListTables:
             out = _used_rows(data, self.rows)
         else:
             out = pd.DataFrame(index=pd.Index(np.asarray(self.rows)))
-        out[".fitted"] = self.fitted
-        out[".resid"] = self.resid
+        out[".fitted"] = self._rows_of("fitted")
+        out[".resid"] = self._rows_of("resid")
         return out
