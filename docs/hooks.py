@@ -62,7 +62,8 @@ def code_blocks(markdown: str) -> list[tuple[int, int, str, str]]:
             continue
         indent, fence = m["indent"], m["fence"]
         info = m["info"].strip()
-        lang = info.split()[0].lstrip(".{").rstrip("}") if info else ""
+        words = info.strip("{} ").split()
+        lang = words[0].lstrip(".") if words else ""
         j = i + 1
         while j < len(lines) and not (
             lines[j].strip().startswith(fence) and set(lines[j].strip()) == {fence[0]}
@@ -148,7 +149,7 @@ def execute_page(markdown: str, src_uri: str) -> tuple[str, list[tuple[str, byte
         ran += 1
         if text:
             fence = _fence_for(text)
-            pieces += ["", f"{indent}{fence}text"]
+            pieces += ["", f"{indent}{fence} {{ .text .output }}"]
             pieces += [f"{indent}{ln}" if ln else "" for ln in text.splitlines()]
             pieces += [f"{indent}{fence}"]
         for name, png in _save_figures(stem, len(figures) + 1):

@@ -116,5 +116,5 @@ def test_output_values_and_warnings_are_inserted():
     page = "```python\nimport warnings\nprint('a')\nwarnings.warn('careful')\n1 + 1\n```\n"
     text, figures, ran = hooks.execute_page(page, "t.md")
     assert ran == 1 and figures == []
-    assert "```text\na\nUserWarning: careful\n```" not in text  # the value comes before
-    assert "```text\na\n2\nUserWarning: careful\n```" in text
+    assert "``` { .text .output }\na\n2\nUserWarning: careful\n```" in text
+    assert [b[2] for b in hooks.code_blocks(text)] == ["python", "text"]
