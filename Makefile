@@ -2,7 +2,7 @@
 # copied into the package next to the Python sources (the editable install picks it up).
 PY ?= python
 
-.PHONY: build dev test test-rust test-python lint fmt bench reference clean
+.PHONY: build dev test test-rust test-python lint fmt bench reference docs docs-serve wheel clean
 
 build:
 	$(PY) -m pip install -e ".[test]"
@@ -34,6 +34,20 @@ bench:
 	$(PY) benches/bench_panel.py
 	$(PY) benches/bench_inference.py
 
+# The guide (docs/, mkdocs.yml): every python block of every page runs while it builds.
+docs:
+	$(PY) -m mkdocs build --strict -d site
+
+docs-serve:
+	$(PY) -m mkdocs serve
+
+# A release wheel that needs no Rust to install: abi3 (one wheel for CPython >= 3.11), linked by
+# zig against glibc 2.17 (manylinux2014) without a container, and the sdist, both into dist/.
+# Needs `pip install maturin ziglang` (in the `test` extra).
+wheel:
+	$(PY) -m maturin build --release --zig --compatibility manylinux2014 --out dist
+	$(PY) -m maturin sdist --out dist
+
 # Regenerates tests/reference/ from R (needs R with lme4, nlme, plm, sandwich, clubSandwich).
 reference:
 	Rscript tests/reference/make_reference.R
@@ -41,3 +55,4 @@ reference:
 clean:
 	cargo clean
 	rm -f python/multilevel/_core*.so
+	rm -rf site dist

@@ -18,6 +18,21 @@ from multilevel.exceptions import DataError, MultilevelError
 SHAPES = {
     "cbpp": (56, ["herd", "incidence", "size", "period"]),
     "dyestuff": (30, ["Batch", "Yield"]),
+    "exam": (
+        4059,
+        [
+            "school",
+            "normexam",
+            "schgend",
+            "schavg",
+            "vr",
+            "intake",
+            "standLRT",
+            "sex",
+            "type",
+            "student",
+        ],
+    ),
     "grunfeld": (200, ["firm", "year", "inv", "value", "capital"]),
     "hsb": (7185, ["mathach", "ses", "minority", "sex", "school", "sector", "meanses"]),
     "insteval": (73421, ["s", "d", "studage", "lectage", "service", "dept", "y"]),
@@ -48,6 +63,11 @@ LEVELS = {
         "insteval",
         "dept",
     ): (14, ["15", "5", "10", "12", "6", "7", "4", "8", "9", "14", "1", "3", "11", "2"], False),
+    ("exam", "school"): (65, ["1", "2", "3"], False),
+    ("exam", "schgend"): (3, ["mixed", "boys", "girls"], False),
+    ("exam", "vr"): (3, ["bottom 25%", "mid 50%", "top 25%"], False),
+    ("exam", "sex"): (2, ["F", "M"], False),
+    ("exam", "student"): (650, ["1", "2", "3"], False),
     ("cbpp", "herd"): (15, ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10"], False),
     ("cbpp", "period"): (4, ["1", "2", "3", "4"], False),
 }
@@ -80,6 +100,12 @@ EXACT = [
     ("cbpp", 0, "size", "0x1.cp+3"),
     ("cbpp", 55, "incidence", "0x0p+0"),
     ("cbpp", 55, "size", "0x1.ep+3"),
+    ("exam", 0, "normexam", "0x1.0b9892329d0b4p-2"),  # 0.2613242
+    ("exam", 0, "standLRT", "0x1.3cf553d4936abp-1"),  # 0.6190592
+    ("exam", 1999, "normexam", "-0x1.1c37a3db3bfb6p-1"),  # -0.555112
+    ("exam", 1999, "standLRT", "0x1.7c030065808d6p-2"),  # 0.3711052
+    ("exam", 4058, "normexam", "-0x1.0770ef566490ap+0"),  # -1.029067
+    ("exam", 4058, "standLRT", "-0x1.5d54da4ce8102p+0"),  # -1.364576
     ("grunfeld", 0, "inv", "0x1.3d9999999999ap+8"),  # 317.6
     ("grunfeld", 0, "value", "0x1.80dp+11"),  # 3078.5
     ("grunfeld", 0, "capital", "0x1.6666666666666p+1"),  # 2.8
@@ -167,6 +193,7 @@ def test_describe():
         assert text.startswith("R package ") and "\n" not in text
     assert "nlme" in datasets.describe("hsb")
     assert "plm" in datasets.describe("grunfeld")
+    assert datasets.describe("exam") == "R package mlmRev 1.0.8, data object Exam"
     assert datasets.describe("InstEval") == datasets.describe("insteval")
 
 

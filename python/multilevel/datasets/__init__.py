@@ -13,7 +13,7 @@ Examples
 --------
 >>> from multilevel import datasets
 >>> datasets.names()
-['cbpp', 'dyestuff', 'grunfeld', 'hsb', 'insteval', 'pastes', 'penicillin', 'sleepstudy']
+['cbpp', 'dyestuff', 'exam', 'grunfeld', 'hsb', 'insteval', 'pastes', 'penicillin', 'sleepstudy']
 >>> df = datasets.load("sleepstudy")
 >>> df.shape
 (180, 3)
@@ -152,7 +152,7 @@ def load(name: str) -> pd.DataFrame:
     ----------
     name : str
         Dataset name, case-insensitive: ``"sleepstudy"``, ``"dyestuff"``, ``"penicillin"``,
-        ``"pastes"``, ``"hsb"``, ``"insteval"``, ``"cbpp"`` or ``"grunfeld"``
+        ``"pastes"``, ``"hsb"``, ``"insteval"``, ``"cbpp"``, ``"grunfeld"`` or ``"exam"``
         (see :func:`names`; :func:`describe` tells the R source).
 
     Returns

@@ -157,3 +157,13 @@ write_dataset(cbpp, "cbpp", lme4_src("cbpp"),
 data("Grunfeld", package = "plm")
 write_dataset(Grunfeld, "grunfeld", sprintf("R package plm %s, data object Grunfeld", ver("plm")),
   "Grunfeld investment panel: gross investment inv, firm value and capital stock for 10 US firms, 1935-1954.")
+
+# The London exam data (Goldstein et al. 1993) as mlmRev ships it. Stata's analysis of the same
+# pupils (Rabe-Hesketh & Skrondal's gcse.dta, `mixed gcse lrt || school: lrt`) uses gcse and lrt:
+# normexam and standLRT, each multiplied by 10.
+suppressPackageStartupMessages(library(mlmRev))
+write_dataset(Exam, "exam", sprintf("R package mlmRev %s, data object Exam", ver("mlmRev")),
+  paste("Inner London exam scores: 4,059 pupils in 65 schools; normexam the normalised GCSE exam",
+        "score at 16, standLRT the standardised London Reading Test score at 11, with school",
+        "gender (schgend), school average intake (schavg), verbal reasoning band (vr), intake",
+        "band, sex, school type and a student id within school (Goldstein et al. 1993)."))
