@@ -403,3 +403,14 @@ def test_wald_on_ols_and_panel_fits():
     fe = ml.panel("inv ~ value + capital", g, entity="firm", time="year", model="within")
     w = fe.wald("value = capital")
     assert w.numdf == 1 and w.dendf == fe.f_df[1]
+
+
+def test_anova_type3_keeps_call_names_whole():
+    # Term names are the fixed effects' names: a function call keeps its closing parenthesis,
+    # only C(x) shows as x (lmerTest's rows); the F of the between effect is its t squared.
+    hsb = ml.datasets.load("hsb")
+    fit = ml.lmer("mathach ~ dvar(ses, school) + cvar(ses, school) + (1 | school)", hsb)
+    tab = ml.anova(fit, type=3)
+    assert tab.index.tolist() == ["dvar(ses, school)", "cvar(ses, school)"]
+    t = fit.fixef["cvar(ses, school)"] / fit.se["cvar(ses, school)"]
+    assert tab.loc["cvar(ses, school)", "F value"] == pytest.approx(t**2, rel=1e-10)

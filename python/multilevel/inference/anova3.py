@@ -20,6 +20,13 @@ from multilevel.exceptions import HypothesisError
 from multilevel.inference import wald
 
 
+def _plain_name(factor: str) -> str:
+    """A factor's name in the table: ``C(x)`` shown as ``x``, any other call kept whole."""
+    if factor.startswith("C(") and factor.endswith(")") and "," not in factor:
+        return factor[2:-1]
+    return factor
+
+
 def _sum_coded(fit: Any) -> tuple[np.ndarray, dict[str, list[int]]]:
     """The sum-coded model matrix of the fit's fixed part on its rows, and each term's columns."""
     import formulaic
@@ -38,7 +45,7 @@ def _sum_coded(fit: Any) -> tuple[np.ndarray, dict[str, list[int]]]:
         if not factors or factors == ["1"]:
             continue
         parts.append(":".join(f"C({f}, contr.sum)" if f in categorical else f for f in factors))
-        names.append(":".join(f.removeprefix("C(").removesuffix(")") for f in factors))
+        names.append(":".join(_plain_name(f) for f in factors))
     intercept = any(str(t) == "1" for t in spec.terms)
     rhs = ("1" if intercept else "0") + "".join(f" + {p}" for p in parts)
     mm = formulaic.model_matrix(rhs, frame, context=context)
