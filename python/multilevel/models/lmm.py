@@ -31,6 +31,8 @@ def _problem_class() -> Any:
 def make_problem(design: _design.Design, problem_class: Any = None, threads: int = 0) -> Any:
     """The core's problem for a design (terms in the design's order, which is theta's order);
     ``threads`` as the core's (0: all cores)."""
+    if problem_class is None and hasattr(design, "problem"):  # design.fast.LazyDesign
+        return design.problem(threads)
     cls = problem_class if problem_class is not None else _problem_class()
     terms = [(t.codes, len(t.levels), t.Z, False) for t in design.terms]
     return cls(design.y, design.X, terms, design.weights, design.offset, threads=threads)
@@ -162,7 +164,9 @@ def lmer(
         fit_data, weights, offset, cluster, kept = lmer_robust.drop_missing_cluster(
             cluster, data, weights, offset
         )
-    design = _design.build(formula, fit_data, weights=weights, offset=offset, data_name=data_name)
+    design = _design.build(
+        formula, fit_data, weights=weights, offset=offset, data_name=data_name, lazy=vcov is None
+    )
     if vcov is not None and not isinstance(cluster, str) and cluster is not None:
         cluster = np.asarray(cluster)[np.asarray(design.rows)]  # aligned with the rows used
     if kept is not None:
