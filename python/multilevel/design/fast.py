@@ -33,7 +33,7 @@ from multilevel.exceptions import DataError, MissingValuesWarning
 from multilevel.factors import interaction
 from multilevel.formula import ParsedFormula
 
-__all__ = ["LAZY_ROWS", "LazyDesign", "LazyReTerm", "int_codes", "lazy_design"]
+__all__ = ["LAZY_ROWS", "LazyDesign", "LazyReTerm", "gram_full_rank", "int_codes", "lazy_design"]
 
 LAZY_ROWS = 2_000_000  # rows from which an in-memory lmer takes this path
 BLOCK_ROWS = 1 << 18  # rows per block added to the accumulator (8 MB for four columns of X)
@@ -190,11 +190,18 @@ def _clearly_full_rank_blocks(spec: NumericSpec, frame: Frame) -> bool:
     for a in range(0, len(frame), BLOCK_ROWS):
         X = spec.get_model_matrix(_block(frame, a, min(a + BLOCK_ROWS, len(frame)))).values
         G += X.T @ X
+    return gram_full_rank(G)
+
+
+def gram_full_rank(G: np.ndarray) -> bool:
+    """``rank._clearly_full_rank``'s screen on a Gram matrix X'X: True when the smallest
+    eigenvalue of the column-normalised X'X is at least 1e-6 (R's rule then keeps every
+    column); False means the exact rule (a QR of X) must decide."""
     d = np.diag(G)
     if not (np.isfinite(G).all() and (d > 0).all()):
         return False
     s = 1.0 / np.sqrt(d)
-    return p <= 1 or bool(np.linalg.eigvalsh(G * np.outer(s, s))[0] >= 1e-6)
+    return len(d) <= 1 or bool(np.linalg.eigvalsh(G * np.outer(s, s))[0] >= 1e-6)
 
 
 def _complete_frame(df: pd.DataFrame, used: list[str], stacklevel: int):

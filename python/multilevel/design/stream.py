@@ -46,6 +46,7 @@ import pandas as pd
 
 from multilevel.contextual import formula_context
 from multilevel.data import column_values, drop_missing, is_numeric, weight_vector
+from multilevel.design.fast import gram_full_rank
 from multilevel.design.fixed import FixedSpec
 from multilevel.design.matrix import (
     as_float_matrix,
@@ -494,9 +495,10 @@ class Pass2:
     acc: Any
     x_names: list[str]
     z_names: list[list[str]]
-    r: np.ndarray  # R of X (QR of row blocks): the rank rule without the rows
+    r: np.ndarray  # X'X, or (gram False) R of X (QR of row blocks): the rank without rows
     n_dropped: int
     n_used: int
+    gram: bool = True
 
 
 def new_accumulator(p: StreamPlan, n_x: int, threads: int = 0) -> Any:
@@ -511,10 +513,16 @@ def new_accumulator(p: StreamPlan, n_x: int, threads: int = 0) -> Any:
 
 
 def accumulate_frames(
-    p: StreamPlan, frames: Iterator[tuple[str, pd.DataFrame]], threads: int = 0, bar: Any = None
+    p: StreamPlan,
+    frames: Iterator[tuple[str, pd.DataFrame]],
+    threads: int = 0,
+    bar: Any = None,
+    qr: bool = False,
 ) -> Pass2:
     """Pass 2 over pandas frames: every batch's arrays into one accumulator (the columns of X
-    in ``p.keep`` when set)."""
+    in ``p.keep`` when set), with X'X of all the columns (``Pass2.r``), or with ``qr`` the R
+    of a QR of X taken in row blocks (R's rank rule; a QR per batch costs more than the rest
+    of the pass, so only when X'X leaves the rank in doubt)."""
     acc, names0, znames0, r = None, None, None, None
     n_dropped = n_used = 0
     for label, df in frames:
@@ -534,7 +542,10 @@ def accumulate_frames(
             raise DataError(
                 f"{label}: the model matrix has columns {names} but the first batch's were {names0}"
             )
-        r = _qr_r(X if r is None else np.vstack([r, X]))
+        if qr:
+            r = _qr_r(X if r is None else np.vstack([r, X]))
+        else:
+            r = X.T @ X if r is None else r + X.T @ X
         if p.keep is not None:
             X = np.asfortranarray(X[:, p.keep])
         if len(y):
@@ -542,7 +553,7 @@ def accumulate_frames(
         n_used += len(y)
     if acc is None:
         raise DataError("no rows left after dropping rows with missing values")
-    return Pass2(acc, names0, znames0, r, n_dropped, n_used)
+    return Pass2(acc, names0, znames0, r, n_dropped, n_used, gram=not qr)
 
 
 def _qr_r(a: np.ndarray) -> np.ndarray:
@@ -554,8 +565,8 @@ def _qr_r(a: np.ndarray) -> np.ndarray:
 def accumulate(
     p: StreamPlan, source: Source, threads: int = 0, progress: bool | None = None
 ) -> Pass2:
-    """Pass 2 (and a third when columns of X are rank-deficient: only then is it known which
-    to keep, as R's qr(X) decides over all the rows)."""
+    """Pass 2; when X'X leaves the rank in doubt, a third for R's qr(X) rule over all the
+    rows, and a fourth when columns must be dropped (only then is it known which)."""
 
     def frames() -> Iterator[tuple[str, pd.DataFrame]]:
         for label, batch in source.batches():
@@ -564,8 +575,12 @@ def accumulate(
 
     with _bar(source.n_rows, progress, "pass 2 (cross-products)") as bar:
         out = accumulate_frames(p, frames(), threads, bar)
+    if gram_full_rank(out.r):
+        return out
+    with _bar(source.n_rows, progress, "pass 3 (rank of X)") as bar:
+        out = accumulate_frames(p, frames(), threads, bar, qr=True)
     if _rank_keep(p, out):
-        with _bar(source.n_rows, progress, "pass 3 (full-rank columns)") as bar:
+        with _bar(source.n_rows, progress, "pass 4 (full-rank columns)") as bar:
             out = accumulate_frames(p, frames(), threads, bar)
     return out
 
@@ -692,8 +707,9 @@ _DESIGN_LOCK = threading.Lock()
 
 @dataclass
 class Partial:
-    """A Dask partition's (or a merged group's) accumulator as bytes, with the R of its X,
-    its row counts and what the client's design needs (names, each Z's width, specs)."""
+    """A Dask partition's (or a merged group's) accumulator as bytes, with the X'X (or the R,
+    ``gram`` False) of its X, its row counts and what the client's design needs (names, each
+    Z's width, specs)."""
 
     acc: bytes | None
     r: np.ndarray | None
@@ -703,19 +719,20 @@ class Partial:
     z_names: list[list[str]] | None = None
     z_q: list[int] | None = None
     specs: Any = None
+    gram: bool = True
 
 
-def _partition(p: StreamPlan, df: pd.DataFrame, label: str) -> Partial:
+def _partition(p: StreamPlan, df: pd.DataFrame, label: str, qr: bool = False) -> Partial:
     """Pass 2 over one partition, with a copy of the plan (threads of one process share it)."""
     import copy
 
     p = copy.copy(p)
     try:
         with _DESIGN_LOCK:  # formulaic is not known to be thread-safe; a process builds serially
-            out = accumulate_frames(p, iter([(label, df)]), threads=1)
+            out = accumulate_frames(p, iter([(label, df)]), threads=1, qr=qr)
     except DataError as exc:
         if str(exc).startswith("no rows left"):
-            return Partial(None, None, len(df), 0)
+            return Partial(None, None, len(df), 0, gram=not qr)
         raise
     return Partial(
         out.acc.to_bytes(),
@@ -726,6 +743,7 @@ def _partition(p: StreamPlan, df: pd.DataFrame, label: str) -> Partial:
         out.z_names,
         p.z_q,
         p.specs,
+        out.gram,
     )
 
 
@@ -759,10 +777,11 @@ def _merge(parts: list[Partial]) -> Partial:
                 part.z_names,
                 part.z_q,
                 part.specs,
+                part.gram,
             )
         else:
             acc.merge(a)
-            out.r = _qr_r(np.vstack([out.r, part.r]))
+            out.r = out.r + part.r if out.gram else _qr_r(np.vstack([out.r, part.r]))
             out.n_used += part.n_used
     out.acc = None if acc is None else acc.to_bytes()
     return out
@@ -809,10 +828,11 @@ def fit_dask(
     }
     _finish_pass1(p, seen, dictionaries)
 
-    def reduce(keep: np.ndarray | None) -> Pass2:
+    def reduce(keep: np.ndarray | None, qr: bool = False) -> Pass2:
         p.keep = keep
         level = [
-            dask.delayed(_partition)(p, d, f"partition {k}") for k, d in enumerate(ddf.to_delayed())
+            dask.delayed(_partition)(p, d, f"partition {k}", qr)
+            for k, d in enumerate(ddf.to_delayed())
         ]
         while len(level) > 1:
             level = [
@@ -824,11 +844,13 @@ def fit_dask(
             raise DataError("no rows left after dropping rows with missing values")
         p.z_q, p.specs = m.z_q, m.specs
         acc = _core.Accumulator.from_bytes(m.acc)
-        return Pass2(acc, m.x_names, m.z_names, m.r, m.n_dropped, m.n_used)
+        return Pass2(acc, m.x_names, m.z_names, m.r, m.n_dropped, m.n_used, gram=not qr)
 
     out = reduce(None)
-    if _rank_keep(p, out):
-        out = reduce(p.keep)
+    if not gram_full_rank(out.r):
+        out = reduce(None, qr=True)
+        if _rank_keep(p, out):
+            out = reduce(p.keep)
     design = design_of(p, out, data_name)
     warn_dropped(out.n_dropped)
     counts = {"read": p.n_read, "dropped": out.n_dropped, "used": out.n_used}
