@@ -93,7 +93,7 @@ def is_stream_source(data: Any) -> bool:
     mod = type(data).__module__.split(".")[0]
     if mod == "polars":
         return type(data).__name__ == "LazyFrame"
-    if mod in ("pyarrow", "dask", "dask_expr"):
+    if mod in ("pyarrow", "dask", "dask_expr", "pyspark"):
         return True
     return hasattr(data, "__arrow_c_stream__")
 
@@ -723,16 +723,31 @@ class Partial:
 
 
 def _partition(p: StreamPlan, df: pd.DataFrame, label: str, qr: bool = False) -> Partial:
-    """Pass 2 over one partition, with a copy of the plan (threads of one process share it)."""
+    """Pass 2 over one partition (a Dask partition's frame)."""
+    return _partition_frames(p, iter([(label, df)]), qr)
+
+
+def _partition_frames(
+    p: StreamPlan, frames: Iterator[tuple[str, pd.DataFrame]], qr: bool = False
+) -> Partial:
+    """Pass 2 over the frames of one partition (a Dask partition, the batches of a Spark
+    partition), with a copy of the plan (threads of one process share it)."""
     import copy
 
     p = copy.copy(p)
+    n_rows = [0]
+
+    def counted() -> Iterator[tuple[str, pd.DataFrame]]:
+        for label, df in frames:
+            n_rows[0] += len(df)
+            yield label, df
+
     try:
         with _DESIGN_LOCK:  # formulaic is not known to be thread-safe; a process builds serially
-            out = accumulate_frames(p, iter([(label, df)]), threads=1, qr=qr)
+            out = accumulate_frames(p, counted(), threads=1, qr=qr)
     except DataError as exc:
         if str(exc).startswith("no rows left"):
-            return Partial(None, None, len(df), 0, gram=not qr)
+            return Partial(None, None, n_rows[0], 0, gram=not qr)
         raise
     return Partial(
         out.acc.to_bytes(),

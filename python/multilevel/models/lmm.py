@@ -207,8 +207,12 @@ def _lmer_stream(
 
     if vcov is not None:
         raise NotImplementedError("vcov= (cluster-robust) needs the rows; it cannot be streamed")
+    from multilevel.distributed.spark import fit_spark, is_spark
+
     if stream.is_dask(data):
         design, problem, rows = stream.fit_dask(formula, data, weights, offset, data_name)
+    elif is_spark(data):
+        design, problem, rows = fit_spark(formula, data, weights, offset, data_name)
     else:
         design, problem, rows = stream.fit_stream(
             formula,
