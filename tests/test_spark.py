@@ -16,7 +16,7 @@ from multilevel.exceptions import DataError
 pytest.importorskip("pyspark", reason="pyspark is not installed (the spark extra)")
 pytest.importorskip("pyarrow")
 
-from test_stream_fit import FORMULA, _frame  # noqa: E402
+from test_stream_fit import FORMULA, _frame
 
 
 def _quiet(fn, *args, **kwargs):
