@@ -9,7 +9,7 @@ the driver):
    every streamed source);
 2. per partition, one ``multilevel._core.Accumulator`` over its batches (the same
    per-batch design as every streamed source), serialised with its ``to_bytes`` inside a
-   pickled :class:`multilevel.design.stream.Partial`, then ``treeReduce``\\ d with
+   pickled :class:`multilevel.distributed.partials.Partial`, then ``treeReduce``\\ d with
    ``Accumulator.merge`` on the executors.
 
 The optimiser runs on the driver on the reduced accumulator: the objective is the in-memory
@@ -29,19 +29,16 @@ import numpy as np
 
 from multilevel.design.fast import gram_full_rank
 from multilevel.design.stream import (
-    Partial,
     Pass2,
     StreamedDesign,
     _finish_pass1,
-    _first_pass,
-    _merge,
-    _partition_frames,
     _rank_keep,
     columns_of,
     design_of,
     new_plan,
     warn_dropped,
 )
+from multilevel.distributed.partials import Partial, _first_pass, _merge, _partition_frames
 from multilevel.exceptions import DataError
 from multilevel.formula import parse
 

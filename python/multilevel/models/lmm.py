@@ -207,10 +207,11 @@ def _lmer_stream(
 
     if vcov is not None:
         raise NotImplementedError("vcov= (cluster-robust) needs the rows; it cannot be streamed")
+    from multilevel.distributed.dask_fit import fit_dask, is_dask
     from multilevel.distributed.spark import fit_spark, is_spark
 
-    if stream.is_dask(data):
-        design, problem, rows = stream.fit_dask(formula, data, weights, offset, data_name)
+    if is_dask(data):
+        design, problem, rows = fit_dask(formula, data, weights, offset, data_name)
     elif is_spark(data):
         design, problem, rows = fit_spark(formula, data, weights, offset, data_name)
     else:
