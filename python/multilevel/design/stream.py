@@ -279,23 +279,24 @@ def columns_of(parsed: ParsedFormula, weights: Any, offset: Any) -> list[str]:
 
 
 def _complete_rows(plan: StreamPlan, df: pd.DataFrame, label: str):
-    """drop_missing of the in-memory design on one batch: (frame, weights, offset, dropped)."""
+    """drop_missing of the in-memory design on one batch: (frame, weights, offset, dropped,
+    positions of the rows kept)."""
     vectors: dict[str, Any] = {}
     for name, arg in (("weights", plan.weights), ("offset", plan.offset)):
         if arg is not None:
             vectors[arg] = weight_vector(arg, df, name)[0]
     n = len(df)
     if n == 0:  # an empty batch or partition
-        return None, None, None, 0
+        return None, None, None, 0, None
     try:
-        frame, _rows, n_dropped, vecs = drop_missing(df, plan.used, vectors, warn=False)
+        frame, rows, n_dropped, vecs = drop_missing(df, plan.used, vectors, warn=False)
     except DataError as exc:
         if str(exc).startswith("no rows left"):
-            return None, None, None, n
+            return None, None, None, n, None
         raise DataError(f"{label}: {exc}") from None
     w = vecs.get(plan.weights) if plan.weights else None
     o = vecs.get(plan.offset) if plan.offset else None
-    return frame, w, o, n_dropped
+    return frame, w, o, n_dropped, rows
 
 
 def _group_values(frame: Any, factors: tuple[str, ...]) -> pd.DataFrame:
@@ -312,7 +313,7 @@ def _fixed_factor_names(parsed: ParsedFormula, df: pd.DataFrame) -> list[str]:
 
 
 def _pass1_batch(plan: StreamPlan, df: pd.DataFrame, label: str, seen: dict) -> None:
-    frame, _, _, n_dropped = _complete_rows(plan, df, label)
+    frame, _, _, n_dropped, _ = _complete_rows(plan, df, label)
     plan.n_read += len(df)
     plan.n_dropped += n_dropped
     if frame is None:
@@ -415,11 +416,14 @@ def _check_schema(p: StreamPlan, batch: Any, label: str) -> None:
         raise DataError(_schema_message(label, p.schema, schema))
 
 
-def batch_arrays(p: StreamPlan, df: pd.DataFrame, label: str):
+def batch_arrays(p: StreamPlan, df: pd.DataFrame, label: str, positions: list | None = None):
     """One batch's (y, X, [(codes, Z)], weights, offset, n_dropped), terms in formula order,
-    or None when no row is complete."""
-    frame, w, o, n_dropped = _complete_rows(p, df, label)
+    or None when no row is complete; the positions of the rows used are appended to
+    ``positions`` when given."""
+    frame, w, o, n_dropped, rows = _complete_rows(p, df, label)
     if frame is None:
+        if positions is not None:
+            positions.append(np.empty(0, np.int64))
         return None, n_dropped
     pdf = frame
     if p.fixed_levels:  # non-numeric fixed columns: categoricals with every level of pass 1
@@ -466,6 +470,9 @@ def batch_arrays(p: StreamPlan, df: pd.DataFrame, label: str):
         terms = [(c[keep], np.asfortranarray(Z[keep]), nm) for c, Z, nm in terms]
         w = None if w is None else w[keep]
         o = None if o is None else o[keep]
+        rows = rows[keep]
+    if positions is not None:
+        positions.append(rows)
     return (y, X, names, terms, w, o), n_dropped
 
 
@@ -723,10 +730,22 @@ def streamed_fit_class() -> type:
 
             @property
             def fitted(self) -> np.ndarray:  # type: ignore[override]
+                """Dask-fed fits: a lazy Dask Series (the partitions' index, rows used)."""
+                source = getattr(self.design, "partitions", None)
+                if source is not None:
+                    from multilevel.distributed.dask_fit import dask_rowwise
+
+                    return dask_rowwise(self, *source, "fitted")
                 raise StreamedDataError(f"fitted values are not available: {STREAMED_REASON}")
 
             @property
             def resid(self) -> np.ndarray:  # type: ignore[override]
+                """Dask-fed fits: a lazy Dask Series y - fitted."""
+                source = getattr(self.design, "partitions", None)
+                if source is not None:
+                    from multilevel.distributed.dask_fit import dask_rowwise
+
+                    return dask_rowwise(self, *source, "resid")
                 raise StreamedDataError(f"residuals are not available: {STREAMED_REASON}")
 
             def scaled_residuals(self) -> np.ndarray:

@@ -25,7 +25,7 @@ from multilevel.distributed.partials import _first_pass, _merge, _partition
 from multilevel.exceptions import DataError
 from multilevel.formula import parse
 
-__all__ = ["fit_dask", "is_dask"]
+__all__ = ["dask_rowwise", "fit_dask", "is_dask"]
 
 
 def is_dask(data: Any) -> bool:
@@ -100,6 +100,47 @@ def fit_dask(
         if _rank_keep(p, out):
             out = reduce(p.keep)
     design = design_of(p, out, data_name)
+    design.partitions = (ddf, p)  # fitted values and residuals, lazily (dask_rowwise)
     warn_dropped(out.n_dropped)
     counts = {"read": p.n_read, "dropped": out.n_dropped, "used": out.n_used}
     return design, out.acc.problem(), counts
+
+
+def _partition_rowwise(
+    df: pd.DataFrame, p: Any, beta: np.ndarray, bs: list, what: str, label: str
+) -> pd.Series:
+    """Fitted values (or residuals) of one partition's rows used by the fit."""
+    from multilevel.design.stream import batch_arrays
+
+    positions: list = []
+    arrays, _ = batch_arrays(p, df, label, positions)
+    index = df.index[positions[0]]
+    if arrays is None:
+        return pd.Series(np.empty(0), index=index, name=what)
+    y, X, _names, terms, _w, o = arrays
+    if p.keep is not None:
+        X = X[:, p.keep]
+    f = X @ beta
+    for k, b in zip(p.order, bs):  # the fit's terms are in lme4's order
+        codes, Z, _ = terms[k]
+        f += np.einsum("ij,ij->i", Z, b[codes])
+    if o is not None:
+        f += o
+    return pd.Series(y - f if what == "resid" else f, index=index, name=what)
+
+
+def dask_rowwise(fit: Any, ddf: Any, p: Any, what: str) -> Any:
+    """``fit.fitted`` or ``fit.resid`` of a Dask-fed fit: a lazy Dask Series, one partition
+    per partition of the data (their index, the rows the fit used), computed from each
+    partition's rows with the fit's beta and conditional modes."""
+    beta = np.asarray(fit.beta, dtype=float)
+    bs = [np.asarray(b, dtype=float) for b in fit.b]
+    return ddf.map_partitions(
+        _partition_rowwise,
+        p,
+        beta,
+        bs,
+        what,
+        "a partition",
+        meta=pd.Series(np.empty(0), name=what),
+    )
