@@ -63,3 +63,41 @@ def test_spark_missing_column(spark):
     sdf = spark.createDataFrame(_frame(200).drop(columns="x2"))
     with pytest.raises(DataError, match="the Spark frame has no column 'x2'"):
         ml.lmer(FORMULA, sdf)
+
+
+def test_four_sources_agree(spark, tmp_path):
+    """benches/bench_stream_sources.py in small: pandas, Parquet, Dask (a LocalCluster of 2
+    workers) and Spark give the same objective to 1e-10."""
+    import importlib.util
+    from pathlib import Path
+
+    dd = pytest.importorskip("dask.dataframe")
+    distributed = pytest.importorskip("distributed")
+    import pyarrow.parquet as pq
+
+    spec = importlib.util.spec_from_file_location(
+        "make_panel", Path(__file__).resolve().parents[1] / "benches" / "make_panel.py"
+    )
+    make_panel = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_panel)
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(make_panel, "GROUPS_PER_BLOCK", 100)  # several row groups
+    path = make_panel.write(tmp_path / "panel.parquet", rows=30_000, groups=400)
+    monkey.undo()
+    formula = "y ~ x1 + x2 + x3 + (1 + x1 | g)"
+    objectives = {"pandas": _quiet(ml.lmer, formula, pq.read_table(path).to_pandas(), reml=False)}
+    objectives["parquet"] = _quiet(ml.lmer, formula, path, reml=False, batch_rows=4096)
+    with (
+        distributed.LocalCluster(
+            n_workers=2, processes=False, threads_per_worker=1, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster),
+    ):
+        ddf = dd.read_parquet(str(path), split_row_groups=True)
+        assert ddf.npartitions > 1
+        objectives["dask"] = _quiet(ml.lmer, formula, ddf, reml=False)
+    objectives["spark"] = _quiet(ml.lmer, formula, spark.read.parquet(str(path)), reml=False)
+    ref = objectives["pandas"].objective
+    for name, fit in objectives.items():
+        assert abs(fit.objective / ref - 1) < 1e-10, name
+        assert fit.nobs == 30_000 and fit.ngroups == {"g": 400}
