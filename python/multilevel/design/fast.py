@@ -33,52 +33,103 @@ from multilevel.exceptions import DataError, MissingValuesWarning
 from multilevel.factors import interaction
 from multilevel.formula import ParsedFormula
 
-__all__ = ["LAZY_ROWS", "LazyDesign", "LazyReTerm", "gram_full_rank", "int_codes", "lazy_design"]
+__all__ = [
+    "LAZY_ROWS",
+    "IntCoder",
+    "LazyDesign",
+    "LazyReTerm",
+    "gram_full_rank",
+    "int_coder",
+    "int_codes",
+    "lazy_design",
+]
 
 LAZY_ROWS = 2_000_000  # rows from which an in-memory lmer takes this path
-BLOCK_ROWS = 1 << 18  # rows per block added to the accumulator (8 MB for four columns of X)
+BLOCK_ROWS = 1 << 16  # rows per block added to the accumulator (2 MB for four columns of X)
 
 
-def int_codes(values: np.ndarray) -> tuple[np.ndarray, pd.Index] | None:
-    """int32 codes and levels (sorted, as :func:`multilevel.factors.factor` gives them) of an
-    integer column whose values span no more than four times its length, by counting: no
-    hashing, no sort. None for any other column.
+class IntCoder:
+    """The codes of an integer column, by counting: ``levels`` (sorted, as
+    :func:`multilevel.factors.factor` gives them) and each row's position among them, made a
+    block of rows at a time (:meth:`block`) or for all the rows (:meth:`codes`)."""
 
-    >>> c, lv = int_codes(np.array([7, 3, 7, 5]))
-    >>> c.tolist(), lv.tolist()
-    ([2, 0, 2, 1], [3, 5, 7])
-    """
+    def __init__(self, values: np.ndarray, lo: int, position: np.ndarray, levels: pd.Index):
+        self.values, self.lo, self.position, self.levels = values, lo, position, levels
+
+    def block(self, a: int, b: int) -> np.ndarray:
+        v = self.values[a:b]
+        if self.lo != 0 or v.dtype != np.int64:
+            v = v.astype(np.int64) - self.lo
+        return np.take(self.position, v)
+
+    def codes(self) -> np.ndarray:
+        return self.block(0, len(self.values))
+
+
+def int_coder(values: Any) -> IntCoder | None:
+    """An :class:`IntCoder` for an integer column whose values span no more than four times
+    its length (no hashing, no sort); None for any other column."""
     if not (isinstance(values, np.ndarray) and values.dtype.kind in "iu" and values.size):
         return None
     lo, hi = int(values.min()), int(values.max())
     span = hi - lo + 1
     if span > max(4 * values.size, 1 << 16) or span >= 2**31:
         return None
-    shifted = values if lo == 0 and values.dtype == np.int64 else values.astype(np.int64) - lo
-    present = np.bincount(shifted, minlength=span) > 0
+    present = np.zeros(span, dtype=bool)
+    for a in range(0, values.size, BLOCK_ROWS * 4):  # no shifted copy of the whole column
+        v = values[a : a + BLOCK_ROWS * 4]
+        v = v if lo == 0 and v.dtype == np.int64 else v.astype(np.int64) - lo
+        present |= np.bincount(v, minlength=span) > 0
     position = np.cumsum(present, dtype=np.int32) - 1
-    codes = np.take(position, shifted)
     levels = pd.Index((np.flatnonzero(present) + lo).astype(values.dtype))
-    return codes, levels
+    return IntCoder(values, lo, position, levels)
+
+
+def int_codes(values: np.ndarray) -> tuple[np.ndarray, pd.Index] | None:
+    """int32 codes and levels of an integer column by counting (:func:`int_coder`), or None.
+
+    >>> c, lv = int_codes(np.array([7, 3, 7, 5]))
+    >>> c.tolist(), lv.tolist()
+    ([2, 0, 2, 1], [3, 5, 7])
+    """
+    coder = int_coder(values)
+    return None if coder is None else (coder.codes(), coder.levels)
 
 
 def _grouping(frame: Frame, factors: tuple[str, ...]):
-    """(codes int32, levels, factor_levels, keys) of a grouping factor, as ``interaction``."""
+    """(codes int32 or an IntCoder, levels, factor_levels, keys) of a grouping factor, as
+    ``interaction``."""
     if len(factors) == 1:
-        fast = int_codes(frame.values(factors[0]))
-        if fast is not None:
-            codes, levels = fast
-            return codes, levels, [levels], None
+        coder = int_coder(frame.values(factors[0]))
+        if coder is not None:
+            return coder, coder.levels, [coder.levels], None
     return tuple(interaction([frame.values(f) for f in factors]))
 
 
 class LazyReTerm(ReTerm):
-    """A :class:`ReTerm` whose ``Z`` is made from the data on first use."""
+    """A :class:`ReTerm` whose ``Z`` (and, for an integer grouping column, ``codes``) are
+    made from the data on first use; :meth:`block_codes` gives a block's codes meanwhile."""
 
     def __init__(self, group, names, codes, levels, spec, make_z):
         self._z = None
         self._make_z = make_z
-        super().__init__(group, names, codes, levels, None, spec)
+        self._coder = codes if isinstance(codes, IntCoder) else None
+        super().__init__(group, names, None if self._coder else codes, levels, None, spec)
+
+    @property  # type: ignore[override]
+    def codes(self) -> np.ndarray:
+        if self._codes is None:
+            self._codes = self._coder.codes()
+        return self._codes
+
+    @codes.setter
+    def codes(self, value: Any) -> None:
+        self._codes = value
+
+    def block_codes(self, a: int, b: int) -> np.ndarray:
+        if self._codes is None:
+            return self._coder.block(a, b)
+        return self._codes[a:b]
 
     @property  # type: ignore[override]
     def Z(self) -> np.ndarray:
@@ -136,14 +187,26 @@ class LazyDesign(Design):
         )
         y_all = np.asarray(frame.values(self._response))
         z_specs = [self._z_specs[k] for k in self.term_order]
+        x_names = self._x_spec.names
+        # a Z whose columns are the first columns of X (``(1 + x1 | g)`` with ``1 + x1 + ...``)
+        # is a view of X's block
+        prefix = [
+            len(s.names) <= len(x_names)
+            and s.names == x_names[: len(s.names)]
+            and s.levels == self._x_spec.levels
+            for s in z_specs
+        ]
         for a in range(0, n, BLOCK_ROWS):
             b = min(a + BLOCK_ROWS, n)
             block = _block(frame, a, b)
             y = np.ascontiguousarray(y_all[a:b], dtype=np.float64)
             X = self._x_spec.get_model_matrix(block).values
             terms = [
-                (t.codes[a:b], spec.get_model_matrix(block).values)
-                for t, spec in zip(self.terms, z_specs)
+                (
+                    t.block_codes(a, b),
+                    X[:, : len(spec.names)] if pre else spec.get_model_matrix(block).values,
+                )
+                for t, spec, pre in zip(self.terms, z_specs, prefix)
             ]
             acc.add(y, X, terms)
         return acc.problem()
