@@ -691,19 +691,32 @@ def fit_stream(
     threads: int = 0,
     progress: bool | None = None,
     data_name: str | None = None,
-) -> tuple[StreamedDesign, Any, dict[str, int]]:
-    """Both passes over a streaming source: (design, problem, row counts)."""
+    then: Callable[..., Any] | None = None,
+) -> Any:
+    """Both passes over a streaming source: (design, problem, row counts); with ``then``,
+    ``then(design, problem, counts, plan, frames)`` while the source is still open (``frames()``
+    reads its batches again as (label, pandas frame) pairs) and its result."""
     parsed = parse(formula)
     source = batches_of(data, columns_of(parsed, weights, offset), batch_rows)
     try:
         p = plan(formula, source, weights, offset, progress)
         out = accumulate(p, source, threads, progress)
+        design = design_of(p, out, data_name)
+        warn_dropped(out.n_dropped)
+        counts = {"read": p.n_read, "dropped": out.n_dropped, "used": out.n_used}
+        problem = out.acc.problem()
+        del out
+        if then is None:
+            return design, problem, counts
+
+        def frames() -> Iterator[tuple[str, pd.DataFrame]]:
+            for label, batch in source.batches():
+                _check_schema(p, batch, label)
+                yield label, _to_pandas(batch)
+
+        return then(design, problem, counts, p, frames)
     finally:
         source.cleanup()
-    design = design_of(p, out, data_name)
-    warn_dropped(out.n_dropped)
-    counts = {"read": p.n_read, "dropped": out.n_dropped, "used": out.n_used}
-    return design, out.acc.problem(), counts
 
 
 # -- the result -----------------------------------------------------------------------------------

@@ -202,38 +202,48 @@ def _lmer_stream(
     batch_rows,
     progress,
 ) -> LmerFit:
-    """``lmer`` on a streaming source or a Dask DataFrame (multilevel.design.stream)."""
+    """``lmer`` on a streaming source, a Dask or a Spark DataFrame (multilevel.design.stream,
+    multilevel.distributed); ``vcov=`` from one more pass (multilevel.distributed.robust)."""
     from multilevel.design import stream
-
-    if vcov is not None:
-        raise NotImplementedError("vcov= (cluster-robust) needs the rows; it cannot be streamed")
     from multilevel.distributed.dask_fit import fit_dask, is_dask
     from multilevel.distributed.spark import fit_spark, is_spark
 
-    if is_dask(data):
-        design, problem, rows = fit_dask(formula, data, weights, offset, data_name)
-    elif is_spark(data):
-        design, problem, rows = fit_spark(formula, data, weights, offset, data_name)
-    else:
-        design, problem, rows = stream.fit_stream(
-            formula,
-            data,
-            weights,
-            offset,
-            batch_rows or stream.DEFAULT_BATCH_ROWS,
-            threads,
-            progress,
-            data_name,
+    robust = None
+    if vcov is not None:
+        from multilevel.distributed.robust import parse_streamed_vcov
+
+        robust = parse_streamed_vcov(vcov, weights, is_dask(data) or is_spark(data))
+
+    def make_fit(design, problem, rows, p=None, frames=None) -> LmerFit:
+        fit = stream.streamed_fit_class()._fit(
+            design,
+            problem,
+            reml,
+            start=start,
+            max_fun=max_fun,
+            data_name=data_name,
+            weights_name=weights if isinstance(weights, str) else None,
+            offset_name=offset if isinstance(offset, str) else None,
         )
-    fit = stream.streamed_fit_class()._fit(
-        design,
-        problem,
-        reml,
-        start=start,
-        max_fun=max_fun,
-        data_name=data_name,
-        weights_name=weights if isinstance(weights, str) else None,
-        offset_name=offset if isinstance(offset, str) else None,
+        fit.rows = rows
+        if robust is not None:
+            from multilevel.distributed.robust import streamed_vcov
+
+            fit.robust = streamed_vcov(fit, p, frames(), *robust)
+        return fit
+
+    if is_dask(data):
+        return make_fit(*fit_dask(formula, data, weights, offset, data_name))
+    if is_spark(data):
+        return make_fit(*fit_spark(formula, data, weights, offset, data_name))
+    return stream.fit_stream(
+        formula,
+        data,
+        weights,
+        offset,
+        batch_rows or stream.DEFAULT_BATCH_ROWS,
+        threads,
+        progress,
+        data_name,
+        then=make_fit,
     )
-    fit.rows = rows
-    return fit
