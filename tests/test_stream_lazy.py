@@ -50,6 +50,8 @@ CASES = [
     ("y ~ x1 + f + (1 | g) + (1 | s)", True),
     ("y ~ 0 + x1 + (x1 || g)", True),
     ("y ~ x1 + (1 | g:s)", False),
+    ("y ~ x1 * x2 + (1 + x1 | g)", False),  # products of numeric columns, formulaic's order
+    ("y ~ x2 + x1:x2:x1 + (0 + x1:x2 | g)", True),
 ]
 
 
@@ -104,7 +106,7 @@ def test_lazy_not_taken_for_transforms_weights_or_rank_deficiency(lazy):
     for kwargs, formula in [
         ({}, "y ~ np.log(x1 + 10) + (1 | g)"),
         ({"weights": np.ones(len(df))}, "y ~ x1 + (1 | g)"),
-        ({}, "y ~ x1 * x2 + (1 | g)"),
+        ({}, "y ~ x1 * f + (1 | g)"),
     ]:
         assert type(ml.lmer(formula, df, **kwargs).design).__name__ == "Design"
     with pytest.warns(ml.RankDeficiencyWarning, match="x3"):
@@ -149,3 +151,18 @@ def test_build_lazy_flag_only(monkeypatch):
     df = _panel()
     assert type(build("y ~ x1 + (1 | g)", df)).__name__ == "Design"
     assert type(build("y ~ x1 + (1 | g)", df, lazy=True)).__name__ == "LazyDesign"
+
+
+@pytest.mark.parametrize("formula", ["y ~ x1 * x2 + (1 + x1 | g)", "y ~ x1 + f + (1 | s)"])
+def test_lazy_predict_newdata(formula, monkeypatch):
+    df = _panel()
+    general(monkeypatch)
+    ref = ml.lmer(formula, df)
+    monkeypatch.setattr(fast, "LAZY_ROWS", 10)
+    fit = ml.lmer(formula, df)
+    assert type(fit.design).__name__ == "LazyDesign"
+    new = df.iloc[[5, 1, 400]].reset_index(drop=True)
+    np.testing.assert_allclose(fit.predict(new), ref.predict(new), rtol=1e-8)
+    np.testing.assert_allclose(
+        fit.predict(new, re_form="NA"), ref.predict(new, re_form="NA"), rtol=1e-8
+    )

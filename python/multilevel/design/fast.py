@@ -1,8 +1,9 @@
 """The large-data path of an in-memory mixed model: no model matrix for all the rows.
 
-For a formula whose fixed part and random-effects terms are an intercept and plain columns
-(numeric, or pandas categoricals after an intercept: :mod:`multilevel.design.numeric`), with
-no weights, offset or transformation, a mixed model needs the rows only through the
+For a formula whose fixed part and random-effects terms are an intercept, plain columns
+(numeric, or pandas categoricals after an intercept: :mod:`multilevel.design.numeric`) and
+products of numeric columns (``x1 * x2``, ``x1:x2``: :class:`ProductSpec`, named and ordered
+as formulaic does on the first rows), with no weights, offset or transformation, a mixed model needs the rows only through the
 cross-products A = [Z X y]'[Z X y]. On data of :data:`LAZY_ROWS` rows or more,
 :func:`lazy_design` therefore builds no ``X`` and no ``Z`` for all the rows: the grouping
 factors are coded (integer columns by counting, no hashing and no sort), the rank rule is
@@ -13,12 +14,13 @@ are made on first use (fitted values, residuals, inference), as the general path
 names, levels and codes are identical to :func:`multilevel.design.random.build`'s.
 
 Below :data:`LAZY_ROWS` rows, or for anything else (weights, offsets, transformations,
-interactions in the formula, rank-deficient X), :func:`lazy_design` returns None and the
+interactions with factors, rank-deficient X), :func:`lazy_design` returns None and the
 general path builds the design.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -38,10 +40,12 @@ __all__ = [
     "IntCoder",
     "LazyDesign",
     "LazyReTerm",
+    "ProductSpec",
     "gram_full_rank",
     "int_coder",
     "int_codes",
     "lazy_design",
+    "product_names",
 ]
 
 LAZY_ROWS = 2_000_000  # rows from which an in-memory lmer takes this path
@@ -94,6 +98,63 @@ def int_codes(values: np.ndarray) -> tuple[np.ndarray, pd.Index] | None:
     """
     coder = int_coder(values)
     return None if coder is None else (coder.codes(), coder.levels)
+
+
+_PRODUCT_EXPR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[01+*: ]")
+
+
+class ProductSpec(NumericSpec):
+    """Columns that are an intercept, numeric columns and products of numeric columns
+    (``x1 * x2``, ``x1:x2:x3``), in formulaic's order and names (:func:`product_names`)."""
+
+    def __init__(self, factors: list[tuple[str, ...]]):
+        self.factors = factors
+        self.intercept = () in factors
+        self.columns = sorted({c for f in factors for c in f})
+        self.levels = {}
+        self.names = [":".join(f) if f else "Intercept" for f in factors]
+
+    def get_model_matrix(self, frame: Any, na_action: str = "ignore", context=None):
+        from multilevel.data import column_values
+        from multilevel.design.numeric import NumericMatrix
+
+        out = np.empty((len(frame), len(self.names)), dtype=np.float64, order="F")
+        for j, f in enumerate(self.factors):
+            if not f:
+                out[:, j] = 1.0
+                continue
+            out[:, j] = np.asarray(column_values(frame, f[0]), dtype=np.float64)
+            for c in f[1:]:  # left to right, as formulaic multiplies
+                out[:, j] *= np.asarray(column_values(frame, c), dtype=np.float64)
+        return NumericMatrix(out, list(self.names), self)
+
+
+def product_names(expr: str, df: pd.DataFrame, rows: int = 64) -> list | None:
+    """formulaic's columns of ``expr`` on the first rows, as factors (``()`` the intercept,
+    ``("x1", "x2")`` for ``x1:x2``) when every column is an intercept, a numeric column or a
+    product of numeric columns and the products reproduce formulaic's values; else None."""
+    import formulaic
+
+    if "".join(_PRODUCT_EXPR.findall(expr)) != expr:
+        return None
+    head = df.head(rows)
+    try:
+        mm = formulaic.model_matrix(expr, head, na_action="ignore", output="pandas")
+    except Exception:
+        return None
+    factors = []
+    for name in map(str, mm.columns):
+        f = () if name == "Intercept" else tuple(name.split(":"))
+        for c in f:
+            if c not in df.columns or not isinstance(df[c].dtype, np.dtype):
+                return None
+            if df[c].dtype.kind not in "if":
+                return None
+        factors.append(f)
+    got = ProductSpec(factors).get_model_matrix(head).values
+    if not np.array_equal(got, mm.to_numpy(dtype=np.float64), equal_nan=True):
+        return None
+    return factors
 
 
 def _grouping(frame: Frame, factors: tuple[str, ...]):
@@ -312,15 +373,17 @@ def lazy_design(
     resp = parsed.response
     if resp not in df.columns or any(u not in df.columns for u in used):
         return None
-    if numeric_spec(parsed.fixed, df) is None or any(
-        numeric_spec(t.expr, df) is None for t in parsed.random
-    ):
+    exprs = [parsed.fixed] + [t.expr for t in parsed.random]
+    probed = [numeric_spec(e, df) or product_names(e, df) for e in exprs]
+    if any(s is None for s in probed):
         return None
     if not isinstance(df[resp].dtype, np.dtype) or not is_numeric(df[resp]):
         return None
     frame, rows, n_dropped = _complete_frame(df, used, stacklevel=5)
-    x_spec = numeric_spec(parsed.fixed, frame)
-    z_specs = [numeric_spec(t.expr, frame) for t in parsed.random]
+    x_spec, *z_specs = [
+        numeric_spec(e, frame) if not isinstance(s, list) else ProductSpec(s)
+        for e, s in zip(exprs, probed)
+    ]
     if x_spec is None or any(s is None for s in z_specs):
         return None
     if not _clearly_full_rank_blocks(x_spec, frame):
