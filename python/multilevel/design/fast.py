@@ -4,8 +4,9 @@ For a formula whose fixed part and random-effects terms are an intercept, plain 
 (numeric, or pandas categoricals after an intercept: :mod:`multilevel.design.numeric`) and
 products of numeric columns (``x1 * x2``, ``x1:x2``: :class:`ProductSpec`, named and ordered
 as formulaic does on the first rows), with no weights, offset or transformation, a mixed
-model needs the rows only through the cross-products A = [Z X y]'[Z X y]. On data of :data:`LAZY_ROWS` rows or more,
-:func:`lazy_design` therefore builds no ``X`` and no ``Z`` for all the rows: the grouping
+model needs the rows only through the cross-products A = [Z X y]'[Z X y]. On data of
+:data:`LAZY_ROWS` rows or more, :func:`lazy_design` therefore builds no ``X`` and no ``Z``
+for all the rows: the grouping
 factors are coded (integer columns by counting, no hashing and no sort), the rank rule is
 screened on X'X summed over row blocks, and :meth:`LazyDesign.problem` adds row blocks of
 ``X`` and ``Z`` (views of the input's columns, a block at a time) into
