@@ -321,7 +321,11 @@ def _pass1_batch(plan: StreamPlan, df: pd.DataFrame, label: str, seen: dict) -> 
     for v in _fixed_factor_names(plan.parsed, df):
         seen.setdefault(("fixed", v), []).append(pd.unique(np.asarray(column_values(frame, v))))
     for k, t in enumerate(plan.parsed.random):
-        g = _group_values(frame, t.group_factors).drop_duplicates()
+        if len(t.group_factors) == 1:  # a hash of the values: 5x faster than of frame rows
+            f = t.group_factors[0]
+            g = pd.DataFrame({f: pd.unique(np.asarray(column_values(frame, f)))})
+        else:
+            g = _group_values(frame, t.group_factors).drop_duplicates()
         seen.setdefault(("term", k), []).append(g)
 
 
