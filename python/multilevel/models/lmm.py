@@ -82,10 +82,11 @@ def lmer(
     data : pandas or polars DataFrame, dict of arrays, or a streaming source
         Rows with a missing value in a used column are dropped (``fit.n_dropped``). A
         Parquet file or folder path, a pyarrow Table / RecordBatchReader / Dataset, a polars
-        LazyFrame, anything with ``__arrow_c_stream__`` or a Dask DataFrame is streamed
-        (:mod:`multilevel.design.stream`): two passes over record batches, never all the rows
-        in memory; the fit has no row-wise accessors (fitted, resid) and ``fit.rows`` gives
-        the rows read, dropped and used.
+        LazyFrame, anything with ``__arrow_c_stream__``, a Dask or a PySpark DataFrame is
+        streamed (:mod:`multilevel.design.stream`, :mod:`multilevel.distributed`): two passes
+        over record batches or partitions, never all the rows in memory; the fit has no
+        row-wise accessors (fitted, resid; a Dask-fed fit gives them as lazy Dask Series)
+        and ``fit.rows`` gives the rows read, dropped and used.
     reml : bool, default True
         REML (lme4's default) or maximum likelihood.
     weights : str or array-like, optional
@@ -102,7 +103,9 @@ def lmer(
         Cluster-robust covariance of the fixed effects for ``fit.vcov``, ``fit.se`` and the
         summary (clubSandwich's ``vcovCR``): ``{"CR2": "school"}`` (a column, grouping factor
         or array), or ``"CR2"`` alone to cluster on the grouping factor with fewest levels.
-        Types CR0, CR1, CR1p, CR1S, CR2, CR3, CR4; see :mod:`multilevel.inference.lmer_robust`. Rows
+        Types CR0, CR1, CR1p, CR1S, CR2, CR3, CR4; see :mod:`multilevel.inference.lmer_robust`.
+        Streamed data: all but CR2, clustered on the grouping factor of every term
+        (:mod:`multilevel.distributed.robust`). Rows
         with a missing cluster value are dropped (and counted) before the fit.
     threads : int, optional
         Number of threads for every parallel step of the fit; default
