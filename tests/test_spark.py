@@ -5,6 +5,7 @@ importable (CI installs the ``spark`` extra and a Java runtime)."""
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 
 import numpy as np
@@ -13,8 +14,12 @@ import pytest
 import multilevel as ml
 from multilevel.exceptions import DataError
 
-pytest.importorskip("pyspark", reason="pyspark is not installed (the spark extra)")
-pytest.importorskip("pyarrow")
+# find_spec, not importorskip: importing pyspark at collection imports the standard library's
+# profile module, and the doctests of multilevel/inference/profile.py then fail to collect
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("pyspark") is None or importlib.util.find_spec("pyarrow") is None,
+    reason="pyspark is not installed (the spark extra)",
+)
 
 from test_stream_fit import FORMULA, _frame
 
