@@ -13,6 +13,7 @@ import pytest
 
 import multilevel as ml
 from multilevel.exceptions import DataError
+from test_stream_fit import FORMULA, _frame
 
 # find_spec, not importorskip: importing pyspark at collection imports the standard library's
 # profile module, and the doctests of multilevel/inference/profile.py then fail to collect
@@ -20,8 +21,6 @@ pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("pyspark") is None or importlib.util.find_spec("pyarrow") is None,
     reason="pyspark is not installed (the spark extra)",
 )
-
-from test_stream_fit import FORMULA, _frame
 
 
 def _quiet(fn, *args, **kwargs):
