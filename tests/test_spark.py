@@ -29,15 +29,40 @@ def _quiet(fn, *args, **kwargs):
         return fn(*args, **kwargs)
 
 
+def _import_pyspark_sql():
+    """``pyspark.sql``, imported with the standard library's ``profile`` module in
+    ``sys.modules``: when the doctests of ``multilevel/inference/profile.py`` (a namespace
+    package, so collected as a top-level module) were collected first, ``profile`` is that
+    module, and pyspark's ``import cProfile`` fails on it."""
+    import importlib
+    import sys
+    import sysconfig
+    from pathlib import Path
+
+    ours = sys.modules.get("profile")
+    if ours is not None and not hasattr(ours, "Profile"):
+        path = Path(sysconfig.get_paths()["stdlib"]) / "profile.py"
+        spec = importlib.util.spec_from_file_location("profile", path)
+        stdlib = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(stdlib)
+        sys.modules["profile"] = stdlib
+        try:
+            return importlib.import_module("pyspark.sql")
+        finally:
+            sys.modules["profile"] = ours
+    return importlib.import_module("pyspark.sql")
+
+
 @pytest.fixture(scope="module")
 def spark():
-    from pyspark.sql import SparkSession
+    SparkSession = _import_pyspark_sql().SparkSession
 
     session = (
         SparkSession.builder.master("local[2]")
         .appName("multilevel-test")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.driver.memory", "1g")
         .getOrCreate()
     )
@@ -49,8 +74,8 @@ def spark():
 def test_spark_fit_equals_in_memory(spark):
     df = _frame()
     ref = _quiet(ml.lmer, FORMULA, df, reml=False)
-    # four partitions: treeReduce merges the partial accumulators in two levels
-    sdf = spark.createDataFrame(df).repartition(4)
+    sdf = spark.createDataFrame(df)  # local[2]: two partitions, merged by treeReduce
+    assert sdf.rdd.getNumPartitions() >= 2
     fit = _quiet(ml.lmer, FORMULA, sdf, reml=False)
     assert abs(fit.objective / ref.objective - 1) < 1e-10
     at = fit.problem.objective(ref.theta, False)
