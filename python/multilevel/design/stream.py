@@ -58,7 +58,7 @@ from multilevel.design.matrix import (
 from multilevel.design.random import Design, ReTerm, TermSpec, _check_levels, lme4_term_order
 from multilevel.design.rank import drop_rank_deficient
 from multilevel.exceptions import DataError, MissingValuesWarning
-from multilevel.factors import interaction, lookup
+from multilevel.factors import cat_codes, interaction, lookup
 from multilevel.formula import ParsedFormula, parse
 
 __all__ = [
@@ -329,7 +329,7 @@ def _pass1_batch(plan: StreamPlan, df: pd.DataFrame, label: str, seen: dict) -> 
         seen.setdefault(("term", k), []).append(g)
 
 
-def _finish_pass1(plan: StreamPlan, seen: dict, dictionaries: dict[str, list]) -> None:
+def _finish_pass1(plan: StreamPlan, seen: dict, dictionaries: dict[str, Any]) -> None:
     """Levels in R's order from the distinct values of the complete rows."""
 
     def as_factor_input(name: str, values: np.ndarray) -> Any:
@@ -367,14 +367,31 @@ def _to_pandas(batch: Any) -> pd.DataFrame:
     return batch.to_pandas(split_blocks=True, self_destruct=False)
 
 
-def _dictionaries(batch: Any) -> dict[str, list]:
+def _dictionaries(batch: Any) -> dict[str, Any]:
+    """The Arrow dictionary of each dictionary-encoded column of a batch."""
     import pyarrow as pa
 
-    out = {}
-    for f, col in zip(batch.schema, batch.columns):
-        if pa.types.is_dictionary(f.type):
-            out[f.name] = col.dictionary.to_pylist()
-    return out
+    return {
+        f.name: col.dictionary
+        for f, col in zip(batch.schema, batch.columns)
+        if pa.types.is_dictionary(f.type)
+    }
+
+
+def _merge_dictionaries(known: dict[str, pd.Index], last: dict[str, Any], batch: Any) -> None:
+    """The values of each dictionary column in order of first appearance over the batches
+    (a batch repeating the previous batch's dictionary costs one comparison)."""
+    for name, d in _dictionaries(batch).items():
+        if name in last and last[name].equals(d):
+            continue
+        last[name] = d
+        values = pd.Index(d.to_numpy(zero_copy_only=False))
+        if name not in known:
+            known[name] = values
+        else:
+            new = values[~values.isin(known[name])]
+            if len(new):
+                known[name] = known[name].append(new)
 
 
 def new_plan(formula: str, weights: Any, offset: Any) -> StreamPlan:
@@ -399,13 +416,12 @@ def plan(
     schema against the first's."""
     p = new_plan(formula, weights, offset)
     seen: dict = {}
-    dictionaries: dict[str, list] = {}
+    dictionaries: dict[str, pd.Index] = {}
+    last: dict[str, Any] = {}
     with _bar(source.n_rows, progress, "pass 1 (levels)") as bar:
         for label, batch in source.batches():
             _check_schema(p, batch, label)
-            for name, d in _dictionaries(batch).items():
-                known = dictionaries.setdefault(name, [])
-                known.extend(v for v in d if v not in set(known))
+            _merge_dictionaries(dictionaries, last, batch)
             _pass1_batch(p, _to_pandas(batch), label, seen)
             bar.update(batch.num_rows)
     _finish_pass1(p, seen, dictionaries)
@@ -443,15 +459,21 @@ def batch_arrays(p: StreamPlan, df: pd.DataFrame, label: str, positions: list | 
         what = f"random-effects term {t.text}"
         Z, z_spec, z_names = _model_matrix(p, specs[1][k], t.expr, pdf, what)
         z_specs.append(z_spec)
-        vals = _group_values(frame, t.group_factors)
         index = p.term_index[k]
-        if len(t.group_factors) == 1:
-            codes = lookup(index, vals.iloc[:, 0])
+        one = column_values(frame, t.group_factors[0]) if len(t.group_factors) == 1 else None
+        if isinstance(one, pd.Categorical):  # an Arrow dictionary: its values looked up once
+            at = lookup(index, pd.Series(np.asarray(one.categories)))
+            c = cat_codes(one)
+            codes = np.where(c >= 0, at[c], -1)
+        elif one is not None:
+            codes = lookup(index, pd.Series(np.asarray(one)))
         else:
-            codes = index.get_indexer(pd.MultiIndex.from_frame(vals))
+            codes = index.get_indexer(
+                pd.MultiIndex.from_frame(_group_values(frame, t.group_factors))
+            )
         bad = codes < 0
         if bad.any():
-            first = vals[bad].iloc[0].tolist()
+            first = _group_values(frame, t.group_factors)[bad].iloc[0].tolist()
             raise DataError(
                 f"{label}: level {', '.join(map(repr, first))} of {t.group!r} was not seen in "
                 f"the first pass ({int(bad.sum())} rows); the data changed between the passes"
