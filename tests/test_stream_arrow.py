@@ -57,3 +57,23 @@ def test_many_valued_dictionary():
         fit = ml.lmer("y ~ x + (1 | g)", table, batch_rows=50_000)
     assert fit.ngroups == {"g": 20_000}
     assert list(fit.ranef["g"].index[:3]) == labels[:3]
+
+
+def test_string_codes_by_index_in_as_lookup():
+    """Term codes of string columns by pyarrow.compute.index_in equal factors.lookup's,
+    for Arrow-backed and object strings; a value that is no level gives -1."""
+    from multilevel.design import stream
+    from multilevel.factors import lookup
+
+    p = stream.StreamPlan(
+        "y ~ 1 + (1 | g)", ml.formula.parse("y ~ 1 + (1 | g)"), ["y", "g"], None, None
+    )
+    index = pd.Index(["b", "a", "c"], dtype=object)
+    values = np.array(["a", "c", "zz", "b", "a"], dtype=object)
+    want = lookup(index, pd.Series(values))
+    assert want.tolist() == [1, 2, -1, 0, 1]
+    for v in (values, pd.array(values, dtype="string[pyarrow]")):
+        got = stream._lookup_values(p, 0, index, v)
+        assert got.tolist() == want.tolist()
+    mixed = np.array(["a", 3], dtype=object)  # not all strings: the general lookup
+    assert stream._lookup_values(p, 0, index, mixed).tolist() == [1, -1]

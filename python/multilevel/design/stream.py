@@ -258,6 +258,7 @@ class StreamPlan:
     term_index: list[pd.Index] = field(default_factory=list)  # value (or tuple) -> code
     factor_levels: list[list[pd.Index]] = field(default_factory=list)
     level_keys: list[Any] = field(default_factory=list)
+    arrow_levels: dict[int, Any] = field(default_factory=dict)  # term -> its levels in Arrow
     schema: Any = None
     n_read: int = 0
     n_dropped: int = 0
@@ -323,7 +324,10 @@ def _pass1_batch(plan: StreamPlan, df: pd.DataFrame, label: str, seen: dict) -> 
     for k, t in enumerate(plan.parsed.random):
         if len(t.group_factors) == 1:  # a hash of the values: 5x faster than of frame rows
             f = t.group_factors[0]
-            g = pd.DataFrame({f: pd.unique(np.asarray(column_values(frame, f)))})
+            v = column_values(frame, f)
+            if not isinstance(getattr(v, "dtype", None), pd.StringDtype):  # Arrow strings stay
+                v = np.asarray(v)
+            g = pd.DataFrame({f: pd.unique(v)})
         else:
             g = _group_values(frame, t.group_factors).drop_duplicates()
         seen.setdefault(("term", k), []).append(g)
@@ -466,7 +470,7 @@ def batch_arrays(p: StreamPlan, df: pd.DataFrame, label: str, positions: list | 
             c = cat_codes(one)
             codes = np.where(c >= 0, at[c], -1)
         elif one is not None:
-            codes = lookup(index, pd.Series(np.asarray(one)))
+            codes = _lookup_values(p, k, index, one)
         else:
             codes = index.get_indexer(
                 pd.MultiIndex.from_frame(_group_values(frame, t.group_factors))
@@ -500,6 +504,38 @@ def batch_arrays(p: StreamPlan, df: pd.DataFrame, label: str, positions: list | 
     if positions is not None:
         positions.append(rows)
     return (y, X, names, terms, w, o), n_dropped
+
+
+def _lookup_values(p: StreamPlan, k: int, index: pd.Index, values: Any) -> np.ndarray:
+    """Codes of a grouping column among term ``k``'s levels: Arrow strings (what a batch's
+    strings are in pandas 3) by ``pyarrow.compute.index_in`` against the levels (no Python
+    objects made per row); anything else by :func:`multilevel.factors.lookup`."""
+    dtype = getattr(values, "dtype", None)
+
+    def stringy(dt: Any) -> bool:
+        return isinstance(dt, pd.StringDtype) or (isinstance(dt, np.dtype) and dt.kind == "O")
+
+    if (
+        stringy(dtype)
+        and stringy(index.dtype)
+        and len(index)
+        and all(isinstance(v, str) for v in index[:64])
+    ):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        try:  # Arrow strings as they are; an object array of str converted in C++
+            arr = pa.array(values) if isinstance(dtype, pd.StringDtype) else None
+            arr = arr if arr is not None else pa.array(np.asarray(values), type=pa.string())
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            arr = None  # not all strings: the general lookup
+        if arr is not None:
+            levels = p.arrow_levels.get(k)
+            if levels is None or levels.type != arr.type:
+                levels = p.arrow_levels[k] = pa.array(list(index), type=arr.type)
+            found = pc.fill_null(pc.index_in(arr, value_set=levels), -1)
+            return found.to_numpy(zero_copy_only=False).astype(np.int64)
+    return lookup(index, pd.Series(np.asarray(values)))
 
 
 def _model_matrix(p: StreamPlan, spec: Any, expr: str, frame: Any, what: str):
