@@ -116,6 +116,7 @@ def build(
     offset=None,
     data_name: str | None = None,
     allow_n: bool = False,
+    lazy: bool = False,
 ) -> Design:
     """Arrays for a mixed model: y, X, and for each random term its codes, levels and Z.
 
@@ -130,6 +131,9 @@ def build(
         Name of the data set, kept for printing.
     allow_n : bool
         lme4's ``allow.n`` (glmer): allow as many levels / random effects as observations.
+    lazy : bool
+        On large data with plain columns, a :class:`multilevel.design.fast.LazyDesign`
+        (X and Z made on first use; its ``problem()`` accumulates row blocks).
 
     Returns
     -------
@@ -148,6 +152,12 @@ def build(
     """
     parsed = parse(formula)
     df = as_pandas(data)
+    if lazy and not allow_n:
+        from multilevel.design.fast import lazy_design
+
+        design = lazy_design(parsed, df, formula, weights, offset, data_name)
+        if design is not None:
+            return design
     used = parsed.variables()
     m = model_rows(parsed, df, used, formula, weights, offset, bars=parsed.random)
     frame, rows, nobs = m.frame, m.rows, len(m.y)

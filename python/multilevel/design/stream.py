@@ -26,15 +26,14 @@ True
 
 Sources (:func:`batches_of`): a Parquet file or folder, a pyarrow Table, RecordBatchReader or
 ``dataset.Dataset``, a polars LazyFrame, anything with ``__arrow_c_stream__``; a one-shot
-stream is spilled to a temporary Parquet file by the first pass. Dask DataFrames:
-:func:`fit_dask` (a partial accumulator per partition, tree-reduced as bytes).
+stream is spilled to a temporary Parquet file by the first pass. Dask and Spark DataFrames:
+:mod:`multilevel.distributed` (a partial accumulator per partition, tree-reduced as bytes).
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-import threading
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ import pandas as pd
 
 from multilevel.contextual import formula_context
 from multilevel.data import column_values, drop_missing, is_numeric, weight_vector
+from multilevel.design.fast import gram_full_rank
 from multilevel.design.fixed import FixedSpec
 from multilevel.design.matrix import (
     as_float_matrix,
@@ -58,7 +58,7 @@ from multilevel.design.matrix import (
 from multilevel.design.random import Design, ReTerm, TermSpec, _check_levels, lme4_term_order
 from multilevel.design.rank import drop_rank_deficient
 from multilevel.exceptions import DataError, MissingValuesWarning
-from multilevel.factors import interaction, lookup
+from multilevel.factors import cat_codes, interaction, lookup
 from multilevel.formula import ParsedFormula, parse
 
 __all__ = [
@@ -67,7 +67,6 @@ __all__ = [
     "StreamedDesign",
     "accumulate",
     "batches_of",
-    "fit_dask",
     "is_stream_source",
     "plan",
 ]
@@ -92,15 +91,9 @@ def is_stream_source(data: Any) -> bool:
     mod = type(data).__module__.split(".")[0]
     if mod == "polars":
         return type(data).__name__ == "LazyFrame"
-    if mod in ("pyarrow", "dask", "dask_expr"):
+    if mod in ("pyarrow", "dask", "dask_expr", "pyspark"):
         return True
     return hasattr(data, "__arrow_c_stream__")
-
-
-def is_dask(data: Any) -> bool:
-    return type(data).__module__.split(".")[0] in ("dask", "dask_expr") and hasattr(
-        data, "map_partitions"
-    )
 
 
 @dataclass
@@ -126,6 +119,7 @@ def _parquet_files(path: Path) -> list[Path]:
 
 
 def _parquet_source(path: Path, columns: list[str], batch_rows: int) -> Source:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     files, readers = _parquet_files(path), []
@@ -144,10 +138,15 @@ def _parquet_source(path: Path, columns: list[str], batch_rows: int) -> Source:
         readers.append((f, pf.metadata.num_rows))
 
     def batches() -> Iterator[tuple[str, Any]]:
+        pool = pa.default_memory_pool()
         for f, _ in readers:
-            pf = pq.ParquetFile(f)
+            # pre_buffer would read whole row groups ahead: 1.7x the peak memory and, where
+            # fresh pages are dear, several times the time (10M rows: 3.4 s against 0.7 s)
+            pf = pq.ParquetFile(f, pre_buffer=False)
             for k, b in enumerate(pf.iter_batches(batch_size=batch_rows, columns=columns)):
                 yield f"batch {k} of {str(f)!r}", b
+                del b
+                pool.release_unused()  # what decoding freed goes back (mimalloc keeps it)
 
     return Source(batches, sum(n for _, n in readers))
 
@@ -259,6 +258,7 @@ class StreamPlan:
     term_index: list[pd.Index] = field(default_factory=list)  # value (or tuple) -> code
     factor_levels: list[list[pd.Index]] = field(default_factory=list)
     level_keys: list[Any] = field(default_factory=list)
+    arrow_levels: dict[int, Any] = field(default_factory=dict)  # term -> its levels in Arrow
     schema: Any = None
     n_read: int = 0
     n_dropped: int = 0
@@ -280,23 +280,24 @@ def columns_of(parsed: ParsedFormula, weights: Any, offset: Any) -> list[str]:
 
 
 def _complete_rows(plan: StreamPlan, df: pd.DataFrame, label: str):
-    """drop_missing of the in-memory design on one batch: (frame, weights, offset, dropped)."""
+    """drop_missing of the in-memory design on one batch: (frame, weights, offset, dropped,
+    positions of the rows kept)."""
     vectors: dict[str, Any] = {}
     for name, arg in (("weights", plan.weights), ("offset", plan.offset)):
         if arg is not None:
             vectors[arg] = weight_vector(arg, df, name)[0]
     n = len(df)
     if n == 0:  # an empty batch or partition
-        return None, None, None, 0
+        return None, None, None, 0, None
     try:
-        frame, _rows, n_dropped, vecs = drop_missing(df, plan.used, vectors, warn=False)
+        frame, rows, n_dropped, vecs = drop_missing(df, plan.used, vectors, warn=False)
     except DataError as exc:
         if str(exc).startswith("no rows left"):
-            return None, None, None, n
+            return None, None, None, n, None
         raise DataError(f"{label}: {exc}") from None
     w = vecs.get(plan.weights) if plan.weights else None
     o = vecs.get(plan.offset) if plan.offset else None
-    return frame, w, o, n_dropped
+    return frame, w, o, n_dropped, rows
 
 
 def _group_values(frame: Any, factors: tuple[str, ...]) -> pd.DataFrame:
@@ -313,7 +314,7 @@ def _fixed_factor_names(parsed: ParsedFormula, df: pd.DataFrame) -> list[str]:
 
 
 def _pass1_batch(plan: StreamPlan, df: pd.DataFrame, label: str, seen: dict) -> None:
-    frame, _, _, n_dropped = _complete_rows(plan, df, label)
+    frame, _, _, n_dropped, _ = _complete_rows(plan, df, label)
     plan.n_read += len(df)
     plan.n_dropped += n_dropped
     if frame is None:
@@ -321,11 +322,18 @@ def _pass1_batch(plan: StreamPlan, df: pd.DataFrame, label: str, seen: dict) -> 
     for v in _fixed_factor_names(plan.parsed, df):
         seen.setdefault(("fixed", v), []).append(pd.unique(np.asarray(column_values(frame, v))))
     for k, t in enumerate(plan.parsed.random):
-        g = _group_values(frame, t.group_factors).drop_duplicates()
+        if len(t.group_factors) == 1:  # a hash of the values: 5x faster than of frame rows
+            f = t.group_factors[0]
+            v = column_values(frame, f)
+            if not isinstance(getattr(v, "dtype", None), pd.StringDtype):  # Arrow strings stay
+                v = np.asarray(v)
+            g = pd.DataFrame({f: pd.unique(v)})
+        else:
+            g = _group_values(frame, t.group_factors).drop_duplicates()
         seen.setdefault(("term", k), []).append(g)
 
 
-def _finish_pass1(plan: StreamPlan, seen: dict, dictionaries: dict[str, list]) -> None:
+def _finish_pass1(plan: StreamPlan, seen: dict, dictionaries: dict[str, Any]) -> None:
     """Levels in R's order from the distinct values of the complete rows."""
 
     def as_factor_input(name: str, values: np.ndarray) -> Any:
@@ -363,14 +371,31 @@ def _to_pandas(batch: Any) -> pd.DataFrame:
     return batch.to_pandas(split_blocks=True, self_destruct=False)
 
 
-def _dictionaries(batch: Any) -> dict[str, list]:
+def _dictionaries(batch: Any) -> dict[str, Any]:
+    """The Arrow dictionary of each dictionary-encoded column of a batch."""
     import pyarrow as pa
 
-    out = {}
-    for f, col in zip(batch.schema, batch.columns):
-        if pa.types.is_dictionary(f.type):
-            out[f.name] = col.dictionary.to_pylist()
-    return out
+    return {
+        f.name: col.dictionary
+        for f, col in zip(batch.schema, batch.columns)
+        if pa.types.is_dictionary(f.type)
+    }
+
+
+def _merge_dictionaries(known: dict[str, pd.Index], last: dict[str, Any], batch: Any) -> None:
+    """The values of each dictionary column in order of first appearance over the batches
+    (a batch repeating the previous batch's dictionary costs one comparison)."""
+    for name, d in _dictionaries(batch).items():
+        if name in last and last[name].equals(d):
+            continue
+        last[name] = d
+        values = pd.Index(d.to_numpy(zero_copy_only=False))
+        if name not in known:
+            known[name] = values
+        else:
+            new = values[~values.isin(known[name])]
+            if len(new):
+                known[name] = known[name].append(new)
 
 
 def new_plan(formula: str, weights: Any, offset: Any) -> StreamPlan:
@@ -395,13 +420,12 @@ def plan(
     schema against the first's."""
     p = new_plan(formula, weights, offset)
     seen: dict = {}
-    dictionaries: dict[str, list] = {}
+    dictionaries: dict[str, pd.Index] = {}
+    last: dict[str, Any] = {}
     with _bar(source.n_rows, progress, "pass 1 (levels)") as bar:
         for label, batch in source.batches():
             _check_schema(p, batch, label)
-            for name, d in _dictionaries(batch).items():
-                known = dictionaries.setdefault(name, [])
-                known.extend(v for v in d if v not in set(known))
+            _merge_dictionaries(dictionaries, last, batch)
             _pass1_batch(p, _to_pandas(batch), label, seen)
             bar.update(batch.num_rows)
     _finish_pass1(p, seen, dictionaries)
@@ -416,11 +440,14 @@ def _check_schema(p: StreamPlan, batch: Any, label: str) -> None:
         raise DataError(_schema_message(label, p.schema, schema))
 
 
-def batch_arrays(p: StreamPlan, df: pd.DataFrame, label: str):
+def batch_arrays(p: StreamPlan, df: pd.DataFrame, label: str, positions: list | None = None):
     """One batch's (y, X, [(codes, Z)], weights, offset, n_dropped), terms in formula order,
-    or None when no row is complete."""
-    frame, w, o, n_dropped = _complete_rows(p, df, label)
+    or None when no row is complete; the positions of the rows used are appended to
+    ``positions`` when given."""
+    frame, w, o, n_dropped, rows = _complete_rows(p, df, label)
     if frame is None:
+        if positions is not None:
+            positions.append(np.empty(0, np.int64))
         return None, n_dropped
     pdf = frame
     if p.fixed_levels:  # non-numeric fixed columns: categoricals with every level of pass 1
@@ -436,15 +463,21 @@ def batch_arrays(p: StreamPlan, df: pd.DataFrame, label: str):
         what = f"random-effects term {t.text}"
         Z, z_spec, z_names = _model_matrix(p, specs[1][k], t.expr, pdf, what)
         z_specs.append(z_spec)
-        vals = _group_values(frame, t.group_factors)
         index = p.term_index[k]
-        if len(t.group_factors) == 1:
-            codes = lookup(index, vals.iloc[:, 0])
+        one = column_values(frame, t.group_factors[0]) if len(t.group_factors) == 1 else None
+        if isinstance(one, pd.Categorical):  # an Arrow dictionary: its values looked up once
+            at = lookup(index, pd.Series(np.asarray(one.categories)))
+            c = cat_codes(one)
+            codes = np.where(c >= 0, at[c], -1)
+        elif one is not None:
+            codes = _lookup_values(p, k, index, one)
         else:
-            codes = index.get_indexer(pd.MultiIndex.from_frame(vals))
+            codes = index.get_indexer(
+                pd.MultiIndex.from_frame(_group_values(frame, t.group_factors))
+            )
         bad = codes < 0
         if bad.any():
-            first = vals[bad].iloc[0].tolist()
+            first = _group_values(frame, t.group_factors)[bad].iloc[0].tolist()
             raise DataError(
                 f"{label}: level {', '.join(map(repr, first))} of {t.group!r} was not seen in "
                 f"the first pass ({int(bad.sum())} rows); the data changed between the passes"
@@ -467,7 +500,42 @@ def batch_arrays(p: StreamPlan, df: pd.DataFrame, label: str):
         terms = [(c[keep], np.asfortranarray(Z[keep]), nm) for c, Z, nm in terms]
         w = None if w is None else w[keep]
         o = None if o is None else o[keep]
+        rows = rows[keep]
+    if positions is not None:
+        positions.append(rows)
     return (y, X, names, terms, w, o), n_dropped
+
+
+def _lookup_values(p: StreamPlan, k: int, index: pd.Index, values: Any) -> np.ndarray:
+    """Codes of a grouping column among term ``k``'s levels: Arrow strings (what a batch's
+    strings are in pandas 3) by ``pyarrow.compute.index_in`` against the levels (no Python
+    objects made per row); anything else by :func:`multilevel.factors.lookup`."""
+    dtype = getattr(values, "dtype", None)
+
+    def stringy(dt: Any) -> bool:
+        return isinstance(dt, pd.StringDtype) or (isinstance(dt, np.dtype) and dt.kind == "O")
+
+    if (
+        stringy(dtype)
+        and stringy(index.dtype)
+        and len(index)
+        and all(isinstance(v, str) for v in index[:64])
+    ):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        try:  # Arrow strings as they are; an object array of str converted in C++
+            arr = pa.array(values) if isinstance(dtype, pd.StringDtype) else None
+            arr = arr if arr is not None else pa.array(np.asarray(values), type=pa.string())
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            arr = None  # not all strings: the general lookup
+        if arr is not None:
+            levels = p.arrow_levels.get(k)
+            if levels is None or levels.type != arr.type:
+                levels = p.arrow_levels[k] = pa.array(list(index), type=arr.type)
+            found = pc.fill_null(pc.index_in(arr, value_set=levels), -1)
+            return found.to_numpy(zero_copy_only=False).astype(np.int64)
+    return lookup(index, pd.Series(np.asarray(values)))
 
 
 def _model_matrix(p: StreamPlan, spec: Any, expr: str, frame: Any, what: str):
@@ -494,9 +562,10 @@ class Pass2:
     acc: Any
     x_names: list[str]
     z_names: list[list[str]]
-    r: np.ndarray  # R of X (QR of row blocks): the rank rule without the rows
+    r: np.ndarray  # X'X, or (gram False) R of X (QR of row blocks): the rank without rows
     n_dropped: int
     n_used: int
+    gram: bool = True
 
 
 def new_accumulator(p: StreamPlan, n_x: int, threads: int = 0) -> Any:
@@ -511,10 +580,16 @@ def new_accumulator(p: StreamPlan, n_x: int, threads: int = 0) -> Any:
 
 
 def accumulate_frames(
-    p: StreamPlan, frames: Iterator[tuple[str, pd.DataFrame]], threads: int = 0, bar: Any = None
+    p: StreamPlan,
+    frames: Iterator[tuple[str, pd.DataFrame]],
+    threads: int = 0,
+    bar: Any = None,
+    qr: bool = False,
 ) -> Pass2:
     """Pass 2 over pandas frames: every batch's arrays into one accumulator (the columns of X
-    in ``p.keep`` when set)."""
+    in ``p.keep`` when set), with X'X of all the columns (``Pass2.r``), or with ``qr`` the R
+    of a QR of X taken in row blocks (R's rank rule; a QR per batch costs more than the rest
+    of the pass, so only when X'X leaves the rank in doubt)."""
     acc, names0, znames0, r = None, None, None, None
     n_dropped = n_used = 0
     for label, df in frames:
@@ -534,7 +609,10 @@ def accumulate_frames(
             raise DataError(
                 f"{label}: the model matrix has columns {names} but the first batch's were {names0}"
             )
-        r = _qr_r(X if r is None else np.vstack([r, X]))
+        if qr:
+            r = _qr_r(X if r is None else np.vstack([r, X]))
+        else:
+            r = X.T @ X if r is None else r + X.T @ X
         if p.keep is not None:
             X = np.asfortranarray(X[:, p.keep])
         if len(y):
@@ -542,7 +620,7 @@ def accumulate_frames(
         n_used += len(y)
     if acc is None:
         raise DataError("no rows left after dropping rows with missing values")
-    return Pass2(acc, names0, znames0, r, n_dropped, n_used)
+    return Pass2(acc, names0, znames0, r, n_dropped, n_used, gram=not qr)
 
 
 def _qr_r(a: np.ndarray) -> np.ndarray:
@@ -554,8 +632,8 @@ def _qr_r(a: np.ndarray) -> np.ndarray:
 def accumulate(
     p: StreamPlan, source: Source, threads: int = 0, progress: bool | None = None
 ) -> Pass2:
-    """Pass 2 (and a third when columns of X are rank-deficient: only then is it known which
-    to keep, as R's qr(X) decides over all the rows)."""
+    """Pass 2; when X'X leaves the rank in doubt, a third for R's qr(X) rule over all the
+    rows, and a fourth when columns must be dropped (only then is it known which)."""
 
     def frames() -> Iterator[tuple[str, pd.DataFrame]]:
         for label, batch in source.batches():
@@ -564,8 +642,12 @@ def accumulate(
 
     with _bar(source.n_rows, progress, "pass 2 (cross-products)") as bar:
         out = accumulate_frames(p, frames(), threads, bar)
+    if gram_full_rank(out.r):
+        return out
+    with _bar(source.n_rows, progress, "pass 3 (rank of X)") as bar:
+        out = accumulate_frames(p, frames(), threads, bar, qr=True)
     if _rank_keep(p, out):
-        with _bar(source.n_rows, progress, "pass 3 (full-rank columns)") as bar:
+        with _bar(source.n_rows, progress, "pass 4 (full-rank columns)") as bar:
             out = accumulate_frames(p, frames(), threads, bar)
     return out
 
@@ -671,168 +753,32 @@ def fit_stream(
     threads: int = 0,
     progress: bool | None = None,
     data_name: str | None = None,
-) -> tuple[StreamedDesign, Any, dict[str, int]]:
-    """Both passes over a streaming source: (design, problem, row counts)."""
+    then: Callable[..., Any] | None = None,
+) -> Any:
+    """Both passes over a streaming source: (design, problem, row counts); with ``then``,
+    ``then(design, problem, counts, plan, frames)`` while the source is still open (``frames()``
+    reads its batches again as (label, pandas frame) pairs) and its result."""
     parsed = parse(formula)
     source = batches_of(data, columns_of(parsed, weights, offset), batch_rows)
     try:
         p = plan(formula, source, weights, offset, progress)
         out = accumulate(p, source, threads, progress)
+        design = design_of(p, out, data_name)
+        warn_dropped(out.n_dropped)
+        counts = {"read": p.n_read, "dropped": out.n_dropped, "used": out.n_used}
+        problem = out.acc.problem()
+        del out
+        if then is None:
+            return design, problem, counts
+
+        def frames() -> Iterator[tuple[str, pd.DataFrame]]:
+            for label, batch in source.batches():
+                _check_schema(p, batch, label)
+                yield label, _to_pandas(batch)
+
+        return then(design, problem, counts, p, frames)
     finally:
         source.cleanup()
-    design = design_of(p, out, data_name)
-    warn_dropped(out.n_dropped)
-    counts = {"read": p.n_read, "dropped": out.n_dropped, "used": out.n_used}
-    return design, out.acc.problem(), counts
-
-
-# -- Dask -------------------------------------------------------------------------------------
-_DESIGN_LOCK = threading.Lock()
-
-
-@dataclass
-class Partial:
-    """A Dask partition's (or a merged group's) accumulator as bytes, with the R of its X,
-    its row counts and what the client's design needs (names, each Z's width, specs)."""
-
-    acc: bytes | None
-    r: np.ndarray | None
-    n_dropped: int
-    n_used: int
-    x_names: list[str] | None = None
-    z_names: list[list[str]] | None = None
-    z_q: list[int] | None = None
-    specs: Any = None
-
-
-def _partition(p: StreamPlan, df: pd.DataFrame, label: str) -> Partial:
-    """Pass 2 over one partition, with a copy of the plan (threads of one process share it)."""
-    import copy
-
-    p = copy.copy(p)
-    try:
-        with _DESIGN_LOCK:  # formulaic is not known to be thread-safe; a process builds serially
-            out = accumulate_frames(p, iter([(label, df)]), threads=1)
-    except DataError as exc:
-        if str(exc).startswith("no rows left"):
-            return Partial(None, None, len(df), 0)
-        raise
-    return Partial(
-        out.acc.to_bytes(),
-        out.r,
-        out.n_dropped,
-        out.n_used,
-        out.x_names,
-        out.z_names,
-        p.z_q,
-        p.specs,
-    )
-
-
-def _first_pass(formula: str, cols: list[str], weights: Any, offset: Any, df: pd.DataFrame):
-    """Pass 1 over one partition: (distinct values, rows read, rows dropped)."""
-    q = StreamPlan(formula, parse(formula), cols, weights, offset)
-    seen: dict = {}
-    with _DESIGN_LOCK:
-        _pass1_batch(q, df, "a partition", seen)
-    return seen, q.n_read, q.n_dropped
-
-
-def _merge(parts: list[Partial]) -> Partial:
-    """Partials merged (an associative step of the tree reduction)."""
-    from multilevel import _core
-
-    acc, out = None, Partial(None, None, 0, 0)
-    for part in parts:
-        out.n_dropped += part.n_dropped
-        if part.acc is None:
-            continue
-        a = _core.Accumulator.from_bytes(part.acc, threads=1)
-        if acc is None:
-            acc, n_dropped = a, out.n_dropped
-            out = Partial(
-                None,
-                part.r,
-                n_dropped,
-                part.n_used,
-                part.x_names,
-                part.z_names,
-                part.z_q,
-                part.specs,
-            )
-        else:
-            acc.merge(a)
-            out.r = _qr_r(np.vstack([out.r, part.r]))
-            out.n_used += part.n_used
-    out.acc = None if acc is None else acc.to_bytes()
-    return out
-
-
-def fit_dask(
-    formula: str,
-    ddf: Any,
-    weights: Any = None,
-    offset: Any = None,
-    data_name: str | None = None,
-    split_every: int = 8,
-) -> tuple[StreamedDesign, Any, dict[str, int]]:
-    """Levels from the whole frame, a partial accumulator per partition (bytes), a tree
-    reduction (``from_bytes`` + ``merge``), the problem on the client."""
-    import dask
-    import pyarrow as pa
-
-    from multilevel import _core
-
-    parsed = parse(formula)
-    cols = columns_of(parsed, weights, offset)
-    missing = [c for c in cols if c not in ddf.columns]
-    if missing:
-        raise DataError(f"the Dask frame has no column {', '.join(repr(c) for c in missing)}")
-    ddf = ddf[cols]
-    p = new_plan(formula, weights, offset)
-    meta = pa.Schema.from_pandas(ddf._meta, preserve_index=False)
-    p.schema = meta.remove_metadata()
-
-    parts = dask.compute(
-        *[dask.delayed(_first_pass)(formula, cols, weights, offset, d) for d in ddf.to_delayed()]
-    )
-    seen: dict = {}
-    for s, n_read, n_dropped in parts:
-        p.n_read += n_read
-        p.n_dropped += n_dropped
-        for k, v in s.items():
-            seen.setdefault(k, []).extend(v)
-    dictionaries = {
-        c: list(ddf._meta[c].cat.categories)
-        for c in cols
-        if isinstance(ddf._meta[c].dtype, pd.CategoricalDtype) and ddf._meta[c].cat.known
-    }
-    _finish_pass1(p, seen, dictionaries)
-
-    def reduce(keep: np.ndarray | None) -> Pass2:
-        p.keep = keep
-        level = [
-            dask.delayed(_partition)(p, d, f"partition {k}") for k, d in enumerate(ddf.to_delayed())
-        ]
-        while len(level) > 1:
-            level = [
-                dask.delayed(_merge)(level[i : i + split_every])
-                for i in range(0, len(level), split_every)
-            ]
-        m = dask.compute(level[0])[0] if level else _merge([])
-        if m.acc is None:
-            raise DataError("no rows left after dropping rows with missing values")
-        p.z_q, p.specs = m.z_q, m.specs
-        acc = _core.Accumulator.from_bytes(m.acc)
-        return Pass2(acc, m.x_names, m.z_names, m.r, m.n_dropped, m.n_used)
-
-    out = reduce(None)
-    if _rank_keep(p, out):
-        out = reduce(p.keep)
-    design = design_of(p, out, data_name)
-    warn_dropped(out.n_dropped)
-    counts = {"read": p.n_read, "dropped": out.n_dropped, "used": out.n_used}
-    return design, out.acc.problem(), counts
 
 
 # -- the result -----------------------------------------------------------------------------------
@@ -859,10 +805,22 @@ def streamed_fit_class() -> type:
 
             @property
             def fitted(self) -> np.ndarray:  # type: ignore[override]
+                """Dask-fed fits: a lazy Dask Series (the partitions' index, rows used)."""
+                source = getattr(self.design, "partitions", None)
+                if source is not None:
+                    from multilevel.distributed.dask_fit import dask_rowwise
+
+                    return dask_rowwise(self, *source, "fitted")
                 raise StreamedDataError(f"fitted values are not available: {STREAMED_REASON}")
 
             @property
             def resid(self) -> np.ndarray:  # type: ignore[override]
+                """Dask-fed fits: a lazy Dask Series y - fitted."""
+                source = getattr(self.design, "partitions", None)
+                if source is not None:
+                    from multilevel.distributed.dask_fit import dask_rowwise
+
+                    return dask_rowwise(self, *source, "resid")
                 raise StreamedDataError(f"residuals are not available: {STREAMED_REASON}")
 
             def scaled_residuals(self) -> np.ndarray:

@@ -31,6 +31,8 @@ def _problem_class() -> Any:
 def make_problem(design: _design.Design, problem_class: Any = None, threads: int = 0) -> Any:
     """The core's problem for a design (terms in the design's order, which is theta's order);
     ``threads`` as the core's (0: all cores)."""
+    if problem_class is None and hasattr(design, "problem"):  # design.fast.LazyDesign
+        return design.problem(threads)
     cls = problem_class if problem_class is not None else _problem_class()
     terms = [(t.codes, len(t.levels), t.Z, False) for t in design.terms]
     return cls(design.y, design.X, terms, design.weights, design.offset, threads=threads)
@@ -80,10 +82,11 @@ def lmer(
     data : pandas or polars DataFrame, dict of arrays, or a streaming source
         Rows with a missing value in a used column are dropped (``fit.n_dropped``). A
         Parquet file or folder path, a pyarrow Table / RecordBatchReader / Dataset, a polars
-        LazyFrame, anything with ``__arrow_c_stream__`` or a Dask DataFrame is streamed
-        (:mod:`multilevel.design.stream`): two passes over record batches, never all the rows
-        in memory; the fit has no row-wise accessors (fitted, resid) and ``fit.rows`` gives
-        the rows read, dropped and used.
+        LazyFrame, anything with ``__arrow_c_stream__``, a Dask or a PySpark DataFrame is
+        streamed (:mod:`multilevel.design.stream`, :mod:`multilevel.distributed`): two passes
+        over record batches or partitions, never all the rows in memory; the fit has no
+        row-wise accessors (fitted, resid; a Dask-fed fit gives them as lazy Dask Series)
+        and ``fit.rows`` gives the rows read, dropped and used.
     reml : bool, default True
         REML (lme4's default) or maximum likelihood.
     weights : str or array-like, optional
@@ -100,9 +103,11 @@ def lmer(
         Cluster-robust covariance of the fixed effects for ``fit.vcov``, ``fit.se`` and the
         summary (clubSandwich's ``vcovCR``): ``{"CR2": "school"}`` (a column, grouping factor
         or array), or ``"CR2"`` alone to cluster on the grouping factor with fewest levels.
-        Types CR0, CR1, CR1p, CR1S, CR2, CR3, CR4; see :mod:`multilevel.inference.lmer_robust`. Rows
-        with a missing cluster value are dropped (and counted) before the fit. pyfixest's
-        ``"iid"`` (the model-based covariance) and ``{"CRV1": column}`` (= CR1S) are accepted.
+        Types CR0, CR1, CR1p, CR1S, CR2, CR3, CR4; see :mod:`multilevel.inference.lmer_robust`.
+        Streamed data: all but CR2, clustered on the grouping factor of every term
+        (:mod:`multilevel.distributed.robust`). Rows with a missing cluster value are dropped
+        (and counted) before the fit. pyfixest's ``"iid"`` (the model-based covariance) and
+        ``{"CRV1": column}`` (= CR1S) are accepted.
     threads : int, optional
         Number of threads for every parallel step of the fit; default
         all cores. Any number gives the same estimates to the last bit.
@@ -137,7 +142,9 @@ def lmer(
     n_threads = _check_threads(threads)
     _check_options(reml, max_fun)
     from multilevel.design import stream
+    from multilevel.inference.sandwich import vcov_alias
 
+    vcov = vcov_alias(vcov, "lmer")  # pyfixest's "iid" (model-based) and {"CRV1": column}
     if stream.is_stream_source(data):
         return _lmer_stream(
             formula,
@@ -154,9 +161,6 @@ def lmer(
             progress,
         )
     fit_data, kept = data, None
-    from multilevel.inference.sandwich import vcov_alias
-
-    vcov = vcov_alias(vcov, "lmer")  # pyfixest's "iid" (model-based) and {"CRV1": column}
     if vcov is not None:  # cluster-robust: checked, and rows missing the cluster dropped, first
         from multilevel.inference import lmer_robust
 
@@ -166,7 +170,9 @@ def lmer(
         fit_data, weights, offset, cluster, kept = lmer_robust.drop_missing_cluster(
             cluster, data, weights, offset
         )
-    design = _design.build(formula, fit_data, weights=weights, offset=offset, data_name=data_name)
+    design = _design.build(
+        formula, fit_data, weights=weights, offset=offset, data_name=data_name, lazy=vcov is None
+    )
     if vcov is not None and not isinstance(cluster, str) and cluster is not None:
         cluster = np.asarray(cluster)[np.asarray(design.rows)]  # aligned with the rows used
     if kept is not None:
@@ -202,33 +208,48 @@ def _lmer_stream(
     batch_rows,
     progress,
 ) -> LmerFit:
-    """``lmer`` on a streaming source or a Dask DataFrame (multilevel.design.stream)."""
+    """``lmer`` on a streaming source, a Dask or a Spark DataFrame (multilevel.design.stream,
+    multilevel.distributed); ``vcov=`` from one more pass (multilevel.distributed.robust)."""
     from multilevel.design import stream
+    from multilevel.distributed.dask_fit import fit_dask, is_dask
+    from multilevel.distributed.spark import fit_spark, is_spark
 
+    robust = None
     if vcov is not None:
-        raise NotImplementedError("vcov= (cluster-robust) needs the rows; it cannot be streamed")
-    if stream.is_dask(data):
-        design, problem, rows = stream.fit_dask(formula, data, weights, offset, data_name)
-    else:
-        design, problem, rows = stream.fit_stream(
-            formula,
-            data,
-            weights,
-            offset,
-            batch_rows or stream.DEFAULT_BATCH_ROWS,
-            threads,
-            progress,
-            data_name,
+        from multilevel.distributed.robust import parse_streamed_vcov
+
+        robust = parse_streamed_vcov(vcov, weights, is_dask(data) or is_spark(data))
+
+    def make_fit(design, problem, rows, p=None, frames=None) -> LmerFit:
+        fit = stream.streamed_fit_class()._fit(
+            design,
+            problem,
+            reml,
+            start=start,
+            max_fun=max_fun,
+            data_name=data_name,
+            weights_name=weights if isinstance(weights, str) else None,
+            offset_name=offset if isinstance(offset, str) else None,
         )
-    fit = stream.streamed_fit_class()._fit(
-        design,
-        problem,
-        reml,
-        start=start,
-        max_fun=max_fun,
-        data_name=data_name,
-        weights_name=weights if isinstance(weights, str) else None,
-        offset_name=offset if isinstance(offset, str) else None,
+        fit.rows = rows
+        if robust is not None:
+            from multilevel.distributed.robust import streamed_vcov
+
+            fit.robust = streamed_vcov(fit, p, frames(), *robust)
+        return fit
+
+    if is_dask(data):
+        return make_fit(*fit_dask(formula, data, weights, offset, data_name))
+    if is_spark(data):
+        return make_fit(*fit_spark(formula, data, weights, offset, data_name))
+    return stream.fit_stream(
+        formula,
+        data,
+        weights,
+        offset,
+        batch_rows or stream.DEFAULT_BATCH_ROWS,
+        threads,
+        progress,
+        data_name,
+        then=make_fit,
     )
-    fit.rows = rows
-    return fit
