@@ -186,7 +186,7 @@ def test_the_diagnostics_page_runs(tmp_path, monkeypatch):
     namespace: dict = {}
     for block in blocks:
         exec(compile(block, str(page), "exec"), namespace)
-    assert (tmp_path / "influence.png").stat().st_size > 0
+    assert len(namespace["ax"].collections) == 2  # inside and beyond the cutoff
     assert namespace["infl"].shape[0] == 160
 
 
