@@ -50,7 +50,7 @@ __all__ = [
 def as_pandas(data) -> pd.DataFrame:
     """pandas DataFrame from pandas (as is), polars (``to_pandas``) or a dict of arrays."""
     if isinstance(data, pd.DataFrame):
-        return data
+        return _string_labels(data)
     mod = type(data).__module__
     if mod.startswith("polars"):
         import polars as pl
@@ -63,12 +63,23 @@ def as_pandas(data) -> pd.DataFrame:
         return data.to_pandas()
     if isinstance(data, Mapping):
         try:
-            return pd.DataFrame({k: _as_column(v) for k, v in data.items()})
+            return _string_labels(pd.DataFrame({k: _as_column(v) for k, v in data.items()}))
         except ValueError as exc:
             raise DataError(f"cannot make a data frame from the dict: {exc}") from None
     raise DataError(
         f"data must be a pandas or polars DataFrame or a dict of arrays, not {type(data).__name__}"
     )
+
+
+def _string_labels(df: pd.DataFrame) -> pd.DataFrame:
+    """Column labels as the text a formula names them by: ``0`` -> ``"0"`` (formulas refer to
+    such a column as `` `0` ``). A frame whose labels are all strings is returned as is; others
+    get new labels over the same data (no copy)."""
+    cols = df.columns
+    is_text = cols.dtype == object or pd.api.types.is_string_dtype(cols.dtype)
+    if is_text and all(isinstance(c, str) for c in cols):
+        return df
+    return df.set_axis([str(c) for c in cols], axis=1)
 
 
 def n_rows(data: Any) -> int:
@@ -305,6 +316,24 @@ def _missing(v, name: str) -> np.ndarray | None:
     return m if m.any() else None
 
 
+def _check_scalars(s: pd.Series, name: str) -> None:
+    """DataError for an object column holding containers (lists, dicts, arrays): a value of
+    a factor or a predictor is one number, string or category."""
+    if pd.api.types.infer_dtype(s, skipna=True) not in ("mixed", "unknown-array"):
+        return
+    bad = np.fromiter(
+        (isinstance(x, (list, tuple, dict, set, np.ndarray, pd.Series)) for x in s),
+        dtype=bool,
+        count=len(s),
+    )
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"column {name!r} holds {type(s.iloc[k]).__name__} values (rows {row_list(bad)}); "
+            "each value must be a single number, string or category"
+        )
+
+
 def drop_missing(
     df: pd.DataFrame,
     used: list[str],
@@ -322,6 +351,8 @@ def drop_missing(
     pos = _positions_of(df, used)
     for c in used:  # inf in a column is an error (the first such column is named)
         cols[c] = v = _column(df, c, pos)
+        if isinstance(v, pd.Series) and v.dtype == object:
+            _check_scalars(v, c)
         m = _missing(v, c)
         if m is not None:
             culprits.append(c)

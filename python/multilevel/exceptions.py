@@ -58,6 +58,16 @@ class MultilevelWarning(UserWarning):
     """Base class of the warnings of multilevel."""
 
 
+class FormulaWarning(MultilevelWarning):
+    """A formula was read differently from its text, as R would (the response dropped from
+    the right-hand side)."""
+
+
+class RowsDroppedWarning(MultilevelWarning):
+    """Rows of the data were left out of a fit for a reason other than a missing value
+    (zero weights), counted on the fit."""
+
+
 class RankDeficiencyWarning(MultilevelWarning):
     """Fixed-effect columns were dropped because the model matrix is rank deficient."""
 

@@ -27,6 +27,7 @@ from multilevel.data import (
 from multilevel.design.matrix import (
     as_float_matrix,
     fixed_columns,
+    formula_offset,
     lme4_names,
     model_matrix,
     reraise_own,
@@ -136,9 +137,19 @@ def model_rows(
                 lme4_names(mm.columns),
             )
         )
+    fo = formula_offset(parsed, frame, formula)  # offset(expr) terms, added to offset=
+    if fo is not None:
+        o = fo if o is None else o + fo
     (y, X, *Z_arrays), (w, o), rows, n_dropped, frame = drop_transform_nan(
-        [y, X, *(z for z, _, _ in Zs)], [w, o], rows, n_dropped, frame, stacklevel=5
+        [y, X, *(z for z, _, _ in Zs), *([o] if fo is not None else [])],
+        [w, None if fo is not None else o],
+        rows,
+        n_dropped,
+        frame,
+        stacklevel=5,
     )
+    if fo is not None:
+        *Z_arrays, o = Z_arrays
     Zs = [(z, s, nm) for z, (_, s, nm) in zip(Z_arrays, Zs)]
     check_inf(y, "response", rows)
     check_inf(X, "fixed-effects model matrix", rows)
