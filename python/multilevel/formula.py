@@ -388,7 +388,8 @@ def _parse_cached(formula: str) -> ParsedFormula:
             if off and _matching_close(inner, pstart + ptext.index("(")) == pend - 1:
                 if not off.group("expr").strip():
                     raise FormulaError("offset() needs an expression", formula, pstart)
-                _check_fixed_piece(formula, off.group("expr"), pstart + off.start("expr"))
+                e = off.group("expr")
+                _check_expr(formula, "{" + e + "}", pstart + off.start("expr"), "offset()")
                 offsets.append(_normalise_expr(off.group("expr")))
                 continue
             _check_fixed_piece(formula, ptext, pstart)
@@ -503,11 +504,11 @@ def _parse_bar(formula: str, inner, pstart: int, pend: int) -> list[RandomTermSp
     return out
 
 
-def _check_expr(formula: str, expr: str, pos: int) -> None:
+def _check_expr(formula: str, expr: str, pos: int, what: str = "the left side of '|'") -> None:
     try:
         formulaic.Formula(expr)
     except Exception as exc:
-        raise FormulaError(f"cannot read the left side of '|': {exc}", formula, pos) from None
+        raise FormulaError(f"cannot read {what}: {exc}", formula, pos) from None
 
 
 def _parse_groups(formula: str, inner, start: int, end: int):

@@ -7,6 +7,7 @@
 #   Rscript tests/reference/make_reference.R lmer_robust  # only tests/reference/cases_lmer_robust.R
 #   Rscript tests/reference/make_reference.R inference    # only tests/reference/cases_inference.R
 #   Rscript tests/reference/make_reference.R glmm         # only tests/reference/cases_glmm.R
+#   Rscript tests/reference/make_reference.R hostile      # only tests/reference/cases_hostile.R
 #   Rscript tests/reference/make_reference.R dyestuff_reml pastes_reml   # some lmm cases
 #
 # Tests never need R; regenerating the references does (R 4.2 with lme4, nlme, lmerTest,
@@ -207,7 +208,7 @@ ref_write_json <- function(x, path) {
 
 # ------------------------------------------------------------------------------ the cases
 
-if (length(ref_args) == 0 || !all(ref_args %in% c("econ", "lmer_robust", "inference"))) {
+if (length(ref_args) == 0 || !all(ref_args %in% c("econ", "lmer_robust", "inference", "hostile"))) {
   source(file.path("tests", "reference", "cases_lmm.R"))
 }
 econ <- file.path("tests", "reference", "cases_econ.R")
@@ -231,4 +232,8 @@ if (file.exists(inference) && (length(ref_args) == 0 || "inference" %in% ref_arg
 glmm <- file.path("tests", "reference", "cases_glmm.R")
 if (file.exists(glmm) && (length(ref_args) == 0 || "glmm" %in% ref_args)) {
   source(glmm)
+}
+hostile <- file.path("tests", "reference", "cases_hostile.R")
+if (file.exists(hostile) && (length(ref_args) == 0 || "hostile" %in% ref_args)) {
+  source(hostile)
 }

@@ -15,14 +15,15 @@ chained to the core's error. It costs nothing when the fit succeeds.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from multilevel.exceptions import DataError, FitError, FormulaError
+from multilevel.exceptions import DataError, FitError, FormulaError, RowsDroppedWarning
 
-__all__ = ["before_fit", "explained"]
+__all__ = ["before_fit", "explained", "no_formula_offset"]
 
 # |values| beyond these make squares and cross-products overflow or underflow in float64.
 _HUGE, _TINY = 1e150, 1e-150
@@ -43,6 +44,16 @@ def before_fit(design: Any) -> None:
     w = design.weights
     if w is not None and not np.any(w > 0):
         raise DataError(f"every weight is zero: none of the {n} rows enters the fit")
+    if w is not None and np.any(w == 0):
+        zero = np.flatnonzero(w == 0)
+        shown = ", ".join(str(r) for r in np.asarray(design.rows)[zero[:5]])
+        warnings.warn(
+            f"{zero.size} row{'s' if zero.size != 1 else ''} with zero weight do not enter the "
+            f"fit (rows {shown}{', ...' if zero.size > 5 else ''}); they are counted in nobs as "
+            "lme4 counts them (lme4's objective is then NA, this one is the fit without them)",
+            RowsDroppedWarning,
+            stacklevel=4,
+        )
     if n <= p:
         dropped = design.dropped_columns
         extra = (
@@ -111,3 +122,16 @@ def _position(formula: str, group: str) -> int | None:
             return formula.rfind("(", 0, i) + 1
         i = formula.find("|", i + 1)
     return None
+
+
+def no_formula_offset(formula: str, what: str) -> None:
+    """FormulaError for ``offset()`` in the formula of a model that does not take one."""
+    from multilevel.formula import parse
+
+    if isinstance(formula, str) and parse(formula).offsets:
+        raise FormulaError(
+            f"{what}() does not take offset() terms (lmer and glmer do): subtract the offset "
+            "from the response instead",
+            formula,
+            formula.find("offset("),
+        )

@@ -35,7 +35,13 @@ from multilevel.design.matrix import (
     spec_frame,
 )
 from multilevel.design.rank import drop_rank_deficient
-from multilevel.exceptions import DataError, FormulaError, MissingColumnError
+from multilevel.exceptions import (
+    DataError,
+    FormulaError,
+    MissingColumnError,
+    MissingValuesWarning,
+    RowsDroppedWarning,
+)
 from multilevel.factors import factor
 from multilevel.formula import ParsedFormula, RandomTermSpec, expr_variables, parse
 
@@ -277,6 +283,12 @@ class FixedArrays:
     rows: np.ndarray
     n_dropped: int
     dropped_columns: list[str]
+    n_zero_weight: int = 0  # rows left out for a zero weight (not in n_dropped)
+
+
+def row_list_of(rows: np.ndarray, k: int = 5) -> str:
+    """The first ``k`` row positions, for a message."""
+    return ", ".join(map(str, rows[:k])) + (", ..." if len(rows) > k else "")
 
 
 def fixed_arrays(formula: str, data: Any, weights: Any, extras: Sequence[Any]) -> FixedArrays:
@@ -286,7 +298,7 @@ def fixed_arrays(formula: str, data: Any, weights: Any, extras: Sequence[Any]) -
     df = as_pandas(data)
     n_in = len(df)
     keep = np.ones(n_in, dtype=bool)
-    extra_values = []
+    extra_values, culprits = [], []
     for spec in extras:
         if isinstance(spec, str):
             if spec not in df.columns:
@@ -298,8 +310,19 @@ def fixed_arrays(formula: str, data: Any, weights: Any, extras: Sequence[Any]) -
                 raise DataError(
                     f"a grouping array has {len(vals)} values but the data have {n_in} rows"
                 )
-        keep &= ~pd.isna(vals).to_numpy()
+        miss = pd.isna(vals).to_numpy()
+        if miss.any():
+            culprits.append(repr(spec) if isinstance(spec, str) else "a grouping array")
+        keep &= ~miss
         extra_values.append(vals)
+    if culprits:  # counted in n_dropped with the formula's, and said as lmer says it
+        k = int((~keep).sum())
+        warnings.warn(
+            f"dropped {k} row{'s' if k != 1 else ''} with missing values (in "
+            f"{', '.join(culprits)})",
+            MissingValuesWarning,
+            stacklevel=3,
+        )
     sub = df if keep.all() else df.loc[keep]
     if isinstance(weights, str) or weights is None:
         w_arg = weights
@@ -323,8 +346,16 @@ def fixed_arrays(formula: str, data: Any, weights: Any, extras: Sequence[Any]) -
     X = np.asarray(design.X, dtype=float)
     all_rows = len(rows) == n_in  # rows is then 0..n-1: no gather needed
     ex = [np.asarray(v.to_numpy() if all_rows else v.to_numpy()[rows]) for v in extra_values]
+    n_zero = 0
     if w is not None and np.any(w == 0):
         pos = w > 0  # zero weights: the row does not enter the fit (as in R's lm)
+        n_zero = int((~pos).sum())
+        warnings.warn(
+            f"{n_zero} row{'s' if n_zero != 1 else ''} with zero weight left out of the fit "
+            f"(rows {row_list_of(rows[~pos])}; counted in n_zero_weight)",
+            RowsDroppedWarning,
+            stacklevel=3,
+        )
         y, X, w, rows = y[pos], X[pos], w[pos], rows[pos]
         ex = [v[pos] for v in ex]
     return FixedArrays(
@@ -336,4 +367,5 @@ def fixed_arrays(formula: str, data: Any, weights: Any, extras: Sequence[Any]) -
         rows=rows,
         n_dropped=n_in - len(np.asarray(design.rows)),
         dropped_columns=list(getattr(design, "dropped_columns", [])),
+        n_zero_weight=n_zero,
     )

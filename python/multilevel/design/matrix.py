@@ -24,6 +24,7 @@ __all__ = [
     "lme4_name",
     "lme4_names",
     "model_matrix",
+    "new_formula_offset",
     "reraise_own",
     "response_vector",
     "spec_frame",
@@ -101,10 +102,30 @@ def quote_columns(expr: str, columns, formula: str) -> tuple[str, list[str]]:
     return "".join(out), quoted
 
 
+def _bool_columns(frame) -> list[str]:
+    out = []
+    for c in frame.columns:
+        v = column_values(frame, c)
+        if v.dtype == bool or pd.api.types.is_bool_dtype(v.dtype):
+            out.append(str(c))
+    return out
+
+
+def _r_bool_names(mm, frame):
+    """A logical column's coefficient is ``lateTRUE`` in R (formulaic says ``late``)."""
+    bools = _bool_columns(frame)
+    if bools:
+        names = [
+            ":".join(p + "TRUE" if p in bools else p for p in str(c).split(":")) for c in mm.columns
+        ]
+        mm.columns = names
+    return mm
+
+
 def model_matrix(expr: str, frame: pd.DataFrame, formula: str, what: str):
     fast = numeric_spec(expr, frame)
     if fast is not None:
-        return fast.get_model_matrix(frame)
+        return _r_bool_names(fast.get_model_matrix(frame), frame)
     expr_q, quoted = quote_columns(expr, frame.columns, formula)
     try:
         mm = formulaic.model_matrix(
@@ -125,7 +146,7 @@ def model_matrix(expr: str, frame: pd.DataFrame, formula: str, what: str):
         for q in quoted:
             names = [c.replace(f"`{q}`", q) for c in names]
         mm.columns = names
-    return mm
+    return _r_bool_names(mm, frame)
 
 
 def reraise_own(exc: Exception) -> None:
@@ -180,3 +201,13 @@ def formula_offset(parsed: ParsedFormula, frame, formula: str) -> np.ndarray | N
         v = as_float_matrix(mm, f"offset({e})")[:, 0]
         total = v.copy() if total is None else total + v
     return total
+
+
+def new_formula_offset(design, newdata) -> np.ndarray:
+    """The formula's ``offset(expr)`` terms evaluated on every row of ``newdata`` (lme4's
+    predict adds them)."""
+    from multilevel.data import as_pandas
+
+    df = as_pandas(newdata)
+    out = formula_offset(design.parsed, df, design.formula)
+    return np.zeros(len(df)) if out is None else out

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from multilevel.design.checks import no_formula_offset
 from multilevel.design.fixed import fixed_arrays
 from multilevel.exceptions import DataError, MultilevelWarning
 from multilevel.factors import factor
@@ -135,6 +136,7 @@ def lmlist(
     >>> print(round(fits.coef_mean["ses"], 4), round(fits.coef_cov.loc["ses", "ses"], 4))
     2.2016 2.6602
     """
+    no_formula_offset(formula, "lmlist")
     prep = fixed_arrays(formula, data, None, [group])
     y, X, names = prep.y, prep.X, prep.names
     codes, levels = factor(pd.Series(prep.extras[0]))

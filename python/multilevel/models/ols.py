@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from multilevel.design.checks import no_formula_offset
 from multilevel.design.fixed import fixed_arrays
 from multilevel.exceptions import DataError
 from multilevel.inference.sandwich import CR_TYPES, HC_TYPES, Sandwich, cluster_label, sandwich
@@ -80,6 +81,7 @@ class OlsFit(KeepMixin, OlsTables, HtmlFitMixin):
         intercept: bool | None = None,
         rows: np.ndarray | None = None,
         fitted: np.ndarray | None = None,
+        n_zero_weight: int = 0,
     ) -> None:
         names = list(names)
         self.coef = pd.Series(coef, index=names, name="coef")
@@ -92,6 +94,7 @@ class OlsFit(KeepMixin, OlsTables, HtmlFitMixin):
         k = X.shape[1] if k is None else k
         self.df_resid = self.nobs - k
         self.n_dropped = int(n_dropped)
+        self.n_zero_weight = int(n_zero_weight)  # rows left out for a zero weight
         self.dropped_columns = list(dropped_columns)
         self.formula = formula
         self.model = model
@@ -219,6 +222,11 @@ class OlsFit(KeepMixin, OlsTables, HtmlFitMixin):
             ("Dep. formula:", self.formula or "-"),
             ("No. observations:", f"{self.nobs}"),
             ("Rows dropped (NA):", f"{self.n_dropped}"),
+            *(
+                [("Rows with zero weight:", f"{self.n_zero_weight}")]
+                if getattr(self, "n_zero_weight", 0)
+                else []
+            ),
             ("Df residuals:", f"{self.df_resid}"),
             ("Covariance:", self.vcov_type),
         ]
@@ -384,6 +392,7 @@ def ols(
     3.1839 0.1335 (160,)
     """
     kind, specs = parse_vcov(vcov)
+    no_formula_offset(formula, "ols")
     prep = fixed_arrays(formula, data, weights, specs)
     n, p = prep.X.shape
     if n <= p:
@@ -405,4 +414,5 @@ def ols(
         formula=formula,
         model="OLS" if prep.weights is None else "WLS",
         rows=prep.rows,
+        n_zero_weight=prep.n_zero_weight,
     )

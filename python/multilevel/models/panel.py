@@ -50,6 +50,7 @@ import pandas as pd
 import scipy.linalg
 
 from multilevel._tallqr import kept_columns, tall_r
+from multilevel.design.checks import no_formula_offset
 from multilevel.design.fixed import fixed_arrays
 from multilevel.design.rank import RANK_TOL, rank_keep
 from multilevel.exceptions import DataError, MultilevelWarning
@@ -231,6 +232,7 @@ def panel(
     """
     model, kind, specs = _check_arguments(model, entity, time, vcov)
     extras: list[Any] = [entity] + ([time] if time is not None else []) + specs
+    no_formula_offset(formula, "panel")
     prep = fixed_arrays(formula, data, None, extras)
     y, X, names = prep.y, prep.X, prep.names
     ent_raw = prep.extras[0]
@@ -302,6 +304,11 @@ def panel(
         k_df = p
     else:  # fd
         same = codes[1:] == codes[:-1]
+        if not same.any():
+            raise DataError(
+                f"model='fd' needs two periods of an entity to difference; each of the {N} "
+                f"entities of {entity!r} has one row"
+            )
         yt, Xt, tnames = _first_differences(y, X, same, names, has_int)
         beta, _, R_t = _regress(yt, Xt, tnames)
         k_df = Xt.shape[1]
