@@ -69,3 +69,26 @@ def caught(fn):
         warnings.simplefilter("always")
         out = fn()
     return out, [f"{type(x.message).__name__}: {x.message}" for x in w]
+
+
+def put(d: pd.DataFrame, col: str, rows, value) -> pd.DataFrame:
+    """A copy of ``d`` with ``d.loc[rows, col] = value`` (the column made object or float
+    first when the value needs it)."""
+    d = d.copy()
+    if value is None or isinstance(value, str):
+        d[col] = d[col].astype(object)
+    elif isinstance(value, float) and d[col].dtype.kind in "iub":
+        d[col] = d[col].astype(float)
+    d.loc[rows, col] = value
+    return d
+
+
+def expect_error(fn, exc, match: str) -> None:
+    """``fn()`` raises ``exc`` (one of the library's classes) whose text matches ``match``."""
+    import re
+
+    import pytest
+
+    with pytest.raises(exc) as info:
+        fn()
+    assert re.search(match, str(info.value), re.S), f"{match!r} not in {str(info.value)!r}"

@@ -168,6 +168,11 @@ def weight_vector(arg, df: pd.DataFrame, what: str) -> tuple[np.ndarray | None, 
         if not is_numeric(s):
             raise DataError(f"{what} column {arg!r} must be numeric, not {s.dtype}")
         return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan), arg
+    if not isinstance(arg, pd.Series) and np.ndim(arg) != 1:
+        raise DataError(
+            f"{what} must be a column name or one value per row, not an array of shape "
+            f"{np.shape(arg)}"
+        )
     try:
         a = pd.Series(np.asarray(arg)) if not isinstance(arg, pd.Series) else arg
         a = a.to_numpy(dtype=float, na_value=np.nan)
@@ -432,9 +437,14 @@ def _clean_column(s: pd.Series) -> pd.Series:
         return s.astype(np.float64)
     if pd.api.types.is_numeric_dtype(dt):
         return s.astype(np.float64)
+    if dt == np.dtype(object) and pd.api.types.infer_dtype(s, skipna=True) in _NUMBERS:
+        return s.astype(np.float64)  # numbers stored as objects (with None): a numeric column
     if pd.api.types.is_string_dtype(dt) or dt == np.dtype(object):
         return s.astype(object)
     return s
+
+
+_NUMBERS = ("floating", "integer", "mixed-integer-float", "decimal")
 
 
 def _nan_rows(*arrays) -> np.ndarray:
