@@ -13,128 +13,30 @@ from multilevel.exceptions import DataError, FormulaError, MissingColumnError
 F = "y ~ x + (1 | g)"
 ones = np.ones(60)
 
+# fmt: off
 ERRORS = [
-    pytest.param(
-        lambda d: ml.lmer(F, d, weights=np.r_[1, 1, 1, -1.0, ones[4:]]),
-        DataError,
-        r"weights must be non-negative \(negative at rows 3\)",
-        id="negative-weight",
-    ),
-    pytest.param(
-        lambda d: ml.lmer(F, d, weights=np.zeros(60)),
-        DataError,
-        r"every weight is zero: none of the 60 rows",
-        id="all-zero-weights",
-    ),
-    pytest.param(
-        lambda d: ml.lmer(F, d, weights=np.ones(59)),
-        DataError,
-        r"weights has length 59 but the data have 60 rows",
-        id="weights-short",
-    ),
-    pytest.param(
-        lambda d: ml.lmer(F, d, weights=np.ones((60, 2))),
-        DataError,
-        r"weights must be a column name or one value per row, not an array of shape \(60, 2\)",
-        id="weights-2d",
-    ),
-    pytest.param(
-        lambda d: ml.lmer(F, d, weights=1.0),
-        DataError,
-        r"weights must be a column name or one value per row, not an array of shape \(\)",
-        id="weights-scalar",
-    ),
-    pytest.param(
-        lambda d: ml.lmer(F, d, weights="f"),
-        DataError,
-        r"weights column 'f' must be numeric",
-        id="weights-text-column",
-    ),
-    pytest.param(
-        lambda d: ml.lmer(F, d, weights="wt"),
-        MissingColumnError,
-        r"column 'wt' is not in the data",
-        id="weights-missing-column",
-    ),
-    pytest.param(
-        lambda d: ml.lmer(F, d, weights=["a"] * 60),
-        DataError,
-        r"weights must be numeric",
-        id="weights-strings",
-    ),
-    pytest.param(
-        lambda d: ml.lmer(F, d, offset=np.ones(61)),
-        DataError,
-        r"offset has length 61 but the data have 60 rows",
-        id="offset-long",
-    ),
-    pytest.param(
-        lambda d: ml.lmer(F, d, offset="f"),
-        DataError,
-        r"offset column 'f' must be numeric",
-        id="offset-text-column",
-    ),
-    pytest.param(
-        lambda d: ml.lmer(F, d, offset="off"),
-        MissingColumnError,
-        r"'off' is not in the data",
-        id="offset-missing-column",
-    ),
-    pytest.param(
-        lambda d: ml.lmer("y ~ x + offset(t2) + (1 | g)", d),
-        MissingColumnError,
-        r"'t2' is not in the data; did you mean 't'",
-        id="formula-offset-missing-column",
-    ),
-    pytest.param(
-        lambda d: ml.lmer("y ~ x + offset() + (1 | g)", d),
-        FormulaError,
-        r"offset\(\) needs an expression",
-        id="formula-offset-empty",
-    ),
-    pytest.param(
-        lambda d: ml.lmer("y ~ x + offset(f) + (1 | g)", d),
-        DataError,
-        r"offset\(f\)",
-        id="formula-offset-text",
-    ),
-    pytest.param(
-        lambda d: ml.ols("y ~ x + offset(t)", d),
-        FormulaError,
-        r"ols\(\) does not take offset\(\) terms",
-        id="ols-formula-offset",
-    ),
-    pytest.param(
-        lambda d: ml.panel("y ~ x + offset(t)", d, entity="g"),
-        FormulaError,
-        r"panel\(\) does not take offset",
-        id="panel-formula-offset",
-    ),
-    pytest.param(
-        lambda d: ml.lmlist("y ~ x + offset(t)", d, group="g"),
-        FormulaError,
-        r"lmlist\(\) does not take offset",
-        id="lmlist-formula-offset",
-    ),
-    pytest.param(
-        lambda d: ml.ols("y ~ x", d, weights=np.r_[-2.0, ones[1:]]),
-        DataError,
-        r"non-negative",
-        id="ols-negative-weight",
-    ),
-    pytest.param(
-        lambda d: ml.ols("y ~ x", d, weights=np.r_[np.inf, ones[1:]]),
-        DataError,
-        r"weights.*inf.*rows 0",
-        id="ols-inf-weight",
-    ),
-    pytest.param(
-        lambda d: ml.ols("y ~ x", d, weights=np.zeros(60)),
-        DataError,
-        r"0 usable observations cannot fit 2 coefficients",
-        id="ols-all-zero-weights",
-    ),
+    pytest.param(lambda d: ml.lmer(F, d, weights=np.r_[1, 1, 1, -1.0, ones[4:]]), DataError, r"weights must be non-negative \(negative at rows 3\)", id="negative-weight"),
+    pytest.param(lambda d: ml.lmer(F, d, weights=np.zeros(60)), DataError, r"every weight is zero: none of the 60 rows", id="all-zero-weights"),
+    pytest.param(lambda d: ml.lmer(F, d, weights=np.ones(59)), DataError, r"weights has length 59 but the data have 60 rows", id="weights-short"),
+    pytest.param(lambda d: ml.lmer(F, d, weights=np.ones((60, 2))), DataError, r"weights must be a column name or one value per row, not an array of shape \(60, 2\)", id="weights-2d"),
+    pytest.param(lambda d: ml.lmer(F, d, weights=1.0), DataError, r"weights must be a column name or one value per row, not an array of shape \(\)", id="weights-scalar"),
+    pytest.param(lambda d: ml.lmer(F, d, weights="f"), DataError, r"weights column 'f' must be numeric", id="weights-text-column"),
+    pytest.param(lambda d: ml.lmer(F, d, weights="wt"), MissingColumnError, r"column 'wt' is not in the data", id="weights-missing-column"),
+    pytest.param(lambda d: ml.lmer(F, d, weights=["a"] * 60), DataError, r"weights must be numeric", id="weights-strings"),
+    pytest.param(lambda d: ml.lmer(F, d, offset=np.ones(61)), DataError, r"offset has length 61 but the data have 60 rows", id="offset-long"),
+    pytest.param(lambda d: ml.lmer(F, d, offset="f"), DataError, r"offset column 'f' must be numeric", id="offset-text-column"),
+    pytest.param(lambda d: ml.lmer(F, d, offset="off"), MissingColumnError, r"'off' is not in the data", id="offset-missing-column"),
+    pytest.param(lambda d: ml.lmer("y ~ x + offset(t2) + (1 | g)", d), MissingColumnError, r"'t2' is not in the data; did you mean 't'", id="formula-offset-missing-column"),
+    pytest.param(lambda d: ml.lmer("y ~ x + offset() + (1 | g)", d), FormulaError, r"offset\(\) needs an expression", id="formula-offset-empty"),
+    pytest.param(lambda d: ml.lmer("y ~ x + offset(f) + (1 | g)", d), DataError, r"offset\(f\)", id="formula-offset-text"),
+    pytest.param(lambda d: ml.ols("y ~ x + offset(t)", d), FormulaError, r"ols\(\) does not take offset\(\) terms", id="ols-formula-offset"),
+    pytest.param(lambda d: ml.panel("y ~ x + offset(t)", d, entity="g"), FormulaError, r"panel\(\) does not take offset", id="panel-formula-offset"),
+    pytest.param(lambda d: ml.lmlist("y ~ x + offset(t)", d, group="g"), FormulaError, r"lmlist\(\) does not take offset", id="lmlist-formula-offset"),
+    pytest.param(lambda d: ml.ols("y ~ x", d, weights=np.r_[-2.0, ones[1:]]), DataError, r"non-negative", id="ols-negative-weight"),
+    pytest.param(lambda d: ml.ols("y ~ x", d, weights=np.r_[np.inf, ones[1:]]), DataError, r"weights.*inf.*rows 0", id="ols-inf-weight"),
+    pytest.param(lambda d: ml.ols("y ~ x", d, weights=np.zeros(60)), DataError, r"0 usable observations cannot fit 2 coefficients", id="ols-all-zero-weights"),
 ]
+# fmt: on
 
 
 @pytest.mark.parametrize("fn, exc, match", ERRORS)
@@ -182,47 +84,17 @@ def test_same_fit(a, b):
     np.testing.assert_allclose(fa.fixef.to_numpy(), fb.fixef.to_numpy(), rtol=1e-10)
 
 
+# fmt: off
 LME4 = [
-    pytest.param(
-        "offset_log", "Reaction ~ Days + offset(log(Days + 1)) + (1 | Subject)", {}, id="offset-log"
-    ),
-    pytest.param(
-        "offset_log",
-        "Reaction ~ Days + offset(np.log(Days + 1)) + (1 | Subject)",
-        {},
-        id="offset-np-log",
-    ),
-    pytest.param(
-        "offset_log_ml",
-        "Reaction ~ Days + offset(10 * log(Days + 1)) + (Days | Subject)",
-        {},
-        id="offset-scaled-ml",
-    ),
-    pytest.param(
-        "offset_formula_and_column",
-        "Reaction ~ Days + offset(off) + offset(log(Days + 1)) + (1 | Subject)",
-        {},
-        id="two-offset-terms",
-    ),
-    pytest.param(
-        "offset_formula_and_column",
-        "Reaction ~ Days + offset(log(Days + 1)) + (1 | Subject)",
-        {"offset": "off"},
-        id="offset-formula-plus-argument",
-    ),
-    pytest.param(
-        "weights_constant_7",
-        "Reaction ~ Days + (Days | Subject)",
-        {"weights": np.full(180, 7.0)},
-        id="constant-weights-7",
-    ),
-    pytest.param(
-        "weights_varying_ml",
-        "Reaction ~ Days + (1 | Subject)",
-        {"weights": 1.0 + np.arange(1, 181) % 3},
-        id="varying-weights-ml",
-    ),
+    pytest.param("offset_log", "Reaction ~ Days + offset(log(Days + 1)) + (1 | Subject)", {}, id="offset-log"),
+    pytest.param("offset_log", "Reaction ~ Days + offset(np.log(Days + 1)) + (1 | Subject)", {}, id="offset-np-log"),
+    pytest.param("offset_log_ml", "Reaction ~ Days + offset(10 * log(Days + 1)) + (Days | Subject)", {}, id="offset-scaled-ml"),
+    pytest.param("offset_formula_and_column", "Reaction ~ Days + offset(off) + offset(log(Days + 1)) + (1 | Subject)", {}, id="two-offset-terms"),
+    pytest.param("offset_formula_and_column", "Reaction ~ Days + offset(log(Days + 1)) + (1 | Subject)", {"offset": "off"}, id="offset-formula-plus-argument"),
+    pytest.param("weights_constant_7", "Reaction ~ Days + (Days | Subject)", {"weights": np.full(180, 7.0)}, id="constant-weights-7"),
+    pytest.param("weights_varying_ml", "Reaction ~ Days + (1 | Subject)", {"weights": 1.0 + np.arange(1, 181) % 3}, id="varying-weights-ml"),
 ]
+# fmt: on
 
 
 @pytest.mark.parametrize("case, formula, kw", LME4)
