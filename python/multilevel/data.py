@@ -322,12 +322,13 @@ def _missing(v, name: str) -> np.ndarray | None:
 
 
 def _check_scalars(s: pd.Series, name: str) -> None:
-    """DataError for an object column holding containers (lists, dicts, arrays): a value of
-    a factor or a predictor is one number, string or category."""
+    """DataError for an object column holding containers (lists, dicts, sets, arrays): a
+    value of a factor or a predictor is one number, string or category (a tuple, hashable,
+    is a level like any other)."""
     if pd.api.types.infer_dtype(s, skipna=True) not in ("mixed", "unknown-array"):
         return
     bad = np.fromiter(
-        (isinstance(x, (list, tuple, dict, set, np.ndarray, pd.Series)) for x in s),
+        (isinstance(x, (list, dict, set, np.ndarray, pd.Series)) for x in s),
         dtype=bool,
         count=len(s),
     )
