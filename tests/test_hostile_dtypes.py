@@ -10,9 +10,9 @@ import decimal
 import numpy as np
 import pandas as pd
 import pytest
-from _hostile import caught, expect_error, small
 
 import multilevel as ml
+from _hostile import caught, expect_error, small
 from multilevel.exceptions import DataError
 
 F = "y ~ x + (1 | g)"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from _hostile import caught, check_lme4, expect_error, reference, sleepstudy, small
 
 import multilevel as ml
+from _hostile import caught, check_lme4, expect_error, reference, sleepstudy, small
 from multilevel.exceptions import DataError, FormulaError, MissingColumnError
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from _hostile import caught, expect_error, small
 
 import multilevel as ml
+from _hostile import caught, expect_error, small
 from multilevel.exceptions import DataError, FormulaError, MissingColumnError, ThetaError
 
 F = "y ~ x + (1 | g)"
