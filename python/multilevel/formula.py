@@ -170,7 +170,7 @@ def _expr_variables_uncached(expr: str, response: bool) -> list[str]:
         for term in terms:
             for f in term.factors:
                 kind = f.eval_method.name
-                if kind == "LOOKUP":
+                if kind == "LOOKUP" and str(f.expr).split(".")[0] not in NAMESPACES:
                     _extend(names, [str(f.expr)])
                 elif kind == "PYTHON":
                     _extend(names, _python_variables(str(f.expr)))
