@@ -86,6 +86,8 @@ def n_rows(data: Any) -> int:
     """Number of rows of a data frame (pandas, polars) or of a dict of arrays."""
     if isinstance(data, dict):
         return len(next(iter(data.values()))) if data else 0
+    if not hasattr(data, "shape"):  # not a data frame: as_pandas says what is expected
+        return len(as_pandas(data))
     return int(data.shape[0])
 
 
