@@ -34,6 +34,7 @@ __all__ = [
     "as_pandas",
     "check_columns",
     "check_inf",
+    "check_scalars",
     "check_weights",
     "column_values",
     "drop_missing",
@@ -323,7 +324,7 @@ def _missing(v, name: str) -> np.ndarray | None:
     return m if m.any() else None
 
 
-def _check_scalars(s: pd.Series, name: str) -> None:
+def check_scalars(s: pd.Series, name: str) -> None:
     """DataError for an object column holding containers (lists, dicts, sets, arrays): a
     value of a factor or a predictor is one number, string or category (a tuple, hashable,
     is a level like any other)."""
@@ -360,7 +361,7 @@ def drop_missing(
     for c in used:  # inf in a column is an error (the first such column is named)
         cols[c] = v = _column(df, c, pos)
         if isinstance(v, pd.Series) and v.dtype == object:
-            _check_scalars(v, c)
+            check_scalars(v, c)
         m = _missing(v, c)
         if m is not None:
             culprits.append(c)

@@ -17,6 +17,7 @@ from multilevel.data import (
     as_pandas,
     check_columns,
     check_inf,
+    check_scalars,
     check_weights,
     column_values,
     drop_missing,
@@ -310,6 +311,8 @@ def fixed_arrays(formula: str, data: Any, weights: Any, extras: Sequence[Any]) -
                 raise DataError(
                     f"a grouping array has {len(vals)} values but the data have {n_in} rows"
                 )
+        if isinstance(spec, str) and vals.dtype == object:
+            check_scalars(vals, spec)
         miss = pd.isna(vals).to_numpy()
         if miss.any():
             culprits.append(repr(spec) if isinstance(spec, str) else "a grouping array")

@@ -238,7 +238,8 @@ def panel(
     ent_raw = prep.extras[0]
     tim_raw = prep.extras[1] if time is not None else None
     clus = prep.extras[(2 if time is not None else 1) :]
-    codes, ent_levels = factor(ent_raw)  # one hash pass, then only the levels are sorted
+    # one hash pass, then only the levels are sorted
+    codes, ent_levels = factor(pd.Series(ent_raw, name=entity, copy=False))
     if tim_raw is not None:
         tcodes, tim_levels = factor(tim_raw)
         _check_duplicates(codes, ent_levels, tcodes, tim_levels, entity, time)
