@@ -23,7 +23,7 @@ import numpy as np
 
 from multilevel.exceptions import DataError, FitError, FormulaError, RowsDroppedWarning
 
-__all__ = ["before_fit", "explained", "no_formula_offset"]
+__all__ = ["before_fit", "check_glmm", "check_terms", "explained", "no_formula_offset"]
 
 # |values| beyond these make squares and cross-products overflow or underflow in float64.
 _HUGE, _TINY = 1e150, 1e-150
@@ -31,6 +31,12 @@ _HUGE, _TINY = 1e150, 1e-150
 
 def before_fit(design: Any) -> None:
     """Raise a named error for a design the core cannot fit (see the module docstring)."""
+    check_terms(design)
+    _check_rows(design)
+
+
+def check_terms(design: Any) -> None:
+    """FormulaError for a random-effects term without columns (``(0 | g)``)."""
     for t in design.terms:
         if t.Z.shape[1] == 0:
             text = t.spec.term.text
@@ -40,6 +46,9 @@ def before_fit(design: Any) -> None:
                 design.formula,
                 _position(design.formula, t.spec.term.group),
             )
+
+
+def _check_rows(design: Any) -> None:
     n, p = design.X.shape
     w = design.weights
     if w is not None and not np.any(w > 0):
@@ -134,4 +143,16 @@ def no_formula_offset(formula: str, what: str) -> None:
             "from the response instead",
             formula,
             formula.find("offset("),
+        )
+
+
+def check_glmm(design: Any, family: str) -> None:
+    """glmer's checks before the core: terms with columns, and a binomial response that is
+    not 0 (or 1) in every row (its intercept would be infinite: lme4 fails to converge)."""
+    check_terms(design)
+    y = np.asarray(design.y, dtype=float)
+    if family == "binomial" and y.size and float(np.ptp(y)) == 0.0 and y[0] in (0.0, 1.0):
+        raise DataError(
+            f"the binomial response {design.parsed.response!r} is {y[0]:g} in every row used: "
+            "the log-odds would be infinite; nothing can be estimated"
         )

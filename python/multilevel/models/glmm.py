@@ -38,6 +38,7 @@ from scipy import stats
 from multilevel import _core
 from multilevel import design as _design
 from multilevel import families as fm
+from multilevel.design import checks as _checks
 from multilevel.exceptions import (
     ConvergenceWarning,
     FitError,
@@ -252,6 +253,7 @@ def glmer(
         offset="__ml_o__" if offset_v is not None else None,
         allow_n=True,
     )
+    _checks.check_glmm(d, fam.name)  # (0 | g), a constant binomial response: named
     y = np.asarray(d.y, float)
     w = np.ones_like(y) if d.weights is None else np.asarray(d.weights, float)
     start = fam.initialize(y, w) if fam.name == "binomial" else fam.initialize(y)
