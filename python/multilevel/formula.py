@@ -170,8 +170,9 @@ def _expr_variables_uncached(expr: str, response: bool) -> list[str]:
         for term in terms:
             for f in term.factors:
                 kind = f.eval_method.name
-                if kind == "LOOKUP" and str(f.expr).split(".")[0] not in NAMESPACES:
-                    _extend(names, [str(f.expr)])
+                name = str(f.expr)
+                if kind == "LOOKUP" and not ("." in name and name.split(".")[0] in NAMESPACES):
+                    _extend(names, [name])  # np.pi is numpy's; a column np is a column
                 elif kind == "PYTHON":
                     _extend(names, _python_variables(str(f.expr)))
         # a backticked name is a column, even `1` (which formulaic reads as the literal)
