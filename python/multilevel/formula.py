@@ -47,6 +47,26 @@ FORMULA_FUNCTIONS = frozenset({*TRANSFORMS, "cvar", "dvar", "offset"})
 _OFFSET_TERM = re.compile(r"offset\s*\((?P<expr>.*)\)", re.S)
 
 
+_R_NAME = re.compile(r"`[^`]*`|'[^']*'|\"[^\"]*\"|(?<![\w.])[A-Za-z_][\w]*(?:\.\w*)+")
+
+
+def quote_r_names(text: str) -> str:
+    """``text`` with R names that are not Python (a dotted name with a part starting with a
+    digit, ``x.2.b``, or ending in a dot, ``x.``) in backticks, so formulaic reads them as
+    names. Quoted strings and backticked names are left alone."""
+
+    def fix(m: re.Match) -> str:
+        tok = m.group(0)
+        if tok[0] in "`'\"":
+            return tok
+        parts = tok.split(".")
+        if any(not q or q[0].isdigit() for q in parts[1:]):
+            return f"`{tok}`"
+        return tok
+
+    return _R_NAME.sub(fix, text)
+
+
 @dataclass(frozen=True)
 class RandomTermSpec:
     """One random-effects term ``(expr | group)`` after expansion.
@@ -157,7 +177,7 @@ def _expr_variables_cached(expr: str, response: bool) -> tuple[str, ...]:
 def _expr_variables_uncached(expr: str, response: bool) -> list[str]:
     text = "{" + expr + "}" if response else expr
     try:
-        terms = list(formulaic.Formula(text))
+        terms = list(formulaic.Formula(quote_r_names(text)))
     except Exception:
         terms = None
     names: list[str] = []
@@ -431,7 +451,7 @@ def _parse_cached(formula: str) -> ParsedFormula:
 def _check_fixed_piece(formula: str, text: str, start: int) -> None:
     """Let formulaic parse one summand of the fixed part; point at its complaint."""
     try:
-        formulaic.Formula(text)
+        formulaic.Formula(quote_r_names(text))
     except Exception as exc:
         msg = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
         lines = msg.splitlines()
@@ -494,7 +514,7 @@ def _parse_bar(formula: str, inner, pstart: int, pend: int) -> list[RandomTermSp
         if not double:
             out.append(RandomTermSpec(expr, group, factors, True, f"({expr} | {group})"))
             continue
-        terms = [str(x) for x in formulaic.Formula(expr)]
+        terms = [_term_text(x) for x in formulaic.Formula(quote_r_names(expr))]
         if "1" in terms:
             out.append(RandomTermSpec("1", group, factors, False, f"(1 | {group})"))
         for term in terms:
@@ -505,9 +525,20 @@ def _parse_bar(formula: str, inner, pstart: int, pend: int) -> list[RandomTermSp
     return out
 
 
+def _term_text(term) -> str:
+    """A formulaic term as formula text: names that are not identifiers in backticks."""
+    out = []
+    for f in term.factors:
+        e = str(f.expr)
+        if f.eval_method.name == "LOOKUP" and not re.fullmatch(r"[A-Za-z_.][\w.]*", e):
+            e = f"`{e}`"
+        out.append(e)
+    return ":".join(out) if out else str(term)
+
+
 def _check_expr(formula: str, expr: str, pos: int, what: str = "the left side of '|'") -> None:
     try:
-        formulaic.Formula(expr)
+        formulaic.Formula(quote_r_names(expr))
     except Exception as exc:
         raise FormulaError(f"cannot read {what}: {exc}", formula, pos) from None
 
