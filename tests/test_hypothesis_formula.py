@@ -4,10 +4,10 @@ columns it uses."""
 
 from __future__ import annotations
 
-import _hypothesis_profiles  # noqa: F401  (settings profile)
 from hypothesis import given
 from hypothesis import strategies as st
 
+import _hypothesis_profiles  # noqa: F401  (settings profile)
 from multilevel.formula import parse
 
 NAMES = st.sampled_from(["x", "z", "my.x", "x_1", "Days", "x.2.b", "`a b`", "w"])

@@ -23,7 +23,15 @@ import numpy as np
 
 from multilevel.exceptions import DataError, FitError, FormulaError, RowsDroppedWarning
 
-__all__ = ["before_fit", "check_glmm", "check_terms", "explained", "no_formula_offset"]
+__all__ = [
+    "before_fit",
+    "check_glmm",
+    "check_magnitudes",
+    "check_terms",
+    "explained",
+    "magnitude_problem",
+    "no_formula_offset",
+]
 
 # |values| beyond these make squares and cross-products overflow or underflow in float64.
 _HUGE, _TINY = 1e150, 1e-150
@@ -96,19 +104,35 @@ def explained(design: Any) -> Iterator[None]:
         raise DataError(f"{cause} (the core reported: {exc})") from exc
 
 
-def _cause(design: Any) -> str | None:
-    names = [design.parsed.response, *design.fixed_names]
-    cols = [np.asarray(design.y, dtype=float)] + [design.X[:, j] for j in range(design.X.shape[1])]
-    for name, v in zip(names, cols):
-        a = np.abs(v[np.isfinite(v)])
-        nz = a[a > 0]
-        if nz.size and (nz.max() > _HUGE or nz.min() < _TINY):
-            big = nz.max() > _HUGE
+def magnitude_problem(names, columns) -> str | None:
+    """The first column whose nonzero values are too large or too small to be squared in
+    double precision (beyond 1e150 or below 1e-150), said in words; None when all are fine."""
+    for name, v in zip(names, columns):
+        a = np.abs(np.asarray(v, dtype=float))
+        a = a[np.isfinite(a) & (a > 0)]
+        if a.size and (a.max() > _HUGE or a.min() < _TINY):
+            big = a.max() > _HUGE
             return (
-                f"column {name!r} has values of magnitude {nz.max() if big else nz.min():.3g}, "
+                f"column {name!r} has values of magnitude {a.max() if big else a.min():.3g}, "
                 f"too {'large' if big else 'small'} for the cross-products in double "
                 "precision: rescale it"
             )
+    return None
+
+
+def check_magnitudes(names, columns) -> None:
+    """DataError from :func:`magnitude_problem`, before a fit that squares the columns."""
+    why = magnitude_problem(names, columns)
+    if why is not None:
+        raise DataError(why)
+
+
+def _cause(design: Any) -> str | None:
+    names = [design.parsed.response, *design.fixed_names]
+    cols = [np.asarray(design.y, dtype=float)] + [design.X[:, j] for j in range(design.X.shape[1])]
+    why = magnitude_problem(names, cols)
+    if why is not None:
+        return why
     y, X = np.asarray(design.y, dtype=float), np.asarray(design.X, dtype=float)
     if X.shape[1]:
         w = None if design.weights is None else np.sqrt(np.asarray(design.weights, dtype=float))
@@ -151,6 +175,10 @@ def check_glmm(design: Any, family: str) -> None:
     not 0 (or 1) in every row (its intercept would be infinite: lme4 fails to converge)."""
     check_terms(design)
     y = np.asarray(design.y, dtype=float)
+    X = design.X
+    check_magnitudes(
+        [design.parsed.response, *design.fixed_names], [y] + [X[:, j] for j in range(X.shape[1])]
+    )
     if family == "binomial" and y.size and float(np.ptp(y)) == 0.0 and y[0] in (0.0, 1.0):
         raise DataError(
             f"the binomial response {design.parsed.response!r} is {y[0]:g} in every row used: "

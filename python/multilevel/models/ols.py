@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from multilevel.design.checks import no_formula_offset
+from multilevel.design.checks import check_magnitudes, no_formula_offset
 from multilevel.design.fixed import fixed_arrays
 from multilevel.exceptions import DataError
 from multilevel.inference.sandwich import CR_TYPES, HC_TYPES, Sandwich, cluster_label, sandwich
@@ -397,6 +397,12 @@ def ols(
     n, p = prep.X.shape
     if n <= p:
         raise DataError(f"{n} usable observations cannot fit {p} coefficients")
+    check_magnitudes(
+        [formula.split("~")[0].strip(), *prep.names],
+        [prep.y, *(prep.X[:, j] for j in range(p))],
+    )
+    if prep.weights is not None:
+        check_magnitudes(["weights"], [prep.weights])
     beta = _wls(prep.y, prep.X, prep.weights)
     sw = sandwich(
         prep.X, prep.y - prep.X @ beta, kind, weights=prep.weights, clusters=prep.extras or None
