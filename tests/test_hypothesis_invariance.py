@@ -1,8 +1,8 @@
 """Properties of the fit that theory guarantees, on random small data:
 
 - row order: the criterion at any theta to 1e-10 and the fitted criterion to 1e-8
-  relative (or the optimiser's 5e-7 absolute: see _fit_close) for terms of one column each; the optimiser's path may differ in the last bits,
-  so estimates agree to its tolerance only;
+  relative (or the optimiser's 5e-7 absolute: see _fit_close) for terms of one column each;
+  the optimiser's path may differ in the last bits, so estimates agree to its tolerance only;
 - all weights times a constant c: the same distribution with sigma * sqrt(c) and theta /
   sqrt(c), hence the same criterion, beta and sigma * sqrt(c) at corresponding theta (1e-10,
   1e-9) and the same optimum -- as lme4 (tests/reference/hostile/weights_constant_7.json);
@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import numpy as np
@@ -113,7 +114,7 @@ def test_batches_give_the_same_criterion(data, formula, cuts, reml):
         [t.Z.shape[1] for t in design.terms],
         design.X.shape[1],
     )
-    for a, b in zip(edges[:-1], edges[1:]):
+    for a, b in itertools.pairwise(edges):
         acc.add(
             design.y[a:b],
             np.asfortranarray(design.X[a:b]),
