@@ -41,6 +41,7 @@ from multilevel import families as fm
 from multilevel.design import checks as _checks
 from multilevel.exceptions import (
     ConvergenceWarning,
+    DataError,
     FitError,
     MultilevelWarning,
     SingularFitWarning,
@@ -285,7 +286,11 @@ def glmer(
         separated = separation_columns(X[keep], start.y[keep], names)
         for name, complete in separated:
             warnings.warn(_separation_message(name, complete), SeparationWarning, stacklevel=2)
-    beta0 = _glm_start(X, start.y, fam, start.weights, o, start.mustart)
+    try:
+        beta0 = _glm_start(X, start.y, fam, start.weights, o, start.mustart)
+    except np.linalg.LinAlgError as exc:  # a least-squares step of the GLM start failed
+        why = _checks.magnitude_problem([d.parsed.response], [start.y]) or "extreme values?"
+        raise DataError(f"the GLM start values could not be computed ({exc}): {why}") from None
     try:
         res = prob.fit(nagq, list(map(float, beta0)))
     except FitError as e:
