@@ -50,12 +50,14 @@ def _fit(formula, d, **kw):
         return ml.lmer(formula, d, **kw)
 
 
-def _fit_close(a: float, b: float) -> bool:
-    """Two fitted criteria of one optimum: 1e-7 relative (absolute below 1). The optimiser
+def _fit_close(a: float, b: float, n: int) -> bool:
+    """Two fitted criteria of one optimum: 1e-7 relative to the larger of the criterion and the
+    number of rows (a criterion near 0 is a sum of terms of size about n). The optimiser
     stops at lme4's xtol_rel = 1e-4 on theta, so two paths to one optimum end up to about
-    1e-8 relative apart (found at 2,000 examples: 1.3e-8 at a criterion of 65 and 2.7e-8 at
-    5, rows permuted); the exact invariance is the criterion at a given theta (1e-10)."""
-    return abs(a - b) <= 1e-7 * max(abs(b), 1.0)
+    1e-8 relative apart (found at 2,000 examples: 1.3e-8 at a criterion of 65, 2.7e-8 at 5,
+    1.6e-7 absolute at 0.69 with 16 rows); the exact invariance is the criterion at a given
+    theta (1e-10)."""
+    return abs(a - b) <= 1e-7 * max(abs(b), n)
 
 
 def _rel(a: float, b: float, n: int = 1) -> float:
@@ -80,7 +82,7 @@ def test_row_order(data, formula, reml):
         return
     f1 = _fit(formula, d, weights="w", reml=reml)
     f2 = _fit(formula, d.iloc[perm], weights="w", reml=reml)
-    assert _fit_close(f2.objective, f1.objective)
+    assert _fit_close(f2.objective, f1.objective, len(d))
 
 
 @given(data=dataset(), log_c=st.floats(-2.0, 2.0), reml=st.booleans())
@@ -98,7 +100,7 @@ def test_weights_times_a_constant(data, log_c, reml):
     np.testing.assert_allclose(sc.sigma, s1.sigma * np.sqrt(c), rtol=1e-9)
     # the fits: the same optimum (estimates then agree to the optimiser's tolerance only)
     f1, fc = _fit(f, d, weights="w", reml=reml), _fit(f, dc, weights="w", reml=reml)
-    assert _fit_close(fc.objective, f1.objective)
+    assert _fit_close(fc.objective, f1.objective, len(d))
 
 
 @given(
