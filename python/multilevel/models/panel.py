@@ -238,8 +238,7 @@ def panel(
     ent_raw = prep.extras[0]
     tim_raw = prep.extras[1] if time is not None else None
     clus = prep.extras[(2 if time is not None else 1) :]
-    # one hash pass, then only the levels are sorted
-    codes, ent_levels = factor(pd.Series(ent_raw, name=entity, copy=False))
+    codes, ent_levels = factor(pd.Series(ent_raw, name=entity, copy=False))  # levels sorted
     if tim_raw is not None:
         tcodes, tim_levels = factor(tim_raw)
         _check_duplicates(codes, ent_levels, tcodes, tim_levels, entity, time)
@@ -305,11 +304,7 @@ def panel(
         k_df = p
     else:  # fd
         same = codes[1:] == codes[:-1]
-        if not same.any():
-            raise DataError(
-                f"model='fd' needs two periods of an entity to difference; each of the {N} "
-                f"entities of {entity!r} has one row"
-            )
+        _check_fd(same, N, entity)
         yt, Xt, tnames = _first_differences(y, X, same, names, has_int)
         beta, _, R_t = _regress(yt, Xt, tnames)
         k_df = Xt.shape[1]
@@ -412,6 +407,15 @@ def _swamy_arora_s2u(
     ZSZ = (Xb * (counts**2)[:, None]).T @ Xb
     m_eta = n - float(np.trace(np.linalg.solve(ZBZ, ZSZ)))
     return max((quad - m_nu * s2e) / m_eta, 0.0)
+
+
+def _check_fd(same: np.ndarray, n_entities: int, entity: str) -> None:
+    """DataError when no entity has two periods (nothing to difference)."""
+    if not same.any():
+        raise DataError(
+            f"model='fd' needs two periods of an entity to difference; each of the {n_entities} "
+            f"entities of {entity!r} has one row"
+        )
 
 
 def _first_differences(
