@@ -2,7 +2,7 @@
 # copied into the package next to the Python sources (the editable install picks it up).
 PY ?= python
 
-.PHONY: build dev test test-rust test-python lint fmt bench reference docs docs-serve wheel clean
+.PHONY: build dev test test-rust test-python nightly lint fmt bench reference docs docs-serve wheel clean
 
 build:
 	$(PY) -m pip install -e ".[test]"
@@ -18,6 +18,11 @@ test-rust:
 
 test-python:
 	$(PY) -m pytest -q
+
+# The property-based suites with 20,000 random examples per property (CI runs 2,000,
+# derandomized: tests/_hypothesis_profiles.py), the pending scale properties included.
+nightly:
+	HYPOTHESIS_PROFILE=nightly $(PY) -m pytest -q tests/test_hypothesis_*.py
 
 lint:
 	cargo fmt --check

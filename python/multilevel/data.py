@@ -34,6 +34,7 @@ __all__ = [
     "as_pandas",
     "check_columns",
     "check_inf",
+    "check_scalars",
     "check_weights",
     "column_values",
     "drop_missing",
@@ -50,7 +51,7 @@ __all__ = [
 def as_pandas(data) -> pd.DataFrame:
     """pandas DataFrame from pandas (as is), polars (``to_pandas``) or a dict of arrays."""
     if isinstance(data, pd.DataFrame):
-        return data
+        return _string_labels(data)
     mod = type(data).__module__
     if mod.startswith("polars"):
         import polars as pl
@@ -63,7 +64,7 @@ def as_pandas(data) -> pd.DataFrame:
         return data.to_pandas()
     if isinstance(data, Mapping):
         try:
-            return pd.DataFrame({k: _as_column(v) for k, v in data.items()})
+            return _string_labels(pd.DataFrame({k: _as_column(v) for k, v in data.items()}))
         except ValueError as exc:
             raise DataError(f"cannot make a data frame from the dict: {exc}") from None
     raise DataError(
@@ -71,10 +72,23 @@ def as_pandas(data) -> pd.DataFrame:
     )
 
 
+def _string_labels(df: pd.DataFrame) -> pd.DataFrame:
+    """Column labels as the text a formula names them by: ``0`` -> ``"0"`` (formulas refer to
+    such a column as `` `0` ``). A frame whose labels are all strings is returned as is; others
+    get new labels over the same data (no copy)."""
+    cols = df.columns
+    is_text = cols.dtype == object or pd.api.types.is_string_dtype(cols.dtype)
+    if is_text and all(isinstance(c, str) for c in cols):
+        return df
+    return df.set_axis([str(c) for c in cols], axis=1)
+
+
 def n_rows(data: Any) -> int:
     """Number of rows of a data frame (pandas, polars) or of a dict of arrays."""
     if isinstance(data, dict):
         return len(next(iter(data.values()))) if data else 0
+    if not hasattr(data, "shape"):  # not a data frame: as_pandas says what is expected
+        return len(as_pandas(data))
     return int(data.shape[0])
 
 
@@ -157,6 +171,11 @@ def weight_vector(arg, df: pd.DataFrame, what: str) -> tuple[np.ndarray | None, 
         if not is_numeric(s):
             raise DataError(f"{what} column {arg!r} must be numeric, not {s.dtype}")
         return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan), arg
+    if not isinstance(arg, pd.Series) and np.ndim(arg) != 1:
+        raise DataError(
+            f"{what} must be a column name or one value per row, not an array of shape "
+            f"{np.shape(arg)}"
+        )
     try:
         a = pd.Series(np.asarray(arg)) if not isinstance(arg, pd.Series) else arg
         a = a.to_numpy(dtype=float, na_value=np.nan)
@@ -305,6 +324,25 @@ def _missing(v, name: str) -> np.ndarray | None:
     return m if m.any() else None
 
 
+def check_scalars(s: pd.Series, name: str) -> None:
+    """DataError for an object column holding containers (lists, dicts, sets, arrays): a
+    value of a factor or a predictor is one number, string or category (a tuple, hashable,
+    is a level like any other)."""
+    if pd.api.types.infer_dtype(s, skipna=True) not in ("mixed", "unknown-array"):
+        return
+    bad = np.fromiter(
+        (isinstance(x, (list, dict, set, np.ndarray, pd.Series)) for x in s),
+        dtype=bool,
+        count=len(s),
+    )
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"column {name!r} holds {type(s.iloc[k]).__name__} values (rows {row_list(bad)}); "
+            "each value must be a single number, string or category"
+        )
+
+
 def drop_missing(
     df: pd.DataFrame,
     used: list[str],
@@ -322,6 +360,8 @@ def drop_missing(
     pos = _positions_of(df, used)
     for c in used:  # inf in a column is an error (the first such column is named)
         cols[c] = v = _column(df, c, pos)
+        if isinstance(v, pd.Series) and v.dtype == object:
+            check_scalars(v, c)
         m = _missing(v, c)
         if m is not None:
             culprits.append(c)
@@ -401,9 +441,14 @@ def _clean_column(s: pd.Series) -> pd.Series:
         return s.astype(np.float64)
     if pd.api.types.is_numeric_dtype(dt):
         return s.astype(np.float64)
+    if dt == np.dtype(object) and pd.api.types.infer_dtype(s, skipna=True) in _NUMBERS:
+        return s.astype(np.float64)  # numbers stored as objects (with None): a numeric column
     if pd.api.types.is_string_dtype(dt) or dt == np.dtype(object):
         return s.astype(object)
     return s
+
+
+_NUMBERS = ("floating", "integer", "mixed-integer-float", "decimal")
 
 
 def _nan_rows(*arrays) -> np.ndarray:

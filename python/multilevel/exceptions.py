@@ -35,7 +35,10 @@ class MissingColumnError(MultilevelError, KeyError):
 
     def __init__(self, column: str, available: Iterable[str] = ()):
         self.column = column
-        self.close_matches = difflib.get_close_matches(column, list(map(str, available)), n=3)
+        names = list(map(str, available))
+        same_case = [n for n in names if n.lower() == column.lower() and n != column]
+        close = difflib.get_close_matches(column, names, n=3)
+        self.close_matches = (same_case + [n for n in close if n not in same_case])[:3]
         text = f"column {column!r} is not in the data"
         if self.close_matches:
             text += "; did you mean " + " or ".join(repr(m) for m in self.close_matches) + "?"
@@ -56,6 +59,16 @@ class FitError(MultilevelError, RuntimeError):
 
 class MultilevelWarning(UserWarning):
     """Base class of the warnings of multilevel."""
+
+
+class FormulaWarning(MultilevelWarning):
+    """A formula was read differently from its text, as R would (the response dropped from
+    the right-hand side)."""
+
+
+class RowsDroppedWarning(MultilevelWarning):
+    """Rows of the data were left out of a fit for a reason other than a missing value
+    (zero weights), counted on the fit."""
 
 
 class RankDeficiencyWarning(MultilevelWarning):

@@ -109,7 +109,16 @@ def factor(values: Any) -> Factor:
         return Factor(cat_codes(cat).astype(np.int64), cat.categories)
     if not isinstance(values, pd.Series):
         values = pd.Series(np.asarray(values))
-    codes, uniq = pd.factorize(values, sort=False)
+    try:
+        codes, uniq = pd.factorize(values, sort=False)
+    except TypeError as exc:  # lists, dicts, sets: no level can be made of them
+        from multilevel.exceptions import DataError
+
+        name = f"column {values.name!r}" if isinstance(values.name, str) else "a grouping column"
+        raise DataError(
+            f"{name} holds values that cannot be levels of a factor ({exc}); each value must "
+            "be a single number, string or category"
+        ) from None
     uniq = np.asarray(uniq)
     if uniq.dtype == object:
         kinds = {type(v) for v in uniq}

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
+from multilevel.exceptions import DataError
+
 __all__ = [
     "Binomial",
     "Family",
@@ -49,7 +51,7 @@ __all__ = [
 EPS = float(np.finfo(float).eps)  # R's .Machine$double.eps
 
 
-class ResponseError(ValueError):
+class ResponseError(DataError):
     """The response lies outside the family's support (negative counts, proportions above 1,
     non-positive values for Gamma, ...). Raised before any fitting."""
 

@@ -25,17 +25,46 @@ character.
 
 from __future__ import annotations
 
+import ast
 import functools
 import re
+import warnings
 from dataclasses import dataclass, field
 
 import formulaic
+from formulaic.transforms import TRANSFORMS
+from formulaic.utils.code import sanitize_variable_names
 
-from multilevel.exceptions import FormulaError
+from multilevel.exceptions import FormulaError, FormulaWarning
 
 __all__ = ["ParsedFormula", "RandomTermSpec", "expr_variables", "parse"]
 
 _IDENT = re.compile(r"[A-Za-z_.][A-Za-z0-9_.]*|`[^`]+`")
+# Modules a formula may call into (``np.log(x)``): never data columns.
+NAMESPACES = frozenset({"np", "numpy", "math", "pd", "pandas", "scipy"})
+# Names formulas may call beyond formulaic's (multilevel.contextual), and R's offset().
+FORMULA_FUNCTIONS = frozenset({*TRANSFORMS, "cvar", "dvar", "offset"})
+_OFFSET_TERM = re.compile(r"offset\s*\((?P<expr>.*)\)", re.S)
+
+
+_R_NAME = re.compile(r"`[^`]*`|'[^']*'|\"[^\"]*\"|(?<![\w.])[A-Za-z_][\w]*(?:\.\w*)+")
+
+
+def quote_r_names(text: str) -> str:
+    """``text`` with R names that are not Python (a dotted name with a part starting with a
+    digit, ``x.2.b``, or ending in a dot, ``x.``) in backticks, so formulaic reads them as
+    names. Quoted strings and backticked names are left alone."""
+
+    def fix(m: re.Match) -> str:
+        tok = m.group(0)
+        if tok[0] in "`'\"":
+            return tok
+        parts = tok.split(".")
+        if any(not q or q[0].isdigit() for q in parts[1:]):
+            return f"`{tok}`"
+        return tok
+
+    return _R_NAME.sub(fix, text)
 
 
 @dataclass(frozen=True)
@@ -72,6 +101,8 @@ class ParsedFormula:
     response: str
     fixed: str
     random: list[RandomTermSpec] = field(default_factory=list)
+    offsets: tuple[str, ...] = ()  # the expressions of ``offset(expr)`` terms, in order
+    response_dropped: bool = False  # the response was also a term of the right side (R drops it)
 
     @property
     def has_random(self) -> bool:
@@ -86,6 +117,13 @@ class ParsedFormula:
     def fixed_variables(self) -> list[str]:
         """Data columns used by the fixed part."""
         return expr_variables(self.fixed)
+
+    def offset_variables(self) -> list[str]:
+        """Data columns used by the ``offset(expr)`` terms."""
+        out: list[str] = []
+        for e in self.offsets:
+            _extend(out, expr_variables(e, response=True))
+        return out
 
     def random_variables(self) -> list[str]:
         """Data columns used by the left sides of the random terms (not the groups)."""
@@ -111,6 +149,7 @@ class ParsedFormula:
         for part in (
             self.response_variables(),
             self.fixed_variables(),
+            self.offset_variables(),
             self.random_variables(),
             self.group_variables(),
         ):
@@ -138,23 +177,69 @@ def _expr_variables_cached(expr: str, response: bool) -> tuple[str, ...]:
 def _expr_variables_uncached(expr: str, response: bool) -> list[str]:
     text = "{" + expr + "}" if response else expr
     try:
-        found = set(formulaic.Formula(text).required_variables)
+        terms = list(formulaic.Formula(quote_r_names(text)))
     except Exception:
-        found = {m.group(0) for m in _IDENT.finditer(expr)}
-    # Names only ever used as calls (``cbind(...)``, ``log(...)``) are functions, not columns.
-    names = []
-    for name in found:
-        bare = re.escape(name)
-        uses = [m for m in re.finditer(r"(?<![\w.])" + bare + r"(?![\w.])", expr)]
-        if uses and all(expr[m.end() :].lstrip().startswith("(") for m in uses):
-            continue
-        names.append(name)
+        terms = None
+    names: list[str] = []
+    if terms is None:  # not formula syntax: any identifier not called
+        for m in _IDENT.finditer(expr):
+            tok = m.group(0).strip("`")
+            if not expr[m.end() :].lstrip().startswith("(") and tok.split(".")[0] not in NAMESPACES:
+                _extend(names, [tok])
+    else:
+        for term in terms:
+            for f in term.factors:
+                kind = f.eval_method.name
+                name = str(f.expr)
+                if kind == "LOOKUP" and not ("." in name and name.split(".")[0] in NAMESPACES):
+                    _extend(names, [name])  # np.pi is numpy's; a column np is a column
+                elif kind == "PYTHON":
+                    _extend(names, _python_variables(str(f.expr)))
+        # a backticked name is a column, even `1` (which formulaic reads as the literal)
+        _extend(names, [m.group(1) for m in re.finditer(r"`([^`]+)`", expr)])
 
     def first(name: str) -> int:
         m = re.search(r"(?<![\w.])" + re.escape(name) + r"(?![\w.])", expr)
         return m.start() if m else len(expr)
 
     return sorted(names, key=lambda n: (first(n), n))
+
+
+def _python_variables(code: str) -> list[str]:
+    """Data columns a Python expression of a formula reads: names and R-style dotted names
+    (``my.x``) that are not called, not modules (``np``) and not formula constants given as
+    arguments (``C(f, Treatment)``, ``contr.treatment``). formulaic's own list misses the
+    argument of its stateful transforms (``scale(x)``, ``center(x)``) and splits ``my.x``."""
+    aliases: dict[str, str] = {}
+    try:
+        tree = ast.parse(sanitize_variable_names(code, {}, aliases), mode="eval")
+    except SyntaxError:
+        return []
+    out: list[str] = []
+
+    def visit(node: ast.AST, in_call: bool) -> None:
+        if isinstance(node, ast.Call):
+            if isinstance(node.func, ast.Attribute):  # a method of a column: x.clip(0)
+                root = ast.unparse(node.func).split(".")[0]
+                if root not in NAMESPACES and root not in FORMULA_FUNCTIONS:
+                    _extend(out, [aliases.get(root, root)])
+            for a in node.args:
+                visit(a, True)
+            for k in node.keywords:
+                visit(k.value, True)
+            return
+        if isinstance(node, (ast.Name, ast.Attribute)):
+            name = ast.unparse(node)
+            root = name.split(".")[0]
+            if root in NAMESPACES or (in_call and root in FORMULA_FUNCTIONS):
+                return
+            _extend(out, [aliases.get(name, name)])
+            return
+        for child in ast.iter_child_nodes(node):
+            visit(child, in_call)
+
+    visit(tree, False)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,7 +350,16 @@ def parse(formula: str) -> ParsedFormula:
     if not isinstance(formula, str):
         raise FormulaError(f"formula must be a string, not {type(formula).__name__}")
     p = _parse_cached(formula)
-    return ParsedFormula(p.formula, p.response, p.fixed, list(p.random))
+    if p.response_dropped:
+        warnings.warn(
+            f"the response {p.response!r} appeared on the right-hand side and was dropped "
+            "(as R's model.matrix)",
+            FormulaWarning,
+            stacklevel=4,
+        )
+    return ParsedFormula(
+        p.formula, p.response, p.fixed, list(p.random), p.offsets, p.response_dropped
+    )
 
 
 @functools.lru_cache(maxsize=256)
@@ -298,6 +392,8 @@ def _parse_cached(formula: str) -> ParsedFormula:
             raise FormulaError("'|' is not allowed in the response", formula, i)
 
     fixed_parts: list[str] = []
+    offsets: list[str] = []
+    response_dropped = False
     random: list[RandomTermSpec] = []
     rhs_chars = [c for c in chars if c[0] >= rhs_start]
     for piece_start, piece in _split_top(rhs, rhs_start, rhs_chars, "+", 0):
@@ -309,7 +405,18 @@ def _parse_cached(formula: str) -> ParsedFormula:
         inner = [c for c in chars if pstart <= c[0] < pend]
         bars = [c for c in inner if c[1] == "|"]
         if not bars:
+            off = _OFFSET_TERM.fullmatch(ptext)
+            if off and _matching_close(inner, pstart + ptext.index("(")) == pend - 1:
+                if not off.group("expr").strip():
+                    raise FormulaError("offset() needs an expression", formula, pstart)
+                e = off.group("expr")
+                _check_expr(formula, "{" + e + "}", pstart + off.start("expr"), "offset()")
+                offsets.append(_normalise_expr(off.group("expr")))
+                continue
             _check_fixed_piece(formula, ptext, pstart)
+            if _compact(ptext) == _compact(response):
+                response_dropped = True
+                continue
             fixed_parts.append(ptext)
             continue
         # A bar term must be exactly '( lhs | rhs )' at the top level of the sum.
@@ -332,14 +439,19 @@ def _parse_cached(formula: str) -> ParsedFormula:
 
     fixed = " + ".join(_normalise_expr(p) for p in fixed_parts) if fixed_parts else "1"
     return ParsedFormula(
-        formula=formula, response=_normalise_expr(response), fixed=fixed, random=random
+        formula=formula,
+        response=_normalise_expr(response),
+        fixed=fixed,
+        random=random,
+        offsets=tuple(offsets),
+        response_dropped=response_dropped,
     )
 
 
 def _check_fixed_piece(formula: str, text: str, start: int) -> None:
     """Let formulaic parse one summand of the fixed part; point at its complaint."""
     try:
-        formulaic.Formula(text)
+        formulaic.Formula(quote_r_names(text))
     except Exception as exc:
         msg = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
         lines = msg.splitlines()
@@ -402,7 +514,7 @@ def _parse_bar(formula: str, inner, pstart: int, pend: int) -> list[RandomTermSp
         if not double:
             out.append(RandomTermSpec(expr, group, factors, True, f"({expr} | {group})"))
             continue
-        terms = [str(x) for x in formulaic.Formula(expr)]
+        terms = [_term_text(x) for x in formulaic.Formula(quote_r_names(expr))]
         if "1" in terms:
             out.append(RandomTermSpec("1", group, factors, False, f"(1 | {group})"))
         for term in terms:
@@ -413,11 +525,22 @@ def _parse_bar(formula: str, inner, pstart: int, pend: int) -> list[RandomTermSp
     return out
 
 
-def _check_expr(formula: str, expr: str, pos: int) -> None:
+def _term_text(term) -> str:
+    """A formulaic term as formula text: names that are not identifiers in backticks."""
+    out = []
+    for f in term.factors:
+        e = str(f.expr)
+        if f.eval_method.name == "LOOKUP" and not re.fullmatch(r"[A-Za-z_.][\w.]*", e):
+            e = f"`{e}`"
+        out.append(e)
+    return ":".join(out) if out else str(term)
+
+
+def _check_expr(formula: str, expr: str, pos: int, what: str = "the left side of '|'") -> None:
     try:
-        formulaic.Formula(expr)
+        formulaic.Formula(quote_r_names(expr))
     except Exception as exc:
-        raise FormulaError(f"cannot read the left side of '|': {exc}", formula, pos) from None
+        raise FormulaError(f"cannot read {what}: {exc}", formula, pos) from None
 
 
 def _parse_groups(formula: str, inner, start: int, end: int):

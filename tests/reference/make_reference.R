@@ -8,6 +8,7 @@
 #   Rscript tests/reference/make_reference.R inference    # only tests/reference/cases_inference.R
 #   Rscript tests/reference/make_reference.R glmm         # only tests/reference/cases_glmm.R
 #   Rscript tests/reference/make_reference.R influence    # only tests/reference/cases_influence.R
+#   Rscript tests/reference/make_reference.R hostile      # only tests/reference/cases_hostile.R
 #   Rscript tests/reference/make_reference.R dyestuff_reml pastes_reml   # some lmm cases
 #
 # Tests never need R; regenerating the references does (R 4.2 with lme4, nlme, lmerTest,
@@ -208,7 +209,7 @@ ref_write_json <- function(x, path) {
 
 # ------------------------------------------------------------------------------ the cases
 
-if (length(ref_args) == 0 || !all(ref_args %in% c("econ", "lmer_robust", "inference", "influence"))) {
+if (length(ref_args) == 0 || !all(ref_args %in% c("econ", "lmer_robust", "inference", "influence", "hostile"))) {
   source(file.path("tests", "reference", "cases_lmm.R"))
 }
 econ <- file.path("tests", "reference", "cases_econ.R")
@@ -237,4 +238,8 @@ if (file.exists(glmm) && (length(ref_args) == 0 || "glmm" %in% ref_args ||
 influence <- file.path("tests", "reference", "cases_influence.R")
 if (file.exists(influence) && (length(ref_args) == 0 || "influence" %in% ref_args)) {
   source(influence)
+}
+hostile <- file.path("tests", "reference", "cases_hostile.R")
+if (file.exists(hostile) && (length(ref_args) == 0 || "hostile" %in% ref_args)) {
+  source(hostile)
 }

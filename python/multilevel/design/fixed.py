@@ -17,6 +17,7 @@ from multilevel.data import (
     as_pandas,
     check_columns,
     check_inf,
+    check_scalars,
     check_weights,
     column_values,
     drop_missing,
@@ -27,6 +28,7 @@ from multilevel.data import (
 from multilevel.design.matrix import (
     as_float_matrix,
     fixed_columns,
+    formula_offset,
     lme4_names,
     model_matrix,
     reraise_own,
@@ -34,7 +36,13 @@ from multilevel.design.matrix import (
     spec_frame,
 )
 from multilevel.design.rank import drop_rank_deficient
-from multilevel.exceptions import DataError, FormulaError, MissingColumnError
+from multilevel.exceptions import (
+    DataError,
+    FormulaError,
+    MissingColumnError,
+    MissingValuesWarning,
+    RowsDroppedWarning,
+)
 from multilevel.factors import factor
 from multilevel.formula import ParsedFormula, RandomTermSpec, expr_variables, parse
 
@@ -136,9 +144,19 @@ def model_rows(
                 lme4_names(mm.columns),
             )
         )
+    fo = formula_offset(parsed, frame, formula)  # offset(expr) terms, added to offset=
+    if fo is not None:
+        o = fo if o is None else o + fo
     (y, X, *Z_arrays), (w, o), rows, n_dropped, frame = drop_transform_nan(
-        [y, X, *(z for z, _, _ in Zs)], [w, o], rows, n_dropped, frame, stacklevel=5
+        [y, X, *(z for z, _, _ in Zs), *([o] if fo is not None else [])],
+        [w, None if fo is not None else o],
+        rows,
+        n_dropped,
+        frame,
+        stacklevel=5,
     )
+    if fo is not None:
+        *Z_arrays, o = Z_arrays
     Zs = [(z, s, nm) for z, (_, s, nm) in zip(Z_arrays, Zs)]
     check_inf(y, "response", rows)
     check_inf(X, "fixed-effects model matrix", rows)
@@ -266,6 +284,12 @@ class FixedArrays:
     rows: np.ndarray
     n_dropped: int
     dropped_columns: list[str]
+    n_zero_weight: int = 0  # rows left out for a zero weight (not in n_dropped)
+
+
+def row_list_of(rows: np.ndarray, k: int = 5) -> str:
+    """The first ``k`` row positions, for a message."""
+    return ", ".join(map(str, rows[:k])) + (", ..." if len(rows) > k else "")
 
 
 def fixed_arrays(formula: str, data: Any, weights: Any, extras: Sequence[Any]) -> FixedArrays:
@@ -275,7 +299,7 @@ def fixed_arrays(formula: str, data: Any, weights: Any, extras: Sequence[Any]) -
     df = as_pandas(data)
     n_in = len(df)
     keep = np.ones(n_in, dtype=bool)
-    extra_values = []
+    extra_values, culprits = [], []
     for spec in extras:
         if isinstance(spec, str):
             if spec not in df.columns:
@@ -287,8 +311,21 @@ def fixed_arrays(formula: str, data: Any, weights: Any, extras: Sequence[Any]) -
                 raise DataError(
                     f"a grouping array has {len(vals)} values but the data have {n_in} rows"
                 )
-        keep &= ~pd.isna(vals).to_numpy()
+        if isinstance(spec, str) and vals.dtype == object:
+            check_scalars(vals, spec)
+        miss = pd.isna(vals).to_numpy()
+        if miss.any():
+            culprits.append(repr(spec) if isinstance(spec, str) else "a grouping array")
+        keep &= ~miss
         extra_values.append(vals)
+    if culprits:  # counted in n_dropped with the formula's, and said as lmer says it
+        k = int((~keep).sum())
+        warnings.warn(
+            f"dropped {k} row{'s' if k != 1 else ''} with missing values (in "
+            f"{', '.join(culprits)})",
+            MissingValuesWarning,
+            stacklevel=3,
+        )
     sub = df if keep.all() else df.loc[keep]
     if isinstance(weights, str) or weights is None:
         w_arg = weights
@@ -312,8 +349,16 @@ def fixed_arrays(formula: str, data: Any, weights: Any, extras: Sequence[Any]) -
     X = np.asarray(design.X, dtype=float)
     all_rows = len(rows) == n_in  # rows is then 0..n-1: no gather needed
     ex = [np.asarray(v.to_numpy() if all_rows else v.to_numpy()[rows]) for v in extra_values]
+    n_zero = 0
     if w is not None and np.any(w == 0):
         pos = w > 0  # zero weights: the row does not enter the fit (as in R's lm)
+        n_zero = int((~pos).sum())
+        warnings.warn(
+            f"{n_zero} row{'s' if n_zero != 1 else ''} with zero weight left out of the fit "
+            f"(rows {row_list_of(rows[~pos])}; counted in n_zero_weight)",
+            RowsDroppedWarning,
+            stacklevel=3,
+        )
         y, X, w, rows = y[pos], X[pos], w[pos], rows[pos]
         ex = [v[pos] for v in ex]
     return FixedArrays(
@@ -325,4 +370,5 @@ def fixed_arrays(formula: str, data: Any, weights: Any, extras: Sequence[Any]) -
         rows=rows,
         n_dropped=n_in - len(np.asarray(design.rows)),
         dropped_columns=list(getattr(design, "dropped_columns", [])),
+        n_zero_weight=n_zero,
     )

@@ -4,6 +4,7 @@ lme4's column names (``(Intercept)``, ``sectorCatholic``)."""
 from __future__ import annotations
 
 import functools
+import keyword
 import re
 
 import formulaic
@@ -14,14 +15,16 @@ from multilevel.contextual import formula_context
 from multilevel.data import column_values, is_numeric, pandas_frame
 from multilevel.design.numeric import NumericSpec, numeric_spec
 from multilevel.exceptions import DataError, FormulaError, MultilevelError
-from multilevel.formula import ParsedFormula
+from multilevel.formula import FORMULA_FUNCTIONS, NAMESPACES, ParsedFormula
 
 __all__ = [
     "as_float_matrix",
     "fixed_columns",
+    "formula_offset",
     "lme4_name",
     "lme4_names",
     "model_matrix",
+    "new_formula_offset",
     "reraise_own",
     "response_vector",
     "spec_frame",
@@ -49,13 +52,84 @@ def spec_frame(model_spec, frame):
     return frame if isinstance(model_spec, NumericSpec) else pandas_frame(frame)
 
 
+_NAME = re.compile(r"`[^`]*`|'(?:\\'|[^'])*'|\"(?:\\\"|[^\"])*\"|[A-Za-z_.][A-Za-z0-9_.]*")
+
+
+_NUMBER = re.compile(r"[0-9.eE+-]+")
+
+
+def quote_columns(expr: str, columns, formula: str) -> tuple[str, list[str]]:
+    """``expr`` with the column names formulaic would misread put in backticks: R-style dotted
+    names (``my.x``, read as an attribute) and names of formula functions or modules used as
+    variables (a column ``I``, ``C`` or ``np``). Returns the text and the names quoted.
+
+    A column that shadows a function or module the expression also calls (a column ``np``
+    with ``np.log(x)``) is a FormulaError naming it: formulaic would look the call up in the
+    data."""
+    cols = set(map(str, columns))
+    out, quoted, i = [], [], 0
+    for m in _NAME.finditer(expr):
+        tok = m.group(0)
+        if tok[0] == "`" and _NUMBER.fullmatch(tok[1:-1]) and tok[1:-1] in cols:
+            head = expr[: m.start()]
+            if head.count("(") == head.count(")") and head.count("{") == head.count("}"):
+                # formulaic reads a bare `1` as the literal 1: evaluate it as a name
+                out.append(head[i:] + "{" + tok + "}")
+                i = m.end()
+                quoted.append(tok[1:-1])
+            continue
+        if tok[0] in "`'\"" or tok not in cols:
+            continue
+        after = expr[m.end() :].lstrip()
+        before = expr[: m.start()].rstrip()
+        if after.startswith("(") or before.endswith("."):
+            continue
+        clash = tok in FORMULA_FUNCTIONS or tok in NAMESPACES
+        if not (clash or "." in tok or keyword.iskeyword(tok)):
+            continue
+        if clash and re.search(r"(?<![\w.`])" + re.escape(tok) + r"\s*[(.]", expr):
+            pos = formula.find(tok) if tok in formula else None
+            raise FormulaError(
+                f"column {tok!r} has the name of a formula function or module that the "
+                "formula also calls: rename the column",
+                formula,
+                pos,
+            )
+        out.append(expr[i : m.start()] + "`" + tok + "`")
+        i = m.end()
+        quoted.append(tok)
+    out.append(expr[i:])
+    return "".join(out), quoted
+
+
+def _bool_columns(frame) -> list[str]:
+    out = []
+    for c in frame.columns:
+        v = column_values(frame, c)
+        if v.dtype == bool or pd.api.types.is_bool_dtype(v.dtype):
+            out.append(str(c))
+    return out
+
+
+def _r_bool_names(mm, frame):
+    """A logical column's coefficient is ``lateTRUE`` in R (formulaic says ``late``)."""
+    bools = _bool_columns(frame)
+    if bools:
+        names = [
+            ":".join(p + "TRUE" if p in bools else p for p in str(c).split(":")) for c in mm.columns
+        ]
+        mm.columns = names
+    return mm
+
+
 def model_matrix(expr: str, frame: pd.DataFrame, formula: str, what: str):
     fast = numeric_spec(expr, frame)
     if fast is not None:
-        return fast.get_model_matrix(frame)
+        return _r_bool_names(fast.get_model_matrix(frame), frame)
+    expr_q, quoted = quote_columns(expr, frame.columns, formula)
     try:
         mm = formulaic.model_matrix(
-            expr,
+            expr_q,
             pandas_frame(frame),
             na_action="ignore",
             output="pandas",
@@ -67,7 +141,12 @@ def model_matrix(expr: str, frame: pd.DataFrame, formula: str, what: str):
         reraise_own(exc)
         pos = formula.find(expr) if expr in formula else None
         raise FormulaError(f"cannot build the {what} from {expr!r}: {exc}", formula, pos) from None
-    return mm
+    if quoted:  # names as the user wrote them: "my.x", not "`my.x`"
+        names = [str(c) for c in mm.columns]
+        for q in quoted:
+            names = [c.replace(f"`{q}`", q) for c in names]
+        mm.columns = names
+    return _r_bool_names(mm, frame)
 
 
 def reraise_own(exc: Exception) -> None:
@@ -109,3 +188,26 @@ def fixed_columns(parsed: ParsedFormula, frame: pd.DataFrame, formula: str):
     """X (all columns) and its formulaic spec."""
     mm = model_matrix(parsed.fixed, frame, formula, "fixed-effects model matrix")
     return as_float_matrix(mm, "fixed-effects model matrix"), mm.model_spec, list(mm.columns)
+
+
+def formula_offset(parsed: ParsedFormula, frame, formula: str) -> np.ndarray | None:
+    """The sum of the formula's ``offset(expr)`` terms at the rows of ``frame`` (None when it
+    has none), as lme4 adds them to ``offset=``; NaN where an expression gives one."""
+    total = None
+    for e in parsed.offsets:
+        mm = model_matrix("0 + {" + e + "}", frame, formula, f"offset({e})")
+        if mm.shape[1] != 1:
+            raise DataError(f"offset({e}) gives {mm.shape[1]} columns; one is needed")
+        v = as_float_matrix(mm, f"offset({e})")[:, 0]
+        total = v.copy() if total is None else total + v
+    return total
+
+
+def new_formula_offset(design, newdata) -> np.ndarray:
+    """The formula's ``offset(expr)`` terms evaluated on every row of ``newdata`` (lme4's
+    predict adds them)."""
+    from multilevel.data import as_pandas
+
+    df = as_pandas(newdata)
+    out = formula_offset(design.parsed, df, design.formula)
+    return np.zeros(len(df)) if out is None else out

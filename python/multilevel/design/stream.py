@@ -75,6 +75,7 @@ DEFAULT_BATCH_ROWS = 1 << 20
 PROGRESS_ROWS = 2_000_000  # passes over more rows than this show a progress bar by default
 # formulaic's stateful transforms learn from the data they first see: one batch is not the data
 _STATEFUL = ("cvar(", "dvar(", "center(", "scale(", "standardize(", "poly(", "bs(", "cr(")
+_NOT_STREAMED = (*_STATEFUL, "offset(")  # offset() terms: pass offset= when streaming
 
 
 class StreamedDataError(DataError):
@@ -401,11 +402,10 @@ def _merge_dictionaries(known: dict[str, pd.Index], last: dict[str, Any], batch:
 def new_plan(formula: str, weights: Any, offset: Any) -> StreamPlan:
     """The plan before any batch: the formula checked for streaming."""
     parsed = parse(formula)
-    for s in _STATEFUL:
+    for s in _NOT_STREAMED:
         if s in formula:
-            raise NotImplementedError(
-                f"{s[:-1]}() learns from the whole data; it cannot be used with streamed data"
-            )
+            why = "is not read from streams" if s == "offset(" else "learns from the whole data"
+            raise NotImplementedError(f"{s[:-1]}() {why}; it cannot be used with streamed data")
     return StreamPlan(formula, parsed, columns_of(parsed, weights, offset), weights, offset)
 
 

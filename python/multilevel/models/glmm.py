@@ -39,7 +39,8 @@ import pandas as pd
 from multilevel import _core
 from multilevel import design as _design
 from multilevel import families as fm
-from multilevel.exceptions import FitError
+from multilevel.design import checks as _checks
+from multilevel.exceptions import DataError, FitError
 from multilevel.results.glmer import (  # noqa: F401  (the names lived here before)
     DERIV_DELTA,
     GRAD_TOL,
@@ -192,6 +193,7 @@ def glmer(
             allow_n=True,
         )
     _rewarn(caught, formula, weights)
+    _checks.check_glmm(d, fam.name)  # (0 | g), a constant binomial response: named
     y = np.asarray(d.y, float)
     w = np.ones_like(y) if d.weights is None else np.asarray(d.weights, float)
     start = fam.initialize(y, w) if fam.name == "binomial" else fam.initialize(y)
@@ -207,7 +209,11 @@ def glmer(
     if fam.name == "binomial":
         keep = start.weights > 0
         separated = separation_columns(X[keep], start.y[keep], names)
-    beta0 = _glm_start(X, start.y, fam, start.weights, o, start.mustart)
+    try:
+        beta0 = _glm_start(X, start.y, fam, start.weights, o, start.mustart)
+    except np.linalg.LinAlgError as exc:  # a least-squares step of the GLM start failed
+        why = _checks.magnitude_problem([d.parsed.response], [start.y]) or "extreme values?"
+        raise DataError(f"the GLM start values could not be computed ({exc}): {why}") from None
     held: dict[int, float] = {}
     how = "fit"
     try:

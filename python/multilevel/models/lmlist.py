@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from multilevel.design.checks import no_formula_offset
 from multilevel.design.fixed import fixed_arrays
 from multilevel.exceptions import DataError, MultilevelWarning
 from multilevel.factors import factor
@@ -153,9 +154,12 @@ def lmlist(
     >>> print(round(fits.coef_mean["ses"], 4), round(fits.coef_cov.loc["ses", "ses"], 4))
     2.2016 2.6602
     """
+    no_formula_offset(formula, "lmlist")
+    if not isinstance(group, str):
+        raise TypeError(f"group must be the name of the grouping column, not {group!r}")
     prep = fixed_arrays(formula, data, None, [group])
     y, X, names = prep.y, prep.X, prep.names
-    codes, levels = factor(pd.Series(prep.extras[0]))
+    codes, levels = factor(pd.Series(prep.extras[0], name=group))
     p = X.shape[1]
     need = p + 1 if min_obs is None else max(int(min_obs), p + 1)
     order = np.argsort(codes, kind="stable")

@@ -16,6 +16,7 @@ import numpy as np
 
 from multilevel import design as _design
 from multilevel.data import as_pandas
+from multilevel.design import checks as _checks
 from multilevel.results.lmer import LmerFit
 
 __all__ = ["lmer"]
@@ -177,18 +178,20 @@ def lmer(
         cluster = np.asarray(cluster)[np.asarray(design.rows)]  # aligned with the rows used
     if kept is not None:
         design = lmer_robust.restore_rows(design, kept, len(as_pandas(data)))
+    _checks.before_fit(design)  # causes named before the core fails on them
     problem = make_problem(design, threads=n_threads)
-    fit = LmerFit._fit(
-        design,
-        problem,
-        reml,
-        start=start,
-        max_fun=max_fun,
-        data_name=data_name if data_name is not None else design.data_name,
-        data=data,
-        weights_name=weights if isinstance(weights, str) else None,
-        offset_name=offset if isinstance(offset, str) else None,
-    )
+    with _checks.explained(design):
+        fit = LmerFit._fit(
+            design,
+            problem,
+            reml,
+            start=start,
+            max_fun=max_fun,
+            data_name=data_name if data_name is not None else design.data_name,
+            data=data,
+            weights_name=weights if isinstance(weights, str) else None,
+            offset_name=offset if isinstance(offset, str) else None,
+        )
     if vcov is not None:
         fit.robust = lmer_robust.vcov_robust(fit, kind, cluster)
     return fit

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from multilevel.design.checks import check_magnitudes, no_formula_offset
 from multilevel.design.fixed import fixed_arrays
 from multilevel.exceptions import DataError
 from multilevel.inference.sandwich import (
@@ -90,6 +91,7 @@ class OlsFit(KeepMixin, OlsTables, HtmlFitMixin):
         rows: np.ndarray | None = None,
         fitted: np.ndarray | None = None,
         input_index: pd.Index | None = None,
+        n_zero_weight: int = 0,
     ) -> None:
         names = list(names)
         self.coef = pd.Series(coef, index=names, name="coef")
@@ -102,6 +104,7 @@ class OlsFit(KeepMixin, OlsTables, HtmlFitMixin):
         k = X.shape[1] if k is None else k
         self.df_resid = self.nobs - k
         self.n_dropped = int(n_dropped)
+        self.n_zero_weight = int(n_zero_weight)  # rows left out for a zero weight
         self.dropped_columns = list(dropped_columns)
         self.formula = formula
         self.model = model
@@ -248,6 +251,11 @@ class OlsFit(KeepMixin, OlsTables, HtmlFitMixin):
             ("Dep. formula:", self.formula or "-"),
             ("No. observations:", f"{self.nobs}"),
             ("Rows dropped (NA):", f"{self.n_dropped}"),
+            *(
+                [("Rows with zero weight:", f"{self.n_zero_weight}")]
+                if getattr(self, "n_zero_weight", 0)
+                else []
+            ),
             ("Df residuals:", f"{self.df_resid}"),
             ("Covariance:", self.vcov_type),
         ]
@@ -421,10 +429,17 @@ def ols(
     3.1839 0.1335 (160,)
     """
     kind, specs = parse_vcov(vcov)
+    no_formula_offset(formula, "ols")
     prep = fixed_arrays(formula, data, weights, specs)
     n, p = prep.X.shape
     if n <= p:
         raise DataError(f"{n} usable observations cannot fit {p} coefficients")
+    check_magnitudes(
+        [formula.split("~")[0].strip(), *prep.names],
+        [prep.y, *(prep.X[:, j] for j in range(p))],
+    )
+    if prep.weights is not None:
+        check_magnitudes(["weights"], [prep.weights])
     beta = _wls(prep.y, prep.X, prep.weights)
     sw = sandwich(
         prep.X, prep.y - prep.X @ beta, kind, weights=prep.weights, clusters=prep.extras or None
@@ -443,4 +458,5 @@ def ols(
         model="OLS" if prep.weights is None else "WLS",
         rows=prep.rows,
         input_index=input_index(data),
+        n_zero_weight=prep.n_zero_weight,
     )

@@ -51,6 +51,7 @@ import pandas as pd
 import scipy.linalg
 
 from multilevel._tallqr import kept_columns, tall_r
+from multilevel.design.checks import no_formula_offset
 from multilevel.design.fixed import fixed_arrays
 from multilevel.design.rank import RANK_TOL, rank_keep
 from multilevel.exceptions import DataError, MultilevelWarning
@@ -233,12 +234,13 @@ def panel(
     """
     model, kind, specs = _check_arguments(model, entity, time, vcov)
     extras: list[Any] = [entity] + ([time] if time is not None else []) + specs
+    no_formula_offset(formula, "panel")
     prep = fixed_arrays(formula, data, None, extras)
     y, X, names = prep.y, prep.X, prep.names
     ent_raw = prep.extras[0]
     tim_raw = prep.extras[1] if time is not None else None
     clus = prep.extras[(2 if time is not None else 1) :]
-    codes, ent_levels = factor(ent_raw)  # one hash pass, then only the levels are sorted
+    codes, ent_levels = factor(pd.Series(ent_raw, name=entity, copy=False))  # levels sorted
     if tim_raw is not None:
         tcodes, tim_levels = factor(tim_raw)
         _check_duplicates(codes, ent_levels, tcodes, tim_levels, entity, time)
@@ -304,6 +306,7 @@ def panel(
         k_df = p
     else:  # fd
         same = codes[1:] == codes[:-1]
+        _check_fd(same, N, entity)
         yt, Xt, tnames = _first_differences(y, X, same, names, has_int)
         beta, _, R_t = _regress(yt, Xt, tnames)
         k_df = Xt.shape[1]
@@ -409,6 +412,15 @@ def _swamy_arora_s2u(
     ZSZ = (Xb * (counts**2)[:, None]).T @ Xb
     m_eta = n - float(np.trace(np.linalg.solve(ZBZ, ZSZ)))
     return max((quad - m_nu * s2e) / m_eta, 0.0)
+
+
+def _check_fd(same: np.ndarray, n_entities: int, entity: str) -> None:
+    """DataError when no entity has two periods (nothing to difference)."""
+    if not same.any():
+        raise DataError(
+            f"model='fd' needs two periods of an entity to difference; each of the {n_entities} "
+            f"entities of {entity!r} has one row"
+        )
 
 
 def _first_differences(

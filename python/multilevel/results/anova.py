@@ -67,6 +67,13 @@ def anova(
     >>> tab["npar"].tolist(), round(float(tab["Chisq"].iloc[1]), 2)
     ([4, 6], 42.14)
     """
+    for i, f in enumerate(fits):  # a formula or a data frame passed by mistake
+        if not (hasattr(f, "loglik") and hasattr(f, "npar")):
+            raise TypeError(f"anova() compares fits; argument {i + 1} is a {builtins_type(f)}")
+    if boot is not None and (
+        isinstance(boot, bool) or not isinstance(boot, (int, np.integer)) or boot < 1
+    ):
+        raise ValueError(f"boot must be a positive number of bootstrap samples, not {boot!r}")
     if type is not None or len(fits) == 1:
         if len(fits) != 1 or type not in (None, 3):
             raise ValueError("anova(fit, type=3) tests the terms of one fit (type III only)")
@@ -123,3 +130,8 @@ def anova(
         p, _ = lrt_pvalue(fs[0], fs[1], boot, seed=seed, threads=threads, progress=progress)
         table["Pr(>Chisq) boot"] = [np.nan, p]
     return table
+
+
+def builtins_type(obj: Any) -> str:
+    """The class name of ``obj`` (``anova``'s ``type`` argument shadows the builtin)."""
+    return obj.__class__.__name__

@@ -549,6 +549,10 @@ class LmerFit(InferenceMixin, KeepMixin, LmerTables, HtmlFitMixin):
         re = self._re_part(terms, [k for k, tm in enumerate(terms) if tm is not None])
         if re is not None:
             pred = pred + re
+        if offset is None and self.design.parsed.offsets:  # the formula's offset() terms
+            from multilevel.design.matrix import new_formula_offset
+
+            pred = pred + new_formula_offset(self.design, newdata)[rows]
         if offset is None and isinstance(self.offset_name, str):
             cols = newdata.keys() if isinstance(newdata, dict) else newdata.columns
             if self.offset_name in cols:
