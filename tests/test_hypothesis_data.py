@@ -75,7 +75,9 @@ def test_lmer_fits_or_raises_own_error(d, formula, reml):
     fit = _run(lambda: ml.lmer(formula, d, reml=reml, threads=1))
     if fit is not None:
         assert np.isfinite(fit.objective)
-        assert len(fit.fitted) == fit.nobs == len(d) - fit.n_dropped
+        # fitted is on the input's index (NaN at dropped rows)
+        assert len(fit.fitted) == len(d) and fit.nobs == len(d) - fit.n_dropped
+        assert int(np.isfinite(np.asarray(fit.fitted, float)).sum()) == fit.nobs
 
 
 @given(d=frame(), w=st.lists(st.floats(0, 10), min_size=20, max_size=20))
