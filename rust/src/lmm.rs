@@ -170,6 +170,8 @@ impl LmmProblem {
 
     /// Sets theta (checked) and the per-term lambda templates; L is not touched (`update_l`).
     pub fn set_theta(&mut self, theta: &[f64]) -> Result<&mut Self> {
+        // Every evaluation passes here: the place to honour an interrupt between two of them.
+        crate::exec::check_interrupt()?;
         self.check_theta(theta)?;
         self.theta.clear();
         self.theta.extend_from_slice(theta);

@@ -124,6 +124,7 @@ pub fn optimize<O: Objective + ?Sized>(
         &steps,
         &tolerances,
     );
+    crate::exec::check_interrupt()?;
     if outcome.status == BobyqaStatus::InvalidArgs {
         return Err(LmmError::Optimizer(format!(
             "BOBYQA rejected the start {theta0:?} or the bounds"

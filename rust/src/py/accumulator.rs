@@ -235,6 +235,8 @@ impl PyAccumulator {
                 .transpose()?,
         };
         let (inner, exec) = (&mut self.inner, &self.exec);
+        // Ctrl-C stops the pass (and leaves the accumulator with part of the batch).
+        let _watch = crate::py::interrupt::Watch::new();
         catch_panic(|| py.detach(|| inner.add(&chunk, exec)).map_err(PyErr::from))
     }
 
