@@ -7,6 +7,7 @@
 #   Rscript tests/reference/make_reference.R lmer_robust  # only tests/reference/cases_lmer_robust.R
 #   Rscript tests/reference/make_reference.R inference    # only tests/reference/cases_inference.R
 #   Rscript tests/reference/make_reference.R glmm         # only tests/reference/cases_glmm.R
+#   Rscript tests/reference/make_reference.R robust       # only tests/reference/cases_robust.R
 #   Rscript tests/reference/make_reference.R dyestuff_reml pastes_reml   # some lmm cases
 #
 # Tests never need R; regenerating the references does (R 4.2 with lme4, nlme, lmerTest,
@@ -231,4 +232,8 @@ if (file.exists(inference) && (length(ref_args) == 0 || "inference" %in% ref_arg
 glmm <- file.path("tests", "reference", "cases_glmm.R")
 if (file.exists(glmm) && (length(ref_args) == 0 || "glmm" %in% ref_args)) {
   source(glmm)
+}
+robust <- file.path("tests", "reference", "cases_robust.R")
+if (file.exists(robust) && (length(ref_args) == 0 || "robust" %in% ref_args)) {
+  source(robust)
 }

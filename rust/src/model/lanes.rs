@@ -99,7 +99,8 @@ impl LaneAccumulator {
         let pieces = n.div_ceil(piece_rows).max(1);
         let used = pieces.min(LANES);
         while self.lanes.len() < used {
-            let acc = CrossProdAccumulator::new(self.shapes(), self.p());
+            let mut acc = CrossProdAccumulator::new(self.shapes(), self.p());
+            acc.transform = self.lanes[0].acc.transform.clone();
             self.lanes.push(Lane::new(acc));
         }
         let add_lane = |l: usize, lane: &mut Lane| {

@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 use crate::error::{LmmError, Result};
 use crate::exec::Exec;
 use crate::lmm::LmmProblem;
-use crate::model::crossprod::accumulate;
+use crate::model::crossprod::accumulate_with;
 use crate::model::remat::{ReMat, ReTermShape};
 use crate::model::source::MemorySource;
 use crate::model::start::lme4_start;
@@ -266,7 +266,7 @@ impl PyLmmProblem {
             let exec = Exec::new(threads);
             let inner = rows.with_source(py, |source| {
                 py.detach(|| {
-                    let a = accumulate(source, &exec)?.finish();
+                    let a = accumulate_with(source, &exec, source.transform())?.finish();
                     let mut problem = LmmProblem::new(a, &exec)?;
                     problem.set_start(lme4_start(source)?)?;
                     Ok::<_, LmmError>(problem)

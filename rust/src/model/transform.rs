@@ -1,0 +1,292 @@
+//! A change of variables of D = [X, y - offset] made inside the cross-product pass, so that
+//! A = [Z X y]'W[Z X y] keeps its digits when the data do not: the cross-products square the
+//! condition number, and a response of 1e8 + 300 (or a predictor far from zero against its
+//! spread, or of size 1e200) leaves too few digits in y'y, X'y and X'X for the penalised
+//! residual sum of squares (lme4 and MixedModels.jl form A from the raw columns and lose them).
+//!
+//! With j the intercept (a column of X that is 1 on every row), shifts m (the means of the
+//! other columns and of y; m_j = 0) and powers of two s (one per column of D, exact scalings):
+//!
+//! ```text
+//!   D~_c = (D_c - m_c X_j) s_c          c != j, including y (c = p)
+//!   D~_j = X_j s_j
+//! ```
+//!
+//! The model in D~ is the same model: X~ = X G with G = (I - e_j m') S invertible, and
+//! y~ = (y - m_y X_j) s_y moves beta_j by m_y and scales everything in y's units. So the fit in
+//! D~ gives theta unchanged, and (`restore_*`)
+//!
+//! ```text
+//!   beta  = (G beta~) / s_y + m_y e_j,      G = S - e_j (m o s)'
+//!   vcov_unscaled = G vcov~ G'
+//!   sigma = sigma~ / s_y,   u = u~ / s_y,   b = b~ / s_y,   pwrss = pwrss~ / s_y^2
+//!   ML:   objective = objective~ - 2 n log s_y
+//!   REML: objective = objective~ - 2 (n - p) log s_y - 2 sum_c log s_c   (log det R_X moves
+//!         by log det G = sum_c log s_c)
+//! ```
+//!
+//! Prior weights of extreme size (all 1e300, say) are multiplied by one power of four
+//! c = 4^m, so that W~ = c W is of size 1. The model is again the same: with weights c w,
+//! theta c^-1/2 and sigma c^1/2 give the same marginal likelihood (Var(y) = sigma^2 (Z Lambda
+//! Lambda' Z' + W^-1)), and lme4's objective, which includes -sum log w, is the same number. So
+//! theta = theta~ 2^m (the fit's theta is theta~'s, in units where the weights are of size 1),
+//! sigma = sigma~ / (s_y 2^m), u = u~ / (s_y 2^m), Lambda = Lambda~ 2^m, the unscaled covariances
+//! of beta and of b are c times theirs, and log det R_X^2 moves by p log c.
+//!
+//! Without an intercept nothing is shifted (a shift is then not a change of variables of the
+//! same model). A column is scaled only when the size of its values (their root mean square,
+//! after the shift) is outside [2^-30, 2^30]: ordinary data keep s = 1.
+
+/// Scale a column when its size is outside 2^-SCALE_RANGE ..= 2^SCALE_RANGE.
+const SCALE_RANGE: i32 = 30;
+
+/// The change of variables of D (see the module's documentation); the identity by default.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Transform {
+    /// The intercept column of X, when the transform shifts.
+    pub pivot: Option<usize>,
+    /// Per column of D (p + 1 values; 0 for the pivot), or empty for none.
+    pub shift: Vec<f64>,
+    /// Per column of D (p + 1 values, powers of two), or empty for none.
+    pub scale: Vec<f64>,
+    /// m: every prior weight is multiplied by 4^m, theta of the weighted data is theta~ 2^m.
+    pub w_exp: i32,
+}
+
+/// 2^-e for e the exponent of `size` when it is outside the range, otherwise 1.
+fn power_of_two_scale(size: f64) -> f64 {
+    if !(size.is_finite() && size > 0.0) {
+        return 1.0;
+    }
+    let e = size.log2().round() as i32;
+    if e.abs() <= SCALE_RANGE {
+        1.0
+    } else {
+        // 2^-e is a normal double for |e| <= 1022; the size of a finite double is within that.
+        2f64.powi(-e.clamp(-1022, 1022))
+    }
+}
+
+impl Transform {
+    /// The identity.
+    pub fn identity() -> Transform {
+        Transform::default()
+    }
+
+    /// True when it changes nothing.
+    pub fn is_identity(&self) -> bool {
+        self.pivot.is_none() && self.scale.iter().all(|&s| s == 1.0) && self.w_exp == 0
+    }
+
+    /// c = 4^m, the factor of every prior weight.
+    pub fn w_scale(&self) -> f64 {
+        2f64.powi(2 * self.w_exp)
+    }
+
+    /// 2^m = sqrt(c): theta of the original data is theta~ times this.
+    pub fn theta_scale(&self) -> f64 {
+        2f64.powi(self.w_exp)
+    }
+
+    /// m for prior weights whose geometric mean (over the positive ones) is outside the range,
+    /// so that c w is of size 1; 0 otherwise.
+    pub fn weight_exponent(weights: &[f64]) -> i32 {
+        let (sum, count) = weights
+            .iter()
+            .filter(|&&w| w > 0.0 && w.is_finite())
+            .fold((0.0, 0usize), |(s, k), &w| (s + w.log2(), k + 1));
+        if count == 0 {
+            return 0;
+        }
+        let e = (sum / count as f64).round() as i32;
+        if e.abs() <= SCALE_RANGE {
+            0
+        } else {
+            (-e / 2).clamp(-511, 511)
+        }
+    }
+
+    /// The transform for the rows of column-major X (n x p, leading dimension n) and y - offset
+    /// (`d_y`): the intercept is the first column of ones; shifts are the means over the rows,
+    /// scales from the root mean square of the shifted columns.
+    pub fn from_columns(x: &[f64], p: usize, d_y: &dyn Fn(usize) -> f64, n: usize) -> Transform {
+        if n == 0 {
+            return Transform::identity();
+        }
+        let col = |c: usize| &x[c * n..(c + 1) * n];
+        let pivot = (0..p).find(|&c| col(c).iter().all(|&v| v == 1.0));
+        let nf = n as f64;
+        let mut shift = vec![0.0; p + 1];
+        let mut scale = vec![1.0; p + 1];
+        for c in 0..=p {
+            let value = |r: usize| if c == p { d_y(r) } else { col(c)[r] };
+            if pivot.is_some() && pivot != Some(c) {
+                // The mean, corrected by the mean of the deviations (two passes, as R's mean).
+                let mut m = (0..n).map(value).sum::<f64>() / nf;
+                if m.is_finite() {
+                    m += (0..n).map(|r| value(r) - m).sum::<f64>() / nf;
+                }
+                shift[c] = if m.is_finite() { m } else { 0.0 };
+            }
+            // The size after the shift, scaled first so that squares do not overflow.
+            let big = (0..n)
+                .map(|r| (value(r) - shift[c]).abs())
+                .fold(0.0, f64::max);
+            let size = if big > 0.0 && big.is_finite() {
+                let ss = (0..n)
+                    .map(|r| ((value(r) - shift[c]) / big).powi(2))
+                    .sum::<f64>();
+                big * (ss / nf).sqrt()
+            } else {
+                big
+            };
+            scale[c] = power_of_two_scale(size);
+        }
+        Transform {
+            pivot,
+            shift,
+            scale,
+            w_exp: 0,
+        }
+    }
+
+    /// Transforms one row of D (p + 1 values) in place.
+    #[inline]
+    pub fn apply(&self, d: &mut [f64]) {
+        if let Some(j) = self.pivot {
+            let xj = d[j];
+            for (c, v) in d.iter_mut().enumerate() {
+                if c != j {
+                    *v = (*v - self.shift[c] * xj) * self.scale[c];
+                } else {
+                    *v *= self.scale[c];
+                }
+            }
+        } else if !self.scale.is_empty() {
+            for (v, s) in d.iter_mut().zip(&self.scale) {
+                *v *= s;
+            }
+        }
+    }
+
+    fn scale_of(&self, c: usize) -> f64 {
+        self.scale.get(c).copied().unwrap_or(1.0)
+    }
+
+    /// s_y, the scale of y.
+    pub fn y_scale(&self, p: usize) -> f64 {
+        self.scale_of(p)
+    }
+
+    /// sum_c log s_c over the columns of X.
+    pub fn log_x_scale(&self, p: usize) -> f64 {
+        (0..p).map(|c| self.scale_of(c).ln()).sum()
+    }
+
+    /// The objective of the original data from the transformed one (`n` rows, `p` columns).
+    pub fn restore_objective(&self, objective: f64, n: f64, p: usize, reml: bool) -> f64 {
+        if self.is_identity() {
+            return objective;
+        }
+        let ly = self.y_scale(p).ln();
+        if reml {
+            objective - 2.0 * (n - p as f64) * ly - 2.0 * self.log_x_scale(p)
+        } else {
+            objective - 2.0 * n * ly
+        }
+    }
+
+    /// G (p x p, column-major): beta = G beta~ / s_y + m_y e_j.
+    fn g(&self, p: usize) -> Vec<f64> {
+        let mut g = vec![0.0; p * p];
+        for c in 0..p {
+            g[c + c * p] = self.scale_of(c);
+        }
+        if let Some(j) = self.pivot {
+            for c in (0..p).filter(|&c| c != j) {
+                g[j + c * p] = -self.shift[c] * self.scale[c];
+            }
+        }
+        g
+    }
+
+    /// beta of the original data from beta~.
+    pub fn restore_beta(&self, beta: &[f64]) -> Vec<f64> {
+        let p = beta.len();
+        if self.is_identity() {
+            return beta.to_vec();
+        }
+        let g = self.g(p);
+        let sy = self.y_scale(p);
+        let mut out: Vec<f64> = (0..p)
+            .map(|i| (0..p).map(|c| g[i + c * p] * beta[c]).sum::<f64>() / sy)
+            .collect();
+        if let Some(j) = self.pivot {
+            out[j] += self.shift[p];
+        }
+        out
+    }
+
+    /// c G V G' (p x p, column-major) for V = vcov~ (the unscaled covariance of beta~).
+    pub fn restore_vcov(&self, v: &[f64], p: usize) -> Vec<f64> {
+        if self.is_identity() {
+            return v.to_vec();
+        }
+        let cw = self.w_scale();
+        let g = self.g(p);
+        let mut gv = vec![0.0; p * p];
+        for i in 0..p {
+            for c in 0..p {
+                gv[i + c * p] = (0..p).map(|e| g[i + e * p] * v[e + c * p]).sum();
+            }
+        }
+        let mut out = vec![0.0; p * p];
+        for i in 0..p {
+            for c in 0..p {
+                out[i + c * p] = (0..p).map(|e| gv[i + e * p] * g[c + e * p]).sum::<f64>() * cw;
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shifts_and_scales_restore_beta_exactly_in_exact_cases() {
+        // X = [1, x], y = 3 + 2 x: beta = (3, 2) whatever the shift and scale.
+        let n = 4;
+        let x: Vec<f64> = [1.0, 1.0, 1.0, 1.0, 1e12, 2e12, 3e12, 4e12].to_vec();
+        let y: Vec<f64> = (0..n).map(|r| 3.0 + 2.0 * x[n + r]).collect();
+        let t = Transform::from_columns(&x, 2, &|r| y[r], n);
+        assert_eq!(t.pivot, Some(0));
+        assert_eq!(t.shift[1], 2.5e12);
+        assert!(t.scale[1] < 1e-9 && t.scale[2] < 1e-9);
+        // The transformed rows: beta~ solves D~ exactly; check the restore maps it back.
+        let rows: Vec<Vec<f64>> = (0..n)
+            .map(|r| {
+                let mut d = vec![1.0, x[n + r], y[r]];
+                t.apply(&mut d);
+                d
+            })
+            .collect();
+        // y~ = b0 + b1 x~ on two rows gives beta~.
+        let b1 = (rows[1][2] - rows[0][2]) / (rows[1][1] - rows[0][1]);
+        let b0 = rows[0][2] - b1 * rows[0][1];
+        let beta = t.restore_beta(&[b0, b1]);
+        assert!((beta[0] - 3.0).abs() < 1e-3, "{beta:?}");
+        assert!((beta[1] - 2.0).abs() < 1e-15, "{beta:?}");
+    }
+
+    #[test]
+    fn ordinary_columns_are_not_scaled_and_no_intercept_no_shift() {
+        let x = [0.5, 1.5, 2.5];
+        let t = Transform::from_columns(&x, 1, &|r| [1.0, 2.0, 4.0][r], 3);
+        assert_eq!(t.pivot, None);
+        assert!(t.is_identity());
+        assert_eq!(power_of_two_scale(1e10), 2f64.powi(-33));
+        assert_eq!(power_of_two_scale(1e-200), 2f64.powi(664));
+    }
+}
