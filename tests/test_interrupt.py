@@ -4,7 +4,8 @@ next fit in the same process gives lme4's numbers (issue 15).
 The signal comes from a timer thread (``os.kill`` to the process) while the main thread is
 inside the core with the GIL released: in the optimiser (a fit with many scalar terms, each
 evaluation short), in the numeric factor of a large crossed model (one evaluation takes
-seconds) and in the cross-product pass over two million rows.
+seconds) and in the cross-product pass over two million rows. The other hang of the issue, a
+formula of 1,000 random-effects terms, is refused up front.
 """
 
 import os
@@ -97,3 +98,14 @@ def test_sigint_stops_a_long_evaluation(crossed):
     elapsed = interrupt_after(0.5, lambda: problem.fit(True))
     assert elapsed < LIMIT, f"KeyboardInterrupt {elapsed:.3f} s after SIGINT"
     check_next_fit()
+
+
+def test_too_many_terms_are_refused_up_front():
+    # 1,000 scalar terms would take hours (issue 15); the refusal comes before any data work.
+    from multilevel.exceptions import FormulaError
+    from multilevel.models.lmm import MAX_TERMS
+
+    formula = "y ~ 1 + " + " + ".join(f"(1 | g{i})" for i in range(1000))
+    with pytest.raises(FormulaError, match="the formula has 1000 random-effects terms"):
+        ml.lmer(formula, {"y": [1.0]})
+    assert MAX_TERMS == 200
