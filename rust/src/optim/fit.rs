@@ -68,7 +68,9 @@ pub fn fit(problem: &mut LmmProblem, options: &FitOptions) -> Result<Fit> {
     let ts = problem.theta_scale();
     let mut options = options.clone();
     if let Some(t) = options.theta0.as_mut() {
-        t.iter_mut().for_each(|v| *v /= ts);
+        for v in t.iter_mut() {
+            *v /= ts;
+        }
     }
     let (mut optimizer, check) = optimize(&mut LmmCriterion::new(problem, reml), &options)?;
     for v in optimizer
