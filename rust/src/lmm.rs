@@ -192,7 +192,7 @@ impl LmmProblem {
         }
         let ts = self.a.transform.theta_scale();
         if ts != 1.0 {
-            // Lambda~ = Lambda / 2^m, exactly (`model::transform`).
+            // Lambda~ = Lambda / sqrt(c) (`model::transform`).
             for v in self.lambdas.iter_mut().flatten() {
                 *v /= ts;
             }
@@ -400,7 +400,7 @@ impl LmmProblem {
                 })
                 .collect()
         });
-        // Lambda = Lambda~ 2^m (`model::transform`): the blocks scale by c = 4^m.
+        // Lambda = Lambda~ sqrt(c) (`model::transform`): the blocks scale by c.
         let c = self.a.transform.w_scale();
         if c == 1.0 {
             return Ok(out);

@@ -229,7 +229,7 @@ impl<'a> MemorySource<'a> {
         let (y, offset) = (self.y, self.offset);
         let d_y = move |r: usize| y[r] - offset.map_or(0.0, |o| o[r]);
         let mut t = Transform::from_columns(self.x, self.layout.p, &d_y, self.y.len());
-        t.w_exp = self.weights.map_or(0, Transform::weight_exponent);
+        t.w_log2 = self.weights.map_or(0.0, Transform::weight_log2);
         t
     }
 

@@ -25,12 +25,13 @@
 //!         by log det G = sum_c log s_c)
 //! ```
 //!
-//! Prior weights of extreme size (all 1e300, say) are multiplied by one power of four
-//! c = 4^m, so that W~ = c W is of size 1. The model is again the same: with weights c w,
+//! Prior weights are multiplied by c = 1 / their geometric mean, so that W~ = c W is of size 1
+//! and weights w and k w give the same W~ (the optimiser then takes the same path). The model is again the same: with weights c w,
 //! theta c^-1/2 and sigma c^1/2 give the same marginal likelihood (Var(y) = sigma^2 (Z Lambda
 //! Lambda' Z' + W^-1)), and lme4's objective, which includes -sum log w, is the same number. So
-//! theta = theta~ 2^m (the fit's theta is theta~'s, in units where the weights are of size 1),
-//! sigma = sigma~ / (s_y 2^m), u = u~ / (s_y 2^m), Lambda = Lambda~ 2^m, the unscaled covariances
+//! theta = theta~ sqrt(c) (the optimiser works on theta~, in units where the weights are of
+//! size 1), sigma = sigma~ / (s_y sqrt(c)), u = u~ / (s_y sqrt(c)), Lambda = Lambda~ sqrt(c),
+//! the unscaled covariances
 //! of beta and of b are c times theirs, and log det R_X^2 moves by p log c.
 //!
 //! Without an intercept nothing is shifted (a shift is then not a change of variables of the
@@ -49,8 +50,9 @@ pub struct Transform {
     pub shift: Vec<f64>,
     /// Per column of D (p + 1 values, powers of two), or empty for none.
     pub scale: Vec<f64>,
-    /// m: every prior weight is multiplied by 4^m, theta of the weighted data is theta~ 2^m.
-    pub w_exp: i32,
+    /// log2 c: every prior weight is multiplied by c, theta of the weighted data is
+    /// theta~ sqrt(c).
+    pub w_log2: f64,
 }
 
 /// 2^-e for e the exponent of `size` when it is outside the range, otherwise 1.
@@ -75,35 +77,33 @@ impl Transform {
 
     /// True when it changes nothing.
     pub fn is_identity(&self) -> bool {
-        self.pivot.is_none() && self.scale.iter().all(|&s| s == 1.0) && self.w_exp == 0
+        self.pivot.is_none() && self.scale.iter().all(|&s| s == 1.0) && self.w_log2 == 0.0
     }
 
-    /// c = 4^m, the factor of every prior weight.
+    /// c, the factor of every prior weight.
     pub fn w_scale(&self) -> f64 {
-        2f64.powi(2 * self.w_exp)
+        self.w_log2.exp2()
     }
 
-    /// 2^m = sqrt(c): theta of the original data is theta~ times this.
+    /// sqrt(c): theta of the original data is theta~ times this.
     pub fn theta_scale(&self) -> f64 {
-        2f64.powi(self.w_exp)
+        (self.w_log2 / 2.0).exp2()
     }
 
-    /// m for prior weights whose geometric mean (over the positive ones) is outside the range,
-    /// so that c w is of size 1; 0 otherwise.
-    pub fn weight_exponent(weights: &[f64]) -> i32 {
+    /// log2 c for prior weights: c = 1 / their geometric mean (over the positive ones), so
+    /// that weights w and k w give the same c w and the same fit (up to rounding); 0 when the
+    /// weights are all 1 or none is positive.
+    pub fn weight_log2(weights: &[f64]) -> f64 {
         let (sum, count) = weights
             .iter()
             .filter(|&&w| w > 0.0 && w.is_finite())
             .fold((0.0, 0usize), |(s, k), &w| (s + w.log2(), k + 1));
+        // Weights move theta's scale (theta = theta~ sqrt(c)), which the optimiser, starting
+        // at 1, reaches only to its tolerance: the fit is made at weights of geometric mean 1.
         if count == 0 {
-            return 0;
+            return 0.0;
         }
-        let e = (sum / count as f64).round() as i32;
-        if e.abs() <= SCALE_RANGE {
-            0
-        } else {
-            (-e / 2).clamp(-511, 511)
-        }
+        -(sum / count as f64)
     }
 
     /// The transform for the rows of column-major X (n x p, leading dimension n) and y - offset
@@ -146,7 +146,7 @@ impl Transform {
             pivot,
             shift,
             scale,
-            w_exp: 0,
+            w_log2: 0.0,
         }
     }
 
@@ -282,7 +282,7 @@ mod tests {
 
     /// The model of the same rows with and without the transform: the same objective, beta,
     /// sigma, vcov and b at any theta (the restore is exact up to rounding), for weights of
-    /// size 1e-200 (rescaled, theta~ = theta / 2^m) and a response far from zero.
+    /// size 1e-200 (rescaled, theta~ = theta / sqrt(c)) and a response far from zero.
     #[test]
     fn the_restored_solution_is_the_untransformed_one() {
         use crate::exec::Exec;
@@ -321,7 +321,8 @@ mod tests {
             LmmProblem::new(a, &exec).unwrap()
         };
         let (mut plain, mut moved) = (problem(false), problem(true));
-        assert_eq!(moved.theta_scale(), 2f64.powi(332));
+        let ts = moved.theta_scale() * 1e-100;
+        assert!(ts > 1.0 && ts < 2.0, "{ts}");
         for theta in [1e99, 3e100] {
             for reml in [true, false] {
                 let a = plain.solution(&[theta], reml).unwrap();
