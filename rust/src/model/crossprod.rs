@@ -269,6 +269,43 @@ impl CrossProdAccumulator {
     }
 }
 
+impl CrossProducts {
+    /// Brings prior weights to geometric mean 1 after a pass that did not (a streamed or
+    /// merged accumulator): every block times c = 1 / exp(sum log w / nobs), as the in-memory
+    /// pass does with the weights themselves (`model::transform`), so that a fit from either
+    /// starts and steps alike. Unweighted cross-products, and those already brought to 1, are
+    /// left as they are.
+    pub fn normalise_weights(&mut self) {
+        if self.transform.w_log2 != 0.0 || self.sum_log_w == 0.0 || self.nobs == 0 {
+            return;
+        }
+        let log2_c = -(self.sum_log_w / self.nobs as f64) / std::f64::consts::LN_2;
+        let c = log2_c.exp2();
+        if !(c.is_finite() && c > 0.0) {
+            return;
+        }
+        let blocks = self
+            .diag
+            .iter_mut()
+            .chain(self.dz.iter_mut())
+            .map(Vec::as_mut_slice)
+            .chain(
+                self.pairs
+                    .iter_mut()
+                    .flatten()
+                    .map(|s| s.data.as_mut_slice()),
+            )
+            .chain(std::iter::once(self.dd.as_mut_slice()));
+        for block in blocks {
+            for v in block {
+                *v *= c;
+            }
+        }
+        self.sum_log_w += self.nobs as f64 * c.ln();
+        self.transform.w_log2 = log2_c;
+    }
+}
+
 pub(crate) fn add_into(a: &mut [f64], b: &[f64]) {
     for (x, y) in a.iter_mut().zip(b) {
         *x += *y;
