@@ -74,8 +74,7 @@ pub struct Solution {
 
 impl LmmProblem {
     /// The model of the cross-products `a`, its factor analysed for the threads of `exec`.
-    pub fn new(mut a: CrossProducts, exec: &Exec) -> Result<Self> {
-        a.normalise_weights();
+    pub fn new(a: CrossProducts, exec: &Exec) -> Result<Self> {
         if a.shapes.is_empty() {
             return Err(LmmError::Shape(
                 "a linear mixed model needs at least one random-effects term".into(),

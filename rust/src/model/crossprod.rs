@@ -271,7 +271,7 @@ impl CrossProdAccumulator {
 
 impl CrossProducts {
     /// Brings prior weights to geometric mean 1 after a pass that did not (a streamed or
-    /// merged accumulator): every block times c = 1 / exp(sum log w / nobs), as the in-memory
+    /// merged accumulator, `Accumulator.problem`): every block times c = 1 / exp(sum log w / nobs), as the in-memory
     /// pass does with the weights themselves (`model::transform`), so that a fit from either
     /// starts and steps alike. Unweighted cross-products, and those already brought to 1, are
     /// left as they are.
