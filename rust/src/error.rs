@@ -25,6 +25,9 @@ pub enum LmmError {
     /// The optimiser could not run.
     #[error("optimizer: {0}")]
     Optimizer(String),
+    /// The caller asked the work to stop (ctrl-C: `exec::request_interrupt`).
+    #[error("interrupted")]
+    Interrupted,
 }
 
 pub type Result<T> = std::result::Result<T, LmmError>;

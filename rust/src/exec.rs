@@ -9,11 +9,48 @@
 //!
 //! Teams and rayon pools are cached per thread count for the life of the process, so that many
 //! consecutive fits start no new threads (a team's helpers park when idle).
+//!
+//! Interrupts: one process-wide flag that a signal handler sets (`request_interrupt`, from the
+//! Python layer's SIGINT handler) and that long loops read with one relaxed atomic load
+//! (`interrupted`, `check_interrupt`): between the optimiser's evaluations, between the pieces
+//! of the cross-product pass and between the supernodes of a factorisation. Work that sees it
+//! stops with `LmmError::Interrupted`; the caller clears it (`clear_interrupt`).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::error::{LmmError, Result};
 use crate::linalg::team::Team;
+
+/// Set when the work in progress should stop (see the module's documentation).
+static INTERRUPT: AtomicBool = AtomicBool::new(false);
+
+/// Asks the work in progress to stop; async-signal-safe (one atomic store).
+pub fn request_interrupt() {
+    INTERRUPT.store(true, Ordering::Relaxed);
+}
+
+/// Forgets an interrupt request.
+pub fn clear_interrupt() {
+    INTERRUPT.store(false, Ordering::Relaxed);
+}
+
+/// True when an interrupt was requested and not cleared.
+#[inline]
+pub fn interrupted() -> bool {
+    INTERRUPT.load(Ordering::Relaxed)
+}
+
+/// `Err(LmmError::Interrupted)` when an interrupt was requested.
+#[inline]
+pub fn check_interrupt() -> Result<()> {
+    if interrupted() {
+        Err(LmmError::Interrupted)
+    } else {
+        Ok(())
+    }
+}
 
 /// The threads a fit may use: a team (spinning, for the numeric factor) and a rayon pool (for
 /// coarse parallel passes), both of the same size. Cheap to clone.

@@ -134,14 +134,23 @@ impl LmmProblem {
 
     /// lme4's start: the data-based one when set (`set_start`), otherwise the identity
     /// (1 on the diagonals, 0 elsewhere).
+    /// With weights rescaled (`model::transform`), the start is taken in the units where the
+    /// weights are of size 1 (theta~) and returned in theta's.
     pub fn theta0(&self) -> Vec<f64> {
-        match &self.start {
+        let start: Vec<f64> = match &self.start {
             Some(t) => t.clone(),
             None => self.a.shapes.iter().flat_map(ReTermShape::theta0).collect(),
-        }
+        };
+        let ts = self.theta_scale();
+        start.into_iter().map(|t| t * ts).collect()
     }
 
-    /// Sets (or clears) the data-based start that `theta0` returns.
+    /// theta / theta~ (a power of two; 1 unless the weights were rescaled: `model::transform`).
+    pub fn theta_scale(&self) -> f64 {
+        self.a.transform.theta_scale()
+    }
+
+    /// Sets (or clears) the data-based start that `theta0` returns (in theta~'s units).
     pub fn set_start(&mut self, start: Option<Vec<f64>>) -> Result<()> {
         if let Some(t) = &start {
             let below = t.iter().zip(self.lower_bounds()).any(|(v, lo)| *v < lo);
@@ -170,6 +179,8 @@ impl LmmProblem {
 
     /// Sets theta (checked) and the per-term lambda templates; L is not touched (`update_l`).
     pub fn set_theta(&mut self, theta: &[f64]) -> Result<&mut Self> {
+        // Every evaluation passes here: the place to honour an interrupt between two of them.
+        crate::exec::check_interrupt()?;
         self.check_theta(theta)?;
         self.theta.clear();
         self.theta.extend_from_slice(theta);
@@ -178,6 +189,13 @@ impl LmmProblem {
             let k = s.n_theta();
             s.fill_lambda(&theta[offset..offset + k], lam);
             offset += k;
+        }
+        let ts = self.a.transform.theta_scale();
+        if ts != 1.0 {
+            // Lambda~ = Lambda / sqrt(c) (`model::transform`).
+            for v in self.lambdas.iter_mut().flatten() {
+                *v /= ts;
+            }
         }
         Ok(self)
     }
@@ -219,12 +237,16 @@ impl LmmProblem {
         let p = self.a.p as f64;
         let two_pi = 2.0 * std::f64::consts::PI;
         let ld = ld_l2 - self.a.sum_log_w;
-        if reml {
+        let objective = if reml {
             let nmp = n - p;
             ld + ld_rx2 + nmp * (1.0 + (two_pi * pwrss / nmp).ln())
         } else {
             ld + n * (1.0 + (two_pi * pwrss / n).ln())
-        }
+        };
+        // A may be of shifted and scaled columns (`model::transform`): the original data's.
+        self.a
+            .transform
+            .restore_objective(objective, n, self.a.p, reml)
     }
 
     /// The profiled objective from the factor as it stands.
@@ -331,19 +353,31 @@ impl LmmProblem {
             .collect();
         let pwrss = self.factor.pwrss();
         let n = self.a.nobs as f64;
-        let denom = if reml { n - self.a.p as f64 } else { n };
+        let p = self.a.p;
+        let denom = if reml { n - p as f64 } else { n };
+        // Back from the shifted and scaled columns of A (`model::transform`).
+        let t = &self.a.transform;
+        let (sy, ts) = (t.y_scale(p), t.theta_scale());
+        let unscale = |v: Vec<Vec<f64>>, by: f64| -> Vec<Vec<f64>> {
+            if by == 1.0 {
+                return v;
+            }
+            v.into_iter()
+                .map(|x| x.into_iter().map(|e| e / by).collect())
+                .collect()
+        };
         Ok(Solution {
             theta: theta.to_vec(),
             objective,
-            beta,
-            u,
-            b,
-            sigma: (pwrss / denom).sqrt(),
-            pwrss,
+            beta: t.restore_beta(&beta),
+            u: unscale(unscale(u, sy), ts),
+            b: unscale(b, sy),
+            sigma: (pwrss / denom).sqrt() / sy / ts,
+            pwrss: pwrss / sy / sy / t.w_scale(),
             ld_l2: self.factor.ld_l2(),
-            ld_rx2: self.factor.ld_rx2(),
-            vcov_unscaled: self.factor.vcov_unscaled(),
-            lambdas: self.lambdas.clone(),
+            ld_rx2: self.factor.ld_rx2() - 2.0 * t.log_x_scale(p) - p as f64 * t.w_scale().ln(),
+            vcov_unscaled: t.restore_vcov(&self.factor.vcov_unscaled(), p),
+            lambdas: unscale(self.lambdas.clone(), 1.0 / ts),
         })
     }
 
@@ -366,7 +400,15 @@ impl LmmProblem {
                 })
                 .collect()
         });
-        Ok(out)
+        // Lambda = Lambda~ sqrt(c) (`model::transform`): the blocks scale by c.
+        let c = self.a.transform.w_scale();
+        if c == 1.0 {
+            return Ok(out);
+        }
+        Ok(out
+            .into_iter()
+            .map(|v: Vec<f64>| v.into_iter().map(|e| e * c).collect())
+            .collect())
     }
 }
 

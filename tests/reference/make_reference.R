@@ -9,6 +9,7 @@
 #   Rscript tests/reference/make_reference.R glmm         # only tests/reference/cases_glmm.R
 #   Rscript tests/reference/make_reference.R influence    # only tests/reference/cases_influence.R
 #   Rscript tests/reference/make_reference.R hostile      # only tests/reference/cases_hostile.R
+#   Rscript tests/reference/make_reference.R robust       # only tests/reference/cases_robust.R
 #   Rscript tests/reference/make_reference.R dyestuff_reml pastes_reml   # some lmm cases
 #
 # Tests never need R; regenerating the references does (R 4.2 with lme4, nlme, lmerTest,
@@ -242,4 +243,8 @@ if (file.exists(influence) && (length(ref_args) == 0 || "influence" %in% ref_arg
 hostile <- file.path("tests", "reference", "cases_hostile.R")
 if (file.exists(hostile) && (length(ref_args) == 0 || "hostile" %in% ref_args)) {
   source(hostile)
+}
+robust <- file.path("tests", "reference", "cases_robust.R")
+if (file.exists(robust) && (length(ref_args) == 0 || "robust" %in% ref_args)) {
+  source(robust)
 }

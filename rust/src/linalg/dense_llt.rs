@@ -173,7 +173,11 @@ pub fn factor(
             // and the rows below), while the others update the columns after it.
             update(j1, j2);
             let stack = stack.as_deref_mut().expect("thread 0 passes the scratch");
-            if factor_diagonal(panel, j1, j2, failed, stack) {
+            if crate::exec::interrupted() {
+                // An interrupt stops the factor as a failure at column 0 would, at the barrier
+                // that ends this step (the caller reports the interrupt, not a pivot).
+                failed.fetch_min(0, Ordering::Relaxed);
+            } else if factor_diagonal(panel, j1, j2, failed, stack) {
                 // SAFETY: thread 0 owns columns j1..j2 in this step.
                 let (l11, rows) =
                     unsafe { (panel.view(j1, j2, j1, j2), panel.view_mut(j2, m, j1, j2)) };

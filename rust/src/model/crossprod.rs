@@ -34,6 +34,7 @@ use crate::model::pairs::{self, PairAccumulator, PairScratch, PairShape};
 use crate::model::remat::ReTermShape;
 pub use crate::model::source::RowChunk;
 use crate::model::source::{Layout, RowSource};
+use crate::model::transform::Transform;
 
 /// The accumulator: feed it chunks, merge it with others, then `finish` it.
 #[derive(Clone, Debug, PartialEq)]
@@ -55,6 +56,9 @@ pub struct CrossProdAccumulator {
     pub(crate) dd: Vec<f64>,
     /// The moments of lme4's start, for models whose terms all have one column.
     pub(crate) moments: Option<StartMoments>,
+    /// The change of variables of D applied to each row (`model::transform`; the identity
+    /// unless set before the first row).
+    pub(crate) transform: Transform,
 }
 
 impl CrossProdAccumulator {
@@ -76,7 +80,20 @@ impl CrossProdAccumulator {
             dz: shapes.iter().map(|s| vec![0.0; pd * s.size()]).collect(),
             dd: vec![0.0; pd * pd],
             moments: StartMoments::new(shapes),
+            transform: Transform::identity(),
         }
+    }
+
+    /// Sets the change of variables of D for the rows to come (`model::transform`); only
+    /// before any row was added.
+    pub fn set_transform(&mut self, transform: Transform) -> Result<()> {
+        if self.n_rows > 0 {
+            return Err(LmmError::Shape(
+                "the transform of D can only be set before the first rows".into(),
+            ));
+        }
+        self.transform = transform;
+        Ok(())
     }
 
     /// The random-effects terms' shapes.
@@ -129,6 +146,7 @@ impl CrossProdAccumulator {
                     nj: self.shapes[j].n_levels as u64,
                     qk: self.shapes[k].q,
                     qj: self.shapes[j].q,
+                    w_scale: self.transform.w_scale(),
                 };
                 pairs::add_chunk(&mut self.pairs[k][j], &pair, chunk, layout, scratch);
             }
@@ -143,12 +161,18 @@ impl CrossProdAccumulator {
             dz: &mut self.dz,
             nobs: &mut self.nobs,
             sum_log_w: &mut self.sum_log_w,
+            transform: &self.transform,
         };
         dense::add_rows(&mut blocks, chunk, layout);
     }
 
     /// Checks that `other` accumulates the same model.
     pub(crate) fn check_same_model(&self, other: &CrossProdAccumulator) -> Result<()> {
+        if other.transform != self.transform {
+            return Err(LmmError::Shape(
+                "merging accumulators whose rows were shifted or scaled differently".into(),
+            ));
+        }
         if other.shapes != self.shapes || other.p != self.p {
             return Err(LmmError::Shape(format!(
                 "merging accumulators of different models: terms {:?} with p = {} and terms {:?} \
@@ -240,7 +264,45 @@ impl CrossProdAccumulator {
             pairs,
             dz: self.dz,
             dd,
+            transform: self.transform,
         }
+    }
+}
+
+impl CrossProducts {
+    /// Brings prior weights to geometric mean 1 after a pass that did not (a streamed or
+    /// merged accumulator, `Accumulator.problem`): every block times c = 1 / exp(sum log w / nobs), as the in-memory
+    /// pass does with the weights themselves (`model::transform`), so that a fit from either
+    /// starts and steps alike. Unweighted cross-products, and those already brought to 1, are
+    /// left as they are.
+    pub fn normalise_weights(&mut self) {
+        if self.transform.w_log2 != 0.0 || self.sum_log_w == 0.0 || self.nobs == 0 {
+            return;
+        }
+        let log2_c = -(self.sum_log_w / self.nobs as f64) / std::f64::consts::LN_2;
+        let c = log2_c.exp2();
+        if !(c.is_finite() && c > 0.0) {
+            return;
+        }
+        let blocks = self
+            .diag
+            .iter_mut()
+            .chain(self.dz.iter_mut())
+            .map(Vec::as_mut_slice)
+            .chain(
+                self.pairs
+                    .iter_mut()
+                    .flatten()
+                    .map(|s| s.data.as_mut_slice()),
+            )
+            .chain(std::iter::once(self.dd.as_mut_slice()));
+        for block in blocks {
+            for v in block {
+                *v *= c;
+            }
+        }
+        self.sum_log_w += self.nobs as f64 * c.ln();
+        self.transform.w_log2 = log2_c;
     }
 }
 
@@ -268,6 +330,8 @@ pub struct CrossProducts {
     pub dz: Vec<Vec<f64>>,
     /// (p + 1) x (p + 1) column-major D' W D.
     pub dd: Vec<f64>,
+    /// The change of variables of D that the blocks were accumulated with.
+    pub transform: Transform,
 }
 
 /// Most rows per piece of a lane (see `balanced_piece_rows`): the pair products sort one piece
@@ -307,7 +371,18 @@ pub fn accumulate_parallel(
 /// source gives one) is added in lanes on `exec`'s threads (`LaneAccumulator::add`), and the
 /// lanes are merged in lane order at the end.
 pub fn accumulate(source: &dyn RowSource, exec: &Exec) -> Result<CrossProdAccumulator> {
-    let mut lanes = LaneAccumulator::new(source.shapes(), source.p());
+    accumulate_with(source, exec, Transform::identity())
+}
+
+/// `accumulate` with a change of variables of D (`model::transform`).
+pub fn accumulate_with(
+    source: &dyn RowSource,
+    exec: &Exec,
+    transform: Transform,
+) -> Result<CrossProdAccumulator> {
+    let mut first = CrossProdAccumulator::new(source.shapes(), source.p());
+    first.set_transform(transform)?;
+    let mut lanes = LaneAccumulator::from_accumulator(first);
     source.for_each_chunk(usize::MAX, &mut |chunk| lanes.add(chunk, exec))?;
     Ok(lanes.into_accumulator())
 }

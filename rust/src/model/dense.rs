@@ -18,6 +18,7 @@
 //! `Symmetric(A' A)`); here they are sums over rows so that chunks can be added and merged.
 
 use crate::model::source::{Layout, RowChunk};
+use crate::model::transform::Transform;
 
 /// Rows per block: a block's columns (p + 1 + sum q of them) stay in the first caches.
 const BLOCK: usize = 1024;
@@ -29,6 +30,7 @@ pub(crate) struct DenseBlocks<'a> {
     pub dz: &'a mut [Vec<f64>],
     pub nobs: &'a mut usize,
     pub sum_log_w: &'a mut f64,
+    pub transform: &'a Transform,
 }
 
 /// The rows start..end of a chunk: D's rows copied row-major (p + 1 values a row), the weights,
@@ -43,6 +45,8 @@ struct Columns<'a, 'b> {
     pd: usize,
     d: &'b [f64],
     weights: Option<&'a [f64]>,
+    /// The factor of every weight (`Transform::w_scale`).
+    w_scale: f64,
     codes: Vec<&'a [i32]>,
     z: Vec<Vec<&'a [f64]>>,
 }
@@ -54,6 +58,7 @@ impl<'a, 'b> Columns<'a, 'b> {
         start: usize,
         end: usize,
         dbuf: &'b mut [f64],
+        transform: &Transform,
     ) -> Columns<'a, 'b> {
         let col = |m: &'a [f64], ld: usize, j: usize| &m[j * ld + start..j * ld + end];
         let (p, pd) = (layout.p, layout.p + 1);
@@ -77,11 +82,17 @@ impl<'a, 'b> Columns<'a, 'b> {
                 }
             }
         }
+        if !transform.is_identity() {
+            for row in dbuf.chunks_exact_mut(pd) {
+                transform.apply(row);
+            }
+        }
         Columns {
             n: end - start,
             pd,
             d: dbuf,
             weights: chunk.weights.map(|w| &w[start..end]),
+            w_scale: transform.w_scale(),
             codes: chunk.codes.iter().map(|c| &c[start..end]).collect(),
             z: chunk
                 .z
@@ -101,7 +112,7 @@ impl<'a, 'b> Columns<'a, 'b> {
     /// The weight of row r (1 without weights).
     #[inline]
     fn w(&self, r: usize) -> f64 {
-        self.weights.map_or(1.0, |w| w[r])
+        self.weights.map_or(1.0, |w| w[r]) * self.w_scale
     }
 }
 
@@ -112,7 +123,7 @@ pub(crate) fn add_rows(blocks: &mut DenseBlocks, chunk: &RowChunk, layout: &Layo
     let mut start = 0;
     while start < n {
         let end = n.min(start + BLOCK);
-        let cols = Columns::new(chunk, layout, start, end, &mut dbuf);
+        let cols = Columns::new(chunk, layout, start, end, &mut dbuf, blocks.transform);
         add_dd(blocks, &cols);
         for k in 0..layout.z.len() {
             let (diag, dz) = (&mut blocks.diag[k][..], &mut blocks.dz[k][..]);

@@ -99,11 +99,16 @@ impl LaneAccumulator {
         let pieces = n.div_ceil(piece_rows).max(1);
         let used = pieces.min(LANES);
         while self.lanes.len() < used {
-            let acc = CrossProdAccumulator::new(self.shapes(), self.p());
+            let mut acc = CrossProdAccumulator::new(self.shapes(), self.p());
+            acc.transform = self.lanes[0].acc.transform.clone();
             self.lanes.push(Lane::new(acc));
         }
         let add_lane = |l: usize, lane: &mut Lane| {
             for piece in l * pieces / used..(l + 1) * pieces / used {
+                // An interrupt stops the pass between two pieces (a few milliseconds each).
+                if crate::exec::interrupted() {
+                    return;
+                }
                 let start = piece * piece_rows;
                 let end = (start + piece_rows).min(n);
                 // The whole chunk was checked above, so the pieces need not be again.
@@ -119,7 +124,7 @@ impl LaneAccumulator {
                 .enumerate()
                 .for_each(|(l, lane)| add_lane(l, lane));
         }
-        Ok(())
+        crate::exec::check_interrupt()
     }
 
     /// Merges lanes 1.. into lane 0, in lane order, and drops them; returns the one

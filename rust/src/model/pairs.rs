@@ -164,6 +164,8 @@ pub(crate) struct PairShape {
     pub nj: u64,
     pub qk: usize,
     pub qj: usize,
+    /// The factor of every prior weight (`Transform::w_scale`, a power of four).
+    pub w_scale: f64,
 }
 
 /// Z_k' W Z_j of one checked chunk, merged into `acc`. Rows of weight zero are left out.
@@ -186,14 +188,20 @@ pub(crate) fn add_chunk(
         let (zj, zk) = (chunk.z[j], chunk.z[k]);
         let items = &mut scratch.scalars;
         items.clear();
+        let c = pair.w_scale;
         match chunk.weights {
+            None if c != 1.0 => {
+                items.extend(
+                    (0..chunk.nrows()).map(|r| (key(cj[r], ck[r], nk), zk[r] * (c * zj[r]))),
+                );
+            }
             None => {
                 items.extend((0..chunk.nrows()).map(|r| (key(cj[r], ck[r], nk), zk[r] * zj[r])));
             }
             Some(w) => items.extend(
                 (0..chunk.nrows())
                     .filter(|&r| w[r] != 0.0)
-                    .map(|r| (key(cj[r], ck[r], nk), zk[r] * (w[r] * zj[r]))),
+                    .map(|r| (key(cj[r], ck[r], nk), zk[r] * (w[r] * c * zj[r]))),
             ),
         }
         radix_sort(items, &mut scratch.scalars_tmp, max_key);
@@ -223,7 +231,7 @@ pub(crate) fn add_chunk(
                 scratch.keys.push(key);
                 scratch.values.extend(std::iter::repeat_n(0.0, bs));
             }
-            let w = chunk.weights.map_or(1.0, |w| w[r]);
+            let w = chunk.weights.map_or(1.0, |w| w[r]) * pair.w_scale;
             let start = scratch.values.len() - bs;
             let blk = &mut scratch.values[start..];
             for b in 0..pair.qj {

@@ -22,6 +22,7 @@
 
 use crate::error::{LmmError, Result};
 use crate::model::remat::{check_codes, ReMat, ReTermShape};
+use crate::model::transform::Transform;
 
 /// One chunk of rows, borrowed: y (n), X (n x p), per term its codes (n) and Z (n x q_k),
 /// optional prior weights and offset (n each). X and each Z are column-major views whose
@@ -220,6 +221,16 @@ impl<'a> MemorySource<'a> {
         };
         source.layout = source.chunk().check(&source.shapes, p)?;
         Ok(source)
+    }
+
+    /// The change of variables of D that keeps A's digits (`model::transform`): the means
+    /// and sizes of all rows.
+    pub fn transform(&self) -> Transform {
+        let (y, offset) = (self.y, self.offset);
+        let d_y = move |r: usize| y[r] - offset.map_or(0.0, |o| o[r]);
+        let mut t = Transform::from_columns(self.x, self.layout.p, &d_y, self.y.len());
+        t.w_log2 = self.weights.map_or(0.0, Transform::weight_log2);
+        t
     }
 
     /// The random-effects terms.

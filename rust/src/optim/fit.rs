@@ -64,7 +64,22 @@ pub struct Fit {
 /// Fits a linear mixed model (the REML criterion or -2 log-likelihood, `options.reml`).
 pub fn fit(problem: &mut LmmProblem, options: &FitOptions) -> Result<Fit> {
     let reml = options.reml;
-    let (mut optimizer, check) = optimize(&mut LmmCriterion::new(problem, reml), options)?;
+    // The optimiser works on theta~ = theta / ts (`LmmCriterion`); the summary is in theta.
+    let ts = problem.theta_scale();
+    let mut options = options.clone();
+    if let Some(t) = options.theta0.as_mut() {
+        for v in t.iter_mut() {
+            *v /= ts;
+        }
+    }
+    let (mut optimizer, check) = optimize(&mut LmmCriterion::new(problem, reml), &options)?;
+    for v in optimizer
+        .theta0
+        .iter_mut()
+        .chain(optimizer.theta.iter_mut())
+    {
+        *v *= ts;
+    }
     // Factor at the final theta (the check moved L), so the solution is there.
     let solution = problem.solution(&optimizer.theta, reml)?;
     optimizer.f = solution.objective;
@@ -124,6 +139,7 @@ pub fn optimize<O: Objective + ?Sized>(
         &steps,
         &tolerances,
     );
+    crate::exec::check_interrupt()?;
     if outcome.status == BobyqaStatus::InvalidArgs {
         return Err(LmmError::Optimizer(format!(
             "BOBYQA rejected the start {theta0:?} or the bounds"

@@ -34,7 +34,10 @@ pub trait Objective {
     fn keep_best(&mut self) {}
 }
 
-/// A linear mixed model's objective: the REML criterion, or -2 log-likelihood.
+/// A linear mixed model's objective: the REML criterion, or -2 log-likelihood, as a function
+/// of theta~ = theta / `theta_scale` (1 unless the prior weights were rescaled:
+/// `model::transform`), so that the optimiser starts from the identity in units where the
+/// weights are of size 1.
 pub struct LmmCriterion<'a> {
     pub problem: &'a mut LmmProblem,
     pub reml: bool,
@@ -56,15 +59,29 @@ impl Objective for LmmCriterion<'_> {
     }
 
     fn start(&self) -> Vec<f64> {
-        self.problem.theta0()
+        let ts = self.problem.theta_scale();
+        self.problem.theta0().into_iter().map(|t| t / ts).collect()
     }
 
     fn value(&mut self, theta: &[f64]) -> Result<f64> {
-        self.problem.objective_value(theta, self.reml)
+        let ts = self.problem.theta_scale();
+        if ts == 1.0 {
+            return self.problem.objective_value(theta, self.reml);
+        }
+        let theta: Vec<f64> = theta.iter().map(|t| t * ts).collect();
+        self.problem.objective_value(&theta, self.reml)
     }
 
     fn values(&mut self, thetas: &[Vec<f64>]) -> Result<Vec<f64>> {
-        self.problem.objective_values(thetas, self.reml)
+        let ts = self.problem.theta_scale();
+        if ts == 1.0 {
+            return self.problem.objective_values(thetas, self.reml);
+        }
+        let thetas: Vec<Vec<f64>> = thetas
+            .iter()
+            .map(|t| t.iter().map(|v| v * ts).collect())
+            .collect();
+        self.problem.objective_values(&thetas, self.reml)
     }
 
     fn keep_best(&mut self) {

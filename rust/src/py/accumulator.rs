@@ -235,6 +235,8 @@ impl PyAccumulator {
                 .transpose()?,
         };
         let (inner, exec) = (&mut self.inner, &self.exec);
+        // Ctrl-C stops the pass (and leaves the accumulator with part of the batch).
+        let _watch = crate::py::interrupt::Watch::new();
         catch_panic(|| py.detach(|| inner.add(&chunk, exec)).map_err(PyErr::from))
     }
 
@@ -297,7 +299,10 @@ impl PyAccumulator {
             py.detach(|| {
                 let acc = inner.collapse().clone();
                 let start = acc.lme4_start();
-                let mut problem = LmmProblem::new(acc.finish(), &for_problem)?;
+                // Weights brought to geometric mean 1, as the in-memory pass does.
+                let mut a = acc.finish();
+                a.normalise_weights();
+                let mut problem = LmmProblem::new(a, &for_problem)?;
                 problem.set_start(start)?;
                 Ok::<_, LmmError>(problem)
             })

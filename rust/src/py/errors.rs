@@ -32,6 +32,7 @@ impl From<LmmError> for PyErr {
 /// See `From<LmmError> for PyErr`.
 pub fn to_py(err: &LmmError) -> PyErr {
     let class = match err {
+        LmmError::Interrupted => return crate::py::interrupt::interrupted_error(),
         LmmError::Shape(_) => "ShapeError",
         LmmError::Code { .. } => "CodeError",
         LmmError::Theta(_) => "ThetaError",

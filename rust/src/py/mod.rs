@@ -3,7 +3,7 @@
 //! `Accumulator` (accumulator.rs) builds one from batches of rows, merged and serialised;
 //! its results are typed classes (`Solution`, `FitResult`, `OptimizerSummary`,
 //! `ConvergenceCheck`) instead of dicts; errors map one variant to one exception class and a
-//! panic to `InternalError` (errors.rs). The module's stub is python/multilevel/_core.pyi,
+//! panic to `InternalError` (errors.rs); ctrl-C reaches the core through interrupt.rs. The module's stub is python/multilevel/_core.pyi,
 //! checked against this module by mypy's stubtest (tests/test_core_stub.py).
 
 mod accumulator;
@@ -12,6 +12,7 @@ mod errors;
 mod fit_result;
 mod glmm_fit;
 mod glmm_problem;
+mod interrupt;
 mod optimizer_summary;
 mod problem;
 mod solution;

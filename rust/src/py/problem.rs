@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 use crate::error::{LmmError, Result};
 use crate::exec::Exec;
 use crate::lmm::LmmProblem;
-use crate::model::crossprod::accumulate;
+use crate::model::crossprod::accumulate_with;
 use crate::model::remat::{ReMat, ReTermShape};
 use crate::model::source::MemorySource;
 use crate::model::start::lme4_start;
@@ -25,6 +25,7 @@ use crate::optim::{self, FitOptions};
 use crate::py::convergence_check::PyConvergenceCheck;
 use crate::py::errors::{catch_panic, internal_error, InternalError};
 use crate::py::fit_result::PyFitResult;
+use crate::py::interrupt::Watch;
 use crate::py::optimizer_summary::PyOptimizerSummary;
 use crate::py::solution::PySolution;
 
@@ -234,6 +235,7 @@ impl PyLmmProblem {
             ));
         }
         let inner = &mut self.inner;
+        let _watch = Watch::new();
         let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| py.detach(|| f(inner))));
         match out {
             Ok(r) => r.map_err(PyErr::from),
@@ -259,11 +261,12 @@ impl PyLmmProblem {
         threads: usize,
     ) -> PyResult<Self> {
         catch_panic(|| {
+            let _watch = Watch::new();
             let rows = HeldRows::new(y, x, terms, weights, offset)?;
             let exec = Exec::new(threads);
             let inner = rows.with_source(py, |source| {
                 py.detach(|| {
-                    let a = accumulate(source, &exec)?.finish();
+                    let a = accumulate_with(source, &exec, source.transform())?.finish();
                     let mut problem = LmmProblem::new(a, &exec)?;
                     problem.set_start(lme4_start(source)?)?;
                     Ok::<_, LmmError>(problem)

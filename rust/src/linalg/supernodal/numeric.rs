@@ -91,6 +91,8 @@ impl SupernodalCholesky {
         } else {
             job.run(&Ctx::single());
         }
+        // An interrupt shows as a failure at column 0 (`Job::poll`): report it as what it is.
+        crate::exec::check_interrupt()?;
         match job.failed.load(Ordering::Relaxed) {
             usize::MAX => {}
             c => return Err(self.sym.pivot_error(c)),
@@ -158,6 +160,15 @@ impl Job<'_> {
         self.failed.load(Ordering::Relaxed) == usize::MAX
     }
 
+    /// Inside one item of a phase (before the barrier that ends it, so that every thread
+    /// reads the same `failed` after it): an interrupt request becomes a failure at column 0,
+    /// which stops the factor as a pivot failure would; `update` reports the interrupt.
+    fn poll(&self) {
+        if crate::exec::interrupted() {
+            self.failed.fetch_min(0, Ordering::Relaxed);
+        }
+    }
+
     fn run(&self, ctx: &Ctx) {
         self.groups(ctx);
         self.first_pass(ctx);
@@ -169,6 +180,7 @@ impl Job<'_> {
     fn groups(&self, ctx: &Ctx) {
         let (sym, schedule) = (self.sym, &self.sym.schedule);
         ctx.for_each_dynamic(schedule.groups.len(), |g| {
+            self.poll();
             if !self.ok() {
                 return;
             }
@@ -217,6 +229,7 @@ impl Job<'_> {
         let schedule = &self.sym.schedule;
         let top_start = schedule.region[schedule.groups.len()];
         ctx.for_each_dynamic(schedule.ready_items.len(), |item| {
+            self.poll();
             if self.ok() {
                 let (i, c) = schedule.ready_items[item];
                 self.assemble_chunk(
@@ -243,6 +256,7 @@ impl Job<'_> {
             // SAFETY: this thread's own scratch (see `Job`).
             let worker = unsafe { self.workers.item_mut(ctx.tid()) };
             for &i in group {
+                self.poll();
                 if !self.ok() {
                     return;
                 }
@@ -300,6 +314,7 @@ impl Job<'_> {
             if schedule.late[i] {
                 let n_chunks = sym.top_chunks(i).len() - 1;
                 ctx.for_each_dynamic(n_chunks, |c| {
+                    self.poll();
                     self.assemble_chunk(ctx, i, c, start, Part::Late, None);
                 });
             }
@@ -316,6 +331,9 @@ impl Job<'_> {
                 dense_llt::factor(ctx, panel, &self.failed, stack)
             } else {
                 if tid == 0 {
+                    self.poll();
+                }
+                if tid == 0 && self.ok() {
                     // SAFETY: thread 0 alone factors this panel, while the others wait at the
                     // barrier below (see `Job`).
                     let panel = unsafe { self.values.slice_mut(start, start + m * k) };

@@ -133,6 +133,9 @@ impl SchurPattern {
         let mut counts = Vec::with_capacity(t1 - t0);
         let mut rows: Vec<u32> = Vec::new();
         for t in t0..t1 {
+            if t % 64 == 0 {
+                crate::exec::check_interrupt()?;
+            }
             let tt = t as u32;
             let mut len = 0;
             let mut add = |u: u32| {
@@ -204,6 +207,7 @@ fn amd_order_after_first(
     let (first, second) =
         exec.install(|| rayon::join(|| schur.sweep(0, mid), || schur.sweep(mid, n_t)));
     let ((c0, r0), (c1, r1)) = (first?, second?);
+    crate::exec::check_interrupt()?;
     if r0.len() + r1.len() >= u32::MAX as usize {
         return Err(too_large());
     }

@@ -179,7 +179,9 @@ impl Symbolic {
         let mut pos = term_columns(a, n_re, exec)?;
         let layout = FlatLayout::new(a);
         let mut entries = a_entries(a, &layout, &pos, n_re, pd);
+        crate::exec::check_interrupt()?;
         let (begin, row_ptr, mut rows) = supernodes(n, &entries)?;
+        crate::exec::check_interrupt()?;
         // Within each wide supernode the column order is free (its diagonal block is dense):
         // order it so that the rows of its largest descendants form long runs.
         if let Some(map) = order_wide_supernodes(&begin, &row_ptr, &rows, n_re) {
@@ -208,12 +210,15 @@ impl Symbolic {
             owner_sn[sym.begin[s]..sym.begin[s + 1]].fill(s as u32);
         }
         sym.collect_updates(&owner_sn)?;
+        crate::exec::check_interrupt()?;
         // The schedule, then the panels laid out group by group.
         for e in &entries {
             sym.col_work[e.row as usize] += 1.0;
         }
         sym.schedule = sym.tree_schedule(&owner_sn, threads, parallel_min_work);
+        crate::exec::check_interrupt()?;
         sym.lay_out_panels()?;
+        crate::exec::check_interrupt()?;
         // The column-by-column updates and the assembly map are independent: built side by
         // side (about 4 ms of InstEval's symbolic step).
         let ((pulls, pull_late, ready_order), (asm_col, assembly)) = {
@@ -226,6 +231,7 @@ impl Symbolic {
         };
         (sym.pulls, sym.pull_late, sym.asm_col, sym.assembly) =
             (pulls, pull_late, asm_col, assembly);
+        crate::exec::check_interrupt()?;
         sym.split_late_products();
         sym.plan_top_chunks(&ready_order);
         Ok(sym)

@@ -95,6 +95,8 @@ pub enum BobyqaStatus {
     RoundoffLimited,
     /// Bad arguments: bounds closer than 2 rho_begin, a start of the wrong length, radii.
     InvalidArgs,
+    /// An interrupt was requested (`exec::request_interrupt`; NLopt's `FORCED_STOP`).
+    Interrupted,
 }
 
 impl BobyqaStatus {
@@ -110,6 +112,7 @@ impl BobyqaStatus {
             BobyqaStatus::MaxEvalReached => "the evaluation budget was used up",
             BobyqaStatus::RoundoffLimited => "rounding errors left no usable step",
             BobyqaStatus::InvalidArgs => "invalid arguments",
+            BobyqaStatus::Interrupted => "interrupted",
         }
     }
 }
@@ -697,6 +700,10 @@ impl Bobyqa {
         }
         if st.nf >= options.max_eval {
             st.status = BobyqaStatus::MaxEvalReached;
+            return Next::Finish;
+        }
+        if crate::exec::interrupted() {
+            st.status = BobyqaStatus::Interrupted;
             return Next::Finish;
         }
         st.nf += 1;

@@ -1,0 +1,358 @@
+//! A change of variables of D = [X, y - offset] made inside the cross-product pass, so that
+//! A = [Z X y]'W[Z X y] keeps its digits when the data do not: the cross-products square the
+//! condition number, and a response of 1e8 + 300 (or a predictor far from zero against its
+//! spread, or of size 1e200) leaves too few digits in y'y, X'y and X'X for the penalised
+//! residual sum of squares (lme4 and MixedModels.jl form A from the raw columns and lose them).
+//!
+//! With j the intercept (a column of X that is 1 on every row), shifts m (the means of the
+//! other columns and of y; m_j = 0) and powers of two s (one per column of D, exact scalings):
+//!
+//! ```text
+//!   D~_c = (D_c - m_c X_j) s_c          c != j, including y (c = p)
+//!   D~_j = X_j s_j
+//! ```
+//!
+//! The model in D~ is the same model: X~ = X G with G = (I - e_j m') S invertible, and
+//! y~ = (y - m_y X_j) s_y moves beta_j by m_y and scales everything in y's units. So the fit in
+//! D~ gives theta unchanged, and (`restore_*`)
+//!
+//! ```text
+//!   beta  = (G beta~) / s_y + m_y e_j,      G = S - e_j (m o s)'
+//!   vcov_unscaled = G vcov~ G'
+//!   sigma = sigma~ / s_y,   u = u~ / s_y,   b = b~ / s_y,   pwrss = pwrss~ / s_y^2
+//!   ML:   objective = objective~ - 2 n log s_y
+//!   REML: objective = objective~ - 2 (n - p) log s_y - 2 sum_c log s_c   (log det R_X moves
+//!         by log det G = sum_c log s_c)
+//! ```
+//!
+//! Prior weights are multiplied by c = 1 / their geometric mean, so that W~ = c W is of size 1
+//! and weights w and k w give the same W~ (the optimiser then takes the same path). The model is again the same: with weights c w,
+//! theta c^-1/2 and sigma c^1/2 give the same marginal likelihood (Var(y) = sigma^2 (Z Lambda
+//! Lambda' Z' + W^-1)), and lme4's objective, which includes -sum log w, is the same number. So
+//! theta = theta~ sqrt(c) (the optimiser works on theta~, in units where the weights are of
+//! size 1), sigma = sigma~ / (s_y sqrt(c)), u = u~ / (s_y sqrt(c)), Lambda = Lambda~ sqrt(c),
+//! the unscaled covariances
+//! of beta and of b are c times theirs, and log det R_X^2 moves by p log c.
+//!
+//! Without an intercept nothing is shifted (a shift is then not a change of variables of the
+//! same model). A column is scaled only when the size of its values (their root mean square,
+//! after the shift) is outside [2^-30, 2^30]: ordinary data keep s = 1.
+
+/// Scale a column when its size is outside 2^-SCALE_RANGE ..= 2^SCALE_RANGE.
+const SCALE_RANGE: i32 = 30;
+
+/// The change of variables of D (see the module's documentation); the identity by default.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Transform {
+    /// The intercept column of X, when the transform shifts.
+    pub pivot: Option<usize>,
+    /// Per column of D (p + 1 values; 0 for the pivot), or empty for none.
+    pub shift: Vec<f64>,
+    /// Per column of D (p + 1 values, powers of two), or empty for none.
+    pub scale: Vec<f64>,
+    /// log2 c: every prior weight is multiplied by c, theta of the weighted data is
+    /// theta~ sqrt(c).
+    pub w_log2: f64,
+}
+
+/// 2^-e for e the exponent of `size` when it is outside the range, otherwise 1.
+fn power_of_two_scale(size: f64) -> f64 {
+    if !(size.is_finite() && size > 0.0) {
+        return 1.0;
+    }
+    let e = size.log2().round() as i32;
+    if e.abs() <= SCALE_RANGE {
+        1.0
+    } else {
+        // 2^-e is a normal double for |e| <= 1022; the size of a finite double is within that.
+        2f64.powi(-e.clamp(-1022, 1022))
+    }
+}
+
+impl Transform {
+    /// The identity.
+    pub fn identity() -> Transform {
+        Transform::default()
+    }
+
+    /// True when it changes nothing.
+    pub fn is_identity(&self) -> bool {
+        self.pivot.is_none() && self.scale.iter().all(|&s| s == 1.0) && self.w_log2 == 0.0
+    }
+
+    /// c, the factor of every prior weight.
+    pub fn w_scale(&self) -> f64 {
+        self.w_log2.exp2()
+    }
+
+    /// sqrt(c): theta of the original data is theta~ times this.
+    pub fn theta_scale(&self) -> f64 {
+        (self.w_log2 / 2.0).exp2()
+    }
+
+    /// log2 c for prior weights: c = 1 / their geometric mean (over the positive ones), so
+    /// that weights w and k w give the same c w and the same fit (up to rounding); 0 when the
+    /// weights are all 1 or none is positive.
+    pub fn weight_log2(weights: &[f64]) -> f64 {
+        let (sum, count) = weights
+            .iter()
+            .filter(|&&w| w > 0.0 && w.is_finite())
+            .fold((0.0, 0usize), |(s, k), &w| (s + w.log2(), k + 1));
+        // Weights move theta's scale (theta = theta~ sqrt(c)), which the optimiser, starting
+        // at 1, reaches only to its tolerance: the fit is made at weights of geometric mean 1.
+        if count == 0 {
+            return 0.0;
+        }
+        -(sum / count as f64)
+    }
+
+    /// The transform for the rows of column-major X (n x p, leading dimension n) and y - offset
+    /// (`d_y`): the intercept is the first column of ones; shifts are the means over the rows,
+    /// scales from the root mean square of the shifted columns.
+    pub fn from_columns(x: &[f64], p: usize, d_y: &dyn Fn(usize) -> f64, n: usize) -> Transform {
+        if n == 0 {
+            return Transform::identity();
+        }
+        let col = |c: usize| &x[c * n..(c + 1) * n];
+        let pivot = (0..p).find(|&c| col(c).iter().all(|&v| v == 1.0));
+        let nf = n as f64;
+        let mut shift = vec![0.0; p + 1];
+        let mut scale = vec![1.0; p + 1];
+        for c in 0..=p {
+            let value = |r: usize| if c == p { d_y(r) } else { col(c)[r] };
+            if pivot.is_some() && pivot != Some(c) {
+                // The mean, corrected by the mean of the deviations (two passes, as R's mean).
+                let mut m = (0..n).map(value).sum::<f64>() / nf;
+                if m.is_finite() {
+                    m += (0..n).map(|r| value(r) - m).sum::<f64>() / nf;
+                }
+                shift[c] = if m.is_finite() { m } else { 0.0 };
+            }
+            // The size after the shift, scaled first so that squares do not overflow.
+            let big = (0..n)
+                .map(|r| (value(r) - shift[c]).abs())
+                .fold(0.0, f64::max);
+            let size = if big > 0.0 && big.is_finite() {
+                let ss = (0..n)
+                    .map(|r| ((value(r) - shift[c]) / big).powi(2))
+                    .sum::<f64>();
+                big * (ss / nf).sqrt()
+            } else {
+                big
+            };
+            scale[c] = power_of_two_scale(size);
+        }
+        Transform {
+            pivot,
+            shift,
+            scale,
+            w_log2: 0.0,
+        }
+    }
+
+    /// Transforms one row of D (p + 1 values) in place.
+    #[inline]
+    pub fn apply(&self, d: &mut [f64]) {
+        if let Some(j) = self.pivot {
+            let xj = d[j];
+            for (c, v) in d.iter_mut().enumerate() {
+                if c == j {
+                    *v *= self.scale[c];
+                } else {
+                    *v = (*v - self.shift[c] * xj) * self.scale[c];
+                }
+            }
+        } else if !self.scale.is_empty() {
+            for (v, s) in d.iter_mut().zip(&self.scale) {
+                *v *= s;
+            }
+        }
+    }
+
+    fn scale_of(&self, c: usize) -> f64 {
+        self.scale.get(c).copied().unwrap_or(1.0)
+    }
+
+    /// s_y, the scale of y.
+    pub fn y_scale(&self, p: usize) -> f64 {
+        self.scale_of(p)
+    }
+
+    /// sum_c log s_c over the columns of X.
+    pub fn log_x_scale(&self, p: usize) -> f64 {
+        (0..p).map(|c| self.scale_of(c).ln()).sum()
+    }
+
+    /// The objective of the original data from the transformed one (`n` rows, `p` columns).
+    pub fn restore_objective(&self, objective: f64, n: f64, p: usize, reml: bool) -> f64 {
+        if self.is_identity() {
+            return objective;
+        }
+        let ly = self.y_scale(p).ln();
+        if reml {
+            objective - 2.0 * (n - p as f64) * ly - 2.0 * self.log_x_scale(p)
+        } else {
+            objective - 2.0 * n * ly
+        }
+    }
+
+    /// G (p x p, column-major): beta = G beta~ / s_y + m_y e_j.
+    fn g(&self, p: usize) -> Vec<f64> {
+        let mut g = vec![0.0; p * p];
+        for c in 0..p {
+            g[c + c * p] = self.scale_of(c);
+        }
+        if let Some(j) = self.pivot {
+            for c in (0..p).filter(|&c| c != j) {
+                g[j + c * p] = -self.shift[c] * self.scale[c];
+            }
+        }
+        g
+    }
+
+    /// beta of the original data from beta~.
+    pub fn restore_beta(&self, beta: &[f64]) -> Vec<f64> {
+        let p = beta.len();
+        if self.is_identity() {
+            return beta.to_vec();
+        }
+        let g = self.g(p);
+        let sy = self.y_scale(p);
+        let mut out: Vec<f64> = (0..p)
+            .map(|i| (0..p).map(|c| g[i + c * p] * beta[c]).sum::<f64>() / sy)
+            .collect();
+        if let Some(j) = self.pivot {
+            out[j] += self.shift[p];
+        }
+        out
+    }
+
+    /// c G V G' (p x p, column-major) for V = vcov~ (the unscaled covariance of beta~).
+    pub fn restore_vcov(&self, v: &[f64], p: usize) -> Vec<f64> {
+        if self.is_identity() {
+            return v.to_vec();
+        }
+        let cw = self.w_scale();
+        let g = self.g(p);
+        let mut gv = vec![0.0; p * p];
+        for i in 0..p {
+            for c in 0..p {
+                gv[i + c * p] = (0..p).map(|e| g[i + e * p] * v[e + c * p]).sum();
+            }
+        }
+        let mut out = vec![0.0; p * p];
+        for i in 0..p {
+            for c in 0..p {
+                out[i + c * p] = (0..p).map(|e| gv[i + e * p] * g[c + e * p]).sum::<f64>() * cw;
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shifts_and_scales_restore_beta_exactly_in_exact_cases() {
+        // X = [1, x], y = 3 + 2 x: beta = (3, 2) whatever the shift and scale.
+        let n = 4;
+        let x: Vec<f64> = [1.0, 1.0, 1.0, 1.0, 1e12, 2e12, 3e12, 4e12].to_vec();
+        let y: Vec<f64> = (0..n).map(|r| 3.0 + 2.0 * x[n + r]).collect();
+        let t = Transform::from_columns(&x, 2, &|r| y[r], n);
+        assert_eq!(t.pivot, Some(0));
+        assert_eq!(t.shift[1], 2.5e12);
+        assert!(t.scale[1] < 1e-9 && t.scale[2] < 1e-9);
+        // The transformed rows: beta~ solves D~ exactly; check the restore maps it back.
+        let rows: Vec<Vec<f64>> = (0..n)
+            .map(|r| {
+                let mut d = vec![1.0, x[n + r], y[r]];
+                t.apply(&mut d);
+                d
+            })
+            .collect();
+        // y~ = b0 + b1 x~ on two rows gives beta~.
+        let b1 = (rows[1][2] - rows[0][2]) / (rows[1][1] - rows[0][1]);
+        let b0 = rows[0][2] - b1 * rows[0][1];
+        let beta = t.restore_beta(&[b0, b1]);
+        assert!((beta[0] - 3.0).abs() < 1e-3, "{beta:?}");
+        assert!((beta[1] - 2.0).abs() < 1e-15, "{beta:?}");
+    }
+
+    /// The model of the same rows with and without the transform: the same objective, beta,
+    /// sigma, vcov and b at any theta (the restore is exact up to rounding), for weights of
+    /// size 1e-200 (rescaled, theta~ = theta / sqrt(c)) and a response far from zero.
+    #[test]
+    fn the_restored_solution_is_the_untransformed_one() {
+        use crate::exec::Exec;
+        use crate::lmm::LmmProblem;
+        use crate::model::crossprod::accumulate_with;
+        use crate::model::remat::{ReMat, ReTermShape};
+        use crate::model::source::MemorySource;
+
+        let n = 60;
+        let codes: Vec<i32> = (0..n).map(|r| (r % 7) as i32).collect();
+        let z: Vec<f64> = (0..n).flat_map(|_| [1.0]).collect();
+        let xs: Vec<f64> = (0..n).map(|r| ((r * 37) % 11) as f64 * 0.5).collect();
+        let x: Vec<f64> = std::iter::repeat_n(1.0, n)
+            .chain(xs.iter().copied())
+            .collect();
+        let y: Vec<f64> = (0..n)
+            .map(|r| 1e3 + 2.0 * xs[r] + f64::from(codes[r]) + ((r * 13) % 5) as f64)
+            .collect();
+        let w: Vec<f64> = (0..n).map(|r| 1e-200 * (1.0 + (r % 3) as f64)).collect();
+        let shape = ReTermShape {
+            n_levels: 7,
+            q: 1,
+            diagonal: false,
+        };
+        let exec = Exec::serial();
+        let problem = |transformed: bool| {
+            let term = ReMat::new(0, shape, &codes, &z).unwrap();
+            let source = MemorySource::new(&y, &x, 2, vec![term], Some(&w), None).unwrap();
+            let t = if transformed {
+                source.transform()
+            } else {
+                Transform::identity()
+            };
+            assert_eq!(transformed, !t.is_identity());
+            let a = accumulate_with(&source, &exec, t).unwrap().finish();
+            LmmProblem::new(a, &exec).unwrap()
+        };
+        let (mut plain, mut moved) = (problem(false), problem(true));
+        // sqrt(c) = 1e100 / sqrt(the geometric mean of 1, 2, 3).
+        let ts = moved.theta_scale() * 1e-100;
+        assert!((ts - 1.0 / 6f64.powf(1.0 / 6.0)).abs() < 1e-3, "{ts}");
+        for theta in [1e99, 3e100] {
+            for reml in [true, false] {
+                let a = plain.solution(&[theta], reml).unwrap();
+                let b = moved.solution(&[theta], reml).unwrap();
+                let close = |u: f64, v: f64| (u - v).abs() <= 1e-9 * u.abs().max(v.abs());
+                assert!(
+                    close(a.objective, b.objective),
+                    "{} {}",
+                    a.objective,
+                    b.objective
+                );
+                assert!(close(a.sigma, b.sigma));
+                assert!(a.beta.iter().zip(&b.beta).all(|(u, v)| close(*u, *v)));
+                let vu = a.vcov_unscaled.iter().zip(&b.vcov_unscaled);
+                assert!(vu
+                    .clone()
+                    .all(|(u, v)| (u - v).abs() <= 1e-9 * a.vcov_unscaled[0]));
+                assert!(a.b[0].iter().zip(&b.b[0]).all(|(u, v)| close(*u, *v)));
+            }
+        }
+    }
+
+    #[test]
+    fn ordinary_columns_are_not_scaled_and_no_intercept_no_shift() {
+        let x = [0.5, 1.5, 2.5];
+        let t = Transform::from_columns(&x, 1, &|r| [1.0, 2.0, 4.0][r], 3);
+        assert_eq!(t.pivot, None);
+        assert!(t.is_identity());
+        assert_eq!(power_of_two_scale(1e10), 2f64.powi(-33));
+        assert_eq!(power_of_two_scale(1e-200), 2f64.powi(664));
+    }
+}
