@@ -1,10 +1,11 @@
-"""Properties pending the centring of the cross-products (issue 15, wt-robust): a fit must
-not change when the response or a predictor is shifted by a constant up to 1e8 times its
-spread, when a predictor is rescaled by a power of ten from 1e-100 to 1e100, or when all
+"""Invariance of a fit (issue 15; the centring and power-of-two scaling of model/transform.rs):
+it must not change when the response is shifted by a constant up to 1e8 times its spread, a
+predictor by up to 1e6 times its spread (beyond about 1e7 the rounding of x + c itself makes
+the column rank-deficient by R's QR rule, which lme4 and this library share, and it is
+dropped), when a predictor is rescaled by a power of ten from 1e-100 to 1e100, or when all
 weights are multiplied by 10**k, |k| <= 100 (the estimates restored on the original scale).
 
-Marked xfail(strict=False) until the lead merges the centring; without shrinking, so that a
-failing property costs one example, not a search."""
+Without shrinking, so that a failing property costs one example, not a search."""
 
 from __future__ import annotations
 
@@ -12,14 +13,12 @@ import warnings
 
 import numpy as np
 import pandas as pd
-import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 import _hypothesis_profiles  # noqa: F401  (settings profile)
 import multilevel as ml
 
-pytestmark = pytest.mark.xfail(strict=False, reason="pending centring (wt-robust)")
 NO_SHRINK = settings(phases=[Phase.explicit, Phase.reuse, Phase.generate])
 FORMULA = "y ~ x + (1 | g)"
 
@@ -65,7 +64,7 @@ def test_response_shift(d, k, sign, reml):
 
 
 @NO_SHRINK
-@given(d=dataset(), k=st.floats(-8.0, 8.0), reml=st.booleans())
+@given(d=dataset(), k=st.floats(-8.0, 6.0), reml=st.booleans())
 def test_predictor_shift(d, k, reml):
     shift = 10.0**k * d.x.std()
     f0, f1 = _fit(d, reml=reml), _fit(d.assign(x=d.x + shift), reml=reml)
