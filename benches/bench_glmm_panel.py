@@ -45,7 +45,8 @@ def run(cmd: list[str]) -> tuple[str, float]:
     """Runs cmd under /usr/bin/time -v; its stdout and peak RSS (MB)."""
     out = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, check=True)
     peak = float(re.search(r"Maximum resident set size \(kbytes\): (\d+)", out.stderr)[1]) / 1024
-    return out.stdout, peak
+    user = float(re.search(r"User time \(seconds\): ([\d.]+)", out.stderr)[1])
+    return out.stdout + f"| process user CPU {user:.1f} s", peak
 
 
 def main(which: str = "both", rounds: int = 1) -> None:
