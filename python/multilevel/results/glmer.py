@@ -199,6 +199,9 @@ class GlmerFit(GlmerTables, KeepMixin):
         """Central differences (lme4's deriv12, step 1e-4) of the objective over
         (theta, beta) at x (default: the estimates)."""
         nt = len(self.theta)
+        if x is None and len(getattr(self._res, "gradient", ())) > 0:
+            # The core's, from the evaluations of its Hessian (the same differences).
+            return np.asarray(self._res.gradient)
         x = np.concatenate([self.theta, np.asarray(self._res.beta)]) if x is None else x
         x = np.asarray(x, float)
 

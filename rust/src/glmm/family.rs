@@ -85,6 +85,19 @@ impl Link {
     }
 
     /// d mu / d eta, clamped below at EPS where R clamps it.
+    /// (linkinv(eta), mu_eta(eta)) with one exponential for the logit link (the same values as
+    /// the two functions).
+    #[inline]
+    pub fn linkinv_mu_eta(self, eta: f64) -> (f64, f64) {
+        if self == Link::Logit && eta.abs() <= LOGIT_THRESH {
+            let e = eta.exp();
+            let d = 1.0 + e;
+            (e / d, e / (d * d))
+        } else {
+            (self.linkinv(eta), self.mu_eta(eta))
+        }
+    }
+
     pub fn mu_eta(self, eta: f64) -> f64 {
         match self {
             Link::Logit => {
@@ -191,6 +204,16 @@ fn xlogy(x: f64, y: f64) -> f64 {
 }
 
 impl Family {
+    /// Whether the link is the distribution's canonical one (PIRLS is then Newton's method).
+    pub fn is_canonical(&self) -> bool {
+        matches!(
+            (self.dist, self.link),
+            (Distribution::Binomial, Link::Logit)
+                | (Distribution::Poisson, Link::Log)
+                | (Distribution::Gaussian, Link::Identity)
+        )
+    }
+
     pub fn new(dist: Distribution, link: Link) -> Family {
         Family { dist, link }
     }

@@ -18,7 +18,14 @@ use crate::glmm::pirls::Pirls;
 /// The Laplace objective at the state PIRLS left (the mode at theta and beta).
 pub fn laplace(p: &Pirls) -> f64 {
     let d = p.data;
-    let dev: f64 = d.dev_resids(&p.mu).iter().sum();
+    // Only the families with a dispersion read the deviance in their aic.
+    let dev: f64 = if d.family.dist.has_dispersion() {
+        (0..d.n())
+            .map(|r| d.family.dev_resid(d.y[r], p.mu[r], d.weights[r]))
+            .sum()
+    } else {
+        0.0
+    };
     p.ld_l2() + p.sqr_u() + d.aic(&p.mu, dev)
 }
 

@@ -12,3 +12,4 @@ pub mod fit;
 pub mod laplace;
 pub mod pirls;
 pub mod special;
+pub mod wcross;

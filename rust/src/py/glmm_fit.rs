@@ -85,6 +85,12 @@ impl PyGlmmFit {
     fn hessian<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<f64>> {
         square(py, &self.fit.hessian)
     }
+    /// The gradient of the objective over (theta, beta) at the estimates by central
+    /// differences (step 1e-4, from the Hessian's evaluations; empty for nagq = 0).
+    #[getter]
+    fn gradient<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        self.fit.gradient.clone().into_pyarray(py)
+    }
     #[getter]
     fn eta<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
         self.fit.eta.clone().into_pyarray(py)
