@@ -16,6 +16,7 @@ use crate::error::{LmmError, Result};
 use crate::linalg::blocks::SparseBlocks;
 use crate::model::crossprod::CrossProducts;
 use crate::model::remat::{ReMat, ReTermShape};
+use crate::model::transform::Transform;
 
 /// Rows gathered into a row-major buffer of D at a time.
 const BLOCK: usize = 256;
@@ -64,6 +65,8 @@ impl WeightedCross {
             nobs,
             sum_log_w: 0.0,
             pairs,
+            // The GLMM's working weights change every iteration: no centring or scaling.
+            transform: Transform::identity(),
         };
         Ok(WeightedCross {
             a,
