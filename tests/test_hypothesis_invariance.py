@@ -131,8 +131,27 @@ def test_batches_give_the_same_criterion(data, formula, cuts, reml):
             design.weights[a:b],
         )
     streamed = acc.problem()
+    whole = _core.Accumulator(
+        [len(t.levels) for t in design.terms],
+        [t.Z.shape[1] for t in design.terms],
+        design.X.shape[1],
+    )
+    whole.add(
+        design.y,
+        np.asfortranarray(design.X),
+        [
+            (np.ascontiguousarray(t.codes, dtype=np.int32), np.asfortranarray(t.Z))
+            for t in design.terms
+        ],
+        design.weights,
+    )
     theta = np.asarray(direct.theta0) * rng.uniform(0.2, 2.0, direct.n_theta)
-    assert _rel(streamed.objective(theta, reml), direct.objective(theta, reml), n) <= 1e-12
+    at = streamed.objective(theta, reml)
+    # chunking: the same pass in any number of batches, to 1e-12
+    assert _rel(at, whole.problem().objective(theta, reml), n) <= 1e-12
+    # the in-memory problem centres y and X inside its pass (model/transform.rs), the
+    # Accumulator does not: the two agree to rounding, 1e-10 (issue 13's bound)
+    assert _rel(at, direct.objective(theta, reml), n) <= 1e-10
 
 
 @given(

@@ -82,7 +82,9 @@ def test_lazy_fit_equals_general(formula, reml, monkeypatch):
     np.testing.assert_array_equal(fit.design.X, ref.design.X)
     np.testing.assert_array_equal(fit.design.y, ref.design.y)
     np.testing.assert_array_equal(fit.design.rows, ref.design.rows)
-    np.testing.assert_allclose(fit.fitted, ref.fitted, rtol=1e-8)
+    # the general path centres the columns inside the pass (model/transform.rs), the lazy path's
+    # Accumulator does not: fitted values agree to rounding, absolutely near zero
+    np.testing.assert_allclose(fit.fitted, ref.fitted, rtol=1e-8, atol=1e-9)
     np.testing.assert_allclose(fit.resid, ref.resid, rtol=1e-6, atol=1e-9)
     for k in ref.ranef:
         np.testing.assert_allclose(fit.ranef[k], ref.ranef[k], rtol=1e-6, atol=1e-8)
