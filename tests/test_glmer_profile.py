@@ -71,7 +71,9 @@ def test_profile_traces_are_monotone_and_cross_zero():
     tr = fit.profile(parm=["period2"], level=0.95)["period2"]
     assert np.all(np.diff(tr.zeta) > 0)
     i = int(np.argmin(np.abs(tr.values - fit.fixef["period2"])))
-    assert abs(tr.zeta[i]) < 1e-4 and tr.zeta[0] == pytest.approx(-1.959964, abs=1e-5)
+    # zeta at the estimate is sqrt of the deviance the profile gains over the fit's optimum:
+    # the optimiser's tolerance (1e-4 is a deviance 1e-8 lower, 6e-11 relative on cbpp)
+    assert abs(tr.zeta[i]) < 1e-3 and tr.zeta[0] == pytest.approx(-1.959964, abs=1e-5)
 
 
 def test_profile_refused_with_a_dispersion():
