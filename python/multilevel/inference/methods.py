@@ -170,36 +170,6 @@ class InferenceMixin:
         ``sd__Observation`` (group "Residual").
         """
         t = wald.coef_table(self, ddf, level)
-        fixed = pd.DataFrame(
-            {
-                "effect": "fixed",
-                "group": None,
-                "term": list(t.index),
-                "estimate": t["estimate"].to_numpy(),
-                "std.error": t["std_error"].to_numpy(),
-                "statistic": t["statistic"].to_numpy(),
-                "df": t["df"].to_numpy(),
-                "p.value": t["p_value"].to_numpy(),
-            }
-        )
-        if conf_int:
-            fixed["conf.low"] = t["ci_lower"].to_numpy()
-            fixed["conf.high"] = t["ci_upper"].to_numpy()
-        vc = self.varcorr
-        terms = []
-        for _, r in vc.iterrows():
-            if r["grp"] == "Residual":
-                terms.append("sd__Observation")
-            elif r["var2"] is None or (isinstance(r["var2"], float) and np.isnan(r["var2"])):
-                terms.append(f"sd__{r['var1']}")
-            else:
-                terms.append(f"cor__{r['var1']}.{r['var2']}")
-        ran = pd.DataFrame(
-            {
-                "effect": "ran_pars",
-                "group": vc["grp"].to_numpy(),
-                "term": terms,
-                "estimate": vc["sdcor"].to_numpy(),
-            }
-        )
-        return pd.concat([fixed, ran], ignore_index=True)
+        from multilevel.results.tidy import tidy_mixed
+
+        return tidy_mixed(t, self.varcorr, "grp", conf_int, with_df=True)

@@ -41,38 +41,9 @@ class GlmerTables:
         4  ran_pars  herd  sd__(Intercept)    0.6423        NaN
         """
         t = self.coef_table(level)
-        fixed = pd.DataFrame(
-            {
-                "effect": "fixed",
-                "group": None,
-                "term": list(t.index),
-                "estimate": t["estimate"].to_numpy(),
-                "std.error": t["std_error"].to_numpy(),
-                "statistic": t["statistic"].to_numpy(),
-                "p.value": t["p_value"].to_numpy(),
-            }
-        )
-        if conf_int:
-            fixed["conf.low"] = t["ci_lower"].to_numpy()
-            fixed["conf.high"] = t["ci_upper"].to_numpy()
-        vc = self.varcorr
-        terms = []
-        for _, r in vc.iterrows():
-            if r["group"] == "Residual":
-                terms.append("sd__Observation")
-            elif r["var2"] is None:
-                terms.append(f"sd__{r['var1']}")
-            else:
-                terms.append(f"cor__{r['var1']}.{r['var2']}")
-        ran = pd.DataFrame(
-            {
-                "effect": "ran_pars",
-                "group": vc["group"].to_numpy(),
-                "term": terms,
-                "estimate": vc["sdcor"].to_numpy(),
-            }
-        )
-        return pd.concat([fixed, ran], ignore_index=True)
+        from multilevel.results.tidy import tidy_mixed
+
+        return tidy_mixed(t, self.varcorr, "group", conf_int, with_df=False)
 
     def glance(self: Any) -> pd.DataFrame:
         """One row as broom.mixed's ``glance``: nobs, sigma, logLik, AIC, BIC, deviance,

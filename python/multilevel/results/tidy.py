@@ -85,6 +85,47 @@ def _one_row(**values: Any) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------- lmer
+def tidy_mixed(
+    t: pd.DataFrame, vc: pd.DataFrame, group: str, conf_int: bool, with_df: bool
+) -> pd.DataFrame:
+    """broom.mixed's ``tidy`` of a mixed model: the fixed effects from a coefficient table
+    ``t`` (estimate, std_error, statistic, df, p_value, ci_lower, ci_upper; df shown when
+    ``with_df``, as lmerTest's t tests) and the random-effect parameters (sd__x, cor__x.y,
+    sd__Observation) from varcorr ``vc``, whose grouping column is ``group``."""
+    cols = {
+        "effect": "fixed",
+        "group": None,
+        "term": list(t.index),
+        "estimate": t["estimate"].to_numpy(),
+        "std.error": t["std_error"].to_numpy(),
+        "statistic": t["statistic"].to_numpy(),
+    }
+    if with_df:
+        cols["df"] = t["df"].to_numpy()
+    cols["p.value"] = t["p_value"].to_numpy()
+    fixed = pd.DataFrame(cols)
+    if conf_int:
+        fixed["conf.low"] = t["ci_lower"].to_numpy()
+        fixed["conf.high"] = t["ci_upper"].to_numpy()
+    terms = []
+    for _, r in vc.iterrows():
+        if r[group] == "Residual":
+            terms.append("sd__Observation")
+        elif r["var2"] is None or (isinstance(r["var2"], float) and np.isnan(r["var2"])):
+            terms.append(f"sd__{r['var1']}")
+        else:
+            terms.append(f"cor__{r['var1']}.{r['var2']}")
+    ran = pd.DataFrame(
+        {
+            "effect": "ran_pars",
+            "group": vc[group].to_numpy(),
+            "term": terms,
+            "estimate": vc["sdcor"].to_numpy(),
+        }
+    )
+    return pd.concat([fixed, ran], ignore_index=True)
+
+
 class LmerTables:
     """``glance``, ``augment`` and statsmodels' names for :class:`~multilevel.LmerFit`."""
 
