@@ -31,12 +31,12 @@ from multilevel.factors import factor
 from multilevel.inference.tails import t_pvalue
 from multilevel.results.html import HtmlFitMixin
 from multilevel.results.keep import KeepMixin
-from multilevel.results.tidy import LmListTables, input_index, row_values
+from multilevel.results.tidy import AlignedRows, LmListTables, input_index
 
 __all__ = ["LmListFit", "lmlist"]
 
 
-class LmListFit(KeepMixin, LmListTables, HtmlFitMixin):
+class LmListFit(AlignedRows, KeepMixin, LmListTables, HtmlFitMixin):
     """Result of :func:`lmlist`.
 
     Attributes
@@ -66,23 +66,6 @@ class LmListFit(KeepMixin, LmListTables, HtmlFitMixin):
 
     def __init__(self, **kw: Any) -> None:
         self.__dict__.update(kw)
-
-    @property
-    def fitted(self) -> Any:
-        """Fitted values (see the class documentation for their alignment)."""
-        return row_values(self._rows_of("fitted"), self.rows, self._index(), "fitted")
-
-    @property
-    def resid(self) -> Any:
-        """Residuals y - fitted, aligned as :attr:`fitted`."""
-        return row_values(self._rows_of("resid"), self.rows, self._index(), "resid")
-
-    def _rows_of(self, name: str) -> np.ndarray:
-        # a fit saved before fitted/resid became aligned holds the arrays under their names
-        return self.__dict__.get(f"_{name}_rows", self.__dict__.get(name))
-
-    def _index(self) -> pd.Index | None:
-        return self.__dict__.get("input_index")
 
     @property
     def coef_corr(self) -> pd.DataFrame:

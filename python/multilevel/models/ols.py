@@ -30,7 +30,7 @@ from multilevel.inference.sandwich import (
 from multilevel.inference.tails import f_sf, t_ppf, t_pvalue
 from multilevel.results.html import HtmlFitMixin
 from multilevel.results.keep import KeepMixin
-from multilevel.results.tidy import OlsTables, input_index, row_values
+from multilevel.results.tidy import AlignedRows, OlsTables, input_index
 
 __all__ = ["OlsFit", "ols", "ols_arrays", "parse_vcov", "summary_text", "vcov_label"]
 
@@ -41,7 +41,7 @@ def _has_intercept(X: np.ndarray) -> bool:
     return bool(np.any(np.all(X[0:1, :] == X, axis=0) & (X[0] != 0)))
 
 
-class OlsFit(KeepMixin, OlsTables, HtmlFitMixin):
+class OlsFit(AlignedRows, KeepMixin, OlsTables, HtmlFitMixin):
     """Result of :func:`ols`: coefficients, their covariance and tests.
 
     Attributes
@@ -148,23 +148,6 @@ class OlsFit(KeepMixin, OlsTables, HtmlFitMixin):
             self.f_pvalue = f_sf(stat, len(test), sw.df_f)
         else:
             self.fvalue, self.f_df, self.f_pvalue = math.nan, (0, sw.df_f), math.nan
-
-    @property
-    def fitted(self) -> Any:
-        """Fitted values (see the class documentation for their alignment)."""
-        return row_values(self._rows_of("fitted"), self.rows, self._index(), "fitted")
-
-    @property
-    def resid(self) -> Any:
-        """Residuals y - fitted, aligned as :attr:`fitted`."""
-        return row_values(self._rows_of("resid"), self.rows, self._index(), "resid")
-
-    def _rows_of(self, name: str) -> np.ndarray:
-        # a fit saved before fitted/resid became aligned holds the arrays under their names
-        return self.__dict__.get(f"_{name}_rows", self.__dict__.get(name))
-
-    def _index(self) -> pd.Index | None:
-        return self.__dict__.get("input_index")
 
     @property
     def params(self) -> pd.Series:

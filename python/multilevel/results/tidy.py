@@ -126,6 +126,29 @@ def tidy_mixed(
     return pd.concat([fixed, ran], ignore_index=True)
 
 
+class AlignedRows:
+    """``fitted`` and ``resid`` of a least-squares fit by :func:`row_values`'s rule, from the
+    arrays of the rows used (``_fitted_rows``, ``_resid_rows``), ``rows`` and the input's
+    ``input_index``."""
+
+    @property
+    def fitted(self: Any) -> Any:
+        """Fitted values (see the class documentation for their alignment)."""
+        return row_values(self._rows_of("fitted"), self.rows, self._index(), "fitted")
+
+    @property
+    def resid(self: Any) -> Any:
+        """Residuals y - fitted, aligned as :attr:`fitted`."""
+        return row_values(self._rows_of("resid"), self.rows, self._index(), "resid")
+
+    def _rows_of(self: Any, name: str) -> np.ndarray:
+        # a fit saved before fitted/resid became aligned holds the arrays under their names
+        return self.__dict__.get(f"_{name}_rows", self.__dict__.get(name))
+
+    def _index(self: Any) -> pd.Index | None:
+        return self.__dict__.get("input_index")
+
+
 class LmerTables:
     """``glance``, ``augment`` and statsmodels' names for :class:`~multilevel.LmerFit`."""
 
