@@ -10,18 +10,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from multilevel.design.fast import gram_full_rank
 from multilevel.design.stream import (
     Pass2,
     StreamedDesign,
     _finish_pass1,
-    _rank_keep,
     columns_of,
     design_of,
     new_plan,
     warn_dropped,
 )
-from multilevel.distributed.partials import _first_pass, _merge, _partition
+from multilevel.distributed.partials import (
+    _first_pass,
+    _merge,
+    _partition,
+    collect_levels,
+    pass2_of,
+    reduce_full_rank,
+)
 from multilevel.exceptions import DataError
 from multilevel.formula import parse
 
@@ -48,8 +53,6 @@ def fit_dask(
     import dask
     import pyarrow as pa
 
-    from multilevel import _core
-
     parsed = parse(formula)
     cols = columns_of(parsed, weights, offset)
     missing = [c for c in cols if c not in ddf.columns]
@@ -63,12 +66,7 @@ def fit_dask(
     parts = dask.compute(
         *[dask.delayed(_first_pass)(formula, cols, weights, offset, d) for d in ddf.to_delayed()]
     )
-    seen: dict = {}
-    for s, n_read, n_dropped in parts:
-        p.n_read += n_read
-        p.n_dropped += n_dropped
-        for k, v in s.items():
-            seen.setdefault(k, []).extend(v)
+    seen = collect_levels(p, parts)
     dictionaries = {
         c: list(ddf._meta[c].cat.categories)
         for c in cols
@@ -87,18 +85,9 @@ def fit_dask(
                 dask.delayed(_merge)(level[i : i + split_every])
                 for i in range(0, len(level), split_every)
             ]
-        m = dask.compute(level[0])[0] if level else _merge([])
-        if m.acc is None:
-            raise DataError("no rows left after dropping rows with missing values")
-        p.z_q, p.specs = m.z_q, m.specs
-        acc = _core.Accumulator.from_bytes(m.acc)
-        return Pass2(acc, m.x_names, m.z_names, m.r, m.n_dropped, m.n_used, gram=not qr)
+        return pass2_of(p, dask.compute(level[0])[0] if level else _merge([]), qr)
 
-    out = reduce(None)
-    if not gram_full_rank(out.r):
-        out = reduce(None, qr=True)
-        if _rank_keep(p, out):
-            out = reduce(p.keep)
+    out = reduce_full_rank(p, reduce)
     design = design_of(p, out, data_name)
     design.partitions = (ddf, p)  # fitted values and residuals, lazily (dask_rowwise)
     warn_dropped(out.n_dropped)

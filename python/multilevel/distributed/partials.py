@@ -10,17 +10,20 @@ stacked R's).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from multilevel.design.fast import gram_full_rank
 from multilevel.design.stream import (
+    Pass2,
     StreamPlan,
     _pass1_batch,
     _qr_r,
+    _rank_keep,
     accumulate_frames,
 )
 from multilevel.exceptions import DataError
@@ -125,4 +128,38 @@ def _merge(parts: list[Partial]) -> Partial:
             out.r = out.r + part.r if out.gram else _qr_r(np.vstack([out.r, part.r]))
             out.n_used += part.n_used
     out.acc = None if acc is None else acc.to_bytes()
+    return out
+
+
+def collect_levels(p: StreamPlan, parts: Any) -> dict:
+    """Pass 1's per-partition results (levels seen, rows read, rows dropped) added into the
+    plan's counts; the levels of each column, concatenated."""
+    seen: dict = {}
+    for s, n_read, n_dropped in parts:
+        p.n_read += n_read
+        p.n_dropped += n_dropped
+        for k, v in s.items():
+            seen.setdefault(k, []).extend(v)
+    return seen
+
+
+def pass2_of(p: StreamPlan, m: Partial, qr: bool) -> Pass2:
+    """The reduced partial of pass 2 as the driver's accumulator."""
+    from multilevel import _core
+
+    if m.acc is None:
+        raise DataError("no rows left after dropping rows with missing values")
+    p.z_q, p.specs = m.z_q, m.specs
+    acc = _core.Accumulator.from_bytes(m.acc)
+    return Pass2(acc, m.x_names, m.z_names, m.r, m.n_dropped, m.n_used, gram=not qr)
+
+
+def reduce_full_rank(p: StreamPlan, reduce: Callable[..., Pass2]) -> Pass2:
+    """Pass 2 run by ``reduce(keep, qr=)``: again with the blocked QR when X'X leaves the
+    rank in doubt, and once more without the columns R's rule drops."""
+    out = reduce(None)
+    if not gram_full_rank(out.r):
+        out = reduce(None, qr=True)
+        if _rank_keep(p, out):
+            out = reduce(p.keep)
     return out

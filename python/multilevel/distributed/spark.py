@@ -27,18 +27,24 @@ from typing import Any
 
 import numpy as np
 
-from multilevel.design.fast import gram_full_rank
 from multilevel.design.stream import (
     Pass2,
     StreamedDesign,
     _finish_pass1,
-    _rank_keep,
     columns_of,
     design_of,
     new_plan,
     warn_dropped,
 )
-from multilevel.distributed.partials import Partial, _first_pass, _merge, _partition_frames
+from multilevel.distributed.partials import (
+    Partial,
+    _first_pass,
+    _merge,
+    _partition_frames,
+    collect_levels,
+    pass2_of,
+    reduce_full_rank,
+)
 from multilevel.exceptions import DataError
 from multilevel.formula import parse
 
@@ -95,7 +101,6 @@ def fit_spark(
     """Levels by a Spark job, a partial accumulator per partition (``mapInArrow``), a
     ``treeReduce`` of the accumulators' bytes, the problem on the driver: (design, problem,
     row counts)."""
-    from multilevel import _core
 
     parsed = parse(formula)
     cols = columns_of(parsed, weights, offset)
@@ -105,13 +110,9 @@ def fit_spark(
     sdf = sdf.select(*cols)
     p = new_plan(formula, weights, offset)
 
-    seen: dict = {}
-    for row in sdf.mapInArrow(_levels_job(formula, cols, weights, offset), "part binary").collect():
-        s, n_read, n_dropped = pickle.loads(bytes(row[0]))
-        p.n_read += n_read
-        p.n_dropped += n_dropped
-        for k, v in s.items():
-            seen.setdefault(k, []).extend(v)
+    job = _levels_job(formula, cols, weights, offset)
+    rows = sdf.mapInArrow(job, "part binary").collect()
+    seen = collect_levels(p, (pickle.loads(bytes(row[0])) for row in rows))
     _finish_pass1(p, seen, {})
 
     def reduce(keep: np.ndarray | None, qr: bool = False) -> Pass2:
@@ -120,17 +121,9 @@ def fit_spark(
             lambda row: bytes(row[0])
         )
         m: Partial = pickle.loads(parts.treeReduce(_merge_pickled, depth=depth))
-        if m.acc is None:
-            raise DataError("no rows left after dropping rows with missing values")
-        p.z_q, p.specs = m.z_q, m.specs
-        acc = _core.Accumulator.from_bytes(m.acc)
-        return Pass2(acc, m.x_names, m.z_names, m.r, m.n_dropped, m.n_used, gram=not qr)
+        return pass2_of(p, m, qr)
 
-    out = reduce(None)
-    if not gram_full_rank(out.r):
-        out = reduce(None, qr=True)
-        if _rank_keep(p, out):
-            out = reduce(p.keep)
+    out = reduce_full_rank(p, reduce)
     design = design_of(p, out, data_name)
     warn_dropped(out.n_dropped, stacklevel=6)
     counts = {"read": p.n_read, "dropped": out.n_dropped, "used": out.n_used}
