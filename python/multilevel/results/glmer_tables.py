@@ -21,10 +21,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from multilevel.results.tidy import MixedAliases, tidy_mixed
+
 __all__ = ["GlmerTables"]
 
 
-class GlmerTables:
+class GlmerTables(MixedAliases):
     """``tidy``, ``glance``, ``augment`` and statsmodels' names for a glmer fit."""
 
     def tidy(self: Any, conf_int: bool = False, level: float = 0.95) -> pd.DataFrame:
@@ -41,8 +43,6 @@ class GlmerTables:
         4  ran_pars  herd  sd__(Intercept)    0.6423        NaN
         """
         t = self.coef_table(level)
-        from multilevel.results.tidy import tidy_mixed
-
         return tidy_mixed(t, self.varcorr, "group", conf_int, with_df=False)
 
     def glance(self: Any) -> pd.DataFrame:
@@ -101,21 +101,6 @@ class GlmerTables:
         out[".wtres"] = self.resid_values("pearson")
         out[".eta"] = eta
         return out
-
-    @property
-    def params(self: Any) -> pd.Series:
-        """Fixed-effect estimates (statsmodels' name for :attr:`fixef`)."""
-        return self.fixef
-
-    @property
-    def bse(self: Any) -> pd.Series:
-        """Standard errors of the fixed effects (statsmodels' name for :attr:`se`)."""
-        return self.se
-
-    @property
-    def pvalues(self: Any) -> pd.Series:
-        """p-values of the z tests of the fixed effects."""
-        return self.coef_table()["p_value"].rename("p")
 
     def conf_int(self: Any, level: float = 0.95) -> pd.DataFrame:
         """Wald intervals of the fixed effects (columns lower, upper)."""

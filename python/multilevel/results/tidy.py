@@ -149,7 +149,28 @@ class AlignedRows:
         return self.__dict__.get("input_index")
 
 
-class LmerTables:
+class MixedAliases:
+    """statsmodels' names on a mixed model: ``params``, ``bse`` and ``pvalues`` (from the
+    fit's default :meth:`coef_table`: lmer's t tests with Satterthwaite's df, glmer's z
+    tests)."""
+
+    @property
+    def params(self: Any) -> pd.Series:
+        """Fixed-effect estimates (statsmodels' name for :attr:`fixef`)."""
+        return self.fixef
+
+    @property
+    def bse(self: Any) -> pd.Series:
+        """Standard errors of the fixed effects (statsmodels' name for :attr:`se`)."""
+        return self.se
+
+    @property
+    def pvalues(self: Any) -> pd.Series:
+        """p-values of the fixed effects, as the fit's default :meth:`coef_table`."""
+        return self.coef_table()["p_value"].rename("p")
+
+
+class LmerTables(MixedAliases):
     """``glance``, ``augment`` and statsmodels' names for :class:`~multilevel.LmerFit`."""
 
     def glance(self: Any) -> pd.DataFrame:
@@ -211,21 +232,6 @@ class LmerTables:
         out[".weights"] = weights
         out[".wtres"] = np.sqrt(weights) * resid
         return out
-
-    @property
-    def params(self: Any) -> pd.Series:
-        """Fixed-effect estimates (statsmodels' name for :attr:`fixef`)."""
-        return self.fixef
-
-    @property
-    def bse(self: Any) -> pd.Series:
-        """Standard errors of the fixed effects (statsmodels' name for :attr:`se`)."""
-        return self.se
-
-    @property
-    def pvalues(self: Any) -> pd.Series:
-        """p-values of the fixed effects: t tests with Satterthwaite's df (lmerTest)."""
-        return self.coef_table()["p_value"].rename("p")
 
     def conf_int(self: Any, level: float = 0.95, ddf: str | None = "satterthwaite") -> pd.DataFrame:
         """Intervals for the fixed effects (columns lower, upper): t with Satterthwaite's df
