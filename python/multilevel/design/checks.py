@@ -4,7 +4,8 @@
 for any theta, which the core would otherwise report only as a numerical failure (a
 matrix "not positive definite (pivot 2)", "no theta gave a finite objective"): a random
 term without columns (``(0 | g)``), weights that are all zero, no more rows than fixed
-effects, a constant response next to an intercept. Each costs one pass over y or nothing.
+effects, a constant response next to an intercept, a random-effects column of a size no
+theta could reach. Each costs one pass over y or Z, or nothing.
 
 :func:`explained` wraps the fit: when the core raises a :class:`FitError`, it looks for a
 cause in the data (the response fitted exactly by the fixed effects; a column of values too
@@ -28,6 +29,7 @@ __all__ = [
     "check_glmm",
     "check_magnitudes",
     "check_terms",
+    "check_z_scale",
     "explained",
     "magnitude_problem",
     "no_formula_offset",
@@ -41,6 +43,33 @@ def before_fit(design: Any) -> None:
     """Raise a named error for a design the core cannot fit (see the module docstring)."""
     check_terms(design)
     _check_rows(design)
+    check_z_scale(design)
+
+
+# A random-effects column whose values are of a size outside this range is refused: theta is
+# relative to the column's scale, and the optimiser (which starts at 1) cannot reach a theta of
+# 1e-20 or 1e20; fixed-effect columns and the response are rescaled inside the core instead.
+Z_SIZE_RANGE = (1e-12, 1e12)
+
+
+def check_z_scale(design: Any) -> None:
+    """Raise DataError naming a random-effects column whose values are out of range."""
+    low, high = Z_SIZE_RANGE
+    for term in design.terms:
+        Z = np.asarray(term.Z)
+        if Z.shape[0] == 0:
+            continue
+        size = np.max(np.abs(Z), axis=0)
+        for name, v in zip(term.names, size, strict=True):
+            if np.isfinite(v) and (v > high or 0 < v < low):
+                lhs = " + ".join("1" if n == "(Intercept)" else n for n in term.names)
+                where = f"({lhs} | {term.group})"
+                raise DataError(
+                    f"column {name!r} of the random-effects term {where} has values of size "
+                    f"{v:.3g}, outside {low:g}..{high:g}: its covariance parameter would be of "
+                    f"size {1 / v:.3g}, beyond what the optimiser can find from its start; "
+                    f"rescale the column (for example {name} / {v:.0e})"
+                )
 
 
 def check_terms(design: Any) -> None:

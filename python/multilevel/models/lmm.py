@@ -17,7 +17,6 @@ import numpy as np
 from multilevel import design as _design
 from multilevel.data import as_pandas
 from multilevel.design import checks as _checks
-from multilevel.exceptions import DataError
 from multilevel.results.lmer import LmerFit
 
 __all__ = ["lmer"]
@@ -38,32 +37,6 @@ def make_problem(design: _design.Design, problem_class: Any = None, threads: int
     cls = problem_class if problem_class is not None else _problem_class()
     terms = [(t.codes, len(t.levels), t.Z, False) for t in design.terms]
     return cls(design.y, design.X, terms, design.weights, design.offset, threads=threads)
-
-
-# A random-effects column whose values are of a size outside this range is refused: theta is
-# relative to the column's scale, and the optimiser (which starts at 1) cannot reach a theta of
-# 1e-20 or 1e20; fixed-effect columns and the response are rescaled inside the core instead.
-Z_SIZE_RANGE = (1e-12, 1e12)
-
-
-def check_z_scale(design: _design.Design) -> None:
-    """Raise DataError naming a random-effects column whose values are out of range."""
-    low, high = Z_SIZE_RANGE
-    for term in design.terms:
-        Z = np.asarray(term.Z)
-        if Z.shape[0] == 0:
-            continue
-        size = np.max(np.abs(Z), axis=0)
-        for name, v in zip(term.names, size, strict=True):
-            if np.isfinite(v) and (v > high or 0 < v < low):
-                lhs = " + ".join("1" if n == "(Intercept)" else n for n in term.names)
-                where = f"({lhs} | {term.group})"
-                raise DataError(
-                    f"column {name!r} of the random-effects term {where} has values of size "
-                    f"{v:.3g}, outside {low:g}..{high:g}: its covariance parameter would be of "
-                    f"size {1 / v:.3g}, beyond what the optimiser can find from its start; "
-                    f"rescale the column (for example {name} / {v:.0e})"
-                )
 
 
 # Random-effects terms beyond which a fit is refused up front (see `check_term_count`).
@@ -234,7 +207,6 @@ def lmer(
     if kept is not None:
         design = lmer_robust.restore_rows(design, kept, len(as_pandas(data)))
     _checks.before_fit(design)  # causes named before the core fails on them
-    check_z_scale(design)
     problem = make_problem(design, threads=n_threads)
     with _checks.explained(design):
         fit = LmerFit._fit(
