@@ -102,17 +102,13 @@ def cluster_sums(p: Any, batches: Any, beta: np.ndarray, n_clusters: int) -> np.
 def _sandwich(F: np.ndarray, g: np.ndarray, n: int, kind: str):
     """lmer_robust.cluster_robust's estimator and Satterthwaite df for the types whose
     cluster terms are ``F_j`` and ``g_j`` only (not CR2)."""
-    from multilevel.inference.lmer_robust import _psd_root
+    from multilevel.inference.lmer_robust import _psd_root, cr_scale
     from multilevel.inference.sandwich import sym_power
 
     J, p, _ = F.shape
     B = np.linalg.inv(F.sum(axis=0))
     B = (B + B.T) / 2.0
-    scale = {
-        "CR1": J / (J - 1),
-        "CR1p": J / (J - p) if p < J else math.nan,
-        "CR1S": J * (n - 1) / ((J - 1) * (n - p)),
-    }.get(kind, 1.0)
+    scale = cr_scale(kind, J, p, n)
     eye = np.eye(p)
     if kind == "CR3":
         T = np.linalg.solve(eye - F @ B, np.broadcast_to(eye, F.shape))

@@ -350,6 +350,17 @@ class _Cluster:
     F: np.ndarray  # X_j' W_j X_j, p x p
 
 
+def cr_scale(kind: str, J: int, p: int, n: int) -> float:
+    """The small-sample factor of a CR type on the squared adjustment (clubSandwich's):
+    J / (J - 1) for CR1, J / (J - p) for CR1p, J (n - 1) / ((J - 1)(n - p)) for CR1S, else 1;
+    J clusters, p fixed effects, n observations."""
+    return {
+        "CR1": J / (J - 1),
+        "CR1p": J / (J - p) if p < J else math.nan,
+        "CR1S": J * (n - 1) / ((J - 1) * (n - p)),
+    }.get(kind, 1.0)
+
+
 def cluster_robust(
     X: np.ndarray,
     resid: np.ndarray,
@@ -421,12 +432,7 @@ def cluster_robust(
     B = np.linalg.inv(F_sum)
     B = (B + B.T) / 2.0
 
-    scale = {
-        "CR1": J / (J - 1),
-        "CR1p": J / (J - p) if p < J else math.nan,
-        "CR1S": J * (n - 1) / ((J - 1) * (n - p)),
-    }.get(kind, 1.0)
-    root = math.sqrt(scale)
+    root = math.sqrt(cr_scale(kind, J, p, n))
     meat = np.zeros((p, p))
     Hs = np.empty((J, p, p))  # rows h_j' stacked: Hs[j, i, :] = (M_j X_j L_B)_i.
     D = np.empty((J, p))  # D[j, i] = (M_j V_j M_j')_ii
