@@ -388,7 +388,8 @@ mod tests {
 
     #[test]
     fn every_family_as_r() {
-        use crate::glmm::families_reference::{ENTRIES, EXTREMES};
+        use crate::glmm::families_reference::ENTRIES;
+        use crate::glmm::link_extremes_reference::EXTREMES;
         let mut checked = 0;
         for e in ENTRIES {
             let Some(link) = Link::from_name(e.link) else {

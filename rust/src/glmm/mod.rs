@@ -10,6 +10,8 @@ mod families_reference;
 pub mod family;
 pub mod fit;
 pub mod laplace;
+#[cfg(test)]
+mod link_extremes_reference;
 pub mod pirls;
 pub mod special;
 pub mod wcross;
