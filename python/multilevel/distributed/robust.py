@@ -102,7 +102,7 @@ def cluster_sums(p: Any, batches: Any, beta: np.ndarray, n_clusters: int) -> np.
 def _sandwich(F: np.ndarray, g: np.ndarray, n: int, kind: str):
     """lmer_robust.cluster_robust's estimator and Satterthwaite df for the types whose
     cluster terms are ``F_j`` and ``g_j`` only (not CR2)."""
-    from multilevel.inference.lmer_robust import _psd_root, cr_scale
+    from multilevel.inference.lmer_robust import _psd_root, cr_scale, satterthwaite_df
     from multilevel.inference.sandwich import sym_power
 
     J, p, _ = F.shape
@@ -127,16 +127,7 @@ def _sandwich(F: np.ndarray, g: np.ndarray, n: int, kind: str):
     BT = B @ T  # (J, p, p)
     Hs = BT @ F @ L_B
     D = np.einsum("jik,jki->ji", BT @ F, np.swapaxes(T, 1, 2) @ B)
-    df = np.empty(p)
-    for i in range(p):
-        Ki = Hs[:, i, :]
-        h2 = np.einsum("ij,ij->i", Ki, Ki)
-        d = D[:, i]
-        KtK = Ki.T @ Ki
-        trace = d.sum() - h2.sum()
-        frob = (d * d).sum() - 2.0 * (d * h2).sum() + (KtK * KtK).sum()
-        df[i] = trace * trace / frob
-    return vcov, df
+    return vcov, satterthwaite_df(Hs, D)
 
 
 def streamed_vcov(fit: Any, p: Any, batches: Any, kind: str, cluster: Any = None) -> Any:

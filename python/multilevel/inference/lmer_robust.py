@@ -467,6 +467,14 @@ def cluster_robust(
         meat += np.outer(s, s)
     vcov = B @ meat @ B
     vcov = (vcov + vcov.T) / 2.0
+    return vcov, satterthwaite_df(Hs, D)
+
+
+def satterthwaite_df(Hs: np.ndarray, D: np.ndarray) -> np.ndarray:
+    """clubSandwich's Satterthwaite df of each coefficient: trace^2 / ||.||_F^2 of the
+    coefficient's cluster matrix, from its rows h_j (``Hs[j, i, :]``) and diagonal
+    (``D[j, i]``), J clusters by p coefficients."""
+    p = Hs.shape[1]
     df = np.empty(p)
     for i in range(p):
         Ki = Hs[:, i, :]  # J x p: the vectors h_j as rows
@@ -476,7 +484,7 @@ def cluster_robust(
         trace = d.sum() - h2.sum()
         frob = (d * d).sum() - 2.0 * (d * h2).sum() + (KtK * KtK).sum()
         df[i] = trace * trace / frob
-    return vcov, df
+    return df
 
 
 # --------------------------------------------------------------------------- the fit
