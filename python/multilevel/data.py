@@ -343,6 +343,17 @@ def check_scalars(s: pd.Series, name: str) -> None:
         )
 
 
+def warn_missing(n_dropped: int, culprits: Any = (), stacklevel: int = 2) -> None:
+    """The one warning for rows dropped for missing values, naming the columns that had them
+    when known; ``stacklevel`` as warnings.warn's, counted from the caller of this function."""
+    where = f" (in {', '.join(repr(c) for c in culprits)})" if culprits else ""
+    warnings.warn(
+        f"dropped {n_dropped} row{'s' if n_dropped != 1 else ''} with missing values{where}",
+        MissingValuesWarning,
+        stacklevel=stacklevel + 1,
+    )
+
+
 def drop_missing(
     df: pd.DataFrame,
     used: list[str],
@@ -379,12 +390,7 @@ def drop_missing(
     n_dropped = int(missing.sum()) if missing is not None else 0
     rows = np.flatnonzero(~missing) if n_dropped else _all_rows(n)
     if n_dropped and warn:
-        warnings.warn(
-            f"dropped {n_dropped} row{'s' if n_dropped != 1 else ''} with missing values "
-            f"(in {', '.join(repr(c) for c in culprits)})",
-            MissingValuesWarning,
-            stacklevel=stacklevel,
-        )
+        warn_missing(n_dropped, culprits, stacklevel)
     if rows.size == 0:
         raise DataError(
             "no rows left after dropping rows with missing values" if n else "the data have no rows"

@@ -27,12 +27,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from multilevel.data import Frame, _clean_values, _column, _missing, _positions_of, is_numeric
+from multilevel.data import (
+    Frame,
+    _clean_values,
+    _column,
+    _missing,
+    _positions_of,
+    is_numeric,
+    warn_missing,
+)
 from multilevel.design.fixed import FixedSpec, fixed_factor_levels
 from multilevel.design.matrix import lme4_names
 from multilevel.design.numeric import NumericSpec, numeric_spec
 from multilevel.design.random import Design, ReTerm, TermSpec, _check_levels, lme4_term_order
-from multilevel.exceptions import DataError, MissingValuesWarning
+from multilevel.exceptions import DataError
 from multilevel.factors import interaction
 from multilevel.formula import ParsedFormula
 
@@ -332,7 +340,6 @@ def gram_full_rank(G: np.ndarray) -> bool:
 def _complete_frame(df: pd.DataFrame, used: list[str], stacklevel: int):
     """``drop_missing`` without the row positions when no row is dropped: (frame, rows or
     None, n_dropped)."""
-    import warnings
 
     pos = _positions_of(df, used)
     cols, missing, culprits = {}, None, []
@@ -346,12 +353,7 @@ def _complete_frame(df: pd.DataFrame, used: list[str], stacklevel: int):
         return Frame({c: _clean_values(v) for c, v in cols.items()}, len(df)), None, 0
     rows = np.flatnonzero(~missing)
     n_dropped = len(df) - len(rows)
-    warnings.warn(
-        f"dropped {n_dropped} row{'s' if n_dropped != 1 else ''} with missing values "
-        f"(in {', '.join(repr(c) for c in culprits)})",
-        MissingValuesWarning,
-        stacklevel=stacklevel,
-    )
+    warn_missing(n_dropped, culprits, stacklevel)
     if rows.size == 0:
         raise DataError("no rows left after dropping rows with missing values")
     cols = {c: (v.iloc[rows] if isinstance(v, pd.Series) else v[rows]) for c, v in cols.items()}

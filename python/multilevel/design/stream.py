@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from multilevel.contextual import formula_context
-from multilevel.data import column_values, drop_missing, is_numeric, weight_vector
+from multilevel.data import column_values, drop_missing, is_numeric, warn_missing, weight_vector
 from multilevel.design.fast import gram_full_rank
 from multilevel.design.fixed import FixedSpec
 from multilevel.design.matrix import (
@@ -57,7 +56,7 @@ from multilevel.design.matrix import (
 )
 from multilevel.design.random import Design, ReTerm, TermSpec, _check_levels, lme4_term_order
 from multilevel.design.rank import drop_rank_deficient
-from multilevel.exceptions import DataError, MissingValuesWarning
+from multilevel.exceptions import DataError
 from multilevel.factors import cat_codes, interaction, lookup
 from multilevel.formula import ParsedFormula, parse
 
@@ -736,12 +735,9 @@ def _bar(total: int | None, progress: bool | None, what: str) -> _Bar:
 
 
 def warn_dropped(n_dropped: int, stacklevel: int = 5) -> None:
+    """data.warn_missing for a stream, whose rows were dropped batch by batch."""
     if n_dropped:
-        warnings.warn(
-            f"dropped {n_dropped} row{'s' if n_dropped != 1 else ''} with missing values",
-            MissingValuesWarning,
-            stacklevel=stacklevel,
-        )
+        warn_missing(n_dropped, (), stacklevel)
 
 
 def fit_stream(
