@@ -267,6 +267,20 @@ class StreamPlan:
     order: list[int] = field(default_factory=list)  # lme4's term order (the accumulator's)
     z_q: list[int] = field(default_factory=list)  # columns of each term's Z, formula order
     specs: Any = None  # (fixed spec, [term specs]) of the first batch
+    # derived columns added to each batch's frame before anything reads it (glmer's cbind()
+    # response and offset(), for instance); the formula then names them
+    prepare: Callable[[pd.DataFrame], pd.DataFrame] | None = None
+
+    def frame(self, batch: Any) -> pd.DataFrame:
+        """A record batch as the pandas frame the formula reads."""
+        df = _to_pandas(batch)
+        return df if self.prepare is None else self.prepare(df)
+
+    def frames(self, source: Source) -> Iterator[tuple[str, pd.DataFrame]]:
+        """The source's batches again, schema-checked, as (label, frame) pairs."""
+        for label, batch in source.batches():
+            _check_schema(self, batch, label)
+            yield label, self.frame(batch)
 
 
 def columns_of(parsed: ParsedFormula, weights: Any, offset: Any) -> list[str]:
@@ -414,10 +428,12 @@ def plan(
     weights: str | None = None,
     offset: str | None = None,
     progress: bool | None = None,
+    prepare: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
 ) -> StreamPlan:
     """Pass 1: the factors' levels and the rows with missing values; checks each batch's
     schema against the first's."""
     p = new_plan(formula, weights, offset)
+    p.prepare = prepare
     seen: dict = {}
     dictionaries: dict[str, pd.Index] = {}
     last: dict[str, Any] = {}
@@ -425,7 +441,7 @@ def plan(
         for label, batch in source.batches():
             _check_schema(p, batch, label)
             _merge_dictionaries(dictionaries, last, batch)
-            _pass1_batch(p, _to_pandas(batch), label, seen)
+            _pass1_batch(p, p.frame(batch), label, seen)
             bar.update(batch.num_rows)
     _finish_pass1(p, seen, dictionaries)
     return p
@@ -635,9 +651,7 @@ def accumulate(
     rows, and a fourth when columns must be dropped (only then is it known which)."""
 
     def frames() -> Iterator[tuple[str, pd.DataFrame]]:
-        for label, batch in source.batches():
-            _check_schema(p, batch, label)
-            yield label, _to_pandas(batch)
+        return p.frames(source)
 
     with _bar(source.n_rows, progress, "pass 2 (cross-products)") as bar:
         out = accumulate_frames(p, frames(), threads, bar)
@@ -768,9 +782,7 @@ def fit_stream(
             return design, problem, counts
 
         def frames() -> Iterator[tuple[str, pd.DataFrame]]:
-            for label, batch in source.batches():
-                _check_schema(p, batch, label)
-                yield label, _to_pandas(batch)
+            return p.frames(source)
 
         return then(design, problem, counts, p, frames)
     finally:
