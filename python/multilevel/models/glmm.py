@@ -196,7 +196,8 @@ def glmer(
     _checks.check_glmm(d, fam.name)  # (0 | g), a constant binomial response: named
     y = np.asarray(d.y, float)
     w = np.ones_like(y) if d.weights is None else np.asarray(d.weights, float)
-    start = fam.initialize(y, w) if fam.name == "binomial" else fam.initialize(y)
+    # prior weights for every family (they were dropped for all but the binomial)
+    start = fam.initialize(y, w)
     o = np.zeros_like(y) if d.offset is None else np.asarray(d.offset, float)
     if nagq > 1 and (len(d.terms) != 1 or d.terms[0].q != 1):
         raise ValueError(
