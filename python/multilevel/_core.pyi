@@ -5,6 +5,7 @@ Checked against the compiled module by ``python -m mypy.stubtest multilevel._cor
 classes is read-only.
 """
 
+from collections.abc import Callable
 from typing import TypeAlias, final
 
 import numpy as np
@@ -23,6 +24,8 @@ __all__ = [
     "Solution",
     "__version__",
     "_panic_for_tests",
+    "bobyqa",
+    "glmm_working",
 ]
 
 __version__: str
@@ -275,3 +278,26 @@ class GlmmProblem:
         self, theta: list[float], beta: list[float] | None = None, nagq: int = 1
     ) -> float: ...
     def fit(self, nagq: int, beta0: list[float], theta0: list[float] | None = None) -> GlmmFit: ...
+
+def bobyqa(
+    f: Callable[[list[float]], float],
+    x0: list[float],
+    lower: list[float],
+    steps: list[float] | None = None,
+    xtol_rel: float = 1e-4,
+    xtol_abs: float = 1e-8,
+    ftol_abs: float = 1e-8,
+    max_eval: int = 100_000,
+) -> tuple[list[float], float, int, str]: ...
+def glmm_working(
+    y: _F64,
+    pw: _F64,
+    offset: _F64,
+    x: npt.NDArray[np.float64],
+    beta: list[float],
+    terms: list[tuple[npt.NDArray[np.int32], npt.NDArray[np.float64], npt.NDArray[np.float64]]],
+    family: str,
+    link: str,
+    nb_theta: float | None,
+    mode: int,
+) -> tuple[tuple[_F64, _F64] | None, float, list[float]]: ...

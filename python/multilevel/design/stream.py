@@ -682,8 +682,11 @@ class StreamedDesign(Design):
     """A :class:`Design` with the levels and names of a streamed fit but no rows."""
 
 
-def design_of(p: StreamPlan, out: Pass2, data_name: str | None) -> StreamedDesign:
-    """Levels and names of the streamed data, empty row arrays; terms in lme4's order."""
+def design_of(
+    p: StreamPlan, out: Pass2, data_name: str | None, allow_n: bool = False
+) -> StreamedDesign:
+    """Levels and names of the streamed data, empty row arrays; terms in lme4's order
+    (``allow_n``: a factor may have a level per row, as glmer allows)."""
     names = out.x_names if p.keep is None else [out.x_names[j] for j in p.keep]
     dropped = [] if p.keep is None else [n for n in out.x_names if n not in names]
     terms = [
@@ -698,7 +701,7 @@ def design_of(p: StreamPlan, out: Pass2, data_name: str | None) -> StreamedDesig
         for k, t in enumerate(p.parsed.random)
     ]
     nobs = out.acc.nobs
-    _check_levels(terms, nobs, False)
+    _check_levels(terms, nobs, allow_n)
     order = p.order
     keep = np.arange(len(out.x_names)) if p.keep is None else p.keep
     fixed_spec = FixedSpec(

@@ -145,6 +145,8 @@ def glmer(
     weights=None,
     offset=None,
     threads: int | None = None,
+    batch_rows: int | None = None,
+    progress: bool | None = None,
 ) -> GlmerFit:
     """Fit a generalized linear mixed model by maximum likelihood (Laplace, or adaptive
     Gauss-Hermite quadrature with ``nagq`` > 1 nodes for one scalar random effect; ``nagq=0``
@@ -155,7 +157,13 @@ def glmer(
     formula : str
         lme4 formula; the response may be ``cbind(successes, failures)`` and the fixed part
         may hold ``offset(expr)``.
-    data : pandas or polars DataFrame, or dict of arrays
+    data : pandas or polars DataFrame, dict of arrays, or a streaming source
+        A Parquet file or folder, a pyarrow Table, Dataset or RecordBatchReader, a polars
+        LazyFrame, anything with ``__arrow_c_stream__``, a Dask or a PySpark DataFrame is
+        streamed (:mod:`multilevel.models.glmm_stream_fit`): the design is built once per
+        batch and spilled to a temporary folder, and each PIRLS reweighting is one pass over
+        it (``fit.passes`` counts them; ``nagq=0`` needs the fewest). The result keeps no
+        rows (:class:`multilevel.results.glmer_stream.StreamedGlmerFit`).
     family : str or multilevel.families.Family
         "binomial", "poisson", "Gamma", "inverse.gaussian", or an instance such as
         ``families.Binomial(link="probit")`` or ``families.NegativeBinomial(theta=2.0)``.
@@ -167,6 +175,11 @@ def glmer(
         Prior weights (binomial trials for a proportion response) and an offset.
     threads : int, optional
         Threads for the passes over the rows (default: all).
+    batch_rows : int, optional
+        Rows per record batch when streaming (default 2**20).
+    progress : bool, optional
+        Progress bars over the streamed passes that read the source; default on above
+        2,000,000 rows.
 
     Warns
     -----
@@ -176,6 +189,19 @@ def glmer(
         probabilities of the separated rows are within 1e-8 of 0 or 1 and an infinite
         standard error.
     """
+    from multilevel.design.stream import is_stream_source
+
+    if is_stream_source(data):
+        if _nb_without_theta(family):
+            raise NotImplementedError(
+                "glmer.nb (negative.binomial without theta) refits the model for every theta; "
+                "with streamed data give families.NegativeBinomial(theta=...)"
+            )
+        from multilevel.models.glmm_stream_fit import glmer_stream
+
+        return glmer_stream(
+            formula, data, family, int(nagq), weights, offset, threads or 0, batch_rows, progress
+        )
     if _nb_without_theta(family):
         return _glmer_nb(formula, data, family, nagq, weights, offset, threads)
     fam = fm.family(family)
