@@ -130,3 +130,18 @@ def test_four_sources_agree(spark, tmp_path):
     for name, fit in objectives.items():
         assert abs(fit.objective / ref - 1) < 1e-10, name
         assert fit.nobs == 30_000 and fit.ngroups == {"g": 400}
+
+
+def test_spark_glmer_equals_in_memory(spark):
+    """glmer on a Spark frame: its workers write the columns to a temporary Parquet folder,
+    which is streamed (PIRLS passes on the driver); nagq = 0 to 1e-9 of the in-memory fit."""
+    cbpp = ml.datasets.load("cbpp")
+    f = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+    ref = ml.glmer(f, cbpp, family="binomial", nagq=0)
+    sdf = spark.createDataFrame(cbpp.astype({"herd": str, "period": str}))
+    fit = ml.glmer(f, sdf, family="binomial", nagq=0)
+    assert fit.objective == pytest.approx(ref.objective, rel=1e-9)
+    assert fit.rows == {"read": 56, "dropped": 0, "used": 56}
+    np.testing.assert_allclose(fit.fixef, ref.fixef, atol=1e-6)
+    with pytest.raises(DataError, match="no column 'size'"):
+        ml.glmer(f, sdf.drop("size"), family="binomial")
