@@ -58,8 +58,9 @@ def _lambda(theta: np.ndarray, q: int) -> np.ndarray:
 class StreamedGlmm:
     """The GLMM objective over spilled batches; the state (beta, u) warm-starts PIRLS."""
 
-    def __init__(self, rows: StreamedGlmmRows, fam: fm.Family, threads: int = 0):
+    def __init__(self, rows: StreamedGlmmRows, fam: fm.Family, threads: int = 0, bar: Any = None):
         self.rows, self.fam, self.threads = rows, fam, threads
+        self.bar = bar  # a tqdm bar counting the passes, or None
         plan = rows.plan
         self.order = list(plan.order)
         self.n_levels = [len(plan.term_levels[k]) for k in self.order]
@@ -74,6 +75,11 @@ class StreamedGlmm:
         self._constants()
 
     # -- passes ---------------------------------------------------------------------------
+    def count_pass(self) -> None:
+        self.passes += 1
+        if self.bar is not None:
+            self.bar.update(1)
+
     def _batches(self):
         for a in self.rows:
             X = a["X"] if self.keep is None else np.asfortranarray(a["X"][:, self.keep])
@@ -84,7 +90,7 @@ class StreamedGlmm:
         """What the aic needs besides the deviance: for the families without a dispersion,
         aic(mu) - dev(mu), which does not depend on mu (one pass at the start values); for
         Gamma and the inverse Gaussian, sum wt and sum wt log y."""
-        self.passes += 1
+        self.count_pass()
         fam = self.fam
         self._aic_minus_dev = 0.0
         self._sum_w = self._sum_w_logy = 0.0
@@ -121,7 +127,7 @@ class StreamedGlmm:
         ("joint" or "u") the accumulator of the working response at these weights."""
         from multilevel import _core
 
-        self.passes += 1
+        self.count_pass()
         fam = self.fam
         acc = None
         if mode is not None:
@@ -243,7 +249,7 @@ class StreamedGlmm:
         coef = np.zeros(self.p)
         dev_old = None
         for it in range(maxit + 1):
-            self.passes += 1
+            self.count_pass()
             xtwx = np.zeros((self.p, self.p))
             xtwz = np.zeros(self.p)
             dev = 0.0

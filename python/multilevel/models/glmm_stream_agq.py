@@ -36,7 +36,7 @@ def agq_objective(m: Any, s: dict[str, Any], nagq: int) -> float:
     beta = s["beta"]
     l2 = np.ones(levels)
     devc0 = u * u
-    m.passes += 1
+    m.count_pass()
     for a, X, terms in m._batches():
         codes, Z = terms[0]
         z = np.asarray(Z[:, 0])
@@ -51,7 +51,7 @@ def agq_objective(m: Any, s: dict[str, Any], nagq: int) -> float:
     nodes, weights = gauss_hermite(nagq)
     moved = [k for k, zk in enumerate(nodes) if zk != 0.0]
     devk = np.array([(u + nodes[k] * sd) ** 2 for k in moved])
-    m.passes += 1
+    m.count_pass()
     for a, X, terms in m._batches():
         codes, Z = terms[0]
         z = np.asarray(Z[:, 0])

@@ -77,8 +77,18 @@ def glmer_stream(
         names = [gf.renamed.get(n, n) for n in (rows.x_names[j] for j in rows.keep)]
         for name, complete in rows.separated:
             warnings.warn(_separation(name, complete), _separation_class(), stacklevel=3)
-        model = StreamedGlmm(rows, fam, threads)
-        res = _fit(model, nagq)
+        show = bool(progress) if progress is not None else rows.n_used > stream.PROGRESS_ROWS
+        bar = None
+        if show:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(desc="glmer passes over the batches", unit=" passes")
+        model = StreamedGlmm(rows, fam, threads, bar)
+        try:
+            res = _fit(model, nagq)
+        finally:
+            if bar is not None:
+                bar.close()
         out = SimpleNamespace(
             acc=SimpleNamespace(nobs=rows.n_used),
             x_names=rows.x_names,
