@@ -300,4 +300,5 @@ def glmm_working(
     link: str,
     nb_theta: float | None,
     mode: int,
+    threads: int = 0,
 ) -> tuple[tuple[_F64, _F64] | None, float, list[float]]: ...

@@ -151,6 +151,7 @@ class StreamedGlmm:
                 fam.link.name,
                 getattr(fam, "theta", None),
                 code,
+                self.threads,
             )
             dev += d
             sums += s
