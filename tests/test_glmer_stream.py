@@ -138,6 +138,13 @@ def test_predict_newdata_summary_pickle_and_no_rows():
             get()
     ci = fit.confint()
     np.testing.assert_allclose(ci.to_numpy(), mem.confint().to_numpy(), rtol=1e-4)
+    # the LR test against the GLM (Stata's report), the GLM's objective from a pass
+    np.testing.assert_allclose(fit.lr_test_vs_glm(), mem.lr_test_vs_glm(), rtol=1e-6)
+    stata = fit.summary(style="stata")
+    np.testing.assert_allclose(stata.fixed.estimate, mem.summary(style="stata").fixed.estimate,
+                               atol=1e-3 * float(mem.se.min()))  # fmt: skip
+    assert fit.glance().nobs.iloc[0] == 56
+    assert fit.tidy().estimate.iloc[0] == pytest.approx(mem.tidy().estimate.iloc[0], abs=1e-4)
 
 
 @pytest.fixture

@@ -105,6 +105,7 @@ def glmer_stream(
         fit.passes = model.passes
         s = model.state
         fit._streamed_sums = {"dev": s["dev"], "pearson": float(s["sums"][2])}
+        fit._glm_objective = model.glm_objective
         fit._warn(stacklevel=3)
         return fit
     finally:
@@ -192,6 +193,11 @@ def _fit(model: StreamedGlmm, nagq: int):
     from multilevel.results.glmer import StoredGlmmFit
 
     model.beta = model.glm_start()
+    # -2 log-likelihood of the GLM (theta = 0, u = 0: no log det, no penalty), for the LR test
+    dev, sums, _ = model.sweep(
+        model.beta, [np.zeros((n, q)) for n, q in zip(model.n_levels, model.q, strict=True)], None
+    )
+    model.glm_objective = model.aic(dev, sums)
     lower = _lower(model)
     theta0 = _theta0(model)
     nth, np_ = len(theta0), model.p

@@ -36,6 +36,7 @@ class StreamedGlmerFit(GlmerFit):
     rows: dict[str, int]
     passes: int
     _streamed_sums: dict[str, float]
+    _glm_objective: float
 
     @property
     def nobs(self) -> int:
@@ -87,6 +88,18 @@ class StreamedGlmerFit(GlmerFit):
                 f"method='wald' works"
             )
         return super().confint(method, *args, **kwargs)
+
+    def lr_test_vs_glm(self) -> tuple[float, int, float] | None:
+        """As :meth:`GlmerFit.lr_test_vs_glm`, from the GLM's objective found in a pass during
+        the fit."""
+        if self.nagq == 0 or self.family.has_dispersion:
+            return None
+        from scipy import stats
+
+        nt = len(self.theta)
+        chi2 = max(0.0, self._glm_objective - self.objective)
+        p = stats.chi2.sf(chi2, nt)
+        return chi2, nt, float(0.5 * p if nt == 1 else p)
 
     def _warn(self, stacklevel: int = 2) -> None:
         # The in-memory check of fitted probabilities at 0 or 1 needs the rows; separation
