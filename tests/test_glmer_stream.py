@@ -132,7 +132,7 @@ def test_predict_newdata_summary_pickle_and_no_rows():
         lambda: fit.resid(),
         lambda: fit.predict(),
         lambda: fit.confint(method="profile"),
-        lambda: fit.lr_test_vs_glm(),
+        lambda: fit.confint(method="boot"),
     ):
         with pytest.raises(StreamedDataError, match="streamed"):
             get()
