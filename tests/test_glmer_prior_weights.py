@@ -44,3 +44,13 @@ def test_gamma_prior_weights_match_lme4(cbpp):
     fit = ml.glmer("incidence ~ period + (1 | herd)", d, family=fam, weights="w2")
     _check(fit, GAMMA_LOG)
     assert fit.sigma == pytest.approx(GAMMA_LOG[6], abs=5e-4)
+
+
+def test_streamed_poisson_prior_weights_match_lme4(cbpp):
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(cbpp, preserve_index=False)
+    fit = ml.glmer(
+        "incidence ~ period + (1 | herd)", table, family="poisson", weights="w2", batch_rows=20
+    )
+    _check(fit, POISSON)

@@ -337,15 +337,13 @@ def _spill(p, source, fam, folder: Path, progress) -> StreamedGlmmRows:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", fm.ResponseWarning)
                 try:
-                    start = fam.initialize(y, w) if fam.name == "binomial" else fam.initialize(y)
+                    start = fam.initialize(y, w)
                 except fm.ResponseWarning as warning:
                     warnings.warn(f"{label}: {warning}", fm.ResponseWarning, stacklevel=5)
                     start = _initialize_quietly(fam, y, w)
                 except fm.ResponseError as exc:
                     raise type(exc)(f"{label}: {exc}") from None
-            pw = start.weights if w is not None or fam.name == "binomial" else np.ones(len(y))
-            if w is not None and fam.name != "binomial":
-                pw = np.asarray(w, float)
+            pw = np.asarray(start.weights, float)  # the prior weights (times the trials)
             if fam.name == "binomial":
                 sep.add(X, start.y, pw)
             arrays_out = {
@@ -398,4 +396,4 @@ def _spill(p, source, fam, folder: Path, progress) -> StreamedGlmmRows:
 def _initialize_quietly(fam: fm.Family, y, w):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", fm.ResponseWarning)
-        return fam.initialize(y, w) if fam.name == "binomial" else fam.initialize(y)
+        return fam.initialize(y, w)
