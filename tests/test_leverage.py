@@ -7,9 +7,9 @@ leverage``, tests/reference/cases_leverage.R), lme4 1.1-31.
 
 Tolerances:
 * At lme4's own parameters (its theta and, for glmer, the weights of its last decomposition,
-  ``pp$Xwts``) the hat values are the same linear algebra: 1e-10 relative, through both the
-  dense-component path and the sparse-LU path. Cook's distance from lme4's hat values,
-  Pearson residuals and sigma: 1e-13 relative.
+  ``pp$Xwts``) the hat values are the same linear algebra: 1e-10 relative, through each of
+  the three ways (Schur complement, dense components, sparse LU). Cook's distance from
+  lme4's hat values, Pearson residuals and sigma: 1e-13 relative.
 * On our own fits: lmer's theta agrees with lme4's to about 1e-6 relative, which moves the hat
   values by 1e-10 (measured 7e-11): 1e-8 relative; Cook's distance 1e-6 relative (it also
   moves with beta and sigma) plus 1e-9 of its largest value (a residual near 0). glmer's optimum
@@ -97,13 +97,13 @@ def glmer_case(request):
 
 
 # ------------------------------------------------------------- the linear algebra at lme4's
-@pytest.mark.parametrize("max_block", [2000, 0], ids=["components", "sparse-lu"])
-def test_hat_at_lme4_parameters(lmer_case, glmer_case, max_block):
+@pytest.mark.parametrize("method", ["schur", "components", "lu"])
+def test_hat_at_lme4_parameters(lmer_case, glmer_case, method):
     for ref, fit in (lmer_case, glmer_case):
         d = fit.design
         lams = _lambdas(d.terms, ref["theta"])
         W = np.asarray(ref["sqrtXwt"]) ** 2
-        h = hat_diagonal(d.terms, lams, d.X, W, ref["prior_weights"], max_block=max_block)
+        h = hat_diagonal(d.terms, lams, d.X, W, ref["prior_weights"], method=method)
         np.testing.assert_allclose(h, ref["hat"], rtol=1e-10, err_msg=ref["case"])
 
 
@@ -179,3 +179,27 @@ def test_rows_dropped_are_nan():
     assert fit.augment()[".hat"].notna().all() and len(fit.augment()) == 178
     # the hat matrix's trace: p + the effective number of random effects, below p + q
     assert 2 < h.sum() < 2 + 36
+
+
+def test_three_ways_agree_on_a_crossed_vector_term():
+    """A vector term crossed with a scalar one (the Schur way's 2 x 2 blocks with other terms
+    beside them) and a nested pair (the components way): every way gives the same hat values
+    to 1e-10, and they sum to the trace of the hat matrix, between p and p + q."""
+    rng = np.random.default_rng(7)
+    n = 400
+    d = pd.DataFrame(
+        {"g": rng.integers(0, 25, n), "h": rng.integers(0, 9, n), "x": rng.normal(size=n)}
+    )
+    d["y"] = d["x"] + rng.normal(size=25)[d["g"]] * (1 + d["x"]) + rng.normal(size=9)[d["h"]]
+    d["y"] += rng.normal(size=n)
+    for formula in ("y ~ x + (x | g) + (1 | h)", "y ~ x + (1 | h/g)"):
+        fit = ml.lmer(formula, d)
+        t = fit.design
+        w = rng.uniform(0.5, 2.0, n)
+        ways = [
+            hat_diagonal(t.terms, fit.lambda_, t.X, w, w, m) for m in ("schur", "components", "lu")
+        ]
+        for h in ways[1:]:
+            np.testing.assert_allclose(h, ways[0], rtol=1e-10, err_msg=formula)
+        q = sum(len(term.levels) * term.Z.shape[1] for term in t.terms)
+        assert 2 < ways[0].sum() < 2 + q
