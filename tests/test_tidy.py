@@ -50,7 +50,8 @@ def test_lmer_augment(sleep, holes):
     a = fit.augment()
     assert list(a.columns) == [
         "Reaction", "Days", "Subject",
-        ".fitted", ".resid", ".fixed", ".mu", ".offset", ".weights", ".wtres",
+        ".fitted", ".resid", ".hat", ".cooksd", ".fixed", ".mu", ".offset", ".sqrtXwt",
+        ".sqrtrwt", ".weights", ".wtres",
     ]  # fmt: skip
     assert len(a) == 178 and 103 not in a.index and a.index[0] == 100
     np.testing.assert_allclose(a[".fitted"] + a[".resid"], a["Reaction"], rtol=1e-12)

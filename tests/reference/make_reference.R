@@ -10,6 +10,9 @@
 #   Rscript tests/reference/make_reference.R influence    # only tests/reference/cases_influence.R
 #   Rscript tests/reference/make_reference.R hostile      # only tests/reference/cases_hostile.R
 #   Rscript tests/reference/make_reference.R robust       # only tests/reference/cases_robust.R
+#   Rscript tests/reference/make_reference.R leverage     # only tests/reference/cases_leverage.R
+#   Rscript tests/reference/make_reference.R offset       # only tests/reference/cases_offset.R
+#   Rscript tests/reference/make_reference.R influence_obs  # only cases_influence_obs.R
 #   Rscript tests/reference/make_reference.R dyestuff_reml pastes_reml   # some lmm cases
 #
 # Tests never need R; regenerating the references does (R 4.2 with lme4, nlme, lmerTest,
@@ -210,7 +213,7 @@ ref_write_json <- function(x, path) {
 
 # ------------------------------------------------------------------------------ the cases
 
-if (length(ref_args) == 0 || !all(ref_args %in% c("econ", "lmer_robust", "inference", "influence", "hostile"))) {
+if (length(ref_args) == 0 || !all(ref_args %in% c("econ", "lmer_robust", "inference", "influence", "hostile", "leverage", "offset", "influence_obs"))) {
   source(file.path("tests", "reference", "cases_lmm.R"))
 }
 econ <- file.path("tests", "reference", "cases_econ.R")
@@ -243,6 +246,10 @@ if (file.exists(influence) && (length(ref_args) == 0 || "influence" %in% ref_arg
 hostile <- file.path("tests", "reference", "cases_hostile.R")
 if (file.exists(hostile) && (length(ref_args) == 0 || "hostile" %in% ref_args)) {
   source(hostile)
+}
+for (extra in c("leverage", "offset", "influence_obs")) {
+  path <- file.path("tests", "reference", paste0("cases_", extra, ".R"))
+  if (file.exists(path) && (length(ref_args) == 0 || extra %in% ref_args)) source(path)
 }
 robust <- file.path("tests", "reference", "cases_robust.R")
 if (file.exists(robust) && (length(ref_args) == 0 || "robust" %in% ref_args)) {

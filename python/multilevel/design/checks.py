@@ -186,13 +186,13 @@ def _position(formula: str, group: str) -> int | None:
     return None
 
 
-def no_formula_offset(formula: str, what: str) -> None:
+def no_formula_offset(formula: str, what: str, why: str = "lmer and glmer do") -> None:
     """FormulaError for ``offset()`` in the formula of a model that does not take one."""
     from multilevel.formula import parse
 
     if isinstance(formula, str) and parse(formula).offsets:
         raise FormulaError(
-            f"{what}() does not take offset() terms (lmer and glmer do): subtract the offset "
+            f"{what}() does not take offset() terms ({why}): subtract the offset "
             "from the response instead",
             formula,
             formula.find("offset("),

@@ -93,6 +93,7 @@ class FixedDesign:
     extra: dict[str, np.ndarray] = field(default_factory=dict)
     formula: str = ""
     parsed: ParsedFormula | None = None
+    offset: np.ndarray | None = None  # offset= plus the formula's offset(expr) terms
 
 
 @dataclass
@@ -168,7 +169,9 @@ def model_rows(
     return ModelRows(frame, rows, n_dropped, y, X, w, o, fixed_spec, dropped, Zs)
 
 
-def build_fixed(formula: str, data, weights=None, extra: Sequence[str] = ()) -> FixedDesign:
+def build_fixed(
+    formula: str, data, weights=None, extra: Sequence[str] = (), offset=None
+) -> FixedDesign:
     """Fixed-effects design of a formula without random-effects terms.
 
     Parameters
@@ -178,6 +181,9 @@ def build_fixed(formula: str, data, weights=None, extra: Sequence[str] = ()) -> 
     data : pandas or polars DataFrame, or dict of arrays
     weights : str or array, optional
         Column name or array of prior weights (>= 0, finite).
+    offset : str or array, optional
+        Column name or array of an offset, added to the formula's ``offset(expr)`` terms
+        (``FixedDesign.offset``; None when there is neither).
     extra : sequence of str
         Further columns (cluster, entity, time identifiers) whose missing values also drop
         rows; returned as NumPy arrays at the kept rows in ``FixedDesign.extra``.
@@ -204,7 +210,7 @@ def build_fixed(formula: str, data, weights=None, extra: Sequence[str] = ()) -> 
     for e in extra:
         if e not in used:
             used.append(e)
-    m = model_rows(parsed, df, used, formula, weights)
+    m = model_rows(parsed, df, used, formula, weights, offset)
     ex = {e: m.frame[e].to_numpy() for e in extra}
     return FixedDesign(
         y=m.y,
@@ -219,6 +225,7 @@ def build_fixed(formula: str, data, weights=None, extra: Sequence[str] = ()) -> 
         extra=ex,
         formula=formula,
         parsed=parsed,
+        offset=m.offset,
     )
 
 
@@ -285,6 +292,7 @@ class FixedArrays:
     n_dropped: int
     dropped_columns: list[str]
     n_zero_weight: int = 0  # rows left out for a zero weight (not in n_dropped)
+    offset: np.ndarray | None = None  # offset= plus the formula's offset(expr) terms
 
 
 def row_list_of(rows: np.ndarray, k: int = 5) -> str:
@@ -292,7 +300,9 @@ def row_list_of(rows: np.ndarray, k: int = 5) -> str:
     return ", ".join(map(str, rows[:k])) + (", ..." if len(rows) > k else "")
 
 
-def fixed_arrays(formula: str, data: Any, weights: Any, extras: Sequence[Any]) -> FixedArrays:
+def fixed_arrays(
+    formula: str, data: Any, weights: Any, extras: Sequence[Any], offset: Any = None
+) -> FixedArrays:
     """Build y and X through :func:`build_fixed` and align extra columns (clusters,
     entity, time, groups) with the rows used. Rows missing an extra column are dropped and
     counted with the others."""
@@ -331,7 +341,12 @@ def fixed_arrays(formula: str, data: Any, weights: Any, extras: Sequence[Any]) -
         w_arg = weights
     else:
         w_arg = np.asarray(weights, dtype=float)[keep]
-    design = build_fixed(formula, sub, weights=w_arg)
+    if isinstance(offset, str) or offset is None:
+        o_arg = offset
+    else:
+        o_arg = weight_vector(offset, df, "offset")[0][keep]  # checked as lmer's offset=
+    design = build_fixed(formula, sub, weights=w_arg, offset=o_arg)
+    o = None if design.offset is None else np.asarray(design.offset, dtype=float)
     base = np.flatnonzero(keep)
     rows = base[np.asarray(design.rows)]
     w = getattr(design, "weights", None)
@@ -360,6 +375,7 @@ def fixed_arrays(formula: str, data: Any, weights: Any, extras: Sequence[Any]) -
             stacklevel=3,
         )
         y, X, w, rows = y[pos], X[pos], w[pos], rows[pos]
+        o = None if o is None else o[pos]
         ex = [v[pos] for v in ex]
     return FixedArrays(
         y=y,
@@ -371,4 +387,5 @@ def fixed_arrays(formula: str, data: Any, weights: Any, extras: Sequence[Any]) -
         n_dropped=n_in - len(np.asarray(design.rows)),
         dropped_columns=list(getattr(design, "dropped_columns", [])),
         n_zero_weight=n_zero,
+        offset=o,
     )

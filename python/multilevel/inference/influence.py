@@ -88,6 +88,8 @@ def _varcomp(lambdas: list[np.ndarray], sigma: float) -> pd.Series:
     return pd.Series(values, index=names, name="varcomp")
 
 
+OBSERVATION = "observation"  # DeletedFits.level when each row is deleted in turn (level=1)
+
 _H = 1e-3  # central-difference step on theta (absolute: theta is a relative scale)
 
 
@@ -153,7 +155,17 @@ def _derivatives(
     return g, H
 
 
-def _level_codes(fit: Any, level: str | None) -> tuple[str, np.ndarray, pd.Index]:
+def _level_codes(fit: Any, level: str | int | None) -> tuple[str, np.ndarray, pd.Index]:
+    if isinstance(level, (int, np.integer)) and not isinstance(level, bool):
+        if level != 1:
+            raise ValueError(
+                f"level={level!r}: give 1 (each observation, HLMdiag's level = 1) or the name "
+                "of a grouping factor"
+            )
+        rows = np.asarray(fit.design.rows)
+        index = fit.input_index
+        labels = index[rows] if index is not None else pd.Index(rows)
+        return OBSERVATION, np.arange(len(rows)), pd.Index(labels)
     groups = list(dict.fromkeys(t.group for t in fit.design.terms))
     if level is None:
         if len(groups) != 1:
@@ -252,7 +264,7 @@ class DeletedFits:
     full_varcomp: pd.Series
 
 
-def deleted_fits(fit: Any, level: str | None = None) -> DeletedFits:
+def deleted_fits(fit: Any, level: str | int | None = None) -> DeletedFits:
     """Refit ``fit`` without each level of the grouping factor ``level`` in turn (see the
     module documentation for how A is reused and the optima polished)."""
     if getattr(fit, "streamed", False):
@@ -265,6 +277,8 @@ def deleted_fits(fit: Any, level: str | None = None) -> DeletedFits:
     G = len(labels)
     if G < 2:
         raise DataError(f"{level!r} has {G} level; deleting it would leave no data")
+    if level == OBSERVATION:
+        labels = labels.rename(None)
     design = fit.design
     names = list(design.fixed_names)
     p = len(names)
@@ -308,7 +322,7 @@ def deleted_fits(fit: Any, level: str | None = None) -> DeletedFits:
         theta[i] = np.asarray(sol.theta, float)
         lams = [np.asarray(x, float) for x in sol.lambda_]
         varcomp[i] = _varcomp(lams, sigma[i]).to_numpy()
-    index = pd.Index(labels, name=level)
+    index = pd.Index(labels, name=None if level == OBSERVATION else level)
     return DeletedFits(
         level=level,
         beta=pd.DataFrame(beta, index=index, columns=names),
@@ -324,16 +338,18 @@ def deleted_fits(fit: Any, level: str | None = None) -> DeletedFits:
     )
 
 
-def influence(fit: Any, level: str | None = None) -> pd.DataFrame:
-    """Leave-one-group-out influence diagnostics, as HLMdiag's ``hlm_influence`` with
-    ``approx = FALSE`` (real refits).
+def influence(fit: Any, level: str | int | None = None) -> pd.DataFrame:
+    """Leave-one-group-out (or leave-one-observation-out) influence diagnostics, as HLMdiag's
+    ``hlm_influence`` with ``approx = FALSE`` (real refits).
 
     Parameters
     ----------
     fit : LmerFit
-    level : str, optional
+    level : str or 1, optional
         The grouping factor whose levels are deleted one at a time (default: the model's only
-        grouping factor).
+        grouping factor), or ``1`` to delete each observation in turn (HLMdiag's
+        ``level = 1``; lme4's ``influence(fit)`` without ``groups``): one refit per row used,
+        rows indexed by the input's index.
 
     Returns
     -------

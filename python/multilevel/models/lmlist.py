@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from multilevel.design.checks import no_formula_offset
 from multilevel.design.fixed import fixed_arrays
 from multilevel.exceptions import DataError, MultilevelWarning
 from multilevel.factors import factor
@@ -108,6 +107,7 @@ def lmlist(
     group: str,
     min_obs: int | None = None,
     pool: bool = True,
+    offset: str | np.ndarray | None = None,
 ) -> LmListFit:
     """Fit ``formula`` by least squares separately in each level of ``group``.
 
@@ -122,6 +122,10 @@ def lmlist(
         Fewest rows a group needs; default (and at least) the number of coefficients + 1.
     pool : bool
         Pool the residual variance across groups for the standard errors (nlme's default).
+    offset : str or array, optional
+        A term with coefficient 1 (a column name or one value per row), added to any
+        ``offset(expr)`` terms of the formula, as lme4's ``lmList(offset=)``: each group's
+        coefficients are those of ``y - offset``, and ``fitted`` includes the offset.
 
     Returns
     -------
@@ -137,11 +141,11 @@ def lmlist(
     >>> print(round(fits.coef_mean["ses"], 4), round(fits.coef_cov.loc["ses", "ses"], 4))
     2.2016 2.6602
     """
-    no_formula_offset(formula, "lmlist")
     if not isinstance(group, str):
         raise TypeError(f"group must be the name of the grouping column, not {group!r}")
-    prep = fixed_arrays(formula, data, None, [group])
+    prep = fixed_arrays(formula, data, None, [group], offset)
     y, X, names = prep.y, prep.X, prep.names
+    yo = y if prep.offset is None else y - prep.offset  # what the coefficients explain
     codes, levels = factor(pd.Series(prep.extras[0], name=group))
     p = X.shape[1]
     need = p + 1 if min_obs is None else max(int(min_obs), p + 1)
@@ -153,7 +157,7 @@ def lmlist(
         if len(rows) < need:
             skipped.append((lev, f"{len(rows)} row(s)"))
             continue
-        Xg, yg = X[rows], y[rows]
+        Xg, yg = X[rows], yo[rows]
         Q, R = np.linalg.qr(Xg)
         d = np.abs(np.diag(R))
         if d.min() <= 1e-10 * max(d.max(), 1.0) * max(Xg.shape):
@@ -162,6 +166,8 @@ def lmlist(
         b = np.linalg.solve(R, Q.T @ yg)
         fitted[rows] = Xg @ b
         e = yg - fitted[rows]
+        if prep.offset is not None:
+            fitted[rows] += prep.offset[rows]
         Rinv = np.linalg.solve(R, np.eye(p))
         coefs.append(b)
         ses_raw.append(np.sqrt(np.sum(Rinv**2, axis=1)))  # sqrt(diag((X'X)^-1))

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from multilevel.design.checks import check_magnitudes, no_formula_offset
+from multilevel.design.checks import check_magnitudes
 from multilevel.design.fixed import fixed_arrays
 from multilevel.exceptions import DataError
 from multilevel.inference.sandwich import (
@@ -92,6 +92,7 @@ class OlsFit(AlignedRows, KeepMixin, OlsTables, HtmlFitMixin):
         fitted: np.ndarray | None = None,
         input_index: pd.Index | None = None,
         n_zero_weight: int = 0,
+        offset: np.ndarray | None = None,
     ) -> None:
         names = list(names)
         self.coef = pd.Series(coef, index=names, name="coef")
@@ -113,6 +114,7 @@ class OlsFit(AlignedRows, KeepMixin, OlsTables, HtmlFitMixin):
         self._fitted_rows = X @ coef if fitted is None else fitted
         self._resid_rows = y - self._fitted_rows
         self.weights = weights
+        self.offset = offset
         # Sums of squares as dot products: no row-sized temporaries when there are no weights.
         e = self._resid_rows
         wr = e if weights is None else weights * e
@@ -120,7 +122,9 @@ class OlsFit(AlignedRows, KeepMixin, OlsTables, HtmlFitMixin):
         self.ssr = ssr
         self.sigma = math.sqrt(ssr / self.df_resid) if self.df_resid > 0 else math.nan
         has_int = _has_intercept(X) if intercept is None else intercept
-        if has_int:
+        if offset is not None:  # R's summary.lm: the fitted values without the offset
+            tss = ssr + _explained_ss(self._fitted_rows - offset, weights, has_int)
+        elif has_int:
             ybar = float(np.mean(y) if weights is None else (weights @ y) / np.sum(weights))
             yc = y - ybar
             tss = float((yc if weights is None else weights * yc) @ yc)
@@ -264,6 +268,15 @@ class OlsFit(AlignedRows, KeepMixin, OlsTables, HtmlFitMixin):
         return f"<{type(self).__name__} {self.model}, {self.nobs} obs, vcov={self.vcov_type}>"
 
 
+def _explained_ss(f: np.ndarray, weights: np.ndarray | None, centred: bool) -> float:
+    """R's ``mss`` of ``summary.lm``: the (weighted) sum of squares of the fitted values,
+    about their (weighted) mean when the model has an intercept."""
+    w = np.ones(len(f)) if weights is None else weights
+    if centred:
+        f = f - float(w @ f) / float(np.sum(w))
+    return float(w @ (f * f))
+
+
 def summary_text(fit: Any, header: list[tuple[str, str]], level: float = 0.95) -> str:
     width = 78
     lines = ["=" * width]
@@ -380,6 +393,7 @@ def ols(
     data: Any,
     weights: str | np.ndarray | None = None,
     vcov: str | dict[str, Any] = "iid",
+    offset: str | np.ndarray | None = None,
 ) -> OlsFit:
     """Least squares with classical, robust or cluster-robust standard errors.
 
@@ -398,6 +412,12 @@ def ols(
         ``"hetero"``, ``{"CRV1": column}`` and ``{"CRV3": column}`` too. The module
         documentation of :mod:`multilevel.inference.sandwich` states the small-sample factor
         and test degrees of freedom of each.
+    offset : str or array, optional
+        A term with coefficient 1 (a column name or one value per row), added to any
+        ``offset(expr)`` terms of the formula, as R's ``lm(offset=)``: the coefficients are
+        those of ``y - offset``, ``fitted`` includes the offset, and R-squared and F are
+        those of R's current ``summary.lm`` (from the fitted values without the offset;
+        R 4.2's kept the offset in them).
 
     Returns
     -------
@@ -412,8 +432,7 @@ def ols(
     3.1839 0.1335 (160,)
     """
     kind, specs = parse_vcov(vcov)
-    no_formula_offset(formula, "ols")
-    prep = fixed_arrays(formula, data, weights, specs)
+    prep = fixed_arrays(formula, data, weights, specs, offset)
     n, p = prep.X.shape
     if n <= p:
         raise DataError(f"{n} usable observations cannot fit {p} coefficients")
@@ -423,10 +442,10 @@ def ols(
     )
     if prep.weights is not None:
         check_magnitudes(["weights"], [prep.weights])
-    beta = _wls(prep.y, prep.X, prep.weights)
-    sw = sandwich(
-        prep.X, prep.y - prep.X @ beta, kind, weights=prep.weights, clusters=prep.extras or None
-    )
+    o = prep.offset
+    beta = _wls(prep.y if o is None else prep.y - o, prep.X, prep.weights)
+    fitted = prep.X @ beta if o is None else prep.X @ beta + o
+    sw = sandwich(prep.X, prep.y - fitted, kind, weights=prep.weights, clusters=prep.extras or None)
     return OlsFit(
         beta,
         prep.names,
@@ -442,4 +461,6 @@ def ols(
         rows=prep.rows,
         input_index=input_index(data),
         n_zero_weight=prep.n_zero_weight,
+        fitted=None if o is None else fitted,
+        offset=o,
     )

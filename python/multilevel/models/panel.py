@@ -234,7 +234,7 @@ def panel(
     """
     model, kind, specs = _check_arguments(model, entity, time, vcov)
     extras: list[Any] = [entity] + ([time] if time is not None else []) + specs
-    no_formula_offset(formula, "panel")
+    no_formula_offset(formula, "panel", "R's plm has no offset; ols and lmlist take one")
     prep = fixed_arrays(formula, data, None, extras)
     y, X, names = prep.y, prep.X, prep.names
     ent_raw = prep.extras[0]

@@ -11,7 +11,9 @@ glmerMod, and the statsmodels names.
   index) with .fitted (eta, the link scale, as ``predict``), .resid (deviance residuals),
   .fixed (X beta), .mu, .offset, .sqrtXwt (sqrt of the working weights), .sqrtrwt (sqrt of
   the weights of the Pearson residuals), .weights (prior weights), .wtres (Pearson
-  residuals) and .eta. broom.mixed's .hat and .cooksd are not computed.
+  residuals) and .eta, and .hat and .cooksd after .resid: lme4's ``hatvalues`` and
+  ``cooks.distance`` of a glmerMod (:mod:`multilevel.inference.leverage`; the working weights
+  at the fit inside, the prior weights in front, so binomial trials can take .hat above 1).
 """
 
 from __future__ import annotations
@@ -90,8 +92,11 @@ class GlmerTables(MixedAliases):
         mu, eta = self.fitted_values, self.linear_predictor
         w = np.asarray(self.prior_weights, float)
         var = fam.variance(mu)
+        hat, cooksd = self._leverage_rows()
         out[".fitted"] = eta
         out[".resid"] = self.resid_values("deviance")
+        out[".hat"] = hat
+        out[".cooksd"] = cooksd
         out[".fixed"] = np.asarray(d.X, float) @ np.asarray(self.fixef, float)
         out[".mu"] = mu
         out[".offset"] = np.asarray(self.offset, float)
@@ -101,6 +106,18 @@ class GlmerTables(MixedAliases):
         out[".wtres"] = self.resid_values("pearson")
         out[".eta"] = eta
         return out
+
+    def _leverage_parts(self: Any) -> tuple:
+        fam = self.family
+        mu, eta = self.fitted_values, self.linear_predictor
+        w = np.asarray(self.prior_weights, float)
+        W = w * fam.mu_eta(eta) ** 2 / fam.variance(mu)  # the working weights at the fit
+        pearson = self.resid_values("pearson")
+        X = np.asarray(self.design.X, float)
+        return self.design.terms, self._lambdas(), X, W, w, pearson, float(self.sigma)
+
+    def _leverage_aligned(self: Any, values: np.ndarray, name: str) -> Any:
+        return self._aligned(values, name)
 
     def conf_int(self: Any, level: float = 0.95) -> pd.DataFrame:
         """Wald intervals of the fixed effects (columns lower, upper)."""

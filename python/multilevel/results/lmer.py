@@ -583,11 +583,11 @@ class LmerFit(InferenceMixin, KeepMixin, LmerTables, HtmlFitMixin):
             offset_name=self.offset_name,
         )
 
-    def influence(self, level: str | None = None) -> pd.DataFrame:
+    def influence(self, level: str | int | None = None) -> pd.DataFrame:
         """Leave-one-group-out influence diagnostics (HLMdiag's Cook's distance, MDFFITS,
         COVTRACE, COVRATIO, the change in the fixed effects and the relative variance change),
-        from real refits without each level of ``level``; see
-        :mod:`multilevel.inference.influence`.
+        from real refits without each level of ``level`` (``level=1``: without each row, as
+        HLMdiag's ``level = 1``); see :mod:`multilevel.inference.influence`.
 
         Examples
         --------

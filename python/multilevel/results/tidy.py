@@ -9,10 +9,12 @@ Column names are broom's and broom.mixed's, so that tables built in R and here l
   adj.r.squared, statistic, p.value and df, with ``deviance`` the (weighted) residual sum of
   squares.
 * ``augment(data=None)`` -- the rows used, indexed as in the input, with ``.fitted`` and
-  ``.resid``; a mixed model adds ``.fixed`` (X beta), ``.mu`` (the mean: ``.fitted`` for a
-  linear mixed model), ``.offset``, ``.weights`` and ``.wtres`` (sqrt(w) times the residual),
-  as broom.mixed's ``augment.merMod``. Without ``data`` a mixed model shows the columns its
-  formula reads; a least-squares fit, which keeps no data, shows only the added columns
+  ``.resid``; a mixed model adds ``.hat`` and ``.cooksd`` (lme4's ``hatvalues`` and
+  ``cooks.distance``, :mod:`multilevel.inference.leverage`), ``.fixed`` (X beta), ``.mu``
+  (the mean: ``.fitted`` for a linear mixed model), ``.offset``, ``.sqrtXwt`` and ``.sqrtrwt``
+  (sqrt(w) for a linear mixed model), ``.weights`` and ``.wtres`` (sqrt(w) times the
+  residual), as broom.mixed's ``augment.merMod``. Without ``data`` a mixed model shows the
+  columns its formula reads; a least-squares fit, which keeps no data, shows only the added columns
   (indexed by row position) unless ``data`` is given. For ``panel`` they are those of the
   estimated (transformed, e.g. demeaned) regression, as plm's.
 * ``tidy(level=0.95)`` for ``ols``, ``panel`` and ``lmlist`` -- term, estimate, std.error,
@@ -169,6 +171,42 @@ class MixedAliases:
         """p-values of the fixed effects, as the fit's default :meth:`coef_table`."""
         return self.coef_table()["p_value"].rename("p")
 
+    # -- observation-level leverage (lme4's hatvalues and cooks.distance) ----------------------
+    def _leverage_rows(self: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(hat, cooksd) of the rows used (:mod:`multilevel.inference.leverage`), from the
+        fit's ``_leverage_parts()``: terms, lambdas, X, W, prior weights, Pearson residuals,
+        sigma."""
+        from multilevel.inference.leverage import cooks_distance, hat_diagonal
+
+        if getattr(self, "streamed", False):
+            from multilevel.design.stream import STREAMED_REASON, StreamedDataError
+
+            raise StreamedDataError(f"hatvalues() needs every row: {STREAMED_REASON}")
+        terms, lambdas, X, W, prior, pearson, sigma = self._leverage_parts()
+        hat = hat_diagonal(terms, lambdas, X, W, prior)
+        return hat, cooks_distance(hat, pearson, sigma, np.asarray(X).shape[1])
+
+    def hatvalues(self: Any) -> Any:
+        """The diagonal of the hat matrix, as lme4's ``hatvalues(fit)`` (broom.mixed's
+        ``.hat``), aligned as :attr:`fitted`. For glmer fits these are lme4's numbers, which
+        lme4 itself warns "may not make sense for GLMMs" (prior weights such as binomial
+        trials can take them above 1); see :mod:`multilevel.inference.leverage`.
+
+        Examples
+        --------
+        >>> import multilevel as ml
+        >>> fit = ml.lmer("Reaction ~ Days + (1 | Subject)", ml.datasets.load("sleepstudy"))
+        >>> round(float(fit.hatvalues().iloc[0]), 6)
+        0.107483
+        """
+        return self._leverage_aligned(self._leverage_rows()[0], "hat")
+
+    def cooks_distance(self: Any) -> Any:
+        """Cook's distance of each row, as lme4's ``cooks.distance(fit)`` (broom.mixed's
+        ``.cooksd``): ``(r / (1 - hat))^2 hat / (sigma^2 p)`` with Pearson residuals r,
+        aligned as :attr:`fitted`. Leave-one-group-out diagnostics are :meth:`influence`."""
+        return self._leverage_aligned(self._leverage_rows()[1], "cooksd")
+
 
 class LmerTables(MixedAliases):
     """``glance``, ``augment`` and statsmodels' names for :class:`~multilevel.LmerFit`."""
@@ -206,8 +244,9 @@ class LmerTables(MixedAliases):
         return pd.DataFrame(index=pd.Index(np.asarray(self.design.rows)))
 
     def augment(self: Any, data: Any = None) -> pd.DataFrame:
-        """The rows used with broom.mixed's columns .fitted, .resid, .fixed, .mu, .offset,
-        .weights and .wtres (see :mod:`multilevel.results.tidy`).
+        """The rows used with broom.mixed's columns .fitted, .resid, .hat, .cooksd, .fixed,
+        .mu, .offset, .sqrtXwt, .sqrtrwt, .weights and .wtres (see
+        :mod:`multilevel.results.tidy`).
 
         Examples
         --------
@@ -224,14 +263,28 @@ class LmerTables(MixedAliases):
         offset = np.zeros(n) if d.offset is None else np.asarray(d.offset, dtype=float)
         weights = np.ones(n) if d.weights is None else np.asarray(d.weights, dtype=float)
         fitted, resid = self._fitted_rows, self._resid_rows
+        hat, cooksd = self._leverage_rows()
         out[".fitted"] = fitted
         out[".resid"] = resid
+        out[".hat"] = hat
+        out[".cooksd"] = cooksd
         out[".fixed"] = np.asarray(d.X, dtype=float) @ self.beta + offset
         out[".mu"] = fitted
         out[".offset"] = offset
+        out[".sqrtXwt"] = np.sqrt(weights)
+        out[".sqrtrwt"] = np.sqrt(weights)
         out[".weights"] = weights
         out[".wtres"] = np.sqrt(weights) * resid
         return out
+
+    def _leverage_parts(self: Any) -> tuple:
+        d = self.design
+        w = np.ones(self.nobs) if d.weights is None else np.asarray(d.weights, dtype=float)
+        pearson = np.sqrt(w) * self._resid_rows
+        return d.terms, self.lambda_, np.asarray(d.X, float), w, w, pearson, float(self.sigma)
+
+    def _leverage_aligned(self: Any, values: np.ndarray, name: str) -> Any:
+        return row_values(values, self.design.rows, self.input_index, name)
 
     def conf_int(self: Any, level: float = 0.95, ddf: str | None = "satterthwaite") -> pd.DataFrame:
         """Intervals for the fixed effects (columns lower, upper): t with Satterthwaite's df
