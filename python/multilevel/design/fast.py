@@ -281,7 +281,7 @@ class LazyDesign(Design):
                 for t, spec, pre in zip(self.terms, z_specs, prefix)
             ]
             acc.add(y, X, terms)
-        return acc.problem()
+        return acc.problem(reset=True)  # the sums move into the problem (no copy)
 
 
 def _lazy_property(name: str) -> property:
