@@ -216,23 +216,28 @@ def test_lazy_predict_newdata(formula, monkeypatch):
     )
 
 
-def test_lmer_imports_no_scipy_stats():
-    """scipy.stats and scipy.optimize (about 40 MB of the process) are imported by the
-    inference that needs them, not by a fit: the large path's peak memory counts them."""
+def test_plain_lmer_imports_neither_formulaic_nor_scipy():
+    """A fit of a plain formula (sums of columns, ``(1 + x | g)``) imports neither formulaic nor
+    scipy (with what they import, about 60 MB of the process): the formula is read without
+    formulaic, and scipy is imported by the inference that needs it. The large path's peak
+    memory counts every module the process holds."""
     code = (
         "import sys, numpy as np, pandas as pd, multilevel as ml\n"
+        "from multilevel.design import fast\n"
         "rng = np.random.default_rng(0)\n"
         "df = pd.DataFrame({'y': rng.normal(size=200), 'x': rng.normal(size=200),"
         " 'g': np.arange(200) % 20})\n"
-        "fit = ml.lmer('y ~ x + (1 | g)', df)\n"
-        "print(sorted(m for m in ('scipy.stats', 'scipy.optimize') if m in sys.modules))"
+        "kinds = [type(ml.lmer('y ~ x + (1 + x | g)', df).design).__name__]\n"
+        "fast.LAZY_ROWS = 10\n"
+        "kinds.append(type(ml.lmer('y ~ 1 + x + (1 | g)', df).design).__name__)\n"
+        "print(kinds, sorted(m for m in ('formulaic', 'scipy') if m in sys.modules))"
     )
     python = str(Path(ml.__file__).parents[1])
     out = subprocess.run(
-        [sys.executable, "-c", code],
+        [sys.executable, "-W", "ignore", "-c", code],
         capture_output=True,
         text=True,
         check=True,
         env={"PYTHONPATH": python, "PATH": ""},
     )
-    assert out.stdout.strip() == "[]"
+    assert out.stdout.strip() == "['Design', 'LazyDesign'] []"
