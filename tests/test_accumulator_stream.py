@@ -190,6 +190,23 @@ def test_self_merge_doubles_the_rows():
     assert acc.nrows == 600
 
 
+def test_problem_with_reset_moves_the_sums_and_leaves_it_empty():
+    """``problem(reset=True)``: the same problem as ``problem()`` (bit for bit: the sums are
+    moved, not recomputed), and the accumulator empty and usable again afterwards."""
+    y, X, terms, w = _data(n=900, weights=True)
+    kept, moved = (_batches(y, X, terms, w, [0, 400, 900])[1] for _ in range(2))
+    ref = kept.problem()
+    assert kept.nrows == 500
+    got = moved.problem(reset=True)
+    assert moved.nrows == 0 and moved.nobs == 0
+    n_theta = len(ref.theta0)
+    np.testing.assert_array_equal(_objectives(got, n_theta), _objectives(ref, n_theta))
+    np.testing.assert_array_equal(got.theta0, ref.theta0)
+    again = _batches(y, X, terms, w, [0, 400, 900])[1]
+    moved.merge(again)
+    assert moved.to_bytes() == again.to_bytes()
+
+
 def test_bad_batches_name_the_term_and_row():
     y, X, terms, _ = _data(n=50)
     acc = _accumulator(terms, 3)

@@ -154,3 +154,29 @@ def test_error_is_valueerror():
 def test_not_a_string():
     with pytest.raises(FormulaError):
         parse(None)  # type: ignore[arg-type]
+
+
+PLAIN = ["x1 + x2", "1 + x", "0 + x + x", " x ", "np", "C + I", "x1+1+x2", "_a + b_2", "y"]
+
+
+@pytest.mark.parametrize("expr", PLAIN)
+def test_plain_sums_read_without_formulaic_as_formulaic_reads_them(expr, monkeypatch):
+    from multilevel import formula
+
+    assert formula._plain_names(expr) is not None
+    ours = [formula._expr_variables_uncached(expr, r) for r in (False, True)]
+    monkeypatch.setattr(formula, "_plain_names", lambda e: None)
+    assert ours == [formula._expr_variables_uncached(expr, r) for r in (False, True)]
+
+
+def test_plain_formulas_parse_as_through_formulaic(monkeypatch):
+    from multilevel import formula
+
+    texts = ["y ~ x1 + x2 + x3 + (1 + x1 | g)", "y ~ 0 + x + (0 + x | g) + (1 | h)", "y ~ 1"]
+    ours = [parse(t) for t in texts]
+    monkeypatch.setattr(formula, "_plain_names", lambda e: None)
+    formula._parse_cached.cache_clear()
+    try:
+        assert [parse(t) for t in texts] == ours
+    finally:
+        formula._parse_cached.cache_clear()

@@ -7,6 +7,9 @@ small data, and compare with the general path (threshold out of reach) on the sa
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -123,6 +126,49 @@ def test_lazy_inf_is_an_error(lazy):
         ml.lmer("y ~ x1 + (1 | g)", df)
 
 
+def test_lazy_fit_makes_no_arrays_of_all_rows(lazy):
+    """The fit, pre-fit checks included, reads the rows a block at a time: y, X, each Z and an
+    integer grouping column's codes are made only when asked for afterwards."""
+    fit = ml.lmer("y ~ x1 + x2 + (1 + x1 | g) + (1 | s)", _panel())
+    d = fit.design
+    assert type(d).__name__ == "LazyDesign"
+    assert not d._lazy  # no y, X or rows
+    assert all(t._z is None for t in d.terms)
+    assert [t._codes is None for t in d.terms] == [t.group == "g" for t in d.terms]
+
+
+def test_lazy_block_sums_equal_the_arrays(lazy):
+    df = _panel()
+    df.loc[[4, 9], "x2"] = np.nan  # dropped rows are not in the sums
+    with pytest.warns(ml.MissingValuesWarning):
+        fit = ml.lmer("y ~ x1 * x2 + (1 + x1 | g) + (0 + x2 | s)", df)
+    d = fit.design
+    assert d.y_range == (d.y[0], d.y.min(), d.y.max())
+    for t in d.terms:  # (1 + x1 | g) from X's block, (0 + x2 | s) from its own
+        np.testing.assert_array_equal(t.sizes, np.max(np.abs(t.Z), axis=0))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda df: df.assign(y=2.0), r"the response 'y' is constant \(2 in all 600 rows used\)"),
+        (
+            lambda df: df.assign(x1=df["x1"] * 1e13),
+            r"column 'x1' of the random-effects term \(1 \+ x1 \| g\) has values of size",
+        ),
+    ],
+)
+def test_lazy_checks_before_the_fit_as_general(change, message, monkeypatch):
+    df = change(_panel())
+    made, lazy_design = [], fast.lazy_design
+    monkeypatch.setattr(fast, "lazy_design", lambda *a: made.append(lazy_design(*a)) or made[-1])
+    for rows in (10**15, 10):  # the general path, then the lazy one
+        monkeypatch.setattr(fast, "LAZY_ROWS", rows)
+        with pytest.raises(ml.DataError, match=message):
+            ml.lmer("y ~ x1 + (1 + x1 | g)", df)
+    assert [type(d).__name__ for d in made] == ["NoneType", "LazyDesign"]
+
+
 def test_lazy_design_pickles_as_plain(lazy):
     df = _panel()
     fit = ml.lmer("y ~ x1 + (1 + x1 | g)", df)
@@ -168,3 +214,30 @@ def test_lazy_predict_newdata(formula, monkeypatch):
     np.testing.assert_allclose(
         fit.predict(new, re_form="NA"), ref.predict(new, re_form="NA"), rtol=1e-8
     )
+
+
+def test_plain_lmer_imports_neither_formulaic_nor_scipy():
+    """A fit of a plain formula (sums of columns, ``(1 + x | g)``) imports neither formulaic nor
+    scipy (with what they import, about 60 MB of the process): the formula is read without
+    formulaic, and scipy is imported by the inference that needs it. The large path's peak
+    memory counts every module the process holds."""
+    code = (
+        "import sys, numpy as np, pandas as pd, multilevel as ml\n"
+        "from multilevel.design import fast\n"
+        "rng = np.random.default_rng(0)\n"
+        "df = pd.DataFrame({'y': rng.normal(size=200), 'x': rng.normal(size=200),"
+        " 'g': np.arange(200) % 20})\n"
+        "kinds = [type(ml.lmer('y ~ x + (1 + x | g)', df).design).__name__]\n"
+        "fast.LAZY_ROWS = 10\n"
+        "kinds.append(type(ml.lmer('y ~ 1 + x + (1 | g)', df).design).__name__)\n"
+        "print(kinds, sorted(m for m in ('formulaic', 'scipy') if m in sys.modules))"
+    )
+    python = str(Path(ml.__file__).parents[1])
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": python, "PATH": ""},
+    )
+    assert out.stdout.strip() == "['Design', 'LazyDesign'] []"

@@ -128,8 +128,9 @@ class Accumulator:
     def from_bytes(data: bytes | bytearray, threads: int = 0) -> Accumulator:
         """Reads ``to_bytes``'s output; a corrupt buffer raises ``ShapeError``."""
     def __reduce__(self) -> tuple[object, tuple[bytes]]: ...
-    def problem(self) -> LmmProblem:
-        """The ``LmmProblem`` of the rows added (the accumulator stays usable)."""
+    def problem(self, reset: bool = False) -> LmmProblem:
+        """The ``LmmProblem`` of the rows added (the accumulator stays usable; ``reset=True``
+        moves its sums into the problem, no copy, and leaves it empty)."""
     @property
     def nrows(self) -> int:
         """Rows added, whatever their weights."""

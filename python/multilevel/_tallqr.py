@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import scipy.linalg
 
 __all__ = ["kept_columns", "tall_r"]
 
@@ -22,6 +21,8 @@ BLOCK_ROWS = 8_192
 
 def _r_of(A: np.ndarray) -> np.ndarray:
     """R of A (overwritten): LAPACK's dgeqrf alone, without forming Q or copying A."""
+    import scipy.linalg
+
     qr, _tau, _work, info = scipy.linalg.lapack.dgeqrf(A, overwrite_a=1)
     if info != 0:
         raise np.linalg.LinAlgError(f"dgeqrf failed (info={info})")

@@ -3,7 +3,9 @@
 ``parse("Reaction ~ Days + (Days | Subject)")`` finds the bar terms ``(expr | group)`` with a
 small tokenizer that tracks parentheses, quotes and character positions, expands them as lme4
 does, and leaves everything else (the response, the fixed part, each bar's left side) to
-formulaic, which builds the matrices in :mod:`multilevel.design`.
+formulaic, which builds the matrices in :mod:`multilevel.design`. A sum of plain names and 0
+or 1 (``x1 + x2``, ``1 + x``) is read here, as formulaic reads it, without importing formulaic
+(with what it imports, about 26 MB of the process: the large in-memory path counts them).
 
 Expansions (lme4's ``findbars`` / ``expandDoubleVerts``):
 
@@ -27,13 +29,10 @@ from __future__ import annotations
 
 import ast
 import functools
+import keyword
 import re
 import warnings
 from dataclasses import dataclass, field
-
-import formulaic
-from formulaic.transforms import TRANSFORMS
-from formulaic.utils.code import sanitize_variable_names
 
 from multilevel.exceptions import FormulaError, FormulaWarning
 
@@ -42,9 +41,37 @@ __all__ = ["ParsedFormula", "RandomTermSpec", "expr_variables", "parse"]
 _IDENT = re.compile(r"[A-Za-z_.][A-Za-z0-9_.]*|`[^`]+`")
 # Modules a formula may call into (``np.log(x)``): never data columns.
 NAMESPACES = frozenset({"np", "numpy", "math", "pd", "pandas", "scipy"})
-# Names formulas may call beyond formulaic's (multilevel.contextual), and R's offset().
-FORMULA_FUNCTIONS = frozenset({*TRANSFORMS, "cvar", "dvar", "offset"})
 _OFFSET_TERM = re.compile(r"offset\s*\((?P<expr>.*)\)", re.S)
+# A sum of plain names and 0 or 1 (``x1 + x2``, ``1 + x``), which formulaic reads as one column
+# per name: read here, without importing formulaic (26 MB of the process with what it imports).
+_PLAIN_ITEM = r"(?:[A-Za-z_][A-Za-z0-9_]*|[01])"
+_PLAIN_SUM = re.compile(rf"\s*{_PLAIN_ITEM}(?:\s*\+\s*{_PLAIN_ITEM})*\s*")
+
+
+@functools.cache
+def formula_functions() -> frozenset[str]:
+    """Names formulas may call: formulaic's transforms, ours (multilevel.contextual) and R's
+    offset(); also ``FORMULA_FUNCTIONS`` (formulaic is imported on first use)."""
+    from formulaic.transforms import TRANSFORMS
+
+    return frozenset({*TRANSFORMS, "cvar", "dvar", "offset"})
+
+
+def __getattr__(name: str):
+    if name == "FORMULA_FUNCTIONS":
+        return formula_functions()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _plain_names(expr: str) -> list[str] | None:
+    """The names of an expression that :data:`_PLAIN_SUM` matches, in order (0 and 1 left
+    out); None for any other expression (formulaic reads it)."""
+    if not _PLAIN_SUM.fullmatch(expr):
+        return None
+    names = [t.strip() for t in expr.split("+")]
+    if any(keyword.iskeyword(n) for n in names):
+        return None
+    return [n for n in names if n not in ("0", "1")]
 
 
 _R_NAME = re.compile(r"`[^`]*`|'[^']*'|\"[^\"]*\"|(?<![\w.])[A-Za-z_][\w]*(?:\.\w*)+")
@@ -175,6 +202,22 @@ def _expr_variables_cached(expr: str, response: bool) -> tuple[str, ...]:
 
 
 def _expr_variables_uncached(expr: str, response: bool) -> list[str]:
+    plain = _plain_names(expr)
+    if plain is not None and not (response and (len(plain) != 1 or plain[0] in NAMESPACES)):
+        names = plain  # formulaic's reading of a plain sum (a response: one name, not a module)
+    else:
+        names = _formulaic_variables(expr, response)
+
+    def first(name: str) -> int:
+        m = re.search(r"(?<![\w.])" + re.escape(name) + r"(?![\w.])", expr)
+        return m.start() if m else len(expr)
+
+    return sorted(dict.fromkeys(names), key=lambda n: (first(n), n))
+
+
+def _formulaic_variables(expr: str, response: bool) -> list[str]:
+    import formulaic
+
     text = "{" + expr + "}" if response else expr
     try:
         terms = list(formulaic.Formula(quote_r_names(text)))
@@ -197,12 +240,7 @@ def _expr_variables_uncached(expr: str, response: bool) -> list[str]:
                     _extend(names, _python_variables(str(f.expr)))
         # a backticked name is a column, even `1` (which formulaic reads as the literal)
         _extend(names, [m.group(1) for m in re.finditer(r"`([^`]+)`", expr)])
-
-    def first(name: str) -> int:
-        m = re.search(r"(?<![\w.])" + re.escape(name) + r"(?![\w.])", expr)
-        return m.start() if m else len(expr)
-
-    return sorted(names, key=lambda n: (first(n), n))
+    return names
 
 
 def _python_variables(code: str) -> list[str]:
@@ -210,6 +248,9 @@ def _python_variables(code: str) -> list[str]:
     (``my.x``) that are not called, not modules (``np``) and not formula constants given as
     arguments (``C(f, Treatment)``, ``contr.treatment``). formulaic's own list misses the
     argument of its stateful transforms (``scale(x)``, ``center(x)``) and splits ``my.x``."""
+    from formulaic.utils.code import sanitize_variable_names
+
+    functions = formula_functions()
     aliases: dict[str, str] = {}
     try:
         tree = ast.parse(sanitize_variable_names(code, {}, aliases), mode="eval")
@@ -221,7 +262,7 @@ def _python_variables(code: str) -> list[str]:
         if isinstance(node, ast.Call):
             if isinstance(node.func, ast.Attribute):  # a method of a column: x.clip(0)
                 root = ast.unparse(node.func).split(".")[0]
-                if root not in NAMESPACES and root not in FORMULA_FUNCTIONS:
+                if root not in NAMESPACES and root not in functions:
                     _extend(out, [aliases.get(root, root)])
             for a in node.args:
                 visit(a, True)
@@ -231,7 +272,7 @@ def _python_variables(code: str) -> list[str]:
         if isinstance(node, (ast.Name, ast.Attribute)):
             name = ast.unparse(node)
             root = name.split(".")[0]
-            if root in NAMESPACES or (in_call and root in FORMULA_FUNCTIONS):
+            if root in NAMESPACES or (in_call and root in functions):
                 return
             _extend(out, [aliases.get(name, name)])
             return
@@ -450,6 +491,10 @@ def _parse_cached(formula: str) -> ParsedFormula:
 
 def _check_fixed_piece(formula: str, text: str, start: int) -> None:
     """Let formulaic parse one summand of the fixed part; point at its complaint."""
+    if _plain_names(text) is not None:
+        return
+    import formulaic
+
     try:
         formulaic.Formula(quote_r_names(text))
     except Exception as exc:
@@ -514,6 +559,8 @@ def _parse_bar(formula: str, inner, pstart: int, pend: int) -> list[RandomTermSp
         if not double:
             out.append(RandomTermSpec(expr, group, factors, True, f"({expr} | {group})"))
             continue
+        import formulaic
+
         terms = [_term_text(x) for x in formulaic.Formula(quote_r_names(expr))]
         if "1" in terms:
             out.append(RandomTermSpec("1", group, factors, False, f"(1 | {group})"))
@@ -537,6 +584,10 @@ def _term_text(term) -> str:
 
 
 def _check_expr(formula: str, expr: str, pos: int, what: str = "the left side of '|'") -> None:
+    if _plain_names(expr) is not None:
+        return
+    import formulaic
+
     try:
         formulaic.Formula(quote_r_names(expr))
     except Exception as exc:

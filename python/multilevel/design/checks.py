@@ -56,10 +56,9 @@ def check_z_scale(design: Any) -> None:
     """Raise DataError naming a random-effects column whose values are out of range."""
     low, high = Z_SIZE_RANGE
     for term in design.terms:
-        Z = np.asarray(term.Z)
-        if Z.shape[0] == 0:
+        size = _z_sizes(term)
+        if size is None:
             continue
-        size = np.max(np.abs(Z), axis=0)
         for name, v in zip(term.names, size, strict=True):
             if np.isfinite(v) and (v > high or 0 < v < low):
                 lhs = " + ".join("1" if n == "(Intercept)" else n for n in term.names)
@@ -72,10 +71,20 @@ def check_z_scale(design: Any) -> None:
                 )
 
 
+def _z_sizes(term: Any) -> np.ndarray | None:
+    """The largest absolute value of each column of a term's Z (None without rows); a
+    ``design.fast.LazyReTerm`` has them from its design's pass over row blocks (no Z)."""
+    sizes = getattr(term, "sizes", None)
+    if sizes is not None:
+        return sizes
+    Z = np.asarray(term.Z)
+    return np.max(np.abs(Z), axis=0) if Z.shape[0] else None
+
+
 def check_terms(design: Any) -> None:
     """FormulaError for a random-effects term without columns (``(0 | g)``)."""
     for t in design.terms:
-        if t.Z.shape[1] == 0:
+        if t.q == 0:
             text = t.spec.term.text
             raise FormulaError(
                 f"random-effects term {text} has no columns: '0 |' (or '-1 |') removes the "
@@ -86,7 +95,7 @@ def check_terms(design: Any) -> None:
 
 
 def _check_rows(design: Any) -> None:
-    n, p = design.X.shape
+    n, p = design.nobs, len(design.fixed_names)  # X's shape, without making a lazy X
     w = design.weights
     if w is not None and not np.any(w > 0):
         raise DataError(f"every weight is zero: none of the {n} rows enters the fit")
@@ -112,12 +121,24 @@ def _check_rows(design: Any) -> None:
             f"{n} observations cannot fit {p} fixed-effect coefficients{extra}: a mixed model "
             "needs more rows than fixed effects (lme4: 'objective in x0 returns NA')"
         )
-    y = design.y
-    if n and "(Intercept)" in design.fixed_names and float(np.ptp(y)) == 0.0:
+    if not (n and "(Intercept)" in design.fixed_names):
+        return
+    first, spread = _y_spread(design)
+    if spread == 0.0:
         raise DataError(
-            f"the response {design.parsed.response!r} is constant ({y[0]:g} in all {n} rows "
+            f"the response {design.parsed.response!r} is constant ({first:g} in all {n} rows "
             "used): with an intercept nothing is left for the random effects or the residual"
         )
+
+
+def _y_spread(design: Any) -> tuple[float, float]:
+    """The response's first value and its range (``np.ptp``); a ``design.fast.LazyDesign``
+    has them from its pass over row blocks (no copy of y)."""
+    own = getattr(design, "y_range", None)
+    if own is not None:
+        return own[0], float(own[2] - own[1])
+    y = design.y
+    return y[0], float(np.ptp(y))
 
 
 @contextlib.contextmanager

@@ -6,13 +6,14 @@ products of numeric columns (``x1 * x2``, ``x1:x2``: :class:`ProductSpec`, named
 as formulaic does on the first rows), with no weights, offset or transformation, a mixed
 model needs the rows only through the cross-products A = [Z X y]'[Z X y]. On data of
 :data:`LAZY_ROWS` rows or more, :func:`lazy_design` therefore builds no ``X`` and no ``Z``
-for all the rows: the grouping
-factors are coded (integer columns by counting, no hashing and no sort), the rank rule is
-screened on X'X summed over row blocks, and :meth:`LazyDesign.problem` adds row blocks of
-``X`` and ``Z`` (views of the input's columns, a block at a time) into
-``multilevel._core.Accumulator``. The design's ``X``, ``y``, ``rows`` and each term's ``Z``
-are made on first use (fitted values, residuals, inference), as the general path makes them;
-names, levels and codes are identical to :func:`multilevel.design.random.build`'s.
+for all the rows: the grouping factors are coded (integer columns by counting, no hashing
+and no sort); one pass over row blocks sums X'X for the rank screen and finds what the
+pre-fit checks (:mod:`multilevel.design.checks`) need of y and each Z (:class:`BlockSums`);
+and :meth:`LazyDesign.problem` adds row blocks of ``X`` and ``Z`` (views of the input's
+columns, a block at a time) into ``multilevel._core.Accumulator``. The design's ``X``,
+``y``, ``rows`` and each term's ``Z`` are made on first use (fitted values, residuals,
+inference), as the general path makes them; names, levels and codes are identical to
+:func:`multilevel.design.random.build`'s.
 
 Below :data:`LAZY_ROWS` rows, or for anything else (weights, offsets, transformations,
 interactions with factors, rank-deficient X), :func:`lazy_design` returns None and the
@@ -46,10 +47,12 @@ from multilevel.formula import ParsedFormula
 
 __all__ = [
     "LAZY_ROWS",
+    "BlockSums",
     "IntCoder",
     "LazyDesign",
     "LazyReTerm",
     "ProductSpec",
+    "block_sums",
     "gram_full_rank",
     "int_coder",
     "int_codes",
@@ -178,10 +181,13 @@ def _grouping(frame: Frame, factors: tuple[str, ...]):
 
 class LazyReTerm(ReTerm):
     """A :class:`ReTerm` whose ``Z`` (and, for an integer grouping column, ``codes``) are
-    made from the data on first use; :meth:`block_codes` gives a block's codes meanwhile."""
+    made from the data on first use; :meth:`block_codes` gives a block's codes meanwhile.
+    ``sizes``: the largest absolute value of each column of Z (:class:`BlockSums`), for the
+    pre-fit checks."""
 
-    def __init__(self, group, names, codes, levels, spec, make_z):
+    def __init__(self, group, names, codes, levels, spec, make_z, sizes):
         self._z = None
+        self.sizes = sizes
         self._make_z = make_z
         self._coder = codes if isinstance(codes, IntCoder) else None
         super().__init__(group, names, None if self._coder else codes, levels, None, spec)
@@ -221,7 +227,11 @@ class LazyReTerm(ReTerm):
 
 class LazyDesign(Design):
     """A :class:`Design` whose ``y``, ``X`` and ``rows`` are made on first use; its
-    :meth:`problem` accumulates the cross-products block by block."""
+    :meth:`problem` accumulates the cross-products block by block. ``y_range``: the
+    response's first, smallest and largest value (:class:`BlockSums`), for the pre-fit
+    checks."""
+
+    y_range: tuple[float, float, float]
 
     _LAZY = ("y", "X", "rows")
 
@@ -257,15 +267,7 @@ class LazyDesign(Design):
         )
         y_all = np.asarray(frame.values(self._response))
         z_specs = [self._z_specs[k] for k in self.term_order]
-        x_names = self._x_spec.names
-        # a Z whose columns are the first columns of X (``(1 + x1 | g)`` with ``1 + x1 + ...``)
-        # is a view of X's block
-        prefix = [
-            len(s.names) <= len(x_names)
-            and s.names == x_names[: len(s.names)]
-            and s.levels == self._x_spec.levels
-            for s in z_specs
-        ]
+        prefix = _z_prefixes(self._x_spec, z_specs)
         for a in range(0, n, BLOCK_ROWS):
             b = min(a + BLOCK_ROWS, n)
             block = _block(frame, a, b)
@@ -279,7 +281,7 @@ class LazyDesign(Design):
                 for t, spec, pre in zip(self.terms, z_specs, prefix)
             ]
             acc.add(y, X, terms)
-        return acc.problem()
+        return acc.problem(reset=True)  # the sums move into the problem (no copy)
 
 
 def _lazy_property(name: str) -> property:
@@ -314,16 +316,48 @@ def _block(frame: Frame, a: int, b: int) -> Frame:
     return Frame(cols, b - a)
 
 
-def _clearly_full_rank_blocks(spec: NumericSpec, frame: Frame) -> bool:
-    """``rank._clearly_full_rank``'s screen on X'X summed over row blocks: every column
-    clearly independent of the others (the smallest eigenvalue of the column-normalised X'X
-    at least 1e-6)."""
-    p = len(spec.names)
+class BlockSums:
+    """What the pre-fit checks and the rank screen need of all the rows, from one pass over
+    row blocks (:func:`block_sums`) instead of X, y and each Z made for all the rows: X'X, the
+    response's first, smallest and largest value, and each random-effects term's largest
+    absolute value per column (``np.max(np.abs(Z), axis=0)``; NaN as NumPy propagates it)."""
+
+    def __init__(self, G: np.ndarray, y_first: float, y_min: float, y_max: float, z_sizes):
+        self.G, self.y_first, self.y_min, self.y_max = G, y_first, y_min, y_max
+        self.z_sizes = z_sizes
+
+
+def block_sums(x_spec: NumericSpec, z_specs: list, frame: Frame, response: str) -> BlockSums:
+    """:class:`BlockSums` of the rows of ``frame`` (``z_specs`` in the formula's order)."""
+    p, n = len(x_spec.names), len(frame)
+    prefix = _z_prefixes(x_spec, z_specs)
     G = np.zeros((p, p))
-    for a in range(0, len(frame), BLOCK_ROWS):
-        X = spec.get_model_matrix(_block(frame, a, min(a + BLOCK_ROWS, len(frame)))).values
+    y_all = np.asarray(frame.values(response))
+    y_min, y_max = np.inf, -np.inf
+    z_sizes = [np.zeros(len(s.names)) for s in z_specs]
+    for a in range(0, n, BLOCK_ROWS):
+        block = _block(frame, a, min(a + BLOCK_ROWS, n))
+        X = x_spec.get_model_matrix(block).values
         G += X.T @ X
-    return gram_full_rank(G)
+        y = y_all[a : a + BLOCK_ROWS]
+        y_min, y_max = np.minimum(y_min, y.min()), np.maximum(y_max, y.max())
+        for k, (spec, pre) in enumerate(zip(z_specs, prefix)):
+            Z = X[:, : len(spec.names)] if pre else spec.get_model_matrix(block).values
+            if Z.shape[1]:
+                z_sizes[k] = np.maximum(z_sizes[k], np.max(np.abs(Z), axis=0))
+    return BlockSums(G, float(y_all[0]), float(y_min), float(y_max), z_sizes)
+
+
+def _z_prefixes(x_spec: NumericSpec, z_specs: list) -> list[bool]:
+    """For each Z spec, whether its columns are the first columns of X (``(1 + x1 | g)`` with
+    ``1 + x1 + ...``): then a block's Z is a view of the block's X."""
+    x_names = x_spec.names
+    return [
+        len(s.names) <= len(x_names)
+        and s.names == x_names[: len(s.names)]
+        and s.levels == x_spec.levels
+        for s in z_specs
+    ]
 
 
 def gram_full_rank(G: np.ndarray) -> bool:
@@ -337,6 +371,15 @@ def gram_full_rank(G: np.ndarray) -> bool:
     return len(d) <= 1 or bool(np.linalg.eigvalsh(G * np.outer(s, s))[0] >= 1e-6)
 
 
+def _finite_float(v: Any) -> bool:
+    """A float array finite everywhere (``_missing``'s common case), checked a block of rows
+    at a time instead of with a mask of all the rows."""
+    if not (isinstance(v, np.ndarray) and v.dtype.kind == "f"):
+        return False
+    step = BLOCK_ROWS * 4
+    return all(np.isfinite(v[a : a + step]).all() for a in range(0, v.size, step))
+
+
 def _complete_frame(df: pd.DataFrame, used: list[str], stacklevel: int):
     """``drop_missing`` without the row positions when no row is dropped: (frame, rows or
     None, n_dropped)."""
@@ -345,7 +388,7 @@ def _complete_frame(df: pd.DataFrame, used: list[str], stacklevel: int):
     cols, missing, culprits = {}, None, []
     for c in used:
         cols[c] = v = _column(df, c, pos)
-        m = _missing(v, c)
+        m = None if _finite_float(v) else _missing(v, c)
         if m is not None:
             culprits.append(c)
             missing = m if missing is None else missing | m
@@ -389,11 +432,12 @@ def lazy_design(
     ]
     if x_spec is None or any(s is None for s in z_specs):
         return None
-    if not _clearly_full_rank_blocks(x_spec, frame):
+    sums = block_sums(x_spec, z_specs, frame, resp)
+    if not gram_full_rank(sums.G):
         return None  # the general path applies R's rule (and warns)
     nobs = len(frame)
     terms = []
-    for t, zs in zip(parsed.random, z_specs):
+    for t, zs, sizes in zip(parsed.random, z_specs, sums.z_sizes):
         codes, levels, factor_levels, keys = _grouping(frame, t.group_factors)
 
         def make_z(zs=zs) -> np.ndarray:
@@ -407,6 +451,7 @@ def lazy_design(
                 levels,
                 TermSpec(zs, t.group_factors, factor_levels, t, keys),
                 make_z,
+                sizes,
             )
         )
     _check_levels(terms, nobs, False)
@@ -437,6 +482,7 @@ def lazy_design(
         fixed_spec=spec,
         term_order=order,
     )
+    design.y_range = (sums.y_first, sums.y_min, sums.y_max)
     if rows is not None:
         design.rows = rows
     return design

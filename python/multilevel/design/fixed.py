@@ -8,11 +8,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import formulaic
 import numpy as np
 import pandas as pd
 
-from multilevel.contextual import formula_context, strip_calls
 from multilevel.data import (
     as_pandas,
     check_columns,
@@ -233,6 +231,8 @@ def fixed_factor_levels(parsed: ParsedFormula, frame: pd.DataFrame) -> dict[str,
     out = {}
     variables = parsed.fixed_variables()
     if "var(" in parsed.fixed:  # a grouping factor only seen by cvar/dvar is not a factor of X
+        from multilevel.contextual import strip_calls
+
         variables = [v for v in variables if v in expr_variables(strip_calls(parsed.fixed))]
     for v in variables:
         s = column_values(frame, v)
@@ -263,6 +263,10 @@ def fixed_matrix(
                 f"factor {v!r} has new levels in newdata: "
                 + ", ".join(repr(x) for x in list(new)[:10])
             )
+    import formulaic  # imported here: a plain formula never needs it (see formula.py)
+
+    from multilevel.contextual import formula_context
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", formulaic.errors.DataMismatchWarning)

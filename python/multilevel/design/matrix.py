@@ -7,15 +7,13 @@ import functools
 import keyword
 import re
 
-import formulaic
 import numpy as np
 import pandas as pd
 
-from multilevel.contextual import formula_context
 from multilevel.data import column_values, is_numeric, pandas_frame
 from multilevel.design.numeric import NumericSpec, numeric_spec
 from multilevel.exceptions import DataError, FormulaError, MultilevelError
-from multilevel.formula import FORMULA_FUNCTIONS, NAMESPACES, ParsedFormula
+from multilevel.formula import NAMESPACES, ParsedFormula, formula_functions
 
 __all__ = [
     "as_float_matrix",
@@ -84,7 +82,7 @@ def quote_columns(expr: str, columns, formula: str) -> tuple[str, list[str]]:
         before = expr[: m.start()].rstrip()
         if after.startswith("(") or before.endswith("."):
             continue
-        clash = tok in FORMULA_FUNCTIONS or tok in NAMESPACES
+        clash = tok in formula_functions() or tok in NAMESPACES
         if not (clash or "." in tok or keyword.iskeyword(tok)):
             continue
         if clash and re.search(r"(?<![\w.`])" + re.escape(tok) + r"\s*[(.]", expr):
@@ -126,6 +124,10 @@ def model_matrix(expr: str, frame: pd.DataFrame, formula: str, what: str):
     fast = numeric_spec(expr, frame)
     if fast is not None:
         return _r_bool_names(fast.get_model_matrix(frame), frame)
+    import formulaic  # imported here: a plain formula never needs it (see formula.py)
+
+    from multilevel.contextual import formula_context
+
     expr_q, quoted = quote_columns(expr, frame.columns, formula)
     try:
         mm = formulaic.model_matrix(

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from multilevel.contextual import formula_context
 from multilevel.data import as_pandas, check_columns, drop_missing
 from multilevel.design.fixed import fixed_matrix
 from multilevel.design.matrix import as_float_matrix, reraise_own, spec_frame
@@ -106,6 +105,8 @@ def new_matrices(
             ],
             np.zeros(0, np.intp),
         )
+    from multilevel.contextual import formula_context  # imports formulaic
+
     frame, rows, _, _ = drop_missing(df, used, {}, warn=True)
     X = fixed_matrix(design.fixed_spec, frame, allow_new_levels)
     out_terms: list[tuple[np.ndarray, np.ndarray] | None] = []

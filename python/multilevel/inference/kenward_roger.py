@@ -21,12 +21,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy import sparse
 
 from multilevel.exceptions import FitError
+
+if TYPE_CHECKING:
+    from scipy import sparse
 
 #: Largest number of random effects plus fixed effects for which the dense products are formed.
 MAX_DENSE = 12_000
@@ -35,6 +37,8 @@ MAX_DENSE = 12_000
 def _z_matrix(terms: list[Any]) -> tuple[sparse.csc_matrix, list[tuple[int, int, int]]]:
     """Z (n x sum of levels * q, level-major within each term) and each term's
     (offset, levels, q)."""
+    from scipy import sparse
+
     blocks, layout, offset = [], [], 0
     for t in terms:
         codes = np.asarray(t.codes)
@@ -72,6 +76,8 @@ class KenwardRoger:
     """The adjusted covariance of beta and the Kenward-Roger F test of a fitted REML model."""
 
     def __init__(self, fit: Any):
+        from scipy import sparse
+
         if not fit.reml:
             raise FitError(
                 "Kenward-Roger's method is defined for REML fits only: refit with "

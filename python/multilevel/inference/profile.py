@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
 
 from multilevel.exceptions import FitError
 from multilevel.inference import derivatives, varcomp
@@ -51,6 +50,8 @@ def _minimize(
     """L-BFGS-B with central-difference gradients computed here, in one pass per point (scipy's
     own differencing costs far more than the deviance, which takes microseconds); ``step`` is
     the relative difference step."""
+    from scipy import optimize
+
     lo = np.array([b[0] for b in bounds], dtype=float)
     hi = np.array([b[1] for b in bounds], dtype=float)
 
@@ -185,6 +186,8 @@ class _Search:
         return [self.names.index(n) for n in names]
 
     def confint(self, level: float = 0.95, parm: list[str] | None = None) -> pd.DataFrame:
+        from scipy import stats
+
         z = stats.norm.ppf(0.5 + level / 2.0)
         ks = self._indices(parm)
         rows = [(self.limit(k, -z), self.limit(k, z)) for k in ks]
@@ -196,6 +199,8 @@ class _Search:
     def traces(self, parm: list[str] | None = None, level: float = 0.99, points: int = 8) -> dict:
         """Profile traces: per parameter, values from the lower to the upper end at ``level``
         (``points`` on each side of the estimate, the estimate included) and zeta there."""
+        from scipy import stats
+
         zmax = stats.norm.ppf(0.5 + level / 2.0)
         out = {}
         for k in self._indices(parm):

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from multilevel.inference import derivatives
 from multilevel.inference.varpar import VarparModel
@@ -104,6 +103,8 @@ def table(
     ``scale="sd"``: standard deviations and correlations (Stata's ``estat sd``);
     ``scale="var"``: variances and covariances (Stata's default).
     """
+    from scipy import stats
+
     if scale not in ("sd", "var"):
         raise ValueError(f"scale must be 'sd' or 'var'; got {scale!r}")
     model = model or VarparModel.of(fit)
@@ -186,6 +187,8 @@ class LRTest:
 
 def lr_test_vs_lm(fit: Any) -> LRTest:
     """Likelihood-ratio test against the linear regression with the same fixed effects."""
+    from scipy import stats
+
     d = fit.design
     X = np.asarray(d.X, dtype=float)
     y = np.asarray(d.y, dtype=float)

@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from multilevel.exceptions import HypothesisError
 from multilevel.inference import hypotheses, nlme_df, satterthwaite
@@ -89,6 +88,8 @@ def coef_table(fit: Any, ddf: str | None = "satterthwaite", level: float = 0.95)
 
 
 def _table(names, est, se, df, level) -> pd.DataFrame:
+    from scipy import stats
+
     stat = est / se
     if np.all(np.isinf(df)):
         p = 2.0 * stats.norm.sf(np.abs(stat))
@@ -138,6 +139,8 @@ def wald(
     vcov: np.ndarray | None = None,
 ) -> WaldTest:
     """Tests L beta = r row by row and jointly; see :mod:`multilevel.inference.hypotheses`."""
+    from scipy import stats
+
     ddf = _check_ddf(ddf)
     names = list(fit.fixef.index)
     h = hypotheses.build(hypothesis, names, rhs)
@@ -181,6 +184,8 @@ def wald_fixed_df(
     """Tests of L beta = r for a fit with known degrees of freedom (OLS, panel models): each
     row with the smallest df among the coefficients it involves (the residual df, or the
     clusters' df of a cluster-robust covariance), the joint F with ``df_joint``."""
+    from scipy import stats
+
     names = list(coef.index)
     h = hypotheses.build(hypothesis, names, rhs)
     C = np.asarray(vcov, dtype=float)

@@ -291,13 +291,23 @@ impl PyAccumulator {
     }
 
     /// The linear mixed model of the rows added: an ``LmmProblem`` on the accumulator's
-    /// threads, with lme4's start from the accumulated moments. The accumulator stays usable.
-    fn problem(&mut self, py: Python<'_>) -> PyResult<PyLmmProblem> {
+    /// threads, with lme4's start from the accumulated moments. The accumulator stays usable;
+    /// with ``reset=True`` its sums move into the problem instead of being copied (one
+    /// accumulator less at the peak of memory, for a caller done with it) and it is left empty,
+    /// as new, whether or not the problem could be built.
+    #[pyo3(signature = (reset=false))]
+    fn problem(&mut self, py: Python<'_>, reset: bool) -> PyResult<PyLmmProblem> {
+        let (shapes, p) = (self.shape_of(), self.inner.p());
         let (inner, exec) = (&mut self.inner, self.exec.clone());
         let for_problem = exec.clone();
         let problem = catch_panic(|| {
             py.detach(|| {
-                let acc = inner.collapse().clone();
+                let acc = if reset {
+                    let empty = LaneAccumulator::new(&shapes, p);
+                    std::mem::replace(inner, empty).into_accumulator()
+                } else {
+                    inner.collapse().clone()
+                };
                 let start = acc.lme4_start();
                 // Weights brought to geometric mean 1, as the in-memory pass does.
                 let mut a = acc.finish();
