@@ -25,8 +25,8 @@
 //!
 //! Teams are made and cached by the execution handle (`exec.rs`), one per thread count, for the
 //! life of the process (the cache is never dropped: at exit the parked helpers end with the
-//! process, and no destructor waits for them); nothing here chooses a number of threads. MixedModels.jl stays single-threaded here; CHOLMOD (lme4)
-//! parallelises only inside BLAS.
+//! process, and no destructor waits for them); nothing here chooses a number of threads.
+//! MixedModels.jl stays single-threaded here; CHOLMOD (lme4) parallelises only inside BLAS.
 
 use std::cell::UnsafeCell;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
