@@ -220,15 +220,13 @@ impl Team {
             let spawned = std::thread::Builder::new()
                 .name(format!("multilevel-team-{tid}"))
                 .spawn(move || helper(&sh, tid));
-            match spawned {
-                Ok(handle) => team.helpers.push(handle),
-                Err(_) => {
-                    // A thread that could not start: the team would wait for it forever. The
-                    // drop stops the helpers that did start.
-                    drop(team);
-                    return Team::new(1);
-                }
-            }
+            let Ok(handle) = spawned else {
+                // A thread that could not start: the team would wait for it forever. The drop
+                // stops the helpers that did start.
+                drop(team);
+                return Team::new(1);
+            };
+            team.helpers.push(handle);
         }
         team
     }
