@@ -6,6 +6,11 @@
 //! the Hessian H of the objective over (theta, beta) by central finite differences (lme4's
 //! `deriv12`, step 1e-4), vcov(beta) = the beta block of (H / 2)^-1; the nAGQ = 0 fit uses
 //! the PIRLS approximation (R_X R_X')^-1 instead.
+//!
+//! Interrupts (`exec::request_interrupt`, ctrl-C): BOBYQA stops before its next evaluation,
+//! PIRLS before its next iteration and the Hessian before its next evaluation; the fit then
+//! returns `LmmError::Interrupted` (an evaluation that saw the request gives +inf or NaN to
+//! its caller, which is never taken for a result).
 
 use crate::error::{LmmError, Result};
 use crate::exec::Exec;
@@ -89,6 +94,7 @@ fn minimize(
     tol.max_eval = tol.max_eval.max(2 * n + 2);
     let mut solver = Bobyqa::new(n);
     let out = solver.minimize_scaled(&mut *f, x, lower, &upper, &s, &tol);
+    crate::exec::check_interrupt()?;
     if out.status == BobyqaStatus::InvalidArgs {
         return Err(LmmError::Optimizer(format!(
             "BOBYQA rejected the start {x0:?} or the bounds"
@@ -127,20 +133,21 @@ pub fn rx_vcov(p: &Pirls) -> Vec<f64> {
 }
 
 /// Central finite-difference Hessian of f at x (column-major) and the central gradient from
-/// the same evaluations (lme4's `deriv12`).
-fn hessian(f: &mut dyn FnMut(&[f64]) -> f64, x: &[f64]) -> (Vec<f64>, Vec<f64>) {
+/// the same evaluations (lme4's `deriv12`). An error of `f` (an interrupt: 2n^2 + 1 evaluations
+/// can take minutes on a large model) ends it at once.
+fn hessian(f: &mut dyn FnMut(&[f64]) -> Result<f64>, x: &[f64]) -> Result<(Vec<f64>, Vec<f64>)> {
     let n = x.len();
     let h = FD_STEP;
-    let f0 = f(x);
+    let f0 = f(x)?;
     let mut hess = vec![0.0; n * n];
     let mut xp = x.to_vec();
     let mut fp = vec![0.0; n];
     let mut fm = vec![0.0; n];
     for i in 0..n {
         xp[i] = x[i] + h;
-        fp[i] = f(&xp);
+        fp[i] = f(&xp)?;
         xp[i] = x[i] - h;
-        fm[i] = f(&xp);
+        fm[i] = f(&xp)?;
         xp[i] = x[i];
         hess[i + i * n] = (fp[i] - 2.0 * f0 + fm[i]) / (h * h);
     }
@@ -160,7 +167,7 @@ fn hessian(f: &mut dyn FnMut(&[f64]) -> f64, x: &[f64]) -> (Vec<f64>, Vec<f64>) 
             ] {
                 xp[i] = x[i] + si * h;
                 xp[j] = x[j] + sj * h;
-                v += sign * f(&xp);
+                v += sign * f(&xp)?;
             }
             xp[i] = x[i];
             xp[j] = x[j];
@@ -169,7 +176,7 @@ fn hessian(f: &mut dyn FnMut(&[f64]) -> f64, x: &[f64]) -> (Vec<f64>, Vec<f64>) 
             hess[j + i * n] = hij;
         }
     }
-    (hess, grad)
+    Ok((hess, grad))
 }
 
 /// The inverse of a symmetric positive definite matrix (column-major) by Cholesky, or None.
@@ -247,9 +254,13 @@ pub fn fit(
     };
     p.tighten();
     let (hess, grad) = {
-        let mut f =
-            |v: &[f64]| objective(&mut p, &v[..nth], Some(&v[nth..]), nagq).unwrap_or(f64::NAN);
-        hessian(&mut f, &x)
+        // A point where PIRLS fails gives NaN (and a NaN Hessian, handled below); an interrupt
+        // stops the fit.
+        let mut f = |v: &[f64]| match objective(&mut p, &v[..nth], Some(&v[nth..]), nagq) {
+            Err(LmmError::Interrupted) => Err(LmmError::Interrupted),
+            other => Ok(other.unwrap_or(f64::NAN)),
+        };
+        hessian(&mut f, &x)?
     };
     let value = objective(&mut p, &x[..nth], Some(&x[nth..]), nagq)?;
     let n = nth + np;
@@ -362,4 +373,40 @@ pub fn condvar(p: &Pirls) -> Vec<Vec<f64>> {
             out
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hessian_of_a_quadratic_and_its_gradient() {
+        // f = x0^2 + 3 x0 x1 + 2 x1^2 - x1: H = [[2, 3], [3, 4]], gradient (2 x0 + 3 x1, 3 x0 +
+        // 4 x1 - 1); central differences are exact on a quadratic up to rounding.
+        let mut f = |v: &[f64]| Ok(v[0] * v[0] + 3.0 * v[0] * v[1] + 2.0 * v[1] * v[1] - v[1]);
+        let (h, g) = hessian(&mut f, &[0.5, -1.0]).unwrap();
+        for (a, b) in h.iter().zip([2.0, 3.0, 3.0, 4.0]) {
+            assert!((a - b).abs() < 1e-6, "{h:?}");
+        }
+        for (a, b) in g.iter().zip([-2.0, -3.5]) {
+            assert!((a - b).abs() < 1e-9, "{g:?}");
+        }
+    }
+
+    #[test]
+    fn an_interrupt_stops_the_hessian_at_once() {
+        // 2 n^2 + 1 = 19 evaluations for n = 3; the interrupt comes at the seventh.
+        let mut calls = 0;
+        let mut f = |v: &[f64]| {
+            calls += 1;
+            if calls == 7 {
+                Err(LmmError::Interrupted)
+            } else {
+                Ok(v.iter().map(|a| a * a).sum())
+            }
+        };
+        let out = hessian(&mut f, &[1.0, 2.0, 3.0]);
+        assert!(matches!(out, Err(LmmError::Interrupted)));
+        assert_eq!(calls, 7);
+    }
 }

@@ -282,6 +282,7 @@ impl<'a> Pirls<'a> {
     /// Runs PIRLS at theta: with `beta` given, for u alone; with `None`, for beta and u jointly
     /// (starting from the current beta). Starts from the current u (warm start).
     pub fn run(&mut self, theta: &[f64], beta: Option<&[f64]>) -> Result<()> {
+        crate::exec::check_interrupt()?;
         let joint = beta.is_none();
         for (s, (lam, t)) in self.shapes.iter().zip(
             self.lambdas
@@ -366,6 +367,8 @@ impl<'a> Pirls<'a> {
                 converged = true;
                 break;
             }
+            // An iteration is a few passes over the rows: an interrupt waits for at most one.
+            crate::exec::check_interrupt()?;
         }
         if !converged {
             return Err(LmmError::Optimizer(format!(

@@ -17,9 +17,16 @@
 //! barriers on every thread. A second caller while the team is busy (two fits at once from
 //! different Python threads) gets a one-thread context instead of waiting.
 //!
-//! Teams are made and cached by the execution handle (`exec.rs`), one per thread count; nothing
-//! here chooses a number of threads. MixedModels.jl stays single-threaded here; CHOLMOD (lme4)
-//! parallelises only inside BLAS.
+//! Dropping a team stops its helpers: they see a stop request with the next epoch (a parked
+//! helper is woken for it) and return, and the drop joins them, so no thread, stack or buffer
+//! of the team outlives it. A drop cannot meet a job in progress (`run` borrows the team), and a
+//! job that panicked has been waited for by `run`, so every helper is between jobs and the join
+//! ends within one wake-up.
+//!
+//! Teams are made and cached by the execution handle (`exec.rs`), one per thread count, for the
+//! life of the process (the cache is never dropped: at exit the parked helpers end with the
+//! process, and no destructor waits for them); nothing here chooses a number of threads.
+//! MixedModels.jl stays single-threaded here; CHOLMOD (lme4) parallelises only inside BLAS.
 
 use std::cell::UnsafeCell;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -61,6 +68,8 @@ struct Shared {
     generation: AtomicUsize,
     /// Counters of `for_each_dynamic`, used alternately (see there).
     counters: [AtomicUsize; 2],
+    /// Set by `Team::drop` before its last epoch: helpers return instead of running a job.
+    stop: AtomicBool,
     /// Helpers parked on `wake` (they re-check `epoch` under the lock).
     parked: Mutex<usize>,
     wake: Condvar,
@@ -77,8 +86,23 @@ impl Shared {
             arrived: AtomicUsize::new(0),
             generation: AtomicUsize::new(0),
             counters: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            stop: AtomicBool::new(false),
             parked: Mutex::new(0),
             wake: Condvar::new(),
+        }
+    }
+
+    /// Starts a new epoch (a job, or the stop request) and wakes the parked helpers. A helper
+    /// counts itself in `parked` and re-checks `epoch` under the lock before it waits, so it
+    /// either sees the new epoch or is waiting when `notify_all` runs.
+    fn publish(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        let parked = self
+            .parked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *parked > 0 {
+            self.wake.notify_all();
         }
     }
 }
@@ -178,39 +202,33 @@ impl Ctx<'_> {
 pub struct Team {
     shared: Arc<Shared>,
     busy: Mutex<()>,
+    /// The helpers' threads, joined by `drop`.
+    helpers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Team {
     /// A team of `n_threads` threads: the caller of `run` and `n_threads - 1` helpers.
     pub fn new(n_threads: usize) -> Team {
         let n_threads = n_threads.max(1);
-        let shared = Arc::new(Shared::new(n_threads));
-        let mut n_started = 1;
+        let mut team = Team {
+            shared: Arc::new(Shared::new(n_threads)),
+            busy: Mutex::new(()),
+            helpers: Vec::with_capacity(n_threads - 1),
+        };
         for tid in 1..n_threads {
-            let sh = Arc::clone(&shared);
+            let sh = Arc::clone(&team.shared);
             let spawned = std::thread::Builder::new()
                 .name(format!("multilevel-team-{tid}"))
                 .spawn(move || helper(&sh, tid));
-            if spawned.is_err() {
-                break;
-            }
-            n_started += 1;
+            let Ok(handle) = spawned else {
+                // A thread that could not start: the team would wait for it forever. The drop
+                // stops the helpers that did start.
+                drop(team);
+                return Team::new(1);
+            };
+            team.helpers.push(handle);
         }
-        if n_started < n_threads {
-            // Threads that could not start: the team would wait for them forever.
-            return Team::new_single();
-        }
-        Team {
-            shared,
-            busy: Mutex::new(()),
-        }
-    }
-
-    fn new_single() -> Team {
-        Team {
-            shared: Arc::new(Shared::new(1)),
-            busy: Mutex::new(()),
-        }
+        team
     }
 
     /// Threads of the team.
@@ -243,16 +261,7 @@ impl Team {
         for c in &sh.counters {
             c.store(0, Ordering::Relaxed);
         }
-        sh.epoch.fetch_add(1, Ordering::SeqCst);
-        {
-            let parked = sh
-                .parked
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if *parked > 0 {
-                sh.wake.notify_all();
-            }
-        }
+        sh.publish();
         let ctx = Ctx::member(sh, 0);
         let result = catch_unwind(AssertUnwindSafe(|| job(&ctx)));
         if result.is_err() {
@@ -270,6 +279,19 @@ impl Team {
     }
 }
 
+impl Drop for Team {
+    /// Stops the helpers and waits for them (see the module's documentation).
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        self.shared.publish();
+        for handle in self.helpers.drain(..) {
+            // A helper catches the panics of jobs, so it ends normally; should one not, its
+            // panic has already been reported by `run` and there is nothing left to free.
+            let _ = handle.join();
+        }
+    }
+}
+
 /// Spins until `done()`, yielding now and then: another thread of the job may have been
 /// descheduled (more runnable threads than cores).
 fn spin_until(mut done: impl FnMut() -> bool) {
@@ -284,7 +306,8 @@ fn spin_until(mut done: impl FnMut() -> bool) {
     }
 }
 
-/// A helper's loop: wait for a new epoch (spinning, then parked), run the job, report.
+/// A helper's loop: wait for a new epoch (spinning, then parked), run the job, report; return
+/// when the epoch is the team's stop request.
 fn helper(sh: &Shared, tid: usize) {
     let mut seen = 0usize;
     loop {
@@ -317,6 +340,9 @@ fn helper(sh: &Shared, tid: usize) {
             }
             *parked -= 1;
             idle = Instant::now();
+        }
+        if sh.stop.load(Ordering::Acquire) {
+            return;
         }
         // SAFETY: `run` wrote the job before publishing this epoch and keeps it alive until
         // `finished` counts this helper.
@@ -392,5 +418,71 @@ mod tests {
             count.fetch_add(1, Ordering::Relaxed);
         });
         assert_eq!(count.load(Ordering::Relaxed), 2);
+    }
+
+    /// The kernel's id of the calling thread (its entry in /proc/self/task).
+    #[cfg(target_os = "linux")]
+    fn kernel_tid() -> String {
+        let link = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self");
+        link.file_name()
+            .expect("a task id")
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[cfg(target_os = "linux")]
+    fn task_exists(tid: &str) -> bool {
+        std::path::Path::new("/proc/self/task").join(tid).exists()
+    }
+
+    /// Many teams made and dropped, in each state a helper can be in when its team goes (spinning
+    /// after a job, parked, after a panicked job, never given a job): every helper thread is gone
+    /// once the drop returns (allowing the kernel a moment to remove a joined task from /proc).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn dropping_a_team_ends_its_threads() {
+        let mut all = Vec::new();
+        for round in 0..120 {
+            let team = Team::new(3);
+            let tids = Mutex::new(Vec::new());
+            let record = |ctx: &Ctx| {
+                if ctx.tid() > 0 {
+                    tids.lock().unwrap().push(kernel_tid());
+                }
+            };
+            match round % 4 {
+                0 => team.run(record),
+                1 => {
+                    team.run(record);
+                    std::thread::sleep(IDLE_SPIN * 3);
+                }
+                2 => {
+                    team.run(record);
+                    let failed = catch_unwind(AssertUnwindSafe(|| {
+                        team.run(|ctx| {
+                            assert!(ctx.tid() != 2, "helper fails");
+                            ctx.barrier();
+                        });
+                    }));
+                    assert!(failed.is_err());
+                }
+                _ => {
+                    // Never given a job (its helpers cannot be asked their ids): the drop returns.
+                    drop(team);
+                    continue;
+                }
+            }
+            let tids = tids.into_inner().unwrap();
+            assert_eq!(tids.len(), 2);
+            assert!(tids.iter().all(|t| task_exists(t)));
+            drop(team);
+            all.extend(tids);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while all.iter().any(|t| task_exists(t)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let alive: Vec<&String> = all.iter().filter(|t| task_exists(t)).collect();
+        assert!(alive.is_empty(), "helper threads still running: {alive:?}");
     }
 }

@@ -2,7 +2,8 @@
 //! (y, X, the random-effects terms, prior weights, offset) and a family, answering
 //! `objective(theta, beta, nagq)` (lme4's devfun at both stages) and `fit(nagq, beta0)`
 //! (lme4's two-stage fit, `glmm::fit`). Work runs with the GIL released; a panic of the core
-//! becomes `InternalError`.
+//! becomes `InternalError`; ctrl-C stops the work within one PIRLS iteration or one evaluation
+//! and raises `KeyboardInterrupt` (`interrupt::Watch`).
 //!
 //! The arrays are copied once into the problem (owned), unlike `LmmProblem`, which borrows them.
 
@@ -17,6 +18,7 @@ use crate::glmm::pirls::{GlmmData, Pirls};
 use crate::model::remat::{ReMat, ReTermShape};
 use crate::py::errors::catch_panic;
 use crate::py::glmm_fit::PyGlmmFit;
+use crate::py::interrupt::Watch;
 
 /// One random-effects term as Python hands it over: (codes, n_levels, Z, diagonal).
 type TermArg<'py> = (
@@ -161,6 +163,7 @@ impl PyGlmmProblem {
         nagq: usize,
     ) -> PyResult<f64> {
         catch_panic(|| {
+            let _watch = Watch::new();
             py.detach(|| {
                 self.with_data(|data| {
                     let mut p = Pirls::new(data, Exec::new(self.threads));
@@ -196,6 +199,7 @@ impl PyGlmmProblem {
             theta0.unwrap_or_else(|| self.terms.iter().flat_map(|t| t.shape.theta0()).collect());
         let lower = self.lower_bounds();
         let out = catch_panic(|| {
+            let _watch = Watch::new();
             py.detach(|| {
                 self.with_data(|data| {
                     fit::fit(data, Exec::new(self.threads), &beta0, &theta0, &lower, nagq)
