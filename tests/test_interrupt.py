@@ -189,6 +189,20 @@ def test_sigint_stops_glmer():
     check_next_fit()
 
 
+def test_sigint_stops_streamed_glmer():
+    # A streamed fit runs its passes from Python (the objective handed to _core.bobyqa): the
+    # KeyboardInterrupt raised in a pass stops the optimiser and comes back out of ml.glmer.
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(binary_panel(), preserve_index=False)
+    elapsed = interrupt_after(
+        1.0, lambda: ml.glmer(PANEL, table, family="binomial", batch_rows=20_000)
+    )
+    assert elapsed < LIMIT, f"KeyboardInterrupt {elapsed:.3f} s after SIGINT"
+    check_next_glmer()
+    check_next_fit()
+
+
 @pytest.mark.parametrize("fraction", [0.3, 0.6, 0.9])
 def test_sigint_stops_every_stage_of_glmer(panel_problem, fraction):
     # At 30%, 60% and 90% of a whole fit: stage 1 (about the first half), stage 2 and the
