@@ -32,6 +32,7 @@ from multilevel.design.stream import StreamedDataError
 from multilevel.exceptions import ConvergenceWarning, DataError
 from multilevel.models.glmm import SeparationWarning, glmer
 from multilevel.results.glmer_stream import StreamedGlmerFit
+from test_glmer import SE_TOL, _family
 
 CASES = [
     "cbpp_laplace",
@@ -44,14 +45,7 @@ CASES = [
     "gamma_log",
     "negbin",
 ]
-SE_TOL = {"cbpp_laplace": 0.015, "poisson_offset": 0.01}
 _FITS: dict[str, tuple] = {}
-
-
-def _family(ref) -> fm.Family:
-    if ref["family"] == "negative.binomial":
-        return fm.NegativeBinomial(ref["nb_theta"], link=ref["link"])
-    return fm.family(ref["family"], link=ref["link"])
 
 
 def _fits(case: str):

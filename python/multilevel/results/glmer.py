@@ -132,6 +132,8 @@ class GlmerFit(GlmerTables, KeepMixin):
     the core's problem is rebuilt from the design on first use after loading.
     """
 
+    streamed = False  # True for a fit of streamed data (results/glmer_stream.py): no rows
+
     def __init__(self, res, d, family, y, weights, offset, nagq, formula):
         self._res = res
         self.design = d
@@ -237,7 +239,8 @@ class GlmerFit(GlmerTables, KeepMixin):
             warnings.warn(
                 convergence_message(self.scaled_gradient), ConvergenceWarning, stacklevel=stacklevel
             )
-        if self.family.name == "binomial" and not self.separated:
+        # a streamed fit keeps no fitted values: its separation was checked over the batches
+        if self.family.name == "binomial" and not self.separated and not self.streamed:
             mu = self.fitted_values
             eps = 10 * np.finfo(float).eps
             if np.any((mu < eps) | (mu > 1 - eps)):

@@ -11,15 +11,12 @@ rows read, dropped for missing values and used; ``passes`` the passes over the b
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any
 
 import numpy as np
 
 from multilevel.design.stream import StreamedDataError
-from multilevel.exceptions import ConvergenceWarning, SingularFitWarning
-from multilevel.results.glmer import GlmerFit, convergence_message
-from multilevel.results.summary import SINGULAR_MESSAGE
+from multilevel.results.glmer import GlmerFit
 
 __all__ = ["StreamedGlmerFit"]
 
@@ -100,16 +97,6 @@ class StreamedGlmerFit(GlmerFit):
         chi2 = max(0.0, self._glm_objective - self.objective)
         p = stats.chi2.sf(chi2, nt)
         return chi2, nt, float(0.5 * p if nt == 1 else p)
-
-    def _warn(self, stacklevel: int = 2) -> None:
-        # The in-memory check of fitted probabilities at 0 or 1 needs the rows; separation
-        # was checked over the batches (SeparationWarning) before the fit.
-        if self.singular:
-            warnings.warn(SINGULAR_MESSAGE, SingularFitWarning, stacklevel=stacklevel)
-        if not self.converged:
-            warnings.warn(
-                convergence_message(self.scaled_gradient), ConvergenceWarning, stacklevel=stacklevel
-            )
 
     def __repr__(self) -> str:
         return (

@@ -105,13 +105,7 @@ fn minimize(
             "no parameter gave a finite objective".into(),
         ));
     }
-    let status = if out.status.converged() {
-        "converged"
-    } else if out.status == BobyqaStatus::MaxEvalReached {
-        "max_fun"
-    } else {
-        "failure"
-    };
+    let status = out.status.outcome();
     Ok(StageSummary {
         x0,
         x: x.to_vec(),

@@ -74,12 +74,6 @@ pub fn bobyqa(
     if out.status == BobyqaStatus::Interrupted {
         return Err(crate::py::interrupt::interrupted_error());
     }
-    let status = if out.status.converged() {
-        "converged"
-    } else if out.status == BobyqaStatus::MaxEvalReached {
-        "max_fun"
-    } else {
-        "failure"
-    };
+    let status = out.status.outcome();
     Ok((x, out.f, out.n_eval, status.into()))
 }

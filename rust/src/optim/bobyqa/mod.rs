@@ -105,6 +105,17 @@ impl BobyqaStatus {
         matches!(self, BobyqaStatus::XtolReached | BobyqaStatus::FtolReached)
     }
 
+    /// The fit summary's word for the outcome: "converged", "max_fun" or "failure".
+    pub fn outcome(self) -> &'static str {
+        if self.converged() {
+            "converged"
+        } else if self == BobyqaStatus::MaxEvalReached {
+            "max_fun"
+        } else {
+            "failure"
+        }
+    }
+
     pub fn message(self) -> &'static str {
         match self {
             BobyqaStatus::XtolReached => "the trust-region radius reached rho_end (xtol)",
