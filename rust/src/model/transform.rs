@@ -38,6 +38,9 @@
 //! same model). A column is scaled only when the size of its values (their root mean square,
 //! after the shift) is outside [2^-30, 2^30]: ordinary data keep s = 1.
 
+use crate::error::{LmmError, Result};
+use crate::model::source::{Layout, RowChunk};
+
 /// Scale a column when its size is outside 2^-SCALE_RANGE ..= 2^SCALE_RANGE.
 const SCALE_RANGE: i32 = 30;
 
@@ -110,10 +113,33 @@ impl Transform {
     /// (`d_y`): the intercept is the first column of ones; shifts are the means over the rows,
     /// scales from the root mean square of the shifted columns.
     pub fn from_columns(x: &[f64], p: usize, d_y: &dyn Fn(usize) -> f64, n: usize) -> Transform {
+        Transform::from_view(x, n, p, d_y, n, false)
+    }
+
+    /// The transform a stream takes from its first rows (`CrossProdAccumulator`'s centring):
+    /// `from_columns` of the chunk's rows, except that a column constant over them (one row,
+    /// say) is sized by its mean instead of its spread of 0, so that values of size 1e200 are
+    /// still scaled when the first batch is a single row.
+    pub fn from_chunk(chunk: &RowChunk, layout: &Layout) -> Transform {
+        let (y, offset) = (chunk.y, chunk.offset);
+        let d_y = move |r: usize| y[r] - offset.map_or(0.0, |o| o[r]);
+        Transform::from_view(chunk.x, layout.ldx, layout.p, &d_y, chunk.nrows(), true)
+    }
+
+    /// `from_columns` for X with leading dimension `ld`; with `size_by_mean`, a column of spread
+    /// 0 is sized by its shift.
+    fn from_view(
+        x: &[f64],
+        ld: usize,
+        p: usize,
+        d_y: &dyn Fn(usize) -> f64,
+        n: usize,
+        size_by_mean: bool,
+    ) -> Transform {
         if n == 0 {
             return Transform::identity();
         }
-        let col = |c: usize| &x[c * n..(c + 1) * n];
+        let col = |c: usize| &x[c * ld..c * ld + n];
         let pivot = (0..p).find(|&c| col(c).iter().all(|&v| v == 1.0));
         let nf = n as f64;
         let mut shift = vec![0.0; p + 1];
@@ -137,6 +163,8 @@ impl Transform {
                     .map(|r| ((value(r) - shift[c]) / big).powi(2))
                     .sum::<f64>();
                 big * (ss / nf).sqrt()
+            } else if size_by_mean && big == 0.0 {
+                shift[c].abs()
             } else {
                 big
             };
@@ -227,6 +255,60 @@ impl Transform {
         out
     }
 
+    /// The shift of column c (0 for the pivot, and for every column without a pivot).
+    fn shift_of(&self, c: usize) -> f64 {
+        if self.pivot.is_some() {
+            self.shift.get(c).copied().unwrap_or(0.0)
+        } else {
+            0.0
+        }
+    }
+
+    /// M ((p + 1) x (p + 1), column-major) with D~' = D~ M, where D~ are the rows of D
+    /// transformed by `self` and D~' by `to`: the blocks of a partial accumulator move to
+    /// `to`'s variables as D~'WD~' = M' (D~WD~) M and D~'WZ = M' (D~WZ) (`convert_lower`,
+    /// `add_converted_columns`). With G the matrix of a transform (D~ = D G, the module's
+    /// documentation extended to y: G = (I - e_j m') S), M = G^-1 G' and
+    /// G^-1 = S^-1 (I + e_j m'), so
+    ///
+    /// ```text
+    ///   M[r][c] = (a_rc s'_c - b_rc m'_c s'_c) / s_r,   a_rc = delta_rc + [r = j] m_c,
+    ///   b_rc = [c != j'] (delta_rj' + [r = j] m_j')
+    /// ```
+    ///
+    /// (j, m, s of `self`; j', m', s' of `to`). For one pivot j, M is the identity but for the
+    /// ratios s'_c / s_c on its diagonal (powers of two, exact) and row j, -(m'_c - m_c) s'_c
+    /// / s_j. Both must have rescaled the weights alike.
+    pub fn conversion(&self, to: &Transform, p: usize) -> Result<Vec<f64>> {
+        if self.w_log2 != to.w_log2 {
+            return Err(LmmError::Shape(format!(
+                "merging accumulators whose weights were rescaled differently (log2 factors {} \
+                 and {})",
+                self.w_log2, to.w_log2
+            )));
+        }
+        let pd = p + 1;
+        let mut m = vec![0.0; pd * pd];
+        for c in 0..pd {
+            let st = to.scale_of(c);
+            let mst = to.shift_of(c) * st;
+            for r in 0..pd {
+                let from_pivot = self.pivot == Some(r);
+                let a =
+                    f64::from(u8::from(r == c)) + if from_pivot { self.shift_of(c) } else { 0.0 };
+                let b = match to.pivot {
+                    Some(jt) if c != jt => {
+                        f64::from(u8::from(r == jt))
+                            + if from_pivot { self.shift_of(jt) } else { 0.0 }
+                    }
+                    _ => 0.0,
+                };
+                m[r + c * pd] = (a * st - b * mst) / self.scale_of(r);
+            }
+        }
+        Ok(m)
+    }
+
     /// c G V G' (p x p, column-major) for V = vcov~ (the unscaled covariance of beta~).
     pub fn restore_vcov(&self, v: &[f64], p: usize) -> Vec<f64> {
         if self.is_identity() {
@@ -247,6 +329,41 @@ impl Transform {
             }
         }
         out
+    }
+}
+
+/// M'AM ((p + 1) x (p + 1)) of a symmetric A held as its lower triangle, column-major (the
+/// upper triangle ignored), returned the same way with an upper triangle of zeros: the D'WD
+/// of a partial accumulator in another transform's variables (`Transform::conversion`).
+pub fn convert_lower(a: &[f64], m: &[f64], pd: usize) -> Vec<f64> {
+    let at = |i: usize, j: usize| if i >= j { a[i + j * pd] } else { a[j + i * pd] };
+    // B = A M, then the lower triangle of M'B.
+    let mut b = vec![0.0; pd * pd];
+    for c in 0..pd {
+        for r in 0..pd {
+            b[r + c * pd] = (0..pd).map(|k| at(r, k) * m[k + c * pd]).sum();
+        }
+    }
+    let mut out = vec![0.0; pd * pd];
+    for c in 0..pd {
+        for r in c..pd {
+            out[r + c * pd] = (0..pd).map(|k| m[k + r * pd] * b[k + c * pd]).sum();
+        }
+    }
+    out
+}
+
+/// Adds M'v to `into` for each column v of `from` ((p + 1) values a column, column-major):
+/// the D'WZ of a partial accumulator in another transform's variables.
+pub fn add_converted_columns(into: &mut [f64], from: &[f64], m: &[f64], pd: usize) {
+    for (dst, src) in into.chunks_exact_mut(pd).zip(from.chunks_exact(pd)) {
+        for (c, d) in dst.iter_mut().enumerate() {
+            *d += m[c * pd..(c + 1) * pd]
+                .iter()
+                .zip(src)
+                .map(|(mk, v)| mk * v)
+                .sum::<f64>();
+        }
     }
 }
 
@@ -344,6 +461,96 @@ mod tests {
                 assert!(a.b[0].iter().zip(&b.b[0]).all(|(u, v)| close(*u, *v)));
             }
         }
+    }
+
+    /// Rows of D = [1, x1, x2, y] far from zero and of mixed sizes.
+    fn far_rows(n: usize) -> Vec<[f64; 4]> {
+        (0..n)
+            .map(|r| {
+                let t = r as f64;
+                [
+                    1.0,
+                    1e6 + (t * 0.37).sin(),
+                    1e-20 * (2.0 + (t * 1.3).cos()),
+                    1e8 + 3.0 * (t * 0.11).sin(),
+                ]
+            })
+            .collect()
+    }
+
+    fn transform_of(rows: &[[f64; 4]]) -> Transform {
+        let n = rows.len();
+        let x: Vec<f64> = (0..3).flat_map(|c| rows.iter().map(move |d| d[c])).collect();
+        Transform::from_view(&x, n, 3, &|r| rows[r][3], n, true)
+    }
+
+    /// D~' = D~ M for the rows transformed by two transforms (shifts, scales and pivots that
+    /// differ), and M'AM, M'v of the cross-products are those of the rows transformed by the
+    /// second one.
+    #[test]
+    fn the_conversion_moves_rows_and_cross_products_to_the_other_shifts() {
+        let rows = far_rows(40);
+        let first = transform_of(&rows[..3]);
+        let other = transform_of(&rows[20..]);
+        assert_eq!((first.pivot, other.pivot), (Some(0), Some(0)));
+        assert!(first.shift != other.shift && first.scale[2] > 1e10);
+        let one = transform_of(&rows[5..6]);
+        assert!(one.scale[2] > 1e10, "one row: sized by its mean");
+        let none = Transform::identity();
+        let pd = 4;
+        let close = |u: f64, v: f64, size: f64| (u - v).abs() <= 1e-9 * size;
+        for (from, to) in [(&first, &other), (&other, &first), (&none, &first), (&one, &none)] {
+            let m = from.conversion(to, 3).unwrap();
+            let apply = |t: &Transform, d: &[f64; 4]| {
+                let mut v = d.to_vec();
+                t.apply(&mut v);
+                v
+            };
+            let (mut a_from, mut a_to) = (vec![0.0; pd * pd], vec![0.0; pd * pd]);
+            let (mut v_from, mut v_to) = (vec![0.0; pd], vec![0.0; pd]);
+            for (r, d) in rows.iter().enumerate() {
+                let (df, dt) = (apply(from, d), apply(to, d));
+                for c in 0..pd {
+                    let via: f64 = (0..pd).map(|k| df[k] * m[k + c * pd]).sum();
+                    let size = dt[c].abs().max(df.iter().map(|v| v.abs()).fold(0.0, f64::max));
+                    assert!(close(via, dt[c], size), "row {r} column {c}: {via} vs {}", dt[c]);
+                }
+                let z = (r % 5) as f64;
+                for j in 0..pd {
+                    v_from[j] += df[j] * z;
+                    v_to[j] += dt[j] * z;
+                    for i in j..pd {
+                        a_from[i + j * pd] += df[i] * df[j];
+                        a_to[i + j * pd] += dt[i] * dt[j];
+                    }
+                }
+            }
+            let a = convert_lower(&a_from, &m, pd);
+            let mut v = vec![0.0; pd];
+            add_converted_columns(&mut v, &v_from, &m, pd);
+            // The rounding of M'AM is relative to |M|'|A||M| (from the raw rows, the
+            // conversion cannot give back the digits that their sums lost).
+            let af = |k: usize, l: usize| a_from[k.max(l) + k.min(l) * pd].abs();
+            let size = |i: usize, j: usize| {
+                let bound: f64 = (0..pd)
+                    .flat_map(|k| (0..pd).map(move |l| (k, l)))
+                    .map(|(k, l)| m[k + i * pd].abs() * af(k, l) * m[l + j * pd].abs())
+                    .sum();
+                (a_to[i + i * pd] * a_to[j + j * pd]).sqrt() + 1e3 * bound
+            };
+            for j in 0..pd {
+                let vb: f64 = (0..pd).map(|k| (m[k + j * pd] * v_from[k]).abs()).sum();
+                assert!(close(v[j], v_to[j], v_to[j].abs() + 1e3 * vb));
+                for i in 0..pd {
+                    let want = if i >= j { a_to[i + j * pd] } else { 0.0 };
+                    let got = a[i + j * pd];
+                    assert!(close(got, want, size(i, j)), "A[{i}][{j}] {got} {want} {}", size(i, j));
+                }
+            }
+        }
+        let mut weighted = other.clone();
+        weighted.w_log2 = 1.0;
+        assert!(first.conversion(&weighted, 3).is_err());
     }
 
     #[test]
