@@ -38,6 +38,8 @@
 //! same model). A column is scaled only when the size of its values (their root mean square,
 //! after the shift) is outside [2^-30, 2^30]: ordinary data keep s = 1.
 
+use std::borrow::Cow;
+
 use crate::error::{LmmError, Result};
 use crate::model::source::{Layout, RowChunk};
 
@@ -109,11 +111,11 @@ impl Transform {
         -(sum / count as f64)
     }
 
-    /// The transform for the rows of column-major X (n x p, leading dimension n) and y - offset
-    /// (`d_y`): the intercept is the first column of ones; shifts are the means over the rows,
-    /// scales from the root mean square of the shifted columns.
-    pub fn from_columns(x: &[f64], p: usize, d_y: &dyn Fn(usize) -> f64, n: usize) -> Transform {
-        Transform::from_view(x, n, p, d_y, n, false)
+    /// The transform for the rows of column-major X (n x p, leading dimension n, n the length
+    /// of y) and y - offset: the intercept is the first column of ones; shifts are the means
+    /// over the rows, scales from the root mean square of the shifted columns.
+    pub fn from_columns(x: &[f64], p: usize, y: &[f64], offset: Option<&[f64]>) -> Transform {
+        Transform::from_view(x, y.len(), p, y, offset, false)
     }
 
     /// The transform a stream takes from its first rows (`CrossProdAccumulator`'s centring):
@@ -121,55 +123,93 @@ impl Transform {
     /// say) is sized by its mean instead of its spread of 0, so that values of size 1e200 are
     /// still scaled when the first batch is a single row.
     pub fn from_chunk(chunk: &RowChunk, layout: &Layout) -> Transform {
-        let (y, offset) = (chunk.y, chunk.offset);
-        let d_y = move |r: usize| y[r] - offset.map_or(0.0, |o| o[r]);
-        Transform::from_view(chunk.x, layout.ldx, layout.p, &d_y, chunk.nrows(), true)
+        Transform::from_view(chunk.x, layout.ldx, layout.p, chunk.y, chunk.offset, true)
     }
 
     /// `from_columns` for X with leading dimension `ld`; with `size_by_mean`, a column of spread
     /// 0 is sized by its shift.
+    ///
+    /// Each column's sums are folds in row order (as `Iterator::sum`, from -0.0), in two
+    /// passes: the mean, then its correction with the size of the deviations. A pass runs
+    /// over all the columns at once, row by row, so that the columns' independent folds
+    /// overlap (one column's fold alone waits on each addition's latency).
     fn from_view(
         x: &[f64],
         ld: usize,
         p: usize,
-        d_y: &dyn Fn(usize) -> f64,
-        n: usize,
+        y: &[f64],
+        offset: Option<&[f64]>,
         size_by_mean: bool,
     ) -> Transform {
+        let n = y.len();
         if n == 0 {
             return Transform::identity();
         }
-        let col = |c: usize| &x[c * ld..c * ld + n];
-        let pivot = (0..p).find(|&c| col(c).iter().all(|&v| v == 1.0));
+        let d_y: Cow<[f64]> = match offset {
+            None => Cow::Borrowed(y),
+            Some(o) => Cow::Owned(y.iter().zip(o).map(|(v, o)| v - o).collect()),
+        };
+        let cols: Vec<&[f64]> = (0..p)
+            .map(|c| &x[c * ld..c * ld + n])
+            .chain(std::iter::once(&d_y[..]))
+            .collect();
+        let pivot = (0..p).find(|&c| cols[c].iter().all(|&v| v == 1.0));
+        let pd = p + 1;
         let nf = n as f64;
-        let mut shift = vec![0.0; p + 1];
-        let mut scale = vec![1.0; p + 1];
-        for c in 0..=p {
-            let value = |r: usize| if c == p { d_y(r) } else { col(c)[r] };
-            if pivot.is_some() && pivot != Some(c) {
-                // The mean, corrected by the mean of the deviations (two passes, as R's mean).
-                let mut m = (0..n).map(value).sum::<f64>() / nf;
-                if m.is_finite() {
-                    m += (0..n).map(|r| value(r) - m).sum::<f64>() / nf;
-                }
-                shift[c] = if m.is_finite() { m } else { 0.0 };
-            }
-            // The size after the shift, scaled first so that squares do not overflow.
-            let big = (0..n)
-                .map(|r| (value(r) - shift[c]).abs())
-                .fold(0.0, f64::max);
-            let size = if big > 0.0 && big.is_finite() {
-                let ss = (0..n)
-                    .map(|r| ((value(r) - shift[c]) / big).powi(2))
-                    .sum::<f64>();
-                big * (ss / nf).sqrt()
-            } else if size_by_mean && big == 0.0 {
-                shift[c].abs()
+        // The means (the first of R's two passes), for the shifted columns.
+        let m: Vec<f64> = match pivot {
+            Some(j) => fold_columns(&cols, -0.0, &|_, a: f64, v| a + v)
+                .iter()
+                .enumerate()
+                .map(|(c, s)| if c == j { 0.0 } else { s / nf })
+                .collect(),
+            None => vec![0.0; pd],
+        };
+        let centre: Vec<f64> = m
+            .iter()
+            .map(|&v| if v.is_finite() { v } else { 0.0 })
+            .collect();
+        // One more pass: the sum of the deviations from the mean (R's correction of the
+        // mean), and their largest size with the sum of their squares scaled by it (as
+        // LAPACK's dnrm2, so that squares do not overflow).
+        let dev = fold_columns(&cols, (-0.0, 0.0, 0.0), &|c, (sum, big, ssq), v| {
+            let d = v - centre[c];
+            let a = d.abs();
+            if a > big {
+                (sum + d, a, 1.0 + ssq * (big / a) * (big / a))
+            } else if a > 0.0 {
+                (sum + d, big, ssq + (a / big) * (a / big))
             } else {
-                big
-            };
-            scale[c] = power_of_two_scale(size);
+                (sum + d, big, ssq)
+            }
+        });
+        let mut shift = vec![0.0; pd];
+        if pivot.is_some() {
+            for c in (0..pd).filter(|&c| Some(c) != pivot) {
+                let mc = if m[c].is_finite() {
+                    m[c] + dev[c].0 / nf
+                } else {
+                    m[c]
+                };
+                shift[c] = if mc.is_finite() { mc } else { 0.0 };
+            }
         }
+        // The size after the shift: the root mean square of the deviations from the centre,
+        // less the square of their mean (the shift's move from the centre).
+        let scale = (0..pd)
+            .map(|c| {
+                let (_, big, ssq) = dev[c];
+                let size = if big > 0.0 && big.is_finite() {
+                    let mean = (shift[c] - centre[c]) / big;
+                    big * (ssq / nf - mean * mean).max(0.0).sqrt()
+                } else if size_by_mean && big == 0.0 {
+                    shift[c].abs()
+                } else {
+                    big
+                };
+                power_of_two_scale(size)
+            })
+            .collect();
         Transform {
             pivot,
             shift,
@@ -197,7 +237,7 @@ impl Transform {
         }
     }
 
-    fn scale_of(&self, c: usize) -> f64 {
+    pub(crate) fn scale_of(&self, c: usize) -> f64 {
         self.scale.get(c).copied().unwrap_or(1.0)
     }
 
@@ -256,7 +296,7 @@ impl Transform {
     }
 
     /// The shift of column c (0 for the pivot, and for every column without a pivot).
-    fn shift_of(&self, c: usize) -> f64 {
+    pub(crate) fn shift_of(&self, c: usize) -> f64 {
         if self.pivot.is_some() {
             self.shift.get(c).copied().unwrap_or(0.0)
         } else {
@@ -332,6 +372,57 @@ impl Transform {
     }
 }
 
+/// Folds of f(c, acc, value) over the rows of every column, each in row order; the columns
+/// are taken up to four at a time, row by row, so that their folds overlap in registers, and
+/// the groups of columns are shared among the threads of the rayon pool in use (each column's
+/// fold is the same whatever the grouping).
+fn fold_columns<S: Copy + Send + Sync, F: Fn(usize, S, f64) -> S + Sync>(
+    cols: &[&[f64]],
+    init: S,
+    f: &F,
+) -> Vec<S> {
+    use rayon::prelude::*;
+    let width = cols
+        .len()
+        .div_ceil(rayon::current_num_threads().max(1))
+        .clamp(1, 4);
+    let starts: Vec<usize> = (0..cols.len()).step_by(width).collect();
+    let groups: Vec<Vec<S>> = starts
+        .par_iter()
+        .map(|&base| {
+            let mut out = vec![init; (cols.len() - base).min(width)];
+            match out.len() {
+                1 => fold_group::<1, S, F>(cols, base, f, &mut out),
+                2 => fold_group::<2, S, F>(cols, base, f, &mut out),
+                3 => fold_group::<3, S, F>(cols, base, f, &mut out),
+                _ => fold_group::<4, S, F>(cols, base, f, &mut out),
+            }
+            out
+        })
+        .collect();
+    groups.concat()
+}
+
+/// `fold_columns` of the W columns from `base`, into `out` (W accumulators, initialised).
+fn fold_group<const W: usize, S: Copy, F: Fn(usize, S, f64) -> S>(
+    cols: &[&[f64]],
+    base: usize,
+    f: &F,
+    out: &mut [S],
+) {
+    let n = cols[base].len();
+    let cs: [&[f64]; W] = std::array::from_fn(|i| &cols[base + i][..n]);
+    let mut acc: [S; W] = std::array::from_fn(|i| out[i]);
+    // Row by row over the W columns: an index, not W zipped iterators.
+    #[allow(clippy::needless_range_loop)]
+    for r in 0..n {
+        for i in 0..W {
+            acc[i] = f(base + i, acc[i], cs[i][r]);
+        }
+    }
+    out.copy_from_slice(&acc);
+}
+
 /// M'AM ((p + 1) x (p + 1)) of a symmetric A held as its lower triangle, column-major (the
 /// upper triangle ignored), returned the same way with an upper triangle of zeros: the D'WD
 /// of a partial accumulator in another transform's variables (`Transform::conversion`).
@@ -377,7 +468,7 @@ mod tests {
         let n = 4;
         let x: Vec<f64> = [1.0, 1.0, 1.0, 1.0, 1e12, 2e12, 3e12, 4e12].to_vec();
         let y: Vec<f64> = (0..n).map(|r| 3.0 + 2.0 * x[n + r]).collect();
-        let t = Transform::from_columns(&x, 2, &|r| y[r], n);
+        let t = Transform::from_columns(&x, 2, &y, None);
         assert_eq!(t.pivot, Some(0));
         assert_eq!(t.shift[1], 2.5e12);
         assert!(t.scale[1] < 1e-9 && t.scale[2] < 1e-9);
@@ -480,8 +571,11 @@ mod tests {
 
     fn transform_of(rows: &[[f64; 4]]) -> Transform {
         let n = rows.len();
-        let x: Vec<f64> = (0..3).flat_map(|c| rows.iter().map(move |d| d[c])).collect();
-        Transform::from_view(&x, n, 3, &|r| rows[r][3], n, true)
+        let x: Vec<f64> = (0..3)
+            .flat_map(|c| rows.iter().map(move |d| d[c]))
+            .collect();
+        let y: Vec<f64> = rows.iter().map(|d| d[3]).collect();
+        Transform::from_view(&x, n, 3, &y, None, true)
     }
 
     /// D~' = D~ M for the rows transformed by two transforms (shifts, scales and pivots that
@@ -499,7 +593,12 @@ mod tests {
         let none = Transform::identity();
         let pd = 4;
         let close = |u: f64, v: f64, size: f64| (u - v).abs() <= 1e-9 * size;
-        for (from, to) in [(&first, &other), (&other, &first), (&none, &first), (&one, &none)] {
+        for (from, to) in [
+            (&first, &other),
+            (&other, &first),
+            (&none, &first),
+            (&one, &none),
+        ] {
             let m = from.conversion(to, 3).unwrap();
             let apply = |t: &Transform, d: &[f64; 4]| {
                 let mut v = d.to_vec();
@@ -512,8 +611,14 @@ mod tests {
                 let (df, dt) = (apply(from, d), apply(to, d));
                 for c in 0..pd {
                     let via: f64 = (0..pd).map(|k| df[k] * m[k + c * pd]).sum();
-                    let size = dt[c].abs().max(df.iter().map(|v| v.abs()).fold(0.0, f64::max));
-                    assert!(close(via, dt[c], size), "row {r} column {c}: {via} vs {}", dt[c]);
+                    let size = dt[c]
+                        .abs()
+                        .max(df.iter().map(|v| v.abs()).fold(0.0, f64::max));
+                    assert!(
+                        close(via, dt[c], size),
+                        "row {r} column {c}: {via} vs {}",
+                        dt[c]
+                    );
                 }
                 let z = (r % 5) as f64;
                 for j in 0..pd {
@@ -544,7 +649,11 @@ mod tests {
                 for i in 0..pd {
                     let want = if i >= j { a_to[i + j * pd] } else { 0.0 };
                     let got = a[i + j * pd];
-                    assert!(close(got, want, size(i, j)), "A[{i}][{j}] {got} {want} {}", size(i, j));
+                    assert!(
+                        close(got, want, size(i, j)),
+                        "A[{i}][{j}] {got} {want} {}",
+                        size(i, j)
+                    );
                 }
             }
         }
@@ -556,7 +665,7 @@ mod tests {
     #[test]
     fn ordinary_columns_are_not_scaled_and_no_intercept_no_shift() {
         let x = [0.5, 1.5, 2.5];
-        let t = Transform::from_columns(&x, 1, &|r| [1.0, 2.0, 4.0][r], 3);
+        let t = Transform::from_columns(&x, 1, &[1.0, 2.0, 4.0], None);
         assert_eq!(t.pivot, None);
         assert!(t.is_identity());
         assert_eq!(power_of_two_scale(1e10), 2f64.powi(-33));
