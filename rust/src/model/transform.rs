@@ -158,7 +158,7 @@ impl Transform {
         let nf = n as f64;
         // The means (the first of R's two passes), for the shifted columns.
         let m: Vec<f64> = match pivot {
-            Some(j) => fold_columns(&cols, -0.0, &|_, a: f64, v| a + v)
+            Some(j) => fold_columns(&cols, &SumFold)
                 .iter()
                 .enumerate()
                 .map(|(c, s)| if c == j { 0.0 } else { s / nf })
@@ -172,17 +172,7 @@ impl Transform {
         // One more pass: the sum of the deviations from the mean (R's correction of the
         // mean), and their largest size with the sum of their squares scaled by it (as
         // LAPACK's dnrm2, so that squares do not overflow).
-        let dev = fold_columns(&cols, (-0.0, 0.0, 0.0), &|c, (sum, big, ssq), v| {
-            let d = v - centre[c];
-            let a = d.abs();
-            if a > big {
-                (sum + d, a, 1.0 + ssq * (big / a) * (big / a))
-            } else if a > 0.0 {
-                (sum + d, big, ssq + (a / big) * (a / big))
-            } else {
-                (sum + d, big, ssq)
-            }
-        });
+        let dev = fold_columns(&cols, &DevFold { centre: &centre });
         let mut shift = vec![0.0; pd];
         if pivot.is_some() {
             for c in (0..pd).filter(|&c| Some(c) != pivot) {
@@ -198,7 +188,7 @@ impl Transform {
         // less the square of their mean (the shift's move from the centre).
         let scale = (0..pd)
             .map(|c| {
-                let (_, big, ssq) = dev[c];
+                let (_, big, _, ssq) = dev[c];
                 let size = if big > 0.0 && big.is_finite() {
                     let mean = (shift[c] - centre[c]) / big;
                     big * (ssq / nf - mean * mean).max(0.0).sqrt()
@@ -372,55 +362,89 @@ impl Transform {
     }
 }
 
-/// Folds of f(c, acc, value) over the rows of every column, each in row order; the columns
-/// are taken up to four at a time, row by row, so that their folds overlap in registers, and
-/// the groups of columns are shared among the threads of the rayon pool in use (each column's
-/// fold is the same whatever the grouping).
-fn fold_columns<S: Copy + Send + Sync, F: Fn(usize, S, f64) -> S + Sync>(
-    cols: &[&[f64]],
-    init: S,
-    f: &F,
-) -> Vec<S> {
+/// One fold over the rows of a column: its state, its start, and one row's step.
+trait ColumnFold: Sync {
+    type State: Copy + Send + Sync;
+    fn init(&self) -> Self::State;
+    fn step(&self, c: usize, state: Self::State, v: f64) -> Self::State;
+}
+
+/// The sum of the values, from -0.0 (as `Iterator::sum`).
+struct SumFold;
+
+impl ColumnFold for SumFold {
+    type State = f64;
+    fn init(&self) -> f64 {
+        -0.0
+    }
+    #[inline]
+    fn step(&self, _: usize, sum: f64, v: f64) -> f64 {
+        sum + v
+    }
+}
+
+/// Of the deviations d = v - centre_c: their sum, their largest size, its reciprocal and the
+/// sum of their squares scaled by it (LAPACK's dnrm2, so that squares do not overflow; the
+/// reciprocal saves a division per row, and the size needs only a power of two).
+struct DevFold<'a> {
+    centre: &'a [f64],
+}
+
+impl ColumnFold for DevFold<'_> {
+    type State = (f64, f64, f64, f64);
+    fn init(&self) -> Self::State {
+        (-0.0, 0.0, 0.0, 0.0)
+    }
+    #[inline]
+    fn step(&self, c: usize, (sum, big, inv, ssq): Self::State, v: f64) -> Self::State {
+        let d = v - self.centre[c];
+        let a = d.abs();
+        if a > big {
+            let r = big / a;
+            (sum + d, a, 1.0 / a, 1.0 + ssq * r * r)
+        } else {
+            let r = a * inv;
+            (sum + d, big, inv, ssq + r * r)
+        }
+    }
+}
+
+/// A fold over the rows of every column, each in row order; the columns are taken up to
+/// four at a time, row by row, so that their folds overlap in registers, and the groups of
+/// columns are shared among the threads of the rayon pool in use (each column's fold is the
+/// same whatever the grouping).
+fn fold_columns<F: ColumnFold>(cols: &[&[f64]], f: &F) -> Vec<F::State> {
     use rayon::prelude::*;
     let width = cols
         .len()
         .div_ceil(rayon::current_num_threads().max(1))
         .clamp(1, 4);
     let starts: Vec<usize> = (0..cols.len()).step_by(width).collect();
-    let groups: Vec<Vec<S>> = starts
+    let groups: Vec<Vec<F::State>> = starts
         .par_iter()
-        .map(|&base| {
-            let mut out = vec![init; (cols.len() - base).min(width)];
-            match out.len() {
-                1 => fold_group::<1, S, F>(cols, base, f, &mut out),
-                2 => fold_group::<2, S, F>(cols, base, f, &mut out),
-                3 => fold_group::<3, S, F>(cols, base, f, &mut out),
-                _ => fold_group::<4, S, F>(cols, base, f, &mut out),
-            }
-            out
+        .map(|&base| match (cols.len() - base).min(width) {
+            1 => fold_group::<1, F>(cols, base, f).to_vec(),
+            2 => fold_group::<2, F>(cols, base, f).to_vec(),
+            3 => fold_group::<3, F>(cols, base, f).to_vec(),
+            _ => fold_group::<4, F>(cols, base, f).to_vec(),
         })
         .collect();
     groups.concat()
 }
 
-/// `fold_columns` of the W columns from `base`, into `out` (W accumulators, initialised).
-fn fold_group<const W: usize, S: Copy, F: Fn(usize, S, f64) -> S>(
-    cols: &[&[f64]],
-    base: usize,
-    f: &F,
-    out: &mut [S],
-) {
+/// `fold_columns` of the W columns from `base`.
+fn fold_group<const W: usize, F: ColumnFold>(cols: &[&[f64]], base: usize, f: &F) -> [F::State; W] {
     let n = cols[base].len();
     let cs: [&[f64]; W] = std::array::from_fn(|i| &cols[base + i][..n]);
-    let mut acc: [S; W] = std::array::from_fn(|i| out[i]);
+    let mut acc: [F::State; W] = [f.init(); W];
     // Row by row over the W columns: an index, not W zipped iterators.
     #[allow(clippy::needless_range_loop)]
     for r in 0..n {
         for i in 0..W {
-            acc[i] = f(base + i, acc[i], cs[i][r]);
+            acc[i] = f.step(base + i, acc[i], cs[i][r]);
         }
     }
-    out.copy_from_slice(&acc);
+    acc
 }
 
 /// M'AM ((p + 1) x (p + 1)) of a symmetric A held as its lower triangle, column-major (the
