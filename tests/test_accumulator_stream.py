@@ -161,7 +161,7 @@ def test_bytes_and_pickle_round_trip_exactly(slope):
         [False, False],
     )
     assert data[:8] == b"MLVLACC\0"
-    assert int.from_bytes(data[8:16], "little") == 1
+    assert int.from_bytes(data[8:16], "little") == 2  # version 2: with the centring
 
 
 def test_streamed_start_is_the_in_memory_start():
@@ -237,7 +237,8 @@ def test_bad_bytes_and_other_models_are_errors():
         (data[:-8], "checksum|whole number|ends"),
         (data[:40], "checksum|ends"),
         (data[:100] + bytes([data[100] ^ 1]) + data[101:], "checksum"),
-        (data[:8] + (2).to_bytes(8, "little") + data[16:], "version 2"),
+        (data[:8] + (1).to_bytes(8, "little") + data[16:], "version 1 holds the raw rows"),
+        (data[:8] + (3).to_bytes(8, "little") + data[16:], "version 3"),
     ]:
         with pytest.raises(exceptions.ShapeError, match=what):
             _core.Accumulator.from_bytes(broken)

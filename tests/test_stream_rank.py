@@ -62,7 +62,11 @@ def test_streamed_rank_as_in_memory(formula, dropped, monkeypatch):
     assert [str(x.message) for x in w if "rank deficient" in str(x.message)] == [
         str(x.message) for x in ref_w if "rank deficient" in str(x.message)
     ]
-    assert abs(fit.objective / ref.objective - 1) < 1e-10
+    # x4 = x1 + 1e-4 noise makes X'X's Schur complement 1e-8 of its entries: the order of the
+    # sums alone moves the objective by up to 1.2e-10 (rows of the in-memory fit shuffled:
+    # -1.0e-10 .. 4.7e-11 from the 40-digit objective), so the tolerance is that noise's.
+    rel = 3e-10 if "x4" in formula else 1e-12
+    assert abs(fit.objective / ref.objective - 1) < rel
     assert list(fit.fixef.index) == list(ref.fixef.index)
 
 
@@ -77,4 +81,4 @@ def test_full_rank_one_pass(monkeypatch):
     )
     fit = ml.lmer("y ~ x1 + x2 + (1 | g)", pa.Table.from_pandas(df), batch_rows=150)
     assert passes == [False]
-    assert abs(fit.objective / ml.lmer("y ~ x1 + x2 + (1 | g)", df).objective - 1) < 1e-10
+    assert abs(fit.objective / ml.lmer("y ~ x1 + x2 + (1 | g)", df).objective - 1) < 1e-12

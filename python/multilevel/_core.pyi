@@ -86,10 +86,14 @@ class Accumulator:
 
     One random-effects term per entry of ``n_levels`` (its number of levels) and ``q`` (its
     number of columns of Z); ``p`` fixed-effect columns; ``threads`` for each ``add`` (0: all
-    cores; the sums do not depend on it); ``diagonal`` marks uncorrelated terms. Partial
-    accumulators (a Dask partition, a Spark task) merge in any order, up to rounding, and travel
-    as bytes (``to_bytes`` / ``from_bytes``, also used by pickle). ``problem()`` gives the
-    ``LmmProblem`` of all the rows added, with lme4's start.
+    cores; the sums do not depend on it); ``diagonal`` marks uncorrelated terms; ``centre``
+    shifts y and X's non-intercept columns by the first batch's means (and scales columns far
+    from size 1 by powers of two) before summing, as the in-memory pass does. Partial
+    accumulators (a Dask partition, a Spark task) merge in any order, up to rounding (one
+    centred on other shifts is converted to the receiver's), and travel as bytes
+    (``to_bytes`` / ``from_bytes``, also used by pickle). ``problem()`` gives the
+    ``LmmProblem`` of all the rows added, with lme4's start, its estimates those of the
+    original rows.
 
     >>> import numpy as np
     >>> acc = Accumulator([3], [1], 1)
@@ -106,6 +110,7 @@ class Accumulator:
         p: int,
         threads: int = 0,
         diagonal: list[bool] | None = None,
+        centre: bool = True,
     ) -> Accumulator: ...
     def add(
         self,
@@ -134,6 +139,12 @@ class Accumulator:
     @property
     def nrows(self) -> int:
         """Rows added, whatever their weights."""
+    @property
+    def centre(self) -> bool:
+        """Whether the first batch's means centre the rows."""
+    @property
+    def transform(self) -> tuple[int | None, list[float], list[float]]:
+        """(intercept column or None, shift and power-of-two scale per column of [X, y])."""
     @property
     def nobs(self) -> int:
         """Rows added with a non-zero weight."""

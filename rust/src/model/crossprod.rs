@@ -34,7 +34,7 @@ use crate::model::pairs::{self, PairAccumulator, PairScratch, PairShape};
 use crate::model::remat::ReTermShape;
 pub use crate::model::source::RowChunk;
 use crate::model::source::{Layout, RowSource};
-use crate::model::transform::Transform;
+use crate::model::transform::{self, Transform};
 
 /// The accumulator: feed it chunks, merge it with others, then `finish` it.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,8 +57,12 @@ pub struct CrossProdAccumulator {
     /// The moments of lme4's start, for models whose terms all have one column.
     pub(crate) moments: Option<StartMoments>,
     /// The change of variables of D applied to each row (`model::transform`; the identity
-    /// unless set before the first row).
+    /// unless set before the first row, or taken from the first rows when `centre`).
     pub(crate) transform: Transform,
+    /// Take the transform from the first non-empty chunk added (`Transform::from_chunk`): a
+    /// stream's shifts and scales, which every later chunk gets too and which a merge with an
+    /// accumulator of other shifts converts to (`merge`).
+    pub(crate) centre: bool,
 }
 
 impl CrossProdAccumulator {
@@ -81,7 +85,37 @@ impl CrossProdAccumulator {
             dd: vec![0.0; pd * pd],
             moments: StartMoments::new(shapes),
             transform: Transform::identity(),
+            centre: false,
         }
+    }
+
+    /// Whether the transform is taken from the first rows added (see `centre`); only before
+    /// any row was added.
+    pub fn set_centre(&mut self, centre: bool) -> Result<()> {
+        if self.n_rows > 0 {
+            return Err(LmmError::Shape(
+                "the centring of D can only be chosen before the first rows".into(),
+            ));
+        }
+        self.centre = centre;
+        Ok(())
+    }
+
+    /// Whether the transform is taken from the first rows added.
+    pub fn centre(&self) -> bool {
+        self.centre
+    }
+
+    /// The change of variables of D of the rows added (`model::transform`).
+    pub fn transform(&self) -> &Transform {
+        &self.transform
+    }
+
+    /// With `centre`, before the first rows: the transform of this chunk's rows, if it has any
+    /// (a chunk that is checked, `layout` from its check). Otherwise `None`.
+    pub(crate) fn first_transform(&self, chunk: &RowChunk, layout: &Layout) -> Option<Transform> {
+        (self.centre && self.n_rows == 0 && chunk.nrows() > 0)
+            .then(|| Transform::from_chunk(chunk, layout))
     }
 
     /// Sets the change of variables of D for the rows to come (`model::transform`); only
@@ -119,6 +153,9 @@ impl CrossProdAccumulator {
     /// Adds the rows of one chunk.
     pub fn add(&mut self, chunk: &RowChunk) -> Result<()> {
         let layout = chunk.check(&self.shapes, self.p)?;
+        if let Some(t) = self.first_transform(chunk, &layout) {
+            self.transform = t;
+        }
         self.add_checked(chunk, &layout, &mut PairScratch::default());
         Ok(())
     }
@@ -166,12 +203,11 @@ impl CrossProdAccumulator {
         dense::add_rows(&mut blocks, chunk, layout);
     }
 
-    /// Checks that `other` accumulates the same model.
+    /// Checks that `other` accumulates the same model, and that its rows' transform can be
+    /// converted to this one's (`Transform::conversion`).
     pub(crate) fn check_same_model(&self, other: &CrossProdAccumulator) -> Result<()> {
-        if other.transform != self.transform {
-            return Err(LmmError::Shape(
-                "merging accumulators whose rows were shifted or scaled differently".into(),
-            ));
+        if self.n_rows > 0 && other.n_rows > 0 {
+            other.transform.conversion(&self.transform, self.p)?;
         }
         if other.shapes != self.shapes || other.p != self.p {
             return Err(LmmError::Shape(format!(
@@ -183,7 +219,10 @@ impl CrossProdAccumulator {
         Ok(())
     }
 
-    /// Adds another accumulator's rows to this one.
+    /// Adds another accumulator's rows to this one. When their rows were transformed
+    /// differently (each took its shifts from its own first rows), `other`'s D'WD and D'WZ
+    /// are converted to this one's variables (M'AM, `Transform::conversion`) as they are
+    /// added; an accumulator without rows takes the other's transform.
     pub fn merge(&mut self, other: &CrossProdAccumulator) -> Result<()> {
         self.merge_with(other, &mut PairScratch::default())
     }
@@ -195,13 +234,29 @@ impl CrossProdAccumulator {
         scratch: &mut PairScratch,
     ) -> Result<()> {
         self.check_same_model(other)?;
+        if self.n_rows == 0 {
+            // No rows yet: every block is 0 in any variables.
+            self.transform.clone_from(&other.transform);
+        }
+        let pd = self.p + 1;
+        let convert = if other.n_rows > 0 && other.transform != self.transform {
+            Some(other.transform.conversion(&self.transform, self.p)?)
+        } else {
+            None
+        };
         self.n_rows += other.n_rows;
         self.nobs += other.nobs;
         self.sum_log_w += other.sum_log_w;
-        add_into(&mut self.dd, &other.dd);
+        match &convert {
+            None => add_into(&mut self.dd, &other.dd),
+            Some(m) => add_into(&mut self.dd, &transform::convert_lower(&other.dd, m, pd)),
+        }
         for k in 0..self.shapes.len() {
             add_into(&mut self.diag[k], &other.diag[k]);
-            add_into(&mut self.dz[k], &other.dz[k]);
+            match &convert {
+                None => add_into(&mut self.dz[k], &other.dz[k]),
+                Some(m) => transform::add_converted_columns(&mut self.dz[k], &other.dz[k], m, pd),
+            }
             for j in 0..k {
                 let bs = self.shapes[k].q * self.shapes[j].q;
                 self.pairs[k][j].merge(&other.pairs[k][j], bs, scratch);

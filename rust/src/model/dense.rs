@@ -63,28 +63,34 @@ impl<'a, 'b> Columns<'a, 'b> {
         let col = |m: &'a [f64], ld: usize, j: usize| &m[j * ld + start..j * ld + end];
         let (p, pd) = (layout.p, layout.p + 1);
         let dbuf = &mut dbuf[..(end - start) * pd];
+        // D's columns copied into rows, each transformed as it is copied (`Transform::apply`
+        // on the row, column by column: the same operations, and no second pass).
+        let pivot = transform.pivot.filter(|_| !transform.is_identity());
+        let xj = pivot.map(|j| col(chunk.x, layout.ldx, j));
+        let coef = |c: usize| {
+            let m = transform.shift_of(c);
+            let s = transform.scale_of(c);
+            (xj.filter(|_| pivot != Some(c)), m, s)
+        };
         for j in 0..p {
-            let x = col(chunk.x, layout.ldx, j);
-            for (row, &v) in dbuf.chunks_exact_mut(pd).zip(x) {
-                row[j] = v;
-            }
+            let (xj, m, s) = coef(j);
+            put_column(
+                dbuf,
+                pd,
+                j,
+                col(chunk.x, layout.ldx, j).iter().copied(),
+                xj,
+                m,
+                s,
+            );
         }
         let y = &chunk.y[start..end];
+        let (xj, m, s) = coef(p);
         match chunk.offset {
-            None => {
-                for (row, &v) in dbuf.chunks_exact_mut(pd).zip(y) {
-                    row[p] = v;
-                }
-            }
+            None => put_column(dbuf, pd, p, y.iter().copied(), xj, m, s),
             Some(o) => {
-                for ((row, &v), &o) in dbuf.chunks_exact_mut(pd).zip(y).zip(&o[start..end]) {
-                    row[p] = v - o;
-                }
-            }
-        }
-        if !transform.is_identity() {
-            for row in dbuf.chunks_exact_mut(pd) {
-                transform.apply(row);
+                let d = y.iter().zip(&o[start..end]).map(|(v, o)| v - o);
+                put_column(dbuf, pd, p, d, xj, m, s);
             }
         }
         Columns {
@@ -113,6 +119,37 @@ impl<'a, 'b> Columns<'a, 'b> {
     #[inline]
     fn w(&self, r: usize) -> f64 {
         self.weights.map_or(1.0, |w| w[r]) * self.w_scale
+    }
+}
+
+/// Column c of the rows in `dbuf` (rows of `pd` values) from `values`, transformed:
+/// (v - m x_j) s with the pivot's value x_j of the row, v s without one (`Transform::apply`).
+fn put_column(
+    dbuf: &mut [f64],
+    pd: usize,
+    c: usize,
+    values: impl Iterator<Item = f64>,
+    xj: Option<&[f64]>,
+    m: f64,
+    s: f64,
+) {
+    let rows = dbuf.chunks_exact_mut(pd);
+    match xj {
+        Some(xj) => {
+            for ((row, v), &x) in rows.zip(values).zip(xj) {
+                row[c] = (v - m * x) * s;
+            }
+        }
+        None if s != 1.0 => {
+            for (row, v) in rows.zip(values) {
+                row[c] = v * s;
+            }
+        }
+        None => {
+            for (row, v) in rows.zip(values) {
+                row[c] = v;
+            }
+        }
     }
 }
 

@@ -72,6 +72,19 @@ impl LaneAccumulator {
         self.lanes[0].acc.p()
     }
 
+    /// Whether the transform of D is taken from the first rows added
+    /// (`CrossProdAccumulator::set_centre`); only before any row was added.
+    pub fn set_centre(&mut self, centre: bool) -> Result<()> {
+        self.lanes
+            .iter_mut()
+            .try_for_each(|lane| lane.acc.set_centre(centre))
+    }
+
+    /// The accumulator's first lane (its model, transform and centring).
+    pub fn first(&self) -> &CrossProdAccumulator {
+        &self.lanes[0].acc
+    }
+
     /// Rows added, whatever their weights.
     pub fn n_rows(&self) -> usize {
         self.lanes.iter().map(|l| l.acc.n_rows()).sum()
@@ -94,6 +107,14 @@ impl LaneAccumulator {
     pub fn add_in_pool(&mut self, chunk: &RowChunk, piece_rows: usize) -> Result<()> {
         let (shapes, p) = (self.shapes(), self.p());
         let layout = chunk.check(shapes, p)?;
+        if self.n_rows() == 0 {
+            // A centring accumulator's first rows give every lane its transform.
+            if let Some(t) = self.lanes[0].acc.first_transform(chunk, &layout) {
+                for lane in &mut self.lanes {
+                    lane.acc.transform.clone_from(&t);
+                }
+            }
+        }
         let n = chunk.nrows();
         let piece_rows = piece_rows.max(1);
         let pieces = n.div_ceil(piece_rows).max(1);

@@ -226,9 +226,7 @@ impl<'a> MemorySource<'a> {
     /// The change of variables of D that keeps A's digits (`model::transform`): the means
     /// and sizes of all rows.
     pub fn transform(&self) -> Transform {
-        let (y, offset) = (self.y, self.offset);
-        let d_y = move |r: usize| y[r] - offset.map_or(0.0, |o| o[r]);
-        let mut t = Transform::from_columns(self.x, self.layout.p, &d_y, self.y.len());
+        let mut t = Transform::from_columns(self.x, self.layout.p, self.y, self.offset);
         t.w_log2 = self.weights.map_or(0.0, Transform::weight_log2);
         t
     }

@@ -38,6 +38,11 @@
 //! same model). A column is scaled only when the size of its values (their root mean square,
 //! after the shift) is outside [2^-30, 2^30]: ordinary data keep s = 1.
 
+use std::borrow::Cow;
+
+use crate::error::{LmmError, Result};
+use crate::model::source::{Layout, RowChunk};
+
 /// Scale a column when its size is outside 2^-SCALE_RANGE ..= 2^SCALE_RANGE.
 const SCALE_RANGE: i32 = 30;
 
@@ -106,42 +111,95 @@ impl Transform {
         -(sum / count as f64)
     }
 
-    /// The transform for the rows of column-major X (n x p, leading dimension n) and y - offset
-    /// (`d_y`): the intercept is the first column of ones; shifts are the means over the rows,
-    /// scales from the root mean square of the shifted columns.
-    pub fn from_columns(x: &[f64], p: usize, d_y: &dyn Fn(usize) -> f64, n: usize) -> Transform {
+    /// The transform for the rows of column-major X (n x p, leading dimension n, n the length
+    /// of y) and y - offset: the intercept is the first column of ones; shifts are the means
+    /// over the rows, scales from the root mean square of the shifted columns.
+    pub fn from_columns(x: &[f64], p: usize, y: &[f64], offset: Option<&[f64]>) -> Transform {
+        Transform::from_view(x, y.len(), p, y, offset, false)
+    }
+
+    /// The transform a stream takes from its first rows (`CrossProdAccumulator`'s centring):
+    /// `from_columns` of the chunk's rows, except that a column constant over them (one row,
+    /// say) is sized by its mean instead of its spread of 0, so that values of size 1e200 are
+    /// still scaled when the first batch is a single row.
+    pub fn from_chunk(chunk: &RowChunk, layout: &Layout) -> Transform {
+        Transform::from_view(chunk.x, layout.ldx, layout.p, chunk.y, chunk.offset, true)
+    }
+
+    /// `from_columns` for X with leading dimension `ld`; with `size_by_mean`, a column of spread
+    /// 0 is sized by its shift.
+    ///
+    /// Each column's sums are folds in row order (as `Iterator::sum`, from -0.0), in two
+    /// passes: the mean, then its correction with the size of the deviations. A pass runs
+    /// over all the columns at once, row by row, so that the columns' independent folds
+    /// overlap (one column's fold alone waits on each addition's latency).
+    fn from_view(
+        x: &[f64],
+        ld: usize,
+        p: usize,
+        y: &[f64],
+        offset: Option<&[f64]>,
+        size_by_mean: bool,
+    ) -> Transform {
+        let n = y.len();
         if n == 0 {
             return Transform::identity();
         }
-        let col = |c: usize| &x[c * n..(c + 1) * n];
-        let pivot = (0..p).find(|&c| col(c).iter().all(|&v| v == 1.0));
+        let d_y: Cow<[f64]> = match offset {
+            None => Cow::Borrowed(y),
+            Some(o) => Cow::Owned(y.iter().zip(o).map(|(v, o)| v - o).collect()),
+        };
+        let cols: Vec<&[f64]> = (0..p)
+            .map(|c| &x[c * ld..c * ld + n])
+            .chain(std::iter::once(&d_y[..]))
+            .collect();
+        let pivot = (0..p).find(|&c| cols[c].iter().all(|&v| v == 1.0));
+        let pd = p + 1;
         let nf = n as f64;
-        let mut shift = vec![0.0; p + 1];
-        let mut scale = vec![1.0; p + 1];
-        for c in 0..=p {
-            let value = |r: usize| if c == p { d_y(r) } else { col(c)[r] };
-            if pivot.is_some() && pivot != Some(c) {
-                // The mean, corrected by the mean of the deviations (two passes, as R's mean).
-                let mut m = (0..n).map(value).sum::<f64>() / nf;
-                if m.is_finite() {
-                    m += (0..n).map(|r| value(r) - m).sum::<f64>() / nf;
-                }
-                shift[c] = if m.is_finite() { m } else { 0.0 };
+        // The means (the first of R's two passes), for the shifted columns.
+        let m: Vec<f64> = match pivot {
+            Some(j) => fold_columns(&cols, &SumFold)
+                .iter()
+                .enumerate()
+                .map(|(c, s)| if c == j { 0.0 } else { s / nf })
+                .collect(),
+            None => vec![0.0; pd],
+        };
+        let centre: Vec<f64> = m
+            .iter()
+            .map(|&v| if v.is_finite() { v } else { 0.0 })
+            .collect();
+        // One more pass: the sum of the deviations from the mean (R's correction of the
+        // mean), and their largest size with the sum of their squares scaled by it (as
+        // LAPACK's dnrm2, so that squares do not overflow).
+        let dev = fold_columns(&cols, &DevFold { centre: &centre });
+        let mut shift = vec![0.0; pd];
+        if pivot.is_some() {
+            for c in (0..pd).filter(|&c| Some(c) != pivot) {
+                let mc = if m[c].is_finite() {
+                    m[c] + dev[c].0 / nf
+                } else {
+                    m[c]
+                };
+                shift[c] = if mc.is_finite() { mc } else { 0.0 };
             }
-            // The size after the shift, scaled first so that squares do not overflow.
-            let big = (0..n)
-                .map(|r| (value(r) - shift[c]).abs())
-                .fold(0.0, f64::max);
-            let size = if big > 0.0 && big.is_finite() {
-                let ss = (0..n)
-                    .map(|r| ((value(r) - shift[c]) / big).powi(2))
-                    .sum::<f64>();
-                big * (ss / nf).sqrt()
-            } else {
-                big
-            };
-            scale[c] = power_of_two_scale(size);
         }
+        // The size after the shift: the root mean square of the deviations from the centre,
+        // less the square of their mean (the shift's move from the centre).
+        let scale = (0..pd)
+            .map(|c| {
+                let (_, big, _, ssq) = dev[c];
+                let size = if big > 0.0 && big.is_finite() {
+                    let mean = (shift[c] - centre[c]) / big;
+                    big * (ssq / nf - mean * mean).max(0.0).sqrt()
+                } else if size_by_mean && big == 0.0 {
+                    shift[c].abs()
+                } else {
+                    big
+                };
+                power_of_two_scale(size)
+            })
+            .collect();
         Transform {
             pivot,
             shift,
@@ -169,7 +227,7 @@ impl Transform {
         }
     }
 
-    fn scale_of(&self, c: usize) -> f64 {
+    pub(crate) fn scale_of(&self, c: usize) -> f64 {
         self.scale.get(c).copied().unwrap_or(1.0)
     }
 
@@ -227,6 +285,60 @@ impl Transform {
         out
     }
 
+    /// The shift of column c (0 for the pivot, and for every column without a pivot).
+    pub(crate) fn shift_of(&self, c: usize) -> f64 {
+        if self.pivot.is_some() {
+            self.shift.get(c).copied().unwrap_or(0.0)
+        } else {
+            0.0
+        }
+    }
+
+    /// M ((p + 1) x (p + 1), column-major) with D~' = D~ M, where D~ are the rows of D
+    /// transformed by `self` and D~' by `to`: the blocks of a partial accumulator move to
+    /// `to`'s variables as D~'WD~' = M' (D~WD~) M and D~'WZ = M' (D~WZ) (`convert_lower`,
+    /// `add_converted_columns`). With G the matrix of a transform (D~ = D G, the module's
+    /// documentation extended to y: G = (I - e_j m') S), M = G^-1 G' and
+    /// G^-1 = S^-1 (I + e_j m'), so
+    ///
+    /// ```text
+    ///   M[r][c] = (a_rc s'_c - b_rc m'_c s'_c) / s_r,   a_rc = delta_rc + [r = j] m_c,
+    ///   b_rc = [c != j'] (delta_rj' + [r = j] m_j')
+    /// ```
+    ///
+    /// (j, m, s of `self`; j', m', s' of `to`). For one pivot j, M is the identity but for the
+    /// ratios s'_c / s_c on its diagonal (powers of two, exact) and row j, -(m'_c - m_c) s'_c
+    /// / s_j. Both must have rescaled the weights alike.
+    pub fn conversion(&self, to: &Transform, p: usize) -> Result<Vec<f64>> {
+        if self.w_log2 != to.w_log2 {
+            return Err(LmmError::Shape(format!(
+                "merging accumulators whose weights were rescaled differently (log2 factors {} \
+                 and {})",
+                self.w_log2, to.w_log2
+            )));
+        }
+        let pd = p + 1;
+        let mut m = vec![0.0; pd * pd];
+        for c in 0..pd {
+            let st = to.scale_of(c);
+            let mst = to.shift_of(c) * st;
+            for r in 0..pd {
+                let from_pivot = self.pivot == Some(r);
+                let a =
+                    f64::from(u8::from(r == c)) + if from_pivot { self.shift_of(c) } else { 0.0 };
+                let b = match to.pivot {
+                    Some(jt) if c != jt => {
+                        f64::from(u8::from(r == jt))
+                            + if from_pivot { self.shift_of(jt) } else { 0.0 }
+                    }
+                    _ => 0.0,
+                };
+                m[r + c * pd] = (a * st - b * mst) / self.scale_of(r);
+            }
+        }
+        Ok(m)
+    }
+
     /// c G V G' (p x p, column-major) for V = vcov~ (the unscaled covariance of beta~).
     pub fn restore_vcov(&self, v: &[f64], p: usize) -> Vec<f64> {
         if self.is_identity() {
@@ -250,6 +362,126 @@ impl Transform {
     }
 }
 
+/// One fold over the rows of a column: its state, its start, and one row's step.
+trait ColumnFold: Sync {
+    type State: Copy + Send + Sync;
+    fn init(&self) -> Self::State;
+    fn step(&self, c: usize, state: Self::State, v: f64) -> Self::State;
+}
+
+/// The sum of the values, from -0.0 (as `Iterator::sum`).
+struct SumFold;
+
+impl ColumnFold for SumFold {
+    type State = f64;
+    fn init(&self) -> f64 {
+        -0.0
+    }
+    #[inline]
+    fn step(&self, _: usize, sum: f64, v: f64) -> f64 {
+        sum + v
+    }
+}
+
+/// Of the deviations d = v - centre_c: their sum, their largest size, its reciprocal and the
+/// sum of their squares scaled by it (LAPACK's dnrm2, so that squares do not overflow; the
+/// reciprocal saves a division per row, and the size needs only a power of two).
+struct DevFold<'a> {
+    centre: &'a [f64],
+}
+
+impl ColumnFold for DevFold<'_> {
+    type State = (f64, f64, f64, f64);
+    fn init(&self) -> Self::State {
+        (-0.0, 0.0, 0.0, 0.0)
+    }
+    #[inline]
+    fn step(&self, c: usize, (sum, big, inv, ssq): Self::State, v: f64) -> Self::State {
+        let d = v - self.centre[c];
+        let a = d.abs();
+        if a > big {
+            let r = big / a;
+            (sum + d, a, 1.0 / a, 1.0 + ssq * r * r)
+        } else {
+            let r = a * inv;
+            (sum + d, big, inv, ssq + r * r)
+        }
+    }
+}
+
+/// A fold over the rows of every column, each in row order; the columns are taken up to
+/// four at a time, row by row, so that their folds overlap in registers, and the groups of
+/// columns are shared among the threads of the rayon pool in use (each column's fold is the
+/// same whatever the grouping).
+fn fold_columns<F: ColumnFold>(cols: &[&[f64]], f: &F) -> Vec<F::State> {
+    use rayon::prelude::*;
+    let width = cols
+        .len()
+        .div_ceil(rayon::current_num_threads().max(1))
+        .clamp(1, 4);
+    let starts: Vec<usize> = (0..cols.len()).step_by(width).collect();
+    let groups: Vec<Vec<F::State>> = starts
+        .par_iter()
+        .map(|&base| match (cols.len() - base).min(width) {
+            1 => fold_group::<1, F>(cols, base, f).to_vec(),
+            2 => fold_group::<2, F>(cols, base, f).to_vec(),
+            3 => fold_group::<3, F>(cols, base, f).to_vec(),
+            _ => fold_group::<4, F>(cols, base, f).to_vec(),
+        })
+        .collect();
+    groups.concat()
+}
+
+/// `fold_columns` of the W columns from `base`.
+fn fold_group<const W: usize, F: ColumnFold>(cols: &[&[f64]], base: usize, f: &F) -> [F::State; W] {
+    let n = cols[base].len();
+    let cs: [&[f64]; W] = std::array::from_fn(|i| &cols[base + i][..n]);
+    let mut acc: [F::State; W] = [f.init(); W];
+    // Row by row over the W columns: an index, not W zipped iterators.
+    #[allow(clippy::needless_range_loop)]
+    for r in 0..n {
+        for i in 0..W {
+            acc[i] = f.step(base + i, acc[i], cs[i][r]);
+        }
+    }
+    acc
+}
+
+/// M'AM ((p + 1) x (p + 1)) of a symmetric A held as its lower triangle, column-major (the
+/// upper triangle ignored), returned the same way with an upper triangle of zeros: the D'WD
+/// of a partial accumulator in another transform's variables (`Transform::conversion`).
+pub fn convert_lower(a: &[f64], m: &[f64], pd: usize) -> Vec<f64> {
+    let at = |i: usize, j: usize| if i >= j { a[i + j * pd] } else { a[j + i * pd] };
+    // B = A M, then the lower triangle of M'B.
+    let mut b = vec![0.0; pd * pd];
+    for c in 0..pd {
+        for r in 0..pd {
+            b[r + c * pd] = (0..pd).map(|k| at(r, k) * m[k + c * pd]).sum();
+        }
+    }
+    let mut out = vec![0.0; pd * pd];
+    for c in 0..pd {
+        for r in c..pd {
+            out[r + c * pd] = (0..pd).map(|k| m[k + r * pd] * b[k + c * pd]).sum();
+        }
+    }
+    out
+}
+
+/// Adds M'v to `into` for each column v of `from` ((p + 1) values a column, column-major):
+/// the D'WZ of a partial accumulator in another transform's variables.
+pub fn add_converted_columns(into: &mut [f64], from: &[f64], m: &[f64], pd: usize) {
+    for (dst, src) in into.chunks_exact_mut(pd).zip(from.chunks_exact(pd)) {
+        for (c, d) in dst.iter_mut().enumerate() {
+            *d += m[c * pd..(c + 1) * pd]
+                .iter()
+                .zip(src)
+                .map(|(mk, v)| mk * v)
+                .sum::<f64>();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,7 +492,7 @@ mod tests {
         let n = 4;
         let x: Vec<f64> = [1.0, 1.0, 1.0, 1.0, 1e12, 2e12, 3e12, 4e12].to_vec();
         let y: Vec<f64> = (0..n).map(|r| 3.0 + 2.0 * x[n + r]).collect();
-        let t = Transform::from_columns(&x, 2, &|r| y[r], n);
+        let t = Transform::from_columns(&x, 2, &y, None);
         assert_eq!(t.pivot, Some(0));
         assert_eq!(t.shift[1], 2.5e12);
         assert!(t.scale[1] < 1e-9 && t.scale[2] < 1e-9);
@@ -346,10 +578,118 @@ mod tests {
         }
     }
 
+    /// Rows of D = [1, x1, x2, y] far from zero and of mixed sizes.
+    fn far_rows(n: usize) -> Vec<[f64; 4]> {
+        (0..n)
+            .map(|r| {
+                let t = r as f64;
+                [
+                    1.0,
+                    1e6 + (t * 0.37).sin(),
+                    1e-20 * (2.0 + (t * 1.3).cos()),
+                    1e8 + 3.0 * (t * 0.11).sin(),
+                ]
+            })
+            .collect()
+    }
+
+    fn transform_of(rows: &[[f64; 4]]) -> Transform {
+        let n = rows.len();
+        let x: Vec<f64> = (0..3)
+            .flat_map(|c| rows.iter().map(move |d| d[c]))
+            .collect();
+        let y: Vec<f64> = rows.iter().map(|d| d[3]).collect();
+        Transform::from_view(&x, n, 3, &y, None, true)
+    }
+
+    /// D~' = D~ M for the rows transformed by two transforms (shifts, scales and pivots that
+    /// differ), and M'AM, M'v of the cross-products are those of the rows transformed by the
+    /// second one.
+    #[test]
+    fn the_conversion_moves_rows_and_cross_products_to_the_other_shifts() {
+        let rows = far_rows(40);
+        let first = transform_of(&rows[..3]);
+        let other = transform_of(&rows[20..]);
+        assert_eq!((first.pivot, other.pivot), (Some(0), Some(0)));
+        assert!(first.shift != other.shift && first.scale[2] > 1e10);
+        let one = transform_of(&rows[5..6]);
+        assert!(one.scale[2] > 1e10, "one row: sized by its mean");
+        let none = Transform::identity();
+        let pd = 4;
+        let close = |u: f64, v: f64, size: f64| (u - v).abs() <= 1e-9 * size;
+        for (from, to) in [
+            (&first, &other),
+            (&other, &first),
+            (&none, &first),
+            (&one, &none),
+        ] {
+            let m = from.conversion(to, 3).unwrap();
+            let apply = |t: &Transform, d: &[f64; 4]| {
+                let mut v = d.to_vec();
+                t.apply(&mut v);
+                v
+            };
+            let (mut a_from, mut a_to) = (vec![0.0; pd * pd], vec![0.0; pd * pd]);
+            let (mut v_from, mut v_to) = (vec![0.0; pd], vec![0.0; pd]);
+            for (r, d) in rows.iter().enumerate() {
+                let (df, dt) = (apply(from, d), apply(to, d));
+                for c in 0..pd {
+                    let via: f64 = (0..pd).map(|k| df[k] * m[k + c * pd]).sum();
+                    let size = dt[c]
+                        .abs()
+                        .max(df.iter().map(|v| v.abs()).fold(0.0, f64::max));
+                    assert!(
+                        close(via, dt[c], size),
+                        "row {r} column {c}: {via} vs {}",
+                        dt[c]
+                    );
+                }
+                let z = (r % 5) as f64;
+                for j in 0..pd {
+                    v_from[j] += df[j] * z;
+                    v_to[j] += dt[j] * z;
+                    for i in j..pd {
+                        a_from[i + j * pd] += df[i] * df[j];
+                        a_to[i + j * pd] += dt[i] * dt[j];
+                    }
+                }
+            }
+            let a = convert_lower(&a_from, &m, pd);
+            let mut v = vec![0.0; pd];
+            add_converted_columns(&mut v, &v_from, &m, pd);
+            // The rounding of M'AM is relative to |M|'|A||M| (from the raw rows, the
+            // conversion cannot give back the digits that their sums lost).
+            let af = |k: usize, l: usize| a_from[k.max(l) + k.min(l) * pd].abs();
+            let size = |i: usize, j: usize| {
+                let bound: f64 = (0..pd)
+                    .flat_map(|k| (0..pd).map(move |l| (k, l)))
+                    .map(|(k, l)| m[k + i * pd].abs() * af(k, l) * m[l + j * pd].abs())
+                    .sum();
+                (a_to[i + i * pd] * a_to[j + j * pd]).sqrt() + 1e3 * bound
+            };
+            for j in 0..pd {
+                let vb: f64 = (0..pd).map(|k| (m[k + j * pd] * v_from[k]).abs()).sum();
+                assert!(close(v[j], v_to[j], v_to[j].abs() + 1e3 * vb));
+                for i in 0..pd {
+                    let want = if i >= j { a_to[i + j * pd] } else { 0.0 };
+                    let got = a[i + j * pd];
+                    assert!(
+                        close(got, want, size(i, j)),
+                        "A[{i}][{j}] {got} {want} {}",
+                        size(i, j)
+                    );
+                }
+            }
+        }
+        let mut weighted = other.clone();
+        weighted.w_log2 = 1.0;
+        assert!(first.conversion(&weighted, 3).is_err());
+    }
+
     #[test]
     fn ordinary_columns_are_not_scaled_and_no_intercept_no_shift() {
         let x = [0.5, 1.5, 2.5];
-        let t = Transform::from_columns(&x, 1, &|r| [1.0, 2.0, 4.0][r], 3);
+        let t = Transform::from_columns(&x, 1, &[1.0, 2.0, 4.0], None);
         assert_eq!(t.pivot, None);
         assert!(t.is_identity());
         assert_eq!(power_of_two_scale(1e10), 2f64.powi(-33));

@@ -1,17 +1,21 @@
 //! The serialised cross-product accumulator: a partial sum over rows that a Dask partition or
 //! a Spark task computes, sends as bytes, and that the client merges (a tree reduction).
 //!
-//! Layout, version 1. Every integer is an unsigned 64-bit little-endian word (u64), every real
+//! Layout, version 2 (version 1 had no transform: its accumulators were of the raw rows). Every integer is an unsigned 64-bit little-endian word (u64), every real
 //! an IEEE 754 binary64 little-endian word (f64), so the whole buffer is a sequence of 8-byte
 //! words:
 //!
 //! ```text
 //!   magic      8 bytes  "MLVLACC\0"
-//!   version    u64      1
-//!   flags      u64      bit 0: the start moments follow A; other bits 0
+//!   version    u64      2
+//!   flags      u64      bit 0: the start moments follow A; bit 1: the transform is taken
+//!                       from the first rows added (centring); other bits 0
 //!   p          u64      fixed-effect columns (D = [X y] has p + 1)
 //!   terms      u64      number of random-effects terms T
 //!   per term   u64 n_levels, u64 q (>= 1), u64 diagonal (0 or 1)
+//!   transform  the change of variables of D the blocks hold (`model::transform`):
+//!              u64 pivot (0: none; 1 + the intercept's column), u64 k (0 or p + 1),
+//!              k f64 shifts, k f64 scales (finite, > 0), f64 log2 of the weights' factor
 //!   n_rows     u64      rows added
 //!   nobs       u64      rows of non-zero weight
 //!   sum_log_w  f64
@@ -36,12 +40,14 @@ use crate::model::crossprod::CrossProdAccumulator;
 use crate::model::moments::StartMoments;
 use crate::model::pairs::PairAccumulator;
 use crate::model::remat::ReTermShape;
+use crate::model::transform::Transform;
 
 /// The first 8 bytes of a serialised accumulator.
 pub const MAGIC: [u8; 8] = *b"MLVLACC\0";
 /// The layout version this code writes and reads.
-pub const VERSION: u64 = 1;
+pub const VERSION: u64 = 2;
 const FLAG_MOMENTS: u64 = 1;
+const FLAG_CENTRE: u64 = 2;
 
 fn fnv1a(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -57,11 +63,12 @@ pub fn to_bytes(acc: &CrossProdAccumulator) -> Vec<u8> {
     let mut w = Writer(Vec::with_capacity(8 * words(acc)));
     w.0.extend_from_slice(&MAGIC);
     w.u(VERSION);
-    w.u(if acc.moments.is_some() {
+    let moments = if acc.moments.is_some() {
         FLAG_MOMENTS
     } else {
         0
-    });
+    };
+    w.u(moments | if acc.centre { FLAG_CENTRE } else { 0 });
     w.u(acc.p as u64);
     w.u(acc.shapes.len() as u64);
     for s in &acc.shapes {
@@ -69,6 +76,12 @@ pub fn to_bytes(acc: &CrossProdAccumulator) -> Vec<u8> {
         w.u(s.q as u64);
         w.u(u64::from(s.diagonal));
     }
+    let t = &acc.transform;
+    w.u(t.pivot.map_or(0, |j| j as u64 + 1));
+    w.u(t.shift.len() as u64);
+    w.f(&t.shift);
+    w.f(&t.scale);
+    w.f(&[t.w_log2]);
     w.u(acc.n_rows as u64);
     w.u(acc.nobs as u64);
     w.f(&[acc.sum_log_w]);
@@ -118,7 +131,8 @@ fn words(acc: &CrossProdAccumulator) -> usize {
     let moments = acc.moments.as_ref().map_or(0, |m| {
         4 + m.ones.len() + m.same.len() + 2 * m.sums.iter().map(Vec::len).sum::<usize>()
     });
-    6 + 3 * acc.shapes.len() + 3 + pd * pd + blocks + pairs + moments + 1
+    let transform = 3 + 2 * acc.transform.shift.len();
+    6 + 3 * acc.shapes.len() + transform + 3 + pd * pd + blocks + pairs + moments + 1
 }
 
 struct Writer(Vec<u8>);
@@ -203,8 +217,15 @@ pub fn from_bytes(bytes: &[u8]) -> Result<CrossProdAccumulator> {
     let mut r = Reader { bytes: body, at: 8 };
     let version = r.u("the version")?;
     if version != VERSION {
+        let why = if version == 1 {
+            " (version 1 holds the raw rows' cross-products, version 2 those of the centred \
+             rows and their shifts: partial accumulators must all come from the same \
+             multilevel)"
+        } else {
+            ""
+        };
         return Err(bad(format!(
-            "layout version {version}; this multilevel reads version {VERSION}"
+            "layout version {version}; this multilevel reads version {VERSION}{why}"
         )));
     }
     let checksum = u64::from_le_bytes(tail.try_into().expect("8 bytes"));
@@ -214,7 +235,7 @@ pub fn from_bytes(bytes: &[u8]) -> Result<CrossProdAccumulator> {
         ));
     }
     let flags = r.u("the flags")?;
-    if flags & !FLAG_MOMENTS != 0 {
+    if flags & !(FLAG_MOMENTS | FLAG_CENTRE) != 0 {
         return Err(bad(format!("unknown flags {flags:#x}")));
     }
     let p = r.usize("p")?;
@@ -241,6 +262,7 @@ pub fn from_bytes(bytes: &[u8]) -> Result<CrossProdAccumulator> {
     }
     // The dense part's size, checked against the buffer before anything is allocated.
     let pd = p.checked_add(1).ok_or_else(|| bad("p overflows"))?;
+    let transform = read_transform(&mut r, pd)?;
     let mut dense = mul(pd, pd)?;
     for s in &shapes {
         dense = dense
@@ -253,6 +275,8 @@ pub fn from_bytes(bytes: &[u8]) -> Result<CrossProdAccumulator> {
         )));
     }
     let mut acc = CrossProdAccumulator::new(&shapes, p);
+    acc.transform = transform;
+    acc.centre = flags & FLAG_CENTRE != 0;
     acc.n_rows = r.usize("the number of rows")?;
     acc.nobs = r.usize("the number of observations")?;
     acc.sum_log_w = r.f("the sum of log weights")?;
@@ -283,6 +307,41 @@ pub fn from_bytes(bytes: &[u8]) -> Result<CrossProdAccumulator> {
         )));
     }
     Ok(acc)
+}
+
+/// The transform section (see the module's documentation), for D of `pd` columns.
+fn read_transform(r: &mut Reader, pd: usize) -> Result<Transform> {
+    let pivot = r.usize("the transform's pivot")?;
+    let k = r.usize("the transform's length")?;
+    if k != 0 && k != pd {
+        return Err(bad(format!(
+            "the transform has {k} columns, D has {pd} (0 or {pd} expected)"
+        )));
+    }
+    if pivot >= pd || (pivot > 0 && k == 0) {
+        return Err(bad(format!(
+            "the transform's pivot {pivot} is not 0 or a column of X"
+        )));
+    }
+    if mul(k, 16)? > r.bytes.len() - r.at {
+        return Err(bad("the transform does not fit in the buffer"));
+    }
+    let shift = r.fs(k, "the transform's shifts")?;
+    let scale = r.fs(k, "the transform's scales")?;
+    let w_log2 = r.f("the transform's weight factor")?;
+    if shift.iter().chain(&[w_log2]).any(|v| !v.is_finite())
+        || scale.iter().any(|&s| !(s.is_finite() && s > 0.0))
+    {
+        return Err(bad(
+            "the transform has a shift, scale or weight factor that is not finite",
+        ));
+    }
+    Ok(Transform {
+        pivot: pivot.checked_sub(1),
+        shift,
+        scale,
+        w_log2,
+    })
 }
 
 fn read_pair(

@@ -7,6 +7,12 @@
 //! released, in the fixed lanes of `model::lanes` on the accumulator's threads; the bytes are
 //! `model::wire`'s versioned layout. The accumulator also carries the moments of lme4's start
 //! (`model::moments`), so a problem built from it has the same start as the in-memory one.
+//!
+//! By default it centres, as the in-memory pass does (`model::transform`): the first batch's
+//! means of y and of X's non-intercept columns are subtracted from every batch's rows (and
+//! columns far from unit size are scaled by powers of two) before they are summed;
+//! accumulators of other shifts convert to these when merged, and the problem restores beta,
+//! sigma, theta, b and the objective of the original rows.
 
 use numpy::{
     PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
@@ -94,12 +100,14 @@ fn fortran<'a>(name: &str, a: &'a PyReadonlyArray2<'_, f64>) -> PyResult<&'a [f6
 
 /// The cross-product of a linear mixed model, accumulated from batches of rows.
 ///
-/// ``Accumulator(n_levels, q, p, threads=0, diagonal=None)``: one random-effects term per entry
-/// of ``n_levels`` (its number of levels) and ``q`` (its number of columns of Z); ``p``
-/// fixed-effect columns; ``threads`` for each ``add`` (0: all cores; the sums do not depend on
-/// it); ``diagonal`` marks uncorrelated terms (default: none). Add batches with ``add``, combine
-/// partial accumulators with ``merge`` (or ``to_bytes`` / ``from_bytes`` across processes) and
-/// fit with ``problem()``.
+/// ``Accumulator(n_levels, q, p, threads=0, diagonal=None, centre=True)``: one random-effects
+/// term per entry of ``n_levels`` (its number of levels) and ``q`` (its number of columns of Z);
+/// ``p`` fixed-effect columns; ``threads`` for each ``add`` (0: all cores; the sums do not
+/// depend on it); ``diagonal`` marks uncorrelated terms (default: none); ``centre`` shifts y and
+/// X's non-intercept columns by the first batch's means (and scales columns far from size 1 by
+/// powers of two) before summing, so that a response of 1e8 + 300 keeps its digits. Add
+/// batches with ``add``, combine partial accumulators with ``merge`` (or ``to_bytes`` /
+/// ``from_bytes`` across processes) and fit with ``problem()``.
 #[pyclass(module = "multilevel._core", name = "Accumulator")]
 pub struct PyAccumulator {
     inner: LaneAccumulator,
@@ -117,13 +125,14 @@ impl PyAccumulator {
 #[pymethods]
 impl PyAccumulator {
     #[new]
-    #[pyo3(signature = (n_levels, q, p, threads=0, diagonal=None))]
+    #[pyo3(signature = (n_levels, q, p, threads=0, diagonal=None, centre=true))]
     fn new(
         n_levels: Vec<usize>,
         q: Vec<usize>,
         p: usize,
         threads: usize,
         diagonal: Option<Vec<bool>>,
+        centre: bool,
     ) -> PyResult<Self> {
         let diagonal = diagonal.unwrap_or_else(|| vec![false; n_levels.len()]);
         if q.len() != n_levels.len() || diagonal.len() != n_levels.len() {
@@ -148,8 +157,10 @@ impl PyAccumulator {
             })
             .collect();
         catch_panic(|| {
+            let mut inner = LaneAccumulator::new(&shapes, p);
+            inner.set_centre(centre)?;
             Ok(PyAccumulator {
-                inner: LaneAccumulator::new(&shapes, p),
+                inner,
                 exec: Exec::new(threads),
             })
         })
@@ -242,6 +253,8 @@ impl PyAccumulator {
 
     /// Adds the rows of another accumulator of the same model (``n_levels``, ``q``,
     /// ``diagonal`` and ``p`` equal). The order of merges changes the sums only by rounding.
+    /// When the other's rows were shifted or scaled differently (each centres on its own first
+    /// batch), its sums are converted to this one's shifts as they are added.
     fn merge(slf: &Bound<'_, Self>, other: &Bound<'_, PyAccumulator>) -> PyResult<()> {
         let py = slf.py();
         if slf.is(other) {
@@ -257,7 +270,7 @@ impl PyAccumulator {
         catch_panic(|| py.detach(|| inner.merge(other)).map_err(PyErr::from))
     }
 
-    /// The accumulator as bytes: ``model/wire.rs``'s layout (version 1, little-endian, a magic
+    /// The accumulator as bytes: ``model/wire.rs``'s layout (version 2, little-endian, a magic
     /// header and a checksum). ``Accumulator.from_bytes`` reads it back; writing what was read
     /// gives the same bytes.
     #[pyo3(name = "to_bytes")]
@@ -355,6 +368,22 @@ impl PyAccumulator {
     #[getter]
     fn diagonal(&self) -> Vec<bool> {
         self.inner.shapes().iter().map(|s| s.diagonal).collect()
+    }
+
+    /// Whether the first batch's means centre the rows (``centre=`` of the constructor).
+    #[getter]
+    fn centre(&self) -> bool {
+        self.inner.first().centre()
+    }
+
+    /// The change of variables of the rows summed: ``(intercept, shift, scale)``, the column
+    /// of X that is the intercept (``None``: nothing shifted), and per column of ``[X, y]``
+    /// its shift (0 for the intercept) and its power-of-two scale; empty lists before the
+    /// first rows of a centring accumulator, and for one that does not centre.
+    #[getter]
+    fn transform(&self) -> (Option<usize>, Vec<f64>, Vec<f64>) {
+        let t = self.inner.first().transform();
+        (t.pivot, t.shift.clone(), t.scale.clone())
     }
 
     /// Number of threads each ``add`` uses.

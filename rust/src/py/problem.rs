@@ -266,7 +266,9 @@ impl PyLmmProblem {
             let exec = Exec::new(threads);
             let inner = rows.with_source(py, |source| {
                 py.detach(|| {
-                    let a = accumulate_with(source, &exec, source.transform())?.finish();
+                    // The transform's column sums run on the fit's threads.
+                    let t = exec.install(|| source.transform());
+                    let a = accumulate_with(source, &exec, t)?.finish();
                     let mut problem = LmmProblem::new(a, &exec)?;
                     problem.set_start(lme4_start(source)?)?;
                     Ok::<_, LmmError>(problem)
