@@ -316,7 +316,10 @@ impl PyAccumulator {
         let problem = catch_panic(|| {
             py.detach(|| {
                 let acc = if reset {
-                    let empty = LaneAccumulator::new(&shapes, p);
+                    // As new: the same shapes and the same centring (its transform is taken
+                    // again from the next first rows).
+                    let mut empty = LaneAccumulator::new(&shapes, p);
+                    empty.set_centre(inner.first().centre())?;
                     std::mem::replace(inner, empty).into_accumulator()
                 } else {
                     inner.collapse().clone()
