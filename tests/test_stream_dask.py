@@ -46,3 +46,14 @@ def test_dask_fitted_and_resid_lazy():
     for k, t in enumerate(ref.design.terms):
         own = own + np.einsum("ij,ij->i", t.Z, fit.b[k][t.codes])
     np.testing.assert_allclose(f.to_numpy(), own, rtol=1e-12, atol=1e-12)
+
+
+def test_dask_categorical_grouping_column():
+    """A pandas categorical column in a Dask frame (known categories): its categories give
+    the levels' order, and the fit is lme4's (sleepstudy REML criterion 1743.6282719599,
+    lme4 1.1-31, to 1e-10). It raised AttributeError (the meta's accessor has no ``known``)."""
+    sleep = ml.datasets.load("sleepstudy")
+    sleep["Subject"] = sleep["Subject"].astype(str).astype("category")
+    fit = ml.lmer("Reaction ~ Days + (Days | Subject)", dd.from_pandas(sleep, npartitions=3))
+    assert fit.objective == pytest.approx(1743.6282719599, rel=1e-10)
+    assert list(fit.ranef["Subject"].index) == list(sleep["Subject"].cat.categories)

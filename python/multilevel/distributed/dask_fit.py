@@ -70,7 +70,8 @@ def fit_dask(
     dictionaries = {
         c: list(ddf._meta[c].cat.categories)
         for c in cols
-        if isinstance(ddf._meta[c].dtype, pd.CategoricalDtype) and ddf._meta[c].cat.known
+        # known categories: the Dask column says so (its meta's pandas accessor cannot)
+        if isinstance(ddf._meta[c].dtype, pd.CategoricalDtype) and ddf[c].cat.known
     }
     _finish_pass1(p, seen, dictionaries)
 
