@@ -7,7 +7,8 @@
   sqrt(c), hence the same criterion, beta and sigma * sqrt(c) at corresponding theta (1e-10,
   1e-9) and the same optimum -- as lme4 (tests/reference/hostile/weights_constant_7.json);
 - chunking: the criterion from an Accumulator fed in random batches equals the in-memory
-  one to 1e-12, and any number of threads gives the same bits.
+  one to 1e-11 (it centres on its first batch's means, so another first batch rounds
+  differently), and any number of threads gives the same bits.
 """
 
 from __future__ import annotations
@@ -147,8 +148,10 @@ def test_batches_give_the_same_criterion(data, formula, cuts, reml):
     )
     theta = np.asarray(direct.theta0) * rng.uniform(0.2, 2.0, direct.n_theta)
     at = streamed.objective(theta, reml)
-    # chunking: the same pass in any number of batches, to 1e-12
-    assert _rel(at, whole.problem().objective(theta, reml), n) <= 1e-12
+    # chunking: the same pass in any number of batches, to 1e-11. The accumulator centres on
+    # its first batch's means, so batches of another first batch round differently (found:
+    # 1.3e-12 at a criterion of -11.9, 12 rows, a 6-row first batch); issue 13 asks 1e-10
+    assert _rel(at, whole.problem().objective(theta, reml), n) <= 1e-11
     # the in-memory problem centres y and X inside its pass (model/transform.rs), the
     # Accumulator does not: the two agree to rounding, 1e-10 (issue 13's bound)
     assert _rel(at, direct.objective(theta, reml), n) <= 1e-10
