@@ -632,25 +632,14 @@ def accumulate_frames(
     in ``p.keep`` when set), with X'X of all the columns (``Pass2.r``), or with ``qr`` the R
     of a QR of X taken in row blocks (R's rank rule; a QR per batch costs more than the rest
     of the pass, so only when X'X leaves the rank in doubt)."""
-    acc, names0, znames0, r = None, None, None, None
-    n_dropped = n_used = 0
-    for label, df in frames:
-        arrays, dropped = batch_arrays(p, df, label)
-        n_dropped += dropped
-        if bar is not None:
-            bar.update(len(df))
-        if arrays is None:
-            continue
-        y, X, names, terms, w, o = arrays
-        if names0 is None:
-            names0, znames0 = names, [nm for _, _, nm in terms]
-            p.z_q = [Z.shape[1] for _, Z, _ in terms]
+    acc, r = None, None
+    batches = DesignedBatches(p)
+    n_used = 0
+    for _, arrays in batches.of(frames, bar):
+        y, X, _, terms, w, o = arrays
+        if acc is None:
             n_x = X.shape[1] if p.keep is None else len(p.keep)
             acc = new_accumulator(p, n_x, threads)
-        elif names != names0 or [nm for _, _, nm in terms] != znames0:
-            raise DataError(
-                f"{label}: the model matrix has columns {names} but the first batch's were {names0}"
-            )
         if qr:
             r = _qr_r(X if r is None else np.vstack([r, X]))
         else:
@@ -662,7 +651,39 @@ def accumulate_frames(
         n_used += len(y)
     if acc is None:
         raise DataError("no rows left after dropping rows with missing values")
-    return Pass2(acc, names0, znames0, r, n_dropped, n_used, gram=not qr)
+    return Pass2(acc, batches.names, batches.z_names, r, batches.n_dropped, n_used, gram=not qr)
+
+
+class DesignedBatches:
+    """Each frame's arrays (:func:`batch_arrays`), batches without complete rows skipped:
+    the first batch's column names (``names``, ``z_names``; ``p.z_q`` set from it) and a
+    DataError naming the batch whose columns differ; ``n_dropped`` counts the rows dropped."""
+
+    def __init__(self, p: StreamPlan):
+        self.p = p
+        self.names: list[str] | None = None
+        self.z_names: list[list[str]] | None = None
+        self.n_dropped = 0
+
+    def of(self, frames: Iterator[tuple[str, pd.DataFrame]], bar: Any = None):
+        for label, df in frames:
+            arrays, dropped = batch_arrays(self.p, df, label)
+            self.n_dropped += dropped
+            if bar is not None:
+                bar.update(len(df))
+            if arrays is None:
+                continue
+            _, _, names, terms, _, _ = arrays
+            z_names = [nm for _, _, nm in terms]
+            if self.names is None:
+                self.names, self.z_names = names, z_names
+                self.p.z_q = [Z.shape[1] for _, Z, _ in terms]
+            elif names != self.names or z_names != self.z_names:
+                raise DataError(
+                    f"{label}: the model matrix has columns {names} but the first batch's "
+                    f"were {self.names}"
+                )
+            yield label, arrays
 
 
 def _qr_r(a: np.ndarray) -> np.ndarray:

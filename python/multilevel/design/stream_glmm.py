@@ -314,26 +314,13 @@ def spill_rows(
 
 def _spill(p, source, fam, folder: Path, progress) -> StreamedGlmmRows:
     spills: list[Spill] = []
-    names0 = znames0 = None
     gram = None
-    n_dropped = n_used = held = 0
+    n_used = held = 0
+    batches = stream.DesignedBatches(p)
     sep = _Separation()
     with stream._bar(source.n_rows, progress, "pass 2 (design)") as bar:
-        for label, df in p.frames(source):
-            arrays, dropped = stream.batch_arrays(p, df, label)
-            n_dropped += dropped
-            bar.update(len(df))
-            if arrays is None:
-                continue
-            y, X, names, terms, w, o = arrays
-            if names0 is None:
-                names0, znames0 = names, [nm for _, _, nm in terms]
-                p.z_q = [Z.shape[1] for _, Z, _ in terms]
-            elif names != names0:
-                raise DataError(
-                    f"{label}: the model matrix has columns {names} but the first batch's "
-                    f"were {names0}"
-                )
+        for label, arrays in batches.of(p.frames(source), bar):
+            y, X, _, terms, w, o = arrays
             with warnings.catch_warnings():
                 warnings.simplefilter("error", fm.ResponseWarning)
                 try:
@@ -367,6 +354,7 @@ def _spill(p, source, fam, folder: Path, progress) -> StreamedGlmmRows:
             n_used += len(y)
     if not spills:
         raise DataError("no rows left after dropping rows with missing values")
+    names0, znames0, n_dropped = batches.names, batches.z_names, batches.n_dropped
     keep = np.arange(len(names0))
     if not gram_full_rank(gram):
         r = None
