@@ -4,11 +4,12 @@ and the words naming the problem, or lme4's numbers from tests/reference/hostile
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import multilevel as ml
 from _hostile import caught, check_lme4, expect_error, reference, sleepstudy, small
-from multilevel.exceptions import DataError, FormulaError, MissingColumnError
+from multilevel.exceptions import DataError, FormulaError, MissingColumnError, RankDeficiencyWarning
 
 F = "y ~ x + (1 | g)"
 ones = np.ones(60)
@@ -170,3 +171,16 @@ def test_formula_offset_in_predictions():
     p0 = fit.predict(ss.iloc[:5], re_form="~0")
     X = np.column_stack([np.ones(5), ss.Days[:5]])
     np.testing.assert_allclose(p0, X @ fit.beta + np.log(ss.Days[:5] + 1), rtol=1e-12)
+
+
+def test_ols_level_seen_only_in_zero_weight_rows_is_aliased():
+    """Found by hypothesis (test_hypothesis_data): a level of x only in zero-weight rows made
+    X singular among the rows fitted (LinAlgError in the sandwich). R's lm fits the
+    positive-weight rows: xb is NA, (Intercept) 1 (R 4.2.2:
+    lm(y ~ x, weights = c(0, 1, 1, 1, 0)) on these rows)."""
+    d = pd.DataFrame({"y": [0.0, 1, 2, 0, 5], "x": list("aaaab"), "g": [0, 1, 0, 1, 0]})
+    w = np.array([0.0, 1, 1, 1, 0])
+    with pytest.warns(RankDeficiencyWarning, match="xb"):
+        fit = ml.ols("y ~ x", d, weights=w, vcov={"CR1": "g"})
+    assert fit.coef.to_dict() == pytest.approx({"(Intercept)": 1.0}, abs=1e-12)
+    assert fit.dropped_columns == ["xb"] and fit.n_zero_weight == 2

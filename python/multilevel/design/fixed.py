@@ -369,6 +369,8 @@ def fixed_arrays(
     all_rows = len(rows) == n_in  # rows is then 0..n-1: no gather needed
     ex = [np.asarray(v.to_numpy() if all_rows else v.to_numpy()[rows]) for v in extra_values]
     n_zero = 0
+    names = list(design.names)
+    dropped_columns = list(getattr(design, "dropped_columns", []))
     if w is not None and np.any(w == 0):
         pos = w > 0  # zero weights: the row does not enter the fit (as in R's lm)
         n_zero = int((~pos).sum())
@@ -381,15 +383,23 @@ def fixed_arrays(
         y, X, w, rows = y[pos], X[pos], w[pos], rows[pos]
         o = None if o is None else o[pos]
         ex = [v[pos] for v in ex]
+        # R's lm.wfit fits the positive-weight rows alone: a column left constant at zero by
+        # the zero-weight rows (a level seen only there) is aliased, as R's NA coefficient
+        from multilevel.design.rank import drop_rank_deficient
+
+        if len(y) > X.shape[1]:  # (too few rows: the caller says so, naming the counts)
+            X, keep, aliased = drop_rank_deficient(np.asfortranarray(X), names, stacklevel=3)
+            names = [names[j] for j in keep.tolist()]
+            dropped_columns = dropped_columns + list(aliased)
     return FixedArrays(
         y=y,
         X=X,
-        names=list(design.names),
+        names=names,
         weights=w,
         extras=ex,
         rows=rows,
         n_dropped=n_in - len(np.asarray(design.rows)),
-        dropped_columns=list(getattr(design, "dropped_columns", [])),
+        dropped_columns=dropped_columns,
         n_zero_weight=n_zero,
         offset=o,
     )
