@@ -213,6 +213,23 @@ def test_sigint_stops_streamed_glmer():
     check_next_fit()
 
 
+def test_streamed_glmer_stops_even_when_python_swallows_sigint():
+    # As the in-memory fit: the core's chained handler sets its flag, which _core.bobyqa and
+    # glmm_working check, whatever Python's handler does (here: nothing).
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(binary_panel(), preserve_index=False)
+    previous = signal.signal(signal.SIGINT, lambda *_: None)
+    try:
+        elapsed = interrupt_after(
+            1.0, lambda: ml.glmer(PANEL, table, family="binomial", batch_rows=20_000)
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert elapsed < LIMIT, f"KeyboardInterrupt {elapsed:.3f} s after SIGINT"
+    check_next_glmer()
+
+
 @pytest.mark.parametrize("fraction", [0.3, 0.6, 0.9])
 def test_sigint_stops_every_stage_of_glmer(panel_problem, fraction):
     # At 30%, 60% and 90% of a whole fit: stage 1 (about the first half), stage 2 and the

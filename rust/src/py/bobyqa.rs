@@ -4,7 +4,8 @@
 //! those of the in-core GLMM fit (`glmm::fit`): NLopt's default steps, each capped by the
 //! caller's `steps` when given. The GIL is held (the objective is Python); an exception
 //! raised by the objective (ctrl-C's `KeyboardInterrupt` included) stops the minimisation at
-//! the next evaluation and is raised again here.
+//! the next evaluation and is raised again here; SIGINT also reaches the core's flag
+//! (`interrupt::Watch`), so the optimiser stops even when Python's handler does not raise.
 
 use pyo3::prelude::*;
 
@@ -66,7 +67,12 @@ pub fn bobyqa(
         }
     };
     let mut solver = Bobyqa::new(n);
+    // ctrl-C as in the core's own fits: the chained handler sets the core's flag, which the
+    // optimiser checks before each evaluation (and glmm_working per lane), whatever Python's
+    // handler does with the signal
+    let watch = crate::py::interrupt::Watch::new();
     let out = solver.minimize_scaled(&mut objective, &mut x, &lower, &upper, &s, &tol);
+    drop(watch);
     if let Some(e) = error {
         exec::clear_interrupt();
         return Err(e);

@@ -169,6 +169,7 @@ pub fn glmm_working<'py>(
         fam,
         mode,
     };
+    crate::exec::check_interrupt()?;
     let exec = Exec::new(threads);
     // Fixed lanes summed in order: the same sums whatever the number of threads.
     let lanes = n.div_ceil(LANE).max(1);
@@ -188,6 +189,8 @@ pub fn glmm_working<'py>(
             }
         })
     });
+    // a ctrl-C during the lanes (the core's flag, set under interrupt::Watch)
+    crate::exec::check_interrupt()?;
     let mut dev = 0.0;
     let mut sums = [0.0; 3];
     for (d, s) in parts {
