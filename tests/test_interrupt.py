@@ -35,6 +35,18 @@ SLEEPSTUDY_REML = 1743.6282719599471
 LIMIT = 0.5  # seconds from the signal to KeyboardInterrupt
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _sigint_handled():
+    """A test run started in the background by a shell without job control inherits SIGINT
+    ignored (POSIX), and an ignored ctrl-C is rightly ignored by the fits too: these tests
+    install Python's own handler for their duration."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 class EndedFirst(Exception):
     """The call returned before the signal was sent."""
 
