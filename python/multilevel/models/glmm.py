@@ -189,7 +189,7 @@ def glmer(
         probabilities of the separated rows are within 1e-8 of 0 or 1 and an infinite
         standard error.
     """
-    from multilevel.design.stream import is_stream_source
+    from multilevel.design.stream_sources import is_stream_source
 
     if is_stream_source(data):
         if _nb_without_theta(family):

@@ -170,10 +170,11 @@ def lmer(
     n_threads = _check_threads(threads)
     _check_options(reml, max_fun)
     check_term_count(formula)
+    from multilevel.design.stream_sources import is_stream_source  # no formula machinery
     from multilevel.inference.sandwich import vcov_alias
 
     vcov = vcov_alias(vcov, "lmer")  # pyfixest's "iid" (model-based) and {"CRV1": column}
-    if _is_stream_source(data):
+    if is_stream_source(data):
         return _lmer_stream(
             formula,
             data,
@@ -222,18 +223,6 @@ def lmer(
     if vcov is not None:
         fit.robust = lmer_robust.vcov_robust(fit, kind, cluster)
     return fit
-
-
-def _is_stream_source(data: Any) -> bool:
-    """``stream.is_stream_source``, without importing the streaming path (and formulaic, which
-    it imports) for the in-memory inputs."""
-    import pandas as pd
-
-    if isinstance(data, (pd.DataFrame, dict)):
-        return False
-    from multilevel.design import stream
-
-    return stream.is_stream_source(data)
 
 
 def _lmer_stream(
