@@ -196,9 +196,8 @@ class StreamedGlmm:
             step_u = [a - c for a, c in zip(u_new, u, strict=True)]
             step_bb = [a - c for a, c in zip(b_new, b, strict=True)]
             max_step = max(
-                [float(np.max(np.abs(step_b)))] if len(step_b) else [0.0],
+                (float(np.max(np.abs(s))) for s in [step_b, *step_u] if s.size), default=0.0
             )
-            max_step = max([max_step] + [float(np.max(np.abs(s))) for s in step_u if s.size])
             whole = max_step < SMALL_STEP
             fac = 1.0
             for _ in range(MAX_HALVINGS):

@@ -27,6 +27,7 @@ from multilevel.design import stream
 from multilevel.design import stream_glmm as sg
 from multilevel.exceptions import FitError
 from multilevel.models.glmm_stream import FD_STEP, STEP_TOL_TIGHT, StreamedGlmm
+from multilevel.results.glmer import StoredGlmmFit
 
 __all__ = ["glmer_stream"]
 
@@ -190,8 +191,6 @@ def _safe(f):
 
 
 def _fit(model: StreamedGlmm, nagq: int):
-    from multilevel.results.glmer import StoredGlmmFit
-
     model.beta = model.glm_start()
     # -2 log-likelihood of the GLM (theta = 0, u = 0: no log det, no penalty), for the LR test
     dev, sums, _ = model.sweep(
@@ -212,7 +211,7 @@ def _fit(model: StreamedGlmm, nagq: int):
     beta1 = model.beta.copy()
     rx = np.asarray(model.state["sol"].vcov_unscaled)
     if nagq == 0:
-        return _stored(model, 0, theta, beta1, value, rx, None, stage1, None, StoredGlmmFit)
+        return _stored(model, 0, theta, beta1, value, rx, None, stage1, None)
     x0 = list(theta) + list(beta1)
     lower2 = lower + [-math.inf] * np_
     steps = [0.1] * nth + [0.2 * min(max(math.sqrt(rx[j, j]), 1e-6), 10.0) for j in range(np_)]
@@ -229,9 +228,7 @@ def _fit(model: StreamedGlmm, nagq: int):
     hess, grad = _hessian(lambda v: _nan_on_failure(stage2_f, v), np.asarray(x))
     value = model.objective(x[:nth], np.asarray(x[nth:]), nagq)
     vcov = _vcov(model, hess, nth, np_, x)
-    return _stored(
-        model, nagq, x[:nth], x[nth:], value, vcov, (hess, grad), stage1, stage2, StoredGlmmFit
-    )
+    return _stored(model, nagq, x[:nth], x[nth:], value, vcov, (hess, grad), stage1, stage2)
 
 
 def _nan_on_failure(f, v) -> float:
@@ -280,12 +277,12 @@ def _vcov(model: StreamedGlmm, hess: np.ndarray, nth: int, np_: int, x) -> np.nd
         return np.asarray(acc.problem().solution(list(x[:nth]), False).vcov_unscaled)
 
 
-def _stored(model, nagq, theta, beta, value, vcov, hg, stage1, stage2, cls):
+def _stored(model, nagq, theta, beta, value, vcov, hg, stage1, stage2) -> StoredGlmmFit:
     s = model.state
     acc = s["acc"]
     condvar = [np.asarray(c) for c in acc.problem().condvar(list(s["theta"]))]
     hess, grad = (np.empty((0, 0)), np.empty(0)) if hg is None else hg
-    res = cls(
+    res = StoredGlmmFit(
         nagq=nagq,
         theta=np.asarray(theta, float),
         beta=np.asarray(beta, float),
