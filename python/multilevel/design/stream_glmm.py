@@ -36,11 +36,12 @@ from multilevel.design.rank import drop_rank_deficient
 from multilevel.exceptions import DataError, FormulaError
 from multilevel.formula import expr_variables, parse
 
+# The in-memory glmer's reading of its formula extras (cbind(), offset(), scale()), reused
+# batch by batch
+from multilevel.models.glmm import _CBIND, _OFFSET, _SCALE, _eval, _split_args
+
 __all__ = ["Spill", "StreamedGlmmRows", "spill_rows"]
 
-_CBIND = re.compile(r"^\s*cbind\((?P<args>.*)\)\s*~(?P<rhs>.*)$", re.S)
-_OFFSET = re.compile(r"\+\s*offset\((?P<expr>[^()]*(\([^()]*\))?[^()]*)\)")
-_SCALE = re.compile(r"\bscale\(\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\)")
 RESPONSE, WEIGHTS, OFFSET = "__ml_y__", "__ml_w__", "__ml_o__"
 
 
@@ -60,18 +61,6 @@ class GlmmFrame:
     # values (as the in-memory glmer), filled by scale_stats before the first pass
     scales: dict[str, tuple[str, float, float]] = field(default_factory=dict)
     renamed: dict[str, str] = field(default_factory=dict)
-
-
-def _split_args(text: str) -> list[str]:
-    from multilevel.models.glmm import _split_args
-
-    return _split_args(text)
-
-
-def _eval(expr: str, df: pd.DataFrame) -> np.ndarray:
-    from multilevel.models.glmm import _eval
-
-    return _eval(expr, df)
 
 
 def glmm_frame(formula: str, fam: fm.Family, weights: Any, offset: Any) -> GlmmFrame:
